@@ -1,0 +1,116 @@
+// The engine's public surface. Everything the VS Code layer (src/vscode/) may use from src/engine/ is
+// declared here; nothing in src/engine/ imports 'vscode'.
+
+export type DeviceSetting = 'auto' | 'cuda' | 'cpu';
+
+export interface EngineOptions {
+  /** Folder with manifest.json (docs/model-format.md). */
+  modelDir: string;
+  device: DeviceSetting;
+  /** Budget for the KV cache of all documents together, in bytes. */
+  kvBudgetBytes: number;
+  /** ORT intra-op threads; 0 = ORT default. */
+  threads?: number;
+}
+
+/** A snippet of another open file, offered as extra context. */
+export interface ContextSnippet {
+  path: string;
+  text: string;
+}
+
+export interface CompletionRequest {
+  /** Stable id of the document (its URI string). The KV cache is kept per docId. */
+  docId: string;
+  languageId: string;
+  /** Text before the cursor (the engine may keep only its tail). */
+  prefix: string;
+  /** Text after the cursor (the engine may keep only its head). */
+  suffix: string;
+  context: ContextSnippet[];
+  maxTokens: number;
+  /** false: stop at the end of the line. */
+  multiline: boolean;
+  /** Wall-clock budget for the whole request; the engine returns what it has when it runs out. */
+  timeBudgetMs: number;
+}
+
+export type StopReason =
+  | 'eos' | 'newline' | 'max-tokens' | 'time-budget' | 'indent' | 'bracket' | 'suffix-overlap'
+  | 'repetition' | 'cancelled' | 'error' | 'empty';
+
+export interface RequestTrace {
+  requestId: number;
+  docId: string;
+  /** Tokens of the prompt found already in the document's cache. */
+  reusedTokens: number;
+  /** Prompt tokens that had to be computed for this request. */
+  prefillTokens: number;
+  generatedTokens: number;
+  prefillMs: number;
+  decodeMs: number;
+  totalMs: number;
+  stopReason: StopReason;
+  /** Why there is no suggestion, in words for the user, when text is empty. */
+  noSuggestionReason?: string;
+  /** Budget actions taken to admit this request's tokens. */
+  budgetActions: string[];
+}
+
+export interface CompletionResult {
+  text: string;
+  trace: RequestTrace;
+}
+
+export interface DocumentMemory {
+  docId: string;
+  tokens: number;
+  bytes: number;
+  /** Tokens held by each expert (index = expert id). */
+  expertTokens: number[];
+  lastUsed: number;
+}
+
+export interface MemoryReport {
+  usedBytes: number;
+  budgetBytes: number;
+  device: 'cuda' | 'cpu' | 'none';
+  /** Why the requested device is not in use (e.g. the CUDA provider failed to load), if so. */
+  deviceNote?: string;
+  modelName: string;
+  docs: DocumentMemory[];
+  /** Share of cached tokens per expert over all documents and layers. */
+  expertShares: number[];
+  /** perLayerShares[l][e]: share of layer l's cached tokens held by expert e. */
+  perLayerShares: number[][];
+  /** Bytes one token takes at full KV (all layers, expert 0), for context. */
+  fullBytesPerToken: number;
+}
+
+export type EngineState =
+  | { kind: 'loading' }
+  | { kind: 'ready'; device: 'cuda' | 'cpu'; deviceNote?: string }
+  | { kind: 'failed'; reason: string }
+  | { kind: 'restarting'; reason: string };
+
+/**
+ * What src/engine/client.ts's `EngineClient` implements: a handle on the engine running off the extension
+ * host's thread (worker thread), restarted when it crashes. Every method is safe to call in any state; while
+ * the engine is not ready, complete() resolves to an empty result whose trace says why.
+ */
+export interface Engine {
+  readonly state: EngineState;
+  /** Fires on every state change and after every request (memory may have changed). */
+  onDidChange(listener: (state: EngineState) => void): { dispose(): void };
+  complete(req: CompletionRequest, signal?: AbortSignal): Promise<CompletionResult>;
+  /** Fill the document's cache in the background (file opened or focused); cancels on a newer request. */
+  prefill(docId: string, languageId: string, prefix: string, suffix: string): Promise<void>;
+  setBudget(bytes: number): Promise<MemoryReport>;
+  setDevice(device: DeviceSetting): Promise<EngineState>;
+  closeDocument(docId: string): Promise<void>;
+  clearCaches(): Promise<void>;
+  memory(): Promise<MemoryReport>;
+  /** Last request's trace (for "Why No Suggestion?"). */
+  lastTrace(): RequestTrace | undefined;
+  dispose(): Promise<void>;
+}
