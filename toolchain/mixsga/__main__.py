@@ -1,0 +1,49 @@
+"""`python -m mixsga <command> ...`: one subcommand per stage of the pipeline.
+
+Each command lives in its own module, which defines `register(subparsers)`; the module is imported only when
+the CLI starts, so a broken optional dependency of one stage does not break the others.
+"""
+import argparse
+import importlib
+import sys
+
+from mixsga.errors import UserError
+
+# module name -> one-line help. Order = pipeline order.
+COMMANDS = [
+    "corpus",      # collect licence-filtered source files
+    "shards",      # tokenize a corpus into uint16 token shards
+    "convert",     # HF Llama checkpoint -> mixSGA checkpoint
+    "train",       # dense pretraining or mixSGA continued pretraining
+    "eval_ppl",    # held-out perplexity vs KV budget (mixSGA and baselines)
+    "eval_code",   # HumanEval / infilling / MultiPL-E pass@1
+    "export",      # checkpoint -> ONNX model folder with manifest
+    "fixture",     # tiny random model + test vectors for the TypeScript engine
+    "model_card",  # docs/model-card.md and plots from eval results
+]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m mixsga", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"mixsga.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"mixsga.{name}":
+                continue  # stage not present in this build
+            raise
+        module.register(sub)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
