@@ -1,0 +1,121 @@
+// Memory panel charts, drawn as plain SVG (no libraries, no remote resources; CSP allows only this script).
+(function () {
+  const vscode = acquireVsCodeApi();
+  const NS = 'http://www.w3.org/2000/svg';
+  const $ = (id) => document.getElementById(id);
+  const MB = 1024 * 1024;
+  const fmtMb = (b) => (b / MB).toFixed(2) + ' MB';
+  const HEADS = [4, 2, 1];
+  const expertName = (e) => 'E' + e + (HEADS[e] ? ' (' + HEADS[e] + ' KV)' : '');
+
+  function el(parent, tag, attrs, text) {
+    const n = document.createElementNS(NS, tag);
+    for (const k in attrs) n.setAttribute(k, String(attrs[k]));
+    if (text !== undefined) n.textContent = text;
+    parent.appendChild(n);
+    return n;
+  }
+  function reset(svg, height) {
+    while (svg.firstChild) svg.removeChild(svg.firstChild);
+    svg.setAttribute('viewBox', '0 0 760 ' + height);
+    svg.setAttribute('height', String(height));
+  }
+  function empty(svg, msg) {
+    reset(svg, 30);
+    el(svg, 'text', { x: 4, y: 20, class: 'empty' }, msg);
+  }
+
+  /** Horizontal bars; rows = [{label, value, parts?: number[]}], parts drawn stacked by expert. */
+  function hbars(svg, rows, max, fmt, budget) {
+    if (!rows.length) return empty(svg, 'nothing cached yet');
+    const rowH = 22, left = 190, width = 500;
+    reset(svg, rows.length * rowH + 26);
+    const scale = max > 0 ? width / max : 0;
+    rows.forEach((r, i) => {
+      const y = i * rowH + 4;
+      el(svg, 'text', { x: 0, y: y + 13 }, r.label.length > 28 ? '…' + r.label.slice(-27) : r.label);
+      if (r.parts) {
+        let x = left;
+        const total = r.parts.reduce((a, b) => a + b, 0) || 1;
+        r.parts.forEach((p, e) => {
+          const w = (p / total) * r.value * scale;
+          el(svg, 'rect', { x, y, width: Math.max(0, w), height: rowH - 6, class: 'e' + Math.min(e, 3) });
+          x += w;
+        });
+      } else {
+        el(svg, 'rect', { x: left, y, width: Math.max(0, r.value * scale), height: rowH - 6, class: 'bar' });
+      }
+      el(svg, 'text', { x: left + r.value * scale + 6, y: y + 13 }, fmt(r.value));
+    });
+    const axisY = rows.length * rowH + 4;
+    el(svg, 'line', { x1: left, y1: axisY, x2: left + width, y2: axisY, class: 'axis' });
+    if (budget) {
+      const bx = left + budget * scale;
+      el(svg, 'line', { x1: bx, y1: 0, x2: bx, y2: axisY, class: 'budget' });
+      el(svg, 'text', { x: Math.min(bx + 4, 700), y: axisY + 16 }, 'budget');
+    }
+  }
+
+  /** One 100% stacked bar per row of shares (per layer). */
+  function stacked(svg, rows) {
+    if (!rows.length) return empty(svg, 'no routing data yet');
+    const rowH = 20, left = 80, width = 560;
+    reset(svg, rows.length * rowH + 30);
+    rows.forEach((shares, l) => {
+      const y = l * rowH + 4;
+      el(svg, 'text', { x: 0, y: y + 12 }, 'layer ' + l);
+      let x = left;
+      shares.forEach((s, e) => {
+        el(svg, 'rect', { x, y, width: Math.max(0, s * width), height: rowH - 5, class: 'e' + Math.min(e, 3) });
+        x += s * width;
+      });
+    });
+    const ly = rows.length * rowH + 20;
+    (rows[0] || []).forEach((_, e) => {
+      el(svg, 'rect', { x: left + e * 120, y: ly - 10, width: 10, height: 10, class: 'e' + Math.min(e, 3) });
+      el(svg, 'text', { x: left + e * 120 + 14, y: ly }, expertName(e));
+    });
+  }
+
+  function histogram(svg, bucketsMs, counts) {
+    const total = counts.reduce((a, b) => a + b, 0);
+    if (!total) return empty(svg, 'no requests yet');
+    const h = 120, barW = 70, top = Math.max(...counts);
+    reset(svg, h + 40);
+    counts.forEach((c, i) => {
+      const bh = (c / top) * h;
+      const x = i * (barW + 12);
+      el(svg, 'rect', { x, y: h - bh + 10, width: barW, height: bh, class: 'bar' });
+      el(svg, 'text', { x: x + 4, y: h - bh + 6 }, String(c));
+      const label = bucketsMs[i] === null ? '> ' + bucketsMs[i - 1] + ' ms' : '≤ ' + bucketsMs[i] + ' ms';
+      el(svg, 'text', { x, y: h + 26 }, label);
+    });
+  }
+
+  function render(m) {
+    const r = m.report;
+    const q = m.requests;
+    if (!r) {
+      $('summary').textContent = 'engine ' + m.state;
+      ['usage', 'docs', 'experts', 'layers'].forEach((id) => empty($(id), 'engine ' + m.state));
+    } else {
+      $('summary').textContent = fmtMb(r.usedBytes) + ' of ' + fmtMb(r.budgetBytes) + ' · ' + r.device.toUpperCase() +
+        (r.deviceNote ? ' (' + r.deviceNote + ')' : '') + ' · model ' + r.modelName + ' · ' + q.total + ' requests, ' +
+        q.served + ' served, ' + q.cacheHits + ' from typing-along';
+      hbars($('usage'), [{ label: 'all documents', value: r.usedBytes, parts: r.expertShares }], Math.max(r.budgetBytes, r.usedBytes), fmtMb, r.budgetBytes);
+      const docs = r.docs.slice().sort((a, b) => b.bytes - a.bytes).slice(0, 20).map((d) => ({
+        label: decodeURIComponent(d.docId.split('/').pop() || d.docId) + ' · ' + d.tokens + ' tok', value: d.bytes, parts: d.expertTokens,
+      }));
+      hbars($('docs'), docs, Math.max(1, ...docs.map((d) => d.value)), fmtMb);
+      const experts = r.expertShares.map((s, e) => ({ label: expertName(e), value: s }));
+      hbars($('experts'), experts, 1, (v) => (v * 100).toFixed(1) + '%');
+      stacked($('layers'), r.perLayerShares);
+    }
+    histogram($('latency'), m.latency.bucketsMs, m.latency.counts);
+  }
+
+  window.addEventListener('message', (e) => { if (e.data && e.data.type === 'update') render(e.data); });
+  $('clear').addEventListener('click', () => vscode.postMessage({ type: 'clear' }));
+  $('budget').addEventListener('click', () => vscode.postMessage({ type: 'budget' }));
+  vscode.postMessage({ type: 'ready' });
+})();

@@ -1,0 +1,162 @@
+// Owns the engine's lifecycle for the extension: starts it (with a progress notification), restarts it when the
+// model folder changes, forwards budget/device settings, and reports a failure once instead of on every keystroke.
+import * as vscode from 'vscode';
+import type { Engine, EngineOptions, EngineState } from '../engine/api';
+import { modelFolderProblem, resolveModelDir } from './modelPath';
+import type { Settings } from './settings';
+
+export type HostState = EngineState | { kind: 'stopped' };
+
+export type EngineFactory = (opts: EngineOptions) => Promise<Engine>;
+
+export const MB = 1024 * 1024;
+
+export class EngineHost implements vscode.Disposable {
+  private engine: Engine | undefined;
+  private engineSub: { dispose(): void } | undefined;
+  private failure: string | undefined;
+  private reportedFailure: string | undefined;
+  private generation = 0;
+  private readonly emitter = new vscode.EventEmitter<HostState>();
+  /** Engine state changes and "memory may have changed" after requests. */
+  readonly onDidChange = this.emitter.event;
+  private readonly disposables: vscode.Disposable[] = [];
+
+  constructor(
+    private readonly extensionPath: string,
+    private readonly settings: Settings,
+    private readonly log: vscode.LogOutputChannel,
+    private readonly factory: EngineFactory,
+  ) {
+    this.disposables.push(
+      settings.onDidChange(({ changed }) => {
+        if (changed.includes('modelPath')) void this.restart('model path changed');
+        else {
+          if (changed.includes('kvBudgetMB')) void this.applyBudget();
+          if (changed.includes('device')) void this.applyDevice();
+        }
+      }),
+    );
+  }
+
+  get current(): Engine | undefined {
+    return this.engine;
+  }
+
+  get state(): HostState {
+    if (this.engine) return this.engine.state;
+    if (this.failure) return { kind: 'failed', reason: this.failure };
+    return { kind: 'stopped' };
+  }
+
+  get ready(): boolean {
+    return this.engine?.state.kind === 'ready';
+  }
+
+  async start(): Promise<void> {
+    const gen = ++this.generation;
+    const s = this.settings.current;
+    const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+    const model = resolveModelDir(this.extensionPath, s.modelPath, folder);
+    this.failure = undefined;
+    const problem = modelFolderProblem(model.dir);
+    if (problem) return this.fail(gen, problem);
+    this.emitter.fire({ kind: 'loading' });
+    this.log.info(`loading model (${model.source}) from ${model.dir}, device ${s.device}, budget ${s.kvBudgetMB} MB`);
+    const t0 = Date.now();
+    await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: 'mixSGA: loading the completion model…' },
+      async () => {
+        try {
+          const engine = await this.factory({ modelDir: model.dir, device: s.device, kvBudgetBytes: s.kvBudgetMB * MB });
+          if (gen !== this.generation) {
+            await engine.dispose(); // superseded by a newer start while loading
+            return;
+          }
+          this.engine = engine;
+          this.engineSub = engine.onDidChange((st) => {
+            if (st.kind === 'failed') this.reportOnce(st.reason);
+            this.emitter.fire(st);
+          });
+          this.log.info(`engine ${engine.state.kind} in ${Date.now() - t0} ms`);
+          if (engine.state.kind === 'failed') this.reportOnce(engine.state.reason);
+          this.emitter.fire(engine.state);
+        } catch (e) {
+          this.fail(gen, e instanceof Error ? e.message : String(e));
+        }
+      },
+    );
+  }
+
+  async restart(why: string): Promise<void> {
+    this.log.info(`restarting engine: ${why}`);
+    await this.stop();
+    await this.start();
+  }
+
+  private async stop(): Promise<void> {
+    this.generation++;
+    const e = this.engine;
+    this.engine = undefined;
+    this.engineSub?.dispose();
+    this.engineSub = undefined;
+    if (e) await e.dispose().catch((err) => this.log.warn(`engine dispose: ${String(err)}`));
+    this.emitter.fire({ kind: 'stopped' });
+  }
+
+  private fail(gen: number, reason: string): void {
+    if (gen !== this.generation) return;
+    this.failure = reason;
+    this.log.error(`engine failed: ${reason}`);
+    this.reportOnce(reason);
+    this.emitter.fire({ kind: 'failed', reason });
+  }
+
+  /** One message per distinct failure: a broken model folder must not spam a toast per keystroke. */
+  private reportOnce(reason: string): void {
+    if (this.reportedFailure === reason) return;
+    this.reportedFailure = reason;
+    void vscode.window
+      .showErrorMessage(`mixSGA: completions are off — ${reason}`, 'Open Settings', 'Show Log')
+      .then((pick) => {
+        if (pick === 'Open Settings') void vscode.commands.executeCommand('workbench.action.openSettings', 'mixsga.modelPath');
+        if (pick === 'Show Log') this.log.show(true);
+      });
+  }
+
+  /** Tell listeners that memory may have changed (after a request or cache clear). */
+  notifyChanged(): void {
+    this.emitter.fire(this.state);
+  }
+
+  private async applyBudget(): Promise<void> {
+    const mb = this.settings.current.kvBudgetMB;
+    if (!this.engine) return;
+    try {
+      const r = await this.engine.setBudget(mb * MB);
+      this.log.info(`KV budget set to ${mb} MB (used ${(r.usedBytes / MB).toFixed(2)} MB)`);
+    } catch (e) {
+      this.log.error(`setBudget failed: ${String(e)}`);
+    }
+    this.notifyChanged();
+  }
+
+  private async applyDevice(): Promise<void> {
+    const d = this.settings.current.device;
+    if (!this.engine) return;
+    try {
+      const st = await this.engine.setDevice(d);
+      this.log.info(`device setting ${d} → ${st.kind === 'ready' ? st.device : st.kind}`);
+      if (st.kind === 'ready' && st.deviceNote) void vscode.window.showWarningMessage(`mixSGA: ${st.deviceNote}`);
+    } catch (e) {
+      this.log.error(`setDevice failed: ${String(e)}`);
+    }
+    this.notifyChanged();
+  }
+
+  dispose(): void {
+    void this.stop();
+    for (const d of this.disposables) d.dispose();
+    this.emitter.dispose();
+  }
+}

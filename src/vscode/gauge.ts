@@ -1,0 +1,116 @@
+// Status-bar memory gauge: "$(database) 12.3/64 MB · CPU". Click opens the memory panel.
+import * as vscode from 'vscode';
+import type { MemoryReport } from '../engine/api';
+import type { EngineHost } from './engineHost';
+import { budgetMb, expertLabel, mb, pct } from './format';
+import type { Settings } from './settings';
+
+const REFRESH_MIN_INTERVAL_MS = 200;
+
+export class Gauge implements vscode.Disposable {
+  private readonly item = vscode.window.createStatusBarItem('mixsga.gauge', vscode.StatusBarAlignment.Right, 100);
+  private readonly subs: vscode.Disposable[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private lastRefresh = 0;
+  /** Last report, for tests and the panel. */
+  report: MemoryReport | undefined;
+
+  constructor(
+    private readonly host: EngineHost,
+    private readonly settings: Settings,
+  ) {
+    this.item.name = 'mixSGA KV memory';
+    this.item.command = 'mixsga.showMemoryReport';
+    this.subs.push(host.onDidChange(() => this.schedule()), settings.onDidChange(() => this.schedule()));
+    this.render();
+    this.item.show();
+  }
+
+  /** Coalesce bursts of change events: at most one memory() call per interval. */
+  private schedule(): void {
+    if (this.timer) return;
+    const wait = Math.max(0, this.lastRefresh + REFRESH_MIN_INTERVAL_MS - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.lastRefresh = Date.now();
+      void this.refresh();
+    }, wait);
+  }
+
+  async refresh(): Promise<void> {
+    const engine = this.host.current;
+    if (engine && engine.state.kind === 'ready') {
+      try {
+        this.report = await engine.memory();
+      } catch {
+        this.report = undefined;
+      }
+    }
+    this.render();
+  }
+
+  private render(): void {
+    const st = this.host.state;
+    const off = !this.settings.current.enabled;
+    this.item.backgroundColor = undefined;
+    if (st.kind === 'loading' || st.kind === 'restarting') {
+      this.item.text = '$(loading~spin) mixSGA';
+      this.item.tooltip = st.kind === 'loading' ? 'mixSGA: loading the model…' : `mixSGA: restarting (${st.reason})`;
+      return;
+    }
+    if (st.kind === 'failed' || st.kind === 'stopped') {
+      this.item.text = '$(error) mixSGA';
+      this.item.tooltip = st.kind === 'failed' ? `mixSGA: not available — ${st.reason}` : 'mixSGA: engine stopped';
+      this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
+      return;
+    }
+    const r = this.report;
+    const budget = r?.budgetBytes ?? this.settings.current.kvBudgetMB * 1024 * 1024;
+    const used = r?.usedBytes ?? 0;
+    const device = (r?.device ?? st.device).toUpperCase();
+    this.item.text = `${off ? '$(circle-slash)' : '$(database)'} ${mb(used)}/${budgetMb(budget)} MB · ${device}`;
+    if (budget > 0 && used >= 0.9 * budget) this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
+    this.item.tooltip = tooltip(r, off, st.deviceNote);
+  }
+
+  dispose(): void {
+    if (this.timer) clearTimeout(this.timer);
+    for (const s of this.subs) s.dispose();
+    this.item.dispose();
+  }
+}
+
+function tooltip(r: MemoryReport | undefined, off: boolean, deviceNote?: string): vscode.MarkdownString {
+  const md = new vscode.MarkdownString(undefined, true);
+  md.isTrusted = { enabledCommands: ['mixsga.showMemoryReport', 'mixsga.setKvBudget'] };
+  md.appendMarkdown(`**mixSGA KV cache**${off ? ' — completions off' : ''}\n\n`);
+  if (!r) return md.appendMarkdown('No memory report yet.');
+  md.appendMarkdown(`${mb(r.usedBytes)} of ${budgetMb(r.budgetBytes)} MB used (${pct(r.budgetBytes ? r.usedBytes / r.budgetBytes : 0)}) · model \`${r.modelName}\` on ${r.device.toUpperCase()}\n\n`);
+  const note = r.deviceNote ?? deviceNote;
+  if (note) md.appendMarkdown(`$(warning) ${escape(note)}\n\n`);
+  if (r.expertShares.length) {
+    md.appendMarkdown('| expert | token share |\n|---|---|\n');
+    r.expertShares.forEach((s, e) => md.appendMarkdown(`| ${expertLabel(e)} | ${pct(s)} |\n`));
+    md.appendMarkdown('\n');
+  }
+  const docs = [...r.docs].sort((a, b) => b.bytes - a.bytes).slice(0, 8);
+  if (docs.length) {
+    md.appendMarkdown('| document | tokens | MB |\n|---|---|---|\n');
+    for (const d of docs) md.appendMarkdown(`| ${escape(shortName(d.docId))} | ${d.tokens} | ${mb(d.bytes)} |\n`);
+  }
+  md.appendMarkdown('\n[Memory report](command:mixsga.showMemoryReport) · [Set budget](command:mixsga.setKvBudget)');
+  return md;
+}
+
+function shortName(docId: string): string {
+  try {
+    const p = vscode.Uri.parse(docId).path;
+    return p.slice(p.lastIndexOf('/') + 1) || docId;
+  } catch {
+    return docId;
+  }
+}
+
+function escape(s: string): string {
+  return s.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, '\\$&');
+}

@@ -1,0 +1,35 @@
+// "Why No Suggestion?": the last request's trace in words.
+import type { HostState } from './engineHost';
+import type { ProviderTrace } from './stats';
+
+export function describeTrace(t: ProviderTrace | undefined, state: HostState): string {
+  const lines: string[] = [];
+  if (!t) {
+    lines.push(state.kind === 'ready' ? 'No completion has been requested yet.' : `No request yet; the engine is ${state.kind}.`);
+    if (state.kind === 'failed') lines.push(`Reason: ${state.reason}`);
+    return lines.join('\n');
+  }
+  const ago = Math.round((Date.now() - t.at) / 1000);
+  const head: Record<ProviderTrace['outcome'], string> = {
+    shown: 'The last request produced a suggestion',
+    cached: 'The last suggestion was served from the typing-along cache',
+    empty: 'The model produced no usable text',
+    skipped: 'No request was sent',
+    cancelled: 'The request was cancelled',
+    error: 'The request failed',
+  };
+  lines.push(`${head[t.outcome]} (${ago} s ago)${t.reason ? `: ${t.reason}` : ''}.`);
+  lines.push(`Document: ${t.docId}`);
+  lines.push(`Debounce ${t.debounceMs} ms; ${t.waitMs} ms from keystroke to answer.`);
+  const e = t.engine;
+  if (e) {
+    lines.push(
+      `Engine request #${e.requestId}: stopped by ${e.stopReason}; ${e.reusedTokens} prompt tokens reused from the KV cache, ` +
+        `${e.prefillTokens} computed (${e.prefillMs.toFixed(0)} ms), ${e.generatedTokens} generated (${e.decodeMs.toFixed(0)} ms), ` +
+        `${e.totalMs.toFixed(0)} ms in total.`,
+    );
+    if (e.noSuggestionReason) lines.push(`Engine: ${e.noSuggestionReason}`);
+    lines.push(e.budgetActions.length ? `Budget actions: ${e.budgetActions.join('; ')}` : 'Budget actions: none needed.');
+  }
+  return lines.join('\n');
+}
