@@ -1,0 +1,212 @@
+// THE place the KV budget is enforced. One budget in bytes covers the caches of all documents.
+//
+// Invariant (checked by assertInvariant; on in tests and when MIXSGA_DEBUG=1):
+//     Σ_docs DocCache.bytes() + reserved ≤ budget        at every moment between operations.
+//
+// Routing happens inside the graph, so before a model run we reserve the worst case for the chunk (every new
+// token at expert 0 in every layer, see kvStore.fullTokenBytes) and after the run commit() appends the actual
+// K/V and releases the reservation (actual ≤ reserved). To make room for a reservation, admit() in order:
+//   1. steers route_bias so new tokens go to coarser experts as the cache fills (routeBias),
+//   2. demotes the lowest-importance tokens one expert coarser (importance = the token's router score for the
+//      expert it currently sits in; lowest first, across all documents),
+//   3. evicts least-recently-used other documents,
+//   4. windows the current document: keeps its first `sink` positions and the most recent ones, dropping the
+//      oldest in between (kept tokens keep their positions: RoPE is already applied).
+import { LRUCache } from 'lru-cache';
+import { DocCache, KvShape, ChunkKv, entryBytes, fullTokenBytes } from './kvStore';
+
+export interface BudgetOptions {
+  /** Positions always kept by windowing (attention sinks). */
+  sink?: number;
+  /** Fill fraction from which route_bias starts favouring coarser experts. */
+  steerFrom?: number;
+  /** Check the invariant after every operation (throws on violation). */
+  debug?: boolean;
+}
+
+export class BudgetError extends Error {}
+
+export class KvBudget {
+  private readonly lru: LRUCache<string, DocCache>;
+  private readonly lastUsed = new Map<string, number>();
+  private reserved = 0;
+  private pendingActions: string[] = [];
+  readonly sink: number;
+  readonly steerFrom: number;
+  debug: boolean;
+
+  constructor(readonly shape: KvShape, private budget: number, opts: BudgetOptions = {}) {
+    this.sink = opts.sink ?? 4;
+    this.steerFrom = opts.steerFrom ?? 0.7;
+    this.debug = opts.debug ?? process.env.MIXSGA_DEBUG === '1';
+    // lru-cache gives the recency order and a dispose hook. Its own maxSize eviction is not used: document sizes
+    // change in place (append/demote) and the policy above must demote before it evicts.
+    this.lru = new LRUCache<string, DocCache>({
+      max: 100_000,
+      dispose: (_doc, id, reason) => {
+        this.lastUsed.delete(id);
+        if (reason === 'evict' || reason === 'delete') this.pendingActions.push(`evicted ${id}`);
+      },
+    });
+  }
+
+  get budgetBytes(): number { return this.budget; }
+  get reservedBytes(): number { return this.reserved; }
+  /** Bytes of all caches plus the open reservation. */
+  used(): number {
+    let b = this.reserved;
+    for (const d of this.lru.values()) b += d.bytes();
+    return b;
+  }
+  docIds(): string[] { return [...this.lru.keys()]; }
+  peek(id: string): DocCache | undefined { return this.lru.peek(id); }
+  lastUsedAt(id: string): number { return this.lastUsed.get(id) ?? 0; }
+
+  /** The document's cache, created if needed, marked most recently used. */
+  touch(id: string): DocCache {
+    let d = this.lru.get(id);
+    if (!d) { d = new DocCache(this.shape); this.lru.set(id, d); }
+    this.lastUsed.set(id, Date.now());
+    return d;
+  }
+
+  /** Largest chunk admit() can ever satisfy for one document (all else evicted, windowed to the sinks). */
+  maxChunk(): number {
+    const sinkBytes = this.sink * fullTokenBytes(this.shape);
+    return Math.max(0, Math.floor((this.budget - sinkBytes) / fullTokenBytes(this.shape)));
+  }
+
+  /**
+   * Step 1: route_bias (float32 [E]) added to the router logits. Zero below `steerFrom` of the budget; above it,
+   * a bias growing linearly with the fill level and with the expert index pushes new tokens to coarser experts.
+   */
+  routeBias(newTokens: number): Float32Array {
+    const E = this.shape.heads.length;
+    const fill = (this.used() + newTokens * fullTokenBytes(this.shape)) / Math.max(1, this.budget);
+    const bias = new Float32Array(E);
+    if (fill <= this.steerFrom) return bias;
+    const strength = Math.min(8, ((fill - this.steerFrom) / Math.max(1e-6, 1 - this.steerFrom)) * 4);
+    for (let e = 0; e < E; e++) bias[e] = strength * e;
+    return bias;
+  }
+
+  /**
+   * Reserves room for `n` new tokens of document `id`, freeing bytes by steps 2–4. Returns the reservation size
+   * and the actions taken; throws BudgetError when even step 4 cannot make room (n > maxChunk()).
+   */
+  admit(id: string, n: number): { reserved: number; actions: string[] } {
+    const need = n * fullTokenBytes(this.shape);
+    this.pendingActions = [];
+    const doc = this.touch(id);
+    const deficit = () => this.used() + need - this.budget;
+    if (deficit() > 0) this.demoteLowest(deficit());
+    for (const other of [...this.lru.rkeys()]) {
+      if (deficit() <= 0) break;
+      if (other !== id) this.lru.delete(other); // dispose records the eviction
+    }
+    if (deficit() > 0) this.windowDoc(id, doc, deficit());
+    if (deficit() > 0) {
+      this.check();
+      throw new BudgetError(`KV budget ${this.budget} B too small for ${n} new tokens (need ${need} B beyond ${this.sink} sink tokens)`);
+    }
+    this.reserved += need;
+    this.check();
+    return { reserved: need, actions: this.pendingActions.splice(0) };
+  }
+
+  /** Appends a run's K/V to the document and releases its reservation. */
+  commit(id: string, reservation: number, ids: ArrayLike<number>, kv: ChunkKv): void {
+    this.reserved -= reservation;
+    const doc = this.lru.peek(id);
+    if (doc) doc.append(ids, kv); // the document may have been closed meanwhile
+    this.check();
+  }
+
+  /** Releases a reservation without appending (run failed or was cancelled). */
+  release(reservation: number): void {
+    this.reserved -= reservation;
+    this.check();
+  }
+
+  truncate(id: string, n: number): void {
+    this.lru.peek(id)?.truncate(n);
+    this.check();
+  }
+
+  /** Changes the budget and shrinks the caches to fit: demote, evict LRU, window the most recent document. */
+  setBudget(bytes: number): string[] {
+    this.budget = Math.max(0, Math.floor(bytes));
+    this.pendingActions = [];
+    const over = () => this.used() - this.budget;
+    if (over() > 0) this.demoteLowest(over());
+    const ids = [...this.lru.rkeys()];
+    for (const id of ids.slice(0, -1)) { if (over() <= 0) break; this.lru.delete(id); }
+    const mru = ids[ids.length - 1];
+    if (over() > 0 && mru !== undefined) this.windowDoc(mru, this.lru.peek(mru)!, over());
+    if (over() > 0 && mru !== undefined) this.lru.delete(mru); // budget below even the sink tokens
+    this.check();
+    return this.pendingActions.splice(0);
+  }
+
+  close(id: string): void { this.lru.delete(id); this.pendingActions = []; this.check(); }
+  clear(): void { this.lru.clear(); this.pendingActions = []; this.check(); }
+
+  /** Step 2: demote lowest-score entries one expert coarser until `deficit` bytes are freed or none is left. */
+  private demoteLowest(deficit: number): void {
+    const E = this.shape.heads.length;
+    let freedTotal = 0, passes = 0;
+    while (freedTotal < deficit && passes++ < E) {
+      type Cand = { doc: DocCache; l: number; e: number; slot: number; score: number };
+      const cands: Cand[] = [];
+      for (const doc of this.lru.values()) doc.segs.forEach((row, l) => row.forEach((s, e) => {
+        if (e === E - 1) return;
+        for (let i = 0; i < s.n; i++) cands.push({ doc, l, e, slot: i, score: s.scores[i * E + e] });
+      }));
+      if (cands.length === 0) break;
+      cands.sort((a, b) => a.score - b.score);
+      const chosen = new Map<string, { doc: DocCache; l: number; e: number; slots: number[] }>();
+      const docKey = new Map<DocCache, number>();
+      let planned = 0, count = 0;
+      for (const c of cands) {
+        if (freedTotal + planned >= deficit) break;
+        if (!docKey.has(c.doc)) docKey.set(c.doc, docKey.size);
+        const key = `${docKey.get(c.doc)}:${c.l}:${c.e}`;
+        let g = chosen.get(key);
+        if (!g) chosen.set(key, (g = { doc: c.doc, l: c.l, e: c.e, slots: [] }));
+        g.slots.push(c.slot);
+        planned += entryBytes(this.shape, c.e) - entryBytes(this.shape, c.e + 1);
+        count++;
+      }
+      for (const g of chosen.values()) freedTotal += g.doc.demote(g.l, g.e, g.slots, g.e + 1);
+      this.pendingActions.push(`demoted ${count} token-layers (${freedTotal} B)`);
+    }
+  }
+
+  /** Step 4: drop the oldest non-sink positions of `doc` until `deficit` bytes are freed (or only sinks remain). */
+  private windowDoc(id: string, doc: DocCache, deficit: number): void {
+    const freedAt = new Map<number, number>(); // position -> bytes its entries hold
+    doc.segs.forEach((row) => row.forEach((s, e) => {
+      const b = entryBytes(this.shape, e);
+      for (let i = 0; i < s.n; i++) if (s.pos[i] >= this.sink) freedAt.set(s.pos[i], (freedAt.get(s.pos[i]) ?? 0) + b);
+    }));
+    const positions = [...freedAt.keys()].sort((a, b) => a - b);
+    let freed = 0, keepFrom = this.sink;
+    for (const p of positions) {
+      if (freed >= deficit) break;
+      freed += freedAt.get(p)!;
+      keepFrom = p + 1;
+    }
+    if (keepFrom > this.sink) {
+      doc.window(this.sink, keepFrom);
+      this.pendingActions.push(`windowed ${id}: dropped positions ${this.sink}..${keepFrom - 1}`);
+    }
+  }
+
+  private check(): void { if (this.debug) this.assertInvariant(); }
+
+  assertInvariant(): void {
+    const u = this.used();
+    if (u > this.budget) throw new Error(`KV budget invariant violated: ${u} B held > ${this.budget} B budget`);
+    if (this.reserved < 0) throw new Error(`negative reservation ${this.reserved}`);
+  }
+}

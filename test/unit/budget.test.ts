@@ -1,0 +1,105 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { KvBudget } from '../../src/engine/budget';
+import { KvShape, fullTokenBytes } from '../../src/engine/kvStore';
+import { synthChunk, rng } from './synth';
+
+const shape: KvShape = { layers: 2, heads: [4, 2, 1], headDim: 8, dtype: 'float32' };
+const full = fullTokenBytes(shape);
+
+type Op =
+  | { t: 'type'; doc: number; n: number; route: number }
+  | { t: 'edit'; doc: number; keep: number }
+  | { t: 'switch'; doc: number }
+  | { t: 'close'; doc: number }
+  | { t: 'budget'; tokens: number };
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 6, arbitrary: fc.record({ t: fc.constant('type' as const), doc: fc.nat(3), n: fc.integer({ min: 1, max: 40 }), route: fc.nat(3) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('edit' as const), doc: fc.nat(3), keep: fc.double({ min: 0, max: 1, noNaN: true }) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('switch' as const), doc: fc.nat(3) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('close' as const), doc: fc.nat(3) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('budget' as const), tokens: fc.integer({ min: 0, max: 120 }) }) },
+);
+
+function run(ops: Op[], budgetTokens: number, seed: number) {
+  const r = rng(seed);
+  const b = new KvBudget(shape, budgetTokens * full, { sink: 2, debug: true });
+  const ok = () => assert.ok(b.used() <= b.budgetBytes, `${b.used()} > ${b.budgetBytes}`);
+  for (const op of ops) {
+    const id = `doc${op.doc}`;
+    switch (op.t) {
+      case 'type': {
+        let left = op.n;
+        while (left > 0) {
+          const n = Math.min(left, b.maxChunk());
+          if (n === 0) break; // budget below one token + sinks: nothing can be cached
+          const bias = b.routeBias(n);
+          assert.equal(bias.length, 3);
+          const { reserved } = b.admit(id, n);
+          ok();
+          // route 3 = "follow the bias": coarsest when steering is on (exercises step 1)
+          const { ids, kv } = synthChunk(shape, n, r, op.route === 3 ? () => (bias[2] > 0 ? 2 : 0) : () => op.route % 3);
+          b.commit(id, reserved, ids, kv);
+          ok();
+          left -= n;
+        }
+        break;
+      }
+      case 'edit': {
+        const d = b.peek(id);
+        if (d) b.truncate(id, Math.floor(d.nIds * op.keep));
+        break;
+      }
+      case 'switch': b.touch(id); break;
+      case 'close': b.close(id); break;
+      case 'budget': b.setBudget(op.tokens * full); break;
+    }
+    ok();
+    assert.equal(b.reservedBytes, 0);
+  }
+}
+
+test('budget invariant: bytes held ≤ budget after every operation (randomized sequences)', () => {
+  fc.assert(fc.property(fc.array(opArb, { minLength: 1, maxLength: 60 }), fc.integer({ min: 3, max: 100 }), fc.nat(),
+    (ops, budgetTokens, seed) => run(ops, budgetTokens, seed + 1)), { numRuns: 300 });
+});
+
+test('admission order: demote first, then evict other documents, then window the current one', () => {
+  const r = rng(9);
+  const b = new KvBudget(shape, 30 * full, { sink: 2, debug: true });
+  const add = (id: string, n: number, e = 0) => {
+    const { reserved, actions } = b.admit(id, n);
+    const { ids, kv } = synthChunk(shape, n, r, () => e);
+    b.commit(id, reserved, ids, kv);
+    return actions;
+  };
+  assert.deepEqual(add('a', 10), []);
+  assert.deepEqual(add('b', 10), []);
+  const acts = add('b', 10); // fits exactly
+  assert.deepEqual(acts, []);
+  const acts2 = add('b', 5);
+  assert.match(acts2[0], /^demoted/);
+  assert.ok(!acts2.some((a) => a.startsWith('evicted')));
+  // keep adding: all gets demoted to the coarsest, then 'a' is evicted, then 'b' windowed
+  const all: string[] = [];
+  for (let i = 0; i < 12; i++) all.push(...add('b', 10));
+  const firstEvict = all.findIndex((a) => a === 'evicted a');
+  const firstWindow = all.findIndex((a) => a.startsWith('windowed b'));
+  assert.ok(firstEvict >= 0 && firstWindow > firstEvict, all.join('\n'));
+  assert.equal(b.peek('a'), undefined);
+  const doc = b.peek('b')!;
+  const pos = doc.segs[0].flatMap((s) => Array.from(s.pos.subarray(0, s.n))).sort((x, y) => x - y);
+  assert.deepEqual(pos.slice(0, 2), [0, 1], 'sink positions kept');
+  assert.equal(pos[pos.length - 1], doc.nIds - 1, 'most recent kept');
+});
+
+test('route bias: zero when roomy, coarser-favouring when near the limit', () => {
+  const b = new KvBudget(shape, 100 * full, { debug: true });
+  assert.deepEqual(Array.from(b.routeBias(10)), [0, 0, 0]);
+  const bias = b.routeBias(95);
+  assert.ok(bias[0] === 0 && bias[1] > 0 && bias[2] > bias[1]);
+  assert.throws(() => b.admit('x', 200), /too small/);
+  assert.equal(b.used(), 0);
+});
