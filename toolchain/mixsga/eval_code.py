@@ -1,0 +1,397 @@
+"""`eval_code`: pass@1 (greedy) on HumanEval, HumanEval-infilling and MultiPL-E HumanEval TS/JS by execution.
+
+    python -m mixsga eval_code --model models/<name>            # ONNX model folder (manifest.json)
+    python -m mixsga eval_code --model runs/<ckpt-dir>          # PyTorch checkpoint (mixsga.generate)
+    python -m mixsga eval_code --canonical --sets single        # harness self-check: reference middles
+
+A model is used through the `Completer` protocol: `complete(prefix, suffix, max_new_tokens, stop) -> str`, greedy,
+returning the generated text cut at the first stop string (and at EOS / any FIM special token). `suffix == ""`
+means left-to-right completion. `load_completer(path)` picks the implementation.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from mixsga import code_tasks
+from mixsga.code_tasks import CodeTask, truncate_at_stops
+from mixsga.errors import UserError
+
+STUB_MARK = "MIXSGA_STUB"
+JS_STUB = f"  throw new Error('{STUB_MARK}: no reference solution');\n}}\n"
+
+
+@runtime_checkable
+class Completer(Protocol):
+    def complete(self, prefix: str, suffix: str, max_new_tokens: int, stop: list[str]) -> str:
+        """Greedy completion of the text between prefix and suffix (suffix "" = left to right)."""
+        ...
+
+
+# ----------------------------------------------------------------------------------------------- ONNX completer
+
+class OnnxCompleter:
+    """Greedy decoding with an ONNX model folder (docs/model-format.md), onnxruntime CPU execution provider.
+
+    KV cache: per layer l and expert e a [1, H_e, T_le, D] key and value array. After every call the chunk's
+    full-resolution `new_key.{l}` / `new_value.{l}` ([1, H, S, D]) are pooled, token by token, to the expert the
+    token was routed to (`route.{l}`): expert e with group size g keeps the mean of each adjacent group of g heads
+    (heads [j*g, (j+1)*g) -> pooled head j), which is appended to that expert's cache. Positions are absolute
+    (0 .. T-1 over the whole prompt + generation).
+
+    Prompt: BOS (if the manifest says add_bos), then
+      FIM, SPM order (default):  <fim_suffix> suffix <fim_prefix> prefix <fim_middle>
+      FIM, PSM order:            <fim_prefix> prefix <fim_suffix> suffix <fim_middle>
+      left to right:             prefix            (when suffix == "" or the manifest has "fim": null)
+    with the special tokens' ids taken from the manifest. FIM text segments are encoded WITHOUT the
+    SentencePiece dummy-prefix space ("▁" the Llama normalizer prepends to every encoded string); a
+    left-to-right prefix is encoded as a file start, with it. (`fim_dummy_prefix=True` keeps it in segments.)
+    If the prompt does not fit max_position_embeddings together with max_new_tokens, the prefix loses tokens at
+    its start and (FIM) the suffix at its end (the suffix keeps at most a quarter of the room).
+    """
+
+    def __init__(self, model_dir, variant: str = "cpu", threads: int = 0, chunk_size: int | None = None,
+                 route_bias=None, ordering: str = "spm", fim_dummy_prefix: bool = False,
+                 verify_files: bool = True):
+        import numpy as np
+        try:
+            import onnxruntime as ort
+            import tokenizers
+        except ImportError as e:
+            raise UserError(f"the ONNX completer needs onnxruntime and tokenizers: {e}") from None
+        self.np = np
+        self.dir = Path(model_dir)
+        mpath = self.dir / "manifest.json"
+        try:
+            m = json.loads(mpath.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"{mpath}: cannot read manifest: {e}") from None
+        if m.get("format") != "mixsga-onnx" or m.get("format_version") != 1:
+            raise UserError(f"{mpath}: unknown format {m.get('format')!r} version {m.get('format_version')!r}")
+        self.manifest = m
+        if verify_files:
+            for fname, digest in (m.get("files") or {}).items():
+                f = self.dir / fname
+                if not f.is_file():
+                    raise UserError(f"{self.dir}: file listed in manifest is missing: {fname}")
+                h = hashlib.sha256()
+                with open(f, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(block)
+                if h.hexdigest() != digest:
+                    raise UserError(f"{self.dir}: sha256 mismatch for {fname}")
+        a = m["architecture"]
+        self.L, self.H, self.D = int(a["num_layers"]), int(a["num_kv_heads"]), int(a["head_dim"])
+        self.max_pos = int(a.get("max_position_embeddings", 2048))
+        self.experts = [(int(x["group_size"]), int(x["kv_heads"])) for x in m["experts"]]
+        self.E = len(self.experts)
+        for g, he in self.experts:
+            if g * he != self.H:
+                raise UserError(f"{mpath}: expert group_size {g} x kv_heads {he} != num_kv_heads {self.H}")
+        if variant not in m.get("variants", {}):
+            raise UserError(f"{mpath}: no variant {variant!r} (have {', '.join(m.get('variants', {}))})")
+        var = m["variants"][variant]
+        self.kv_dtype = {"float32": np.float32, "float16": np.float16}[var["kv_dtype"]]
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = threads
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if variant == "cuda" else \
+            ["CPUExecutionProvider"]
+        self.sess = ort.InferenceSession(str(self.dir / var["file"]), so, providers=providers)
+        have = {i.name for i in self.sess.get_inputs()}
+        need = {"input_ids", "position_ids", "route_bias"} | {
+            f"past_{kv}.{l}.{e}" for kv in ("key", "value") for l in range(self.L) for e in range(self.E)}
+        if need - have:
+            raise UserError(f"{var['file']}: graph lacks inputs {sorted(need - have)[:6]}")
+        self.out_names = ["logits"] + [f"{n}.{l}" for l in range(self.L) for n in ("new_key", "new_value", "route")]
+        self.route_bias = np.zeros(self.E, np.float32) if route_bias is None else \
+            np.asarray(route_bias, np.float32).reshape(self.E)
+
+        t = m["tokenizer"]
+        self.tok = tokenizers.Tokenizer.from_file(str(self.dir / t["file"]))
+        self.bos_id, self.eos_id = t.get("bos_id"), t.get("eos_id")
+        self.add_bos = bool(t.get("add_bos", True))
+        self.fim = m.get("fim")
+        if ordering not in ("spm", "psm"):
+            raise UserError(f"unknown FIM ordering {ordering!r}")
+        if self.fim and ordering not in self.fim.get("orderings", ["psm", "spm"]):
+            ordering = self.fim["orderings"][0]
+        self.ordering = ordering
+        self.fim_dummy_prefix = fim_dummy_prefix
+        self.stop_ids = {self.eos_id} if self.eos_id is not None else set()
+        if self.fim:
+            self.stop_ids |= {self.fim[k] for k in ("prefix_id", "middle_id", "suffix_id", "pad_id", "file_sep_id")
+                              if self.fim.get(k) is not None}
+        self.chunk_size = chunk_size
+        # Newline anchor: encode("\n" + s) minus encode("\n") = s without the dummy prefix; decoding
+        # [anchor] + ids keeps a generated token's leading space (the decoder strips one at text start).
+        self._nl_ids = self.tok.encode("\n", add_special_tokens=False).ids
+        self._anchor = self._nl_ids[-1:] if self._nl_ids and \
+            self.tok.decode(self._nl_ids[-1:], skip_special_tokens=False) == "\n" else []
+        self.last = {}
+
+    # -- tokenization
+    def encode_segment(self, text: str) -> list[int]:
+        if not text:
+            return []
+        if self.fim_dummy_prefix:
+            return self.tok.encode(text, add_special_tokens=False).ids
+        ids = self.tok.encode("\n" + text, add_special_tokens=False).ids
+        n = len(self._nl_ids)
+        if n and ids[:n] == self._nl_ids:
+            return ids[n:]
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        if self._anchor:
+            return self.tok.decode(self._anchor + list(ids), skip_special_tokens=False)[1:]
+        return self.tok.decode(list(ids), skip_special_tokens=False)
+
+    def prompt_ids(self, prefix: str, suffix: str, max_new_tokens: int) -> list[int]:
+        room = max(self.max_pos - max_new_tokens - 5, 16)
+        head = [self.bos_id] if self.add_bos and self.bos_id is not None else []
+        if not suffix or not self.fim:
+            p = self.tok.encode(prefix, add_special_tokens=False).ids if prefix else []
+            return head + p[-room:]
+        p, s = self.encode_segment(prefix), self.encode_segment(suffix)
+        if len(p) + len(s) > room:
+            s = s[:max(room // 4, room - len(p))]
+            p = p[-(room - len(s)):] if room > len(s) else []
+        f = self.fim
+        if self.ordering == "spm":
+            return head + [f["suffix_id"]] + s + [f["prefix_id"]] + p + [f["middle_id"]]
+        return head + [f["prefix_id"]] + p + [f["suffix_id"]] + s + [f["middle_id"]]
+
+    # -- model
+    def new_cache(self):
+        np = self.np
+        return [[(np.zeros((1, he, 0, self.D), self.kv_dtype), np.zeros((1, he, 0, self.D), self.kv_dtype))
+                 for (_g, he) in self.experts] for _l in range(self.L)]
+
+    def forward(self, ids: list[int], cache, pos0: int):
+        """Feed one chunk; updates `cache` in place; returns the last position's logits [V]."""
+        np = self.np
+        S = len(ids)
+        feeds = {"input_ids": np.asarray([ids], np.int64),
+                 "position_ids": np.arange(pos0, pos0 + S, dtype=np.int64)[None, :],
+                 "route_bias": self.route_bias}
+        for l in range(self.L):
+            for e in range(self.E):
+                feeds[f"past_key.{l}.{e}"], feeds[f"past_value.{l}.{e}"] = cache[l][e]
+        outs = dict(zip(self.out_names, self.sess.run(self.out_names, feeds)))
+        for l in range(self.L):
+            nk, nv = outs[f"new_key.{l}"][0], outs[f"new_value.{l}"][0]      # [H, S, D]
+            route = outs[f"route.{l}"].reshape(S)
+            for e, (g, he) in enumerate(self.experts):
+                sel = np.nonzero(route == e)[0]
+                if sel.size == 0:
+                    continue
+                pk = nk[:, sel, :].astype(np.float32).reshape(he, g, sel.size, self.D).mean(axis=1)
+                pv = nv[:, sel, :].astype(np.float32).reshape(he, g, sel.size, self.D).mean(axis=1)
+                k, v = cache[l][e]
+                cache[l][e] = (np.concatenate([k, pk[None].astype(self.kv_dtype)], axis=2),
+                               np.concatenate([v, pv[None].astype(self.kv_dtype)], axis=2))
+        return outs["logits"].reshape(-1)
+
+    def complete(self, prefix: str, suffix: str, max_new_tokens: int, stop: list[str]) -> str:
+        np = self.np
+        ids = self.prompt_ids(prefix, suffix, max_new_tokens)
+        cache, pos = self.new_cache(), 0
+        step = self.chunk_size or len(ids)
+        t0 = time.monotonic()
+        for i in range(0, len(ids), step):
+            chunk = ids[i:i + step]
+            logits = self.forward(chunk, cache, pos)
+            pos += len(chunk)
+        t1 = time.monotonic()
+        gen: list[int] = []
+        text, reason = "", "max-tokens"
+        while len(gen) < max_new_tokens:
+            nxt = int(np.argmax(logits))
+            if nxt in self.stop_ids:
+                reason = "eos" if nxt == self.eos_id else "fim-token"
+                break
+            gen.append(nxt)
+            text = self.decode(gen)
+            if stop and any(s and s in text for s in stop):
+                text, reason = truncate_at_stops(text, stop), "stop"
+                break
+            if len(gen) >= max_new_tokens:
+                break
+            if pos >= self.max_pos:
+                reason = "context"
+                break
+            logits = self.forward([nxt], cache, pos)
+            pos += 1
+        self.last = {"prompt_tokens": len(ids), "generated_tokens": len(gen), "stop_reason": reason,
+                     "generated_ids": gen, "prefill_s": t1 - t0, "decode_s": time.monotonic() - t1}
+        return text
+
+
+# ----------------------------------------------------------------------------------------------- other completers
+
+class CanonicalCompleter:
+    """Returns the reference middle / body of the task with this (prefix, suffix); for tasks without a reference
+    (MultiPL-E) a stub body that throws, so the run checks that the harness reaches the candidate code."""
+
+    def __init__(self, tasks):
+        self.table = {(t.prefix, t.suffix): t.canonical for t in tasks}
+
+    def complete(self, prefix: str, suffix: str, max_new_tokens: int, stop: list[str]) -> str:
+        ref = self.table.get((prefix, suffix))
+        return JS_STUB if ref is None else ref
+
+
+def load_completer(path, **onnx_kwargs) -> Completer:
+    """A folder with manifest.json -> OnnxCompleter; any other directory -> mixsga.generate.TorchCompleter
+    (a PyTorch checkpoint), if that module exists."""
+    p = Path(path)
+    if (p / "manifest.json").is_file():
+        return OnnxCompleter(p, **onnx_kwargs)
+    if not p.is_dir():
+        raise UserError(f"--model {path}: not a directory (expected an ONNX model folder or a checkpoint dir)")
+    try:
+        from mixsga import generate
+    except ModuleNotFoundError as e:
+        if e.name == "mixsga.generate":
+            raise UserError(f"--model {path}: no manifest.json (not an ONNX model folder) and the PyTorch "
+                            f"completer (mixsga.generate) is not available in this build") from None
+        raise
+    if not hasattr(generate, "TorchCompleter"):
+        raise UserError("mixsga.generate has no TorchCompleter")
+    return generate.TorchCompleter(p)
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+
+def completer_stop(task: CodeTask) -> list[str]:
+    """Stop strings handed to the completer: the task's, plus a newline for single-line infilling."""
+    return list(task.stop) + (["\n"] if task.single_line else [])
+
+
+def evaluate(completer: Completer, tasks: list[CodeTask], *, timeout: float = 20.0, workers: int | None = None,
+             max_new_tokens: int | None = None, progress=None, canonical: bool = False) -> dict:
+    """Generate for every task (sequentially) while running finished programs in the sandbox pool."""
+    from mixsga.sandbox import Sandbox
+
+    records, futures = [], []
+    t_start = time.monotonic()
+    with Sandbox(timeout=timeout, workers=workers) as sb:
+        for i, t in enumerate(tasks):
+            g0 = time.monotonic()
+            raw = completer.complete(t.prefix, t.suffix, max_new_tokens or t.max_new_tokens, completer_stop(t))
+            gen_s = time.monotonic() - g0
+            comp = t.postprocess(raw)
+            rec = {"set": t.set_name, "task_id": t.task_id, "lang": t.lang, "completion": comp,
+                   "raw_completion": raw, "gen_s": round(gen_s, 4)}
+            extra = getattr(completer, "last", None)
+            if extra:
+                rec.update({k: extra[k] for k in ("prompt_tokens", "generated_tokens", "stop_reason") if k in extra})
+            records.append(rec)
+            futures.append(sb.submit(t.lang, t.program(comp)))
+            if progress:
+                progress(i + 1, len(tasks))
+        for rec, f in zip(records, futures):
+            r = f.result()
+            rec.update({"status": r.status, "returncode": r.returncode, "exec_s": round(r.seconds, 3),
+                        "stderr_tail": r.stderr_tail[-600:] if r.status != "passed" else ""})
+            if STUB_MARK in rec["completion"] and STUB_MARK in r.stderr_tail:
+                rec["stub_reached"] = True
+    return {"tasks": records, "sets": summarize(records, tasks), "wall_s": round(time.monotonic() - t_start, 2)}
+
+
+def summarize(records, tasks) -> dict:
+    has_ref = {}
+    for t in tasks:
+        has_ref[t.set_name] = t.canonical is not None
+    out = {}
+    for rec in records:
+        s = out.setdefault(rec["set"], {"n": 0, "passed": 0, "failed": 0, "timeout": 0})
+        s["n"] += 1
+        s[rec["status"]] += 1
+        if not has_ref[rec["set"]] and rec.get("stub_reached"):
+            s["stub_reached"] = s.get("stub_reached", 0) + 1
+    for s in out.values():
+        s["pass@1"] = s["passed"] / s["n"] if s["n"] else 0.0
+    return out
+
+
+def format_table(sets: dict) -> str:
+    lines = [f"{'set':<11} {'n':>5} {'passed':>7} {'failed':>7} {'timeout':>7} {'pass@1':>8}"]
+    for name, s in sets.items():
+        line = f"{name:<11} {s['n']:>5} {s['passed']:>7} {s['failed']:>7} {s['timeout']:>7} {s['pass@1']:>8.2%}"
+        if "stub_reached" in s:
+            line += f"   (stub reached {s['stub_reached']}/{s['n']})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    if bool(args.model) == bool(args.canonical):
+        raise UserError("give exactly one of --model PATH or --canonical")
+    names = code_tasks.parse_sets(args.sets)
+    eval_dir = args.eval_dir or code_tasks.default_eval_dir()
+    tasks = []
+    for name in names:
+        ts = code_tasks.load_set(name, eval_dir, subset=args.multi_subset if name == "multi" else None,
+                                 seed=args.seed)
+        if args.limit is not None:
+            ts = ts[:args.limit]
+        tasks.extend(ts)
+    if args.canonical:
+        completer = CanonicalCompleter(tasks)
+        model_desc = "canonical"
+    else:
+        rb = [float(x) for x in args.route_bias.split(",")] if args.route_bias else None
+        completer = load_completer(args.model, variant=args.variant, threads=args.threads, route_bias=rb) \
+            if (Path(args.model) / "manifest.json").is_file() else load_completer(args.model)
+        model_desc = str(args.model)
+
+    def progress(i, n):
+        if i % 50 == 0 or i == n:
+            print(f"  generated {i}/{n}", file=sys.stderr, flush=True)
+
+    res = evaluate(completer, tasks, timeout=args.timeout, workers=args.workers,
+                   max_new_tokens=args.max_new_tokens, progress=progress, canonical=args.canonical)
+    res = {"model": model_desc, "config": {
+        "sets": names, "limit": args.limit, "multi_subset": args.multi_subset, "seed": args.seed,
+        "timeout_s": args.timeout, "max_new_tokens": args.max_new_tokens, "eval_dir": str(eval_dir),
+        "route_bias": args.route_bias, "decoding": "greedy", "js_note":
+            "JS HumanEval_51_remove_vowels: raw newline in a test string literal repaired (escaped); 161 tasks"},
+        **res}
+    print(format_table(res["sets"]))
+    print(f"wall time {res['wall_s']:.1f} s")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def register(subparsers):
+    p = subparsers.add_parser("eval_code", help="HumanEval / infilling / MultiPL-E pass@1 by execution",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="ONNX model folder (with manifest.json) or PyTorch checkpoint directory")
+    p.add_argument("--canonical", action="store_true",
+                   help="use the reference solutions (harness self-check; MultiPL-E: a throwing stub)")
+    p.add_argument("--sets", default=",".join(code_tasks.DEFAULT_SETS),
+                   help=f"comma list of {', '.join(code_tasks.SETS)} (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=None, help="first N tasks of each set")
+    p.add_argument("--multi-subset", type=int, default=None,
+                   help="evaluate a fixed seeded random subset of N multi-line infilling tasks")
+    p.add_argument("--seed", type=int, default=1234, help="seed of --multi-subset (default %(default)s)")
+    p.add_argument("--out", help="write results JSON (per-task outcomes) here")
+    p.add_argument("--eval-dir", default=None,
+                   help="evaluation data folder (default: $MIXSGA_EVAL_DIR or <repo>/../shared/eval)")
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds per test program (default %(default)s)")
+    p.add_argument("--workers", type=int, default=None, help="parallel test programs (default: CPU count)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="override the per-set generation limit")
+    p.add_argument("--variant", default="cpu", help="ONNX variant from the manifest (default %(default)s)")
+    p.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0 = default)")
+    p.add_argument("--route-bias", default=None, help="comma list, one per expert (ONNX models)")
+    p.set_defaults(func=run)
