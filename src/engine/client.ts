@@ -1,0 +1,226 @@
+// EngineClient: the extension host's handle on the engine worker (dist/worker.js next to the bundle). Talks to it
+// with request ids, supersedes stale requests, and restarts a crashed worker with bounded retries and backoff.
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type {
+  CompletionRequest, CompletionResult, DeviceSetting, Engine, EngineOptions, EngineState, MemoryReport, RequestTrace,
+} from './api';
+import type { Call, FromWorker, ToWorker } from './protocol';
+
+export interface EngineStartOptions extends EngineOptions {
+  /** Path of the bundled worker; default: worker.js next to this bundle. */
+  workerPath?: string;
+  /** Enables the worker's crash hook (tests only). */
+  testHooks?: boolean;
+  /** Restart delays; their count bounds the retries before `failed`. */
+  restartBackoffMs?: number[];
+}
+
+interface Pending { call: Call; resolve: (v: unknown) => void; reject: (e: Error) => void }
+
+const emptyTrace = (requestId: number, docId: string, reason: string, stop: RequestTrace['stopReason'] = 'error'): RequestTrace => ({
+  requestId, docId, reusedTokens: 0, prefillTokens: 0, generatedTokens: 0, prefillMs: 0, decodeMs: 0, totalMs: 0,
+  stopReason: stop, noSuggestionReason: reason, budgetActions: [],
+});
+
+export class EngineClient implements Engine {
+  private _state: EngineState = { kind: 'loading' };
+  private worker?: Worker;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly listeners = new Set<(s: EngineState) => void>();
+  private last?: RequestTrace;
+  private lastComplete?: number;
+  private attempts = 0;
+  private readyAt = 0;
+  private disposed = false;
+  private restartTimer?: NodeJS.Timeout;
+  private readyWaiters: (() => void)[] = [];
+
+  private constructor(private opts: EngineStartOptions) {}
+
+  /** Starts the worker and waits until it is ready or has failed; never throws for a bad model folder. */
+  static async start(opts: EngineStartOptions): Promise<EngineClient> {
+    const c = new EngineClient(opts);
+    await c.spawn();
+    return c;
+  }
+
+  get state(): EngineState { return this._state; }
+
+  onDidChange(listener: (state: EngineState) => void): { dispose(): void } {
+    this.listeners.add(listener);
+    return { dispose: () => this.listeners.delete(listener) };
+  }
+
+  private setState(s: EngineState): void {
+    this._state = s;
+    for (const l of [...this.listeners]) { try { l(s); } catch { /* a listener's bug is not ours */ } }
+  }
+
+  private workerPath(): string { return this.opts.workerPath ?? path.join(__dirname, 'worker.js'); }
+
+  /** Spawns a worker; resolves once it reports ready or failure (or dies). */
+  private spawn(): Promise<void> {
+    return new Promise((resolve) => {
+      let settled = false;
+      const settle = () => { if (!settled) { settled = true; resolve(); } };
+      const w = new Worker(this.workerPath(), {
+        workerData: { modelDir: this.opts.modelDir, device: this.opts.device, kvBudgetBytes: this.opts.kvBudgetBytes,
+          threads: this.opts.threads, testHooks: this.opts.testHooks },
+      });
+      this.worker = w;
+      w.on('message', (m: FromWorker) => {
+        if (m.type === 'ready') {
+          this.readyAt = Date.now();
+          this.setState({ kind: 'ready', device: m.device, ...(m.deviceNote ? { deviceNote: m.deviceNote } : {}) });
+          this.readyWaiters.splice(0).forEach((f) => f());
+          settle();
+        } else if (m.type === 'initError') {
+          // A bad model folder does not get better by restarting.
+          this.worker = undefined;
+          void w.terminate();
+          this.setState({ kind: 'failed', reason: m.reason });
+          this.failPending(m.reason);
+          settle();
+        } else if (m.type === 'result') {
+          const p = this.pending.get(m.id);
+          if (!p) return;
+          this.pending.delete(m.id);
+          if (m.ok) p.resolve(m.value); else p.reject(new Error(m.error));
+        }
+      });
+      w.on('error', (e) => this.onCrash(w, `engine worker crashed: ${e.message}`));
+      w.on('exit', (code) => { this.onCrash(w, `engine worker exited (code ${code})`); settle(); });
+    });
+  }
+
+  private onCrash(w: Worker, reason: string): void {
+    if (this.worker !== w || this.disposed) return; // already handled, or an intended stop
+    this.worker = undefined;
+    void w.terminate();
+    this.failPending(reason);
+    // A worker that ran a while before dying starts a fresh retry series.
+    if (this.readyAt && Date.now() - this.readyAt > 60_000) this.attempts = 0;
+    const backoff = this.opts.restartBackoffMs ?? [250, 1000, 4000];
+    if (this.attempts >= backoff.length) {
+      this.setState({ kind: 'failed', reason: `${reason}; gave up after ${backoff.length} restarts` });
+      return;
+    }
+    const delay = backoff[this.attempts++];
+    this.setState({ kind: 'restarting', reason });
+    this.restartTimer = setTimeout(() => { if (!this.disposed) void this.spawn(); }, delay);
+  }
+
+  /** Settles every in-flight call as if the engine were unavailable. */
+  private failPending(reason: string): void {
+    for (const [id, p] of this.pending) { this.pending.delete(id); p.resolve(this.fallback(id, p.call, reason)); }
+  }
+
+  private fallback(id: number, call: Call, reason: string): unknown {
+    if (call.method === 'complete') {
+      const r: CompletionResult = { text: '', trace: emptyTrace(id, call.req.docId, reason) };
+      this.last = r.trace;
+      return r;
+    }
+    if (call.method === 'memory' || call.method === 'setBudget') {
+      return { usedBytes: 0, budgetBytes: call.method === 'setBudget' ? call.bytes : this.opts.kvBudgetBytes, device: 'none',
+        deviceNote: reason, modelName: '', docs: [], expertShares: [], perLayerShares: [], fullBytesPerToken: 0 } satisfies MemoryReport;
+    }
+    return undefined;
+  }
+
+  private notReadyReason(): string | undefined {
+    const s = this._state;
+    if (s.kind === 'ready') return undefined;
+    if (s.kind === 'loading') return 'the engine is still loading the model';
+    return s.kind === 'failed' ? `the engine failed: ${s.reason}` : `the engine is restarting (${s.reason})`;
+  }
+
+  private call<T>(call: Call, id = this.nextId++): Promise<T> {
+    const why = this.notReadyReason();
+    if (why || !this.worker) return Promise.resolve(this.fallback(id, call, why ?? 'no engine worker') as T);
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { call, resolve: resolve as (v: unknown) => void, reject });
+      this.worker!.postMessage({ type: 'call', id, call } satisfies ToWorker);
+    });
+  }
+
+  async complete(req: CompletionRequest, signal?: AbortSignal): Promise<CompletionResult> {
+    const id = this.nextId++;
+    // Supersede: the previous completion is stale once a newer one is asked for.
+    if (this.lastComplete !== undefined && this.pending.has(this.lastComplete) && this.worker) {
+      this.worker.postMessage({ type: 'cancel', id: this.lastComplete } satisfies ToWorker);
+    }
+    this.lastComplete = id;
+    const onAbort = () => this.worker?.postMessage({ type: 'cancel', id } satisfies ToWorker);
+    if (signal?.aborted) {
+      const r = { text: '', trace: emptyTrace(id, req.docId, 'the request was cancelled', 'cancelled') };
+      this.last = r.trace;
+      return r;
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const r = await this.call<CompletionResult>({ method: 'complete', req }, id).catch((e: Error) =>
+        ({ text: '', trace: emptyTrace(id, req.docId, `engine error: ${e.message}`) }));
+      this.last = r.trace;
+      return r;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      this.emit();
+    }
+  }
+
+  async prefill(docId: string, languageId: string, prefix: string, suffix: string): Promise<void> {
+    await this.call<void>({ method: 'prefill', docId, languageId, prefix, suffix }).catch(() => undefined);
+  }
+
+  async setBudget(bytes: number): Promise<MemoryReport> {
+    this.opts = { ...this.opts, kvBudgetBytes: bytes }; // a restarted worker keeps the new budget
+    const r = await this.call<MemoryReport>({ method: 'setBudget', bytes });
+    this.emit();
+    return r;
+  }
+
+  /** Restarts the worker on the new device (the caches are dropped: the KV dtype may differ). */
+  async setDevice(device: DeviceSetting): Promise<EngineState> {
+    this.opts = { ...this.opts, device };
+    const old = this.worker;
+    this.worker = undefined;
+    clearTimeout(this.restartTimer);
+    this.attempts = 0;
+    this.failPending('the engine is switching device');
+    if (old) await old.terminate();
+    this.setState({ kind: 'loading' });
+    await this.spawn();
+    return this._state;
+  }
+
+  async closeDocument(docId: string): Promise<void> { await this.call({ method: 'closeDocument', docId }).catch(() => undefined); this.emit(); }
+  async clearCaches(): Promise<void> { await this.call({ method: 'clearCaches' }).catch(() => undefined); this.emit(); }
+  memory(): Promise<MemoryReport> { return this.call<MemoryReport>({ method: 'memory' }); }
+  lastTrace(): RequestTrace | undefined { return this.last; }
+
+  /** Resolves when the engine is ready again (tests, CLI). */
+  whenReady(timeoutMs = 30_000): Promise<boolean> {
+    if (this._state.kind === 'ready') return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(false), timeoutMs);
+      this.readyWaiters.push(() => { clearTimeout(t); resolve(true); });
+    });
+  }
+
+  /** Test hook: makes the worker exit or throw (honoured only with testHooks). */
+  testCrash(how: 'exit' | 'throw'): void { this.worker?.postMessage({ type: 'testCrash', how } satisfies ToWorker); }
+
+  private emit(): void { for (const l of [...this.listeners]) { try { l(this._state); } catch { /* ignore */ } } }
+
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    clearTimeout(this.restartTimer);
+    const w = this.worker;
+    this.worker = undefined;
+    this.failPending('the engine was disposed');
+    if (w) await w.terminate();
+  }
+}

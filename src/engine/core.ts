@@ -1,0 +1,172 @@
+// The engine inside the worker thread: model, tokenizer, KV budget and the request pipeline
+// (prompt → reuse cached prefix → chunked prefill under the budget → generate → truncate back to the prompt).
+import type { CompletionRequest, CompletionResult, MemoryReport, RequestTrace, StopReason } from './api';
+import { loadManifest, Manifest } from './manifest';
+import { ModelTokenizer } from './tokenizer';
+import { createSession, LoadedSession } from './session';
+import { ModelRunner } from './runner';
+import { KvBudget, BudgetError } from './budget';
+import { KvShape, fullTokenBytes } from './kvStore';
+import { buildPrompt, defaultLimits } from './prompt';
+import { StopRules } from './stopRules';
+import { generate, CancelToken } from './generate';
+
+export interface CoreOptions { modelDir: string; device: 'auto' | 'cuda' | 'cpu'; kvBudgetBytes: number; threads?: number }
+
+/** Largest chunk fed to the model in one call during prefill. */
+const PREFILL_CHUNK = 256;
+
+export class EngineCore {
+  readonly budget: KvBudget;
+  readonly shape: KvShape;
+  private constructor(readonly dir: string, readonly manifest: Manifest, readonly tok: ModelTokenizer,
+    readonly loaded: LoadedSession, readonly runner: ModelRunner, budgetBytes: number) {
+    const a = manifest.architecture;
+    this.shape = { layers: a.num_layers, heads: manifest.experts.map((e) => e.kv_heads), headDim: a.head_dim,
+      dtype: loaded.variant.kv_dtype };
+    this.budget = new KvBudget(this.shape, budgetBytes);
+  }
+
+  static async create(o: CoreOptions): Promise<EngineCore> {
+    const { dir, manifest } = loadManifest(o.modelDir);
+    const tok = ModelTokenizer.load(dir, manifest);
+    const loaded = await createSession(dir, manifest, o.device, o.threads ?? 0);
+    const runner = new ModelRunner(loaded.ort, loaded.session, manifest, loaded.variant.kv_dtype);
+    return new EngineCore(dir, manifest, tok, loaded, runner, o.kvBudgetBytes);
+  }
+
+  private trace(requestId: number, docId: string): RequestTrace {
+    return { requestId, docId, reusedTokens: 0, prefillTokens: 0, generatedTokens: 0, prefillMs: 0, decodeMs: 0,
+      totalMs: 0, stopReason: 'empty', budgetActions: [] };
+  }
+
+  /** Runs one chunk under the budget: steer, reserve worst case, run, append actual, release the rest. */
+  private async runChunk(docId: string, ids: number[], startPos: number, trace: RequestTrace): Promise<Float32Array> {
+    const bias = this.budget.routeBias(ids.length);
+    const { reserved, actions } = this.budget.admit(docId, ids.length);
+    trace.budgetActions.push(...actions);
+    let out;
+    try {
+      out = await this.runner.run(ids, startPos, bias, this.budget.peek(docId)!);
+    } catch (e) {
+      this.budget.release(reserved);
+      throw e;
+    }
+    this.budget.commit(docId, reserved, ids, out.kv);
+    return out.logits;
+  }
+
+  /**
+   * Brings the document's cache to `ids` (reusing the longest cached prefix) and returns the last logits,
+   * or a stop reason when cancelled / out of time.
+   */
+  private async prefill(docId: string, ids: number[], trace: RequestTrace, cancel: CancelToken, deadline: number):
+    Promise<Float32Array | StopReason> {
+    const doc = this.budget.touch(docId);
+    // At least the last prompt token is recomputed: its logits are needed.
+    const reuse = Math.min(doc.commonPrefix(ids), ids.length - 1);
+    this.budget.truncate(docId, reuse);
+    trace.reusedTokens = reuse;
+    let pos = reuse, logits: Float32Array | undefined;
+    while (pos < ids.length) {
+      if (cancel.cancelled) return 'cancelled';
+      if (Date.now() >= deadline) return 'time-budget';
+      const n = Math.min(PREFILL_CHUNK, ids.length - pos, this.budget.maxChunk());
+      if (n <= 0) throw new BudgetError(`KV budget of ${this.budget.budgetBytes} bytes cannot hold even one token`);
+      logits = await this.runChunk(docId, ids.slice(pos, pos + n), pos, trace);
+      pos += n;
+      trace.prefillTokens += n;
+    }
+    return logits!;
+  }
+
+  async complete(requestId: number, req: CompletionRequest, cancel: CancelToken): Promise<CompletionResult> {
+    const t0 = Date.now();
+    const deadline = t0 + Math.max(1, req.timeBudgetMs);
+    const trace = this.trace(requestId, req.docId);
+    const done = (text: string, stop: StopReason, why?: string): CompletionResult => {
+      trace.stopReason = stop;
+      trace.totalMs = Date.now() - t0;
+      if (!text) trace.noSuggestionReason = why ?? noSuggestionText(stop);
+      return { text, trace };
+    };
+    const maxNew = Math.max(1, Math.min(req.maxTokens, 256));
+    const prompt = buildPrompt(this.tok, req, defaultLimits(this.manifest.architecture.max_position_embeddings, maxNew));
+    let keepTruncate = true;
+    try {
+      const p = await this.prefill(req.docId, prompt.ids, trace, cancel, deadline);
+      trace.prefillMs = Date.now() - t0;
+      if (typeof p === 'string') { keepTruncate = p !== 'cancelled'; return done('', p); }
+      const fim = this.manifest.fim;
+      const rules = new StopRules({
+        multiline: req.multiline, prefix: req.prefix, suffix: req.suffix, maxTokens: maxNew,
+        stopIds: new Set([this.tok.eos, ...(fim ? [fim.pad_id, fim.file_sep_id, fim.prefix_id, fim.suffix_id, fim.middle_id] : [])]),
+      });
+      let pos = prompt.ids.length;
+      const t1 = Date.now();
+      const g = await generate({
+        logits: p, rules, healed: prompt.healed, deadline, cancel,
+        healCandidates: prompt.healed ? this.tok.healingCandidates(prompt.healed) : undefined,
+        decode: (ids) => this.tok.decodeFragment(ids),
+        step: (id) => this.runChunk(req.docId, [id], pos++, trace),
+      });
+      trace.decodeMs = Date.now() - t1;
+      trace.generatedTokens = g.ids.length;
+      return done(g.text, g.stop);
+    } catch (e) {
+      return done('', 'error', `engine error: ${(e as Error).message}`);
+    } finally {
+      // Keep the prompt up to <fim_middle>: the next keystroke appends to it.
+      if (keepTruncate && this.budget.peek(req.docId)) this.budget.truncate(req.docId, prompt.keep);
+    }
+  }
+
+  /** Background fill of a document's cache (prompt without generating). */
+  async prefillDoc(requestId: number, docId: string, prefix: string, suffix: string, cancel: CancelToken): Promise<void> {
+    const trace = this.trace(requestId, docId);
+    const prompt = buildPrompt(this.tok, { prefix, suffix, context: [] }, defaultLimits(this.manifest.architecture.max_position_embeddings, 64));
+    try {
+      await this.prefill(docId, prompt.ids.slice(0, prompt.keep + 1), trace, cancel, Date.now() + 60_000);
+    } finally {
+      if (this.budget.peek(docId)) this.budget.truncate(docId, prompt.keep);
+    }
+  }
+
+  setBudget(bytes: number): string[] { return this.budget.setBudget(bytes); }
+  close(docId: string): void { this.budget.close(docId); }
+  clear(): void { this.budget.clear(); }
+
+  memory(): MemoryReport {
+    const E = this.shape.heads.length, L = this.shape.layers;
+    const perLayer = Array.from({ length: L }, () => new Array<number>(E).fill(0));
+    const docs = this.budget.docIds().map((id) => {
+      const d = this.budget.peek(id)!;
+      d.segs.forEach((row, l) => row.forEach((s, e) => { perLayer[l][e] += s.n; }));
+      return { docId: id, tokens: d.nIds, bytes: d.bytes(), expertTokens: d.expertEntries().map((x) => x / L),
+        lastUsed: this.budget.lastUsedAt(id) };
+    });
+    const tot = perLayer.flat().reduce((a, b) => a + b, 0);
+    const shares = new Array<number>(E).fill(0).map((_, e) => (tot ? perLayer.reduce((a, r) => a + r[e], 0) / tot : 0));
+    return {
+      usedBytes: this.budget.used(), budgetBytes: this.budget.budgetBytes, device: this.loaded.device,
+      ...(this.loaded.deviceNote ? { deviceNote: this.loaded.deviceNote } : {}),
+      modelName: this.manifest.name, docs, expertShares: shares,
+      perLayerShares: perLayer.map((r) => { const s = r.reduce((a, b) => a + b, 0); return r.map((x) => (s ? x / s : 0)); }),
+      fullBytesPerToken: fullTokenBytes(this.shape),
+    };
+  }
+}
+
+export function noSuggestionText(stop: StopReason): string {
+  switch (stop) {
+    case 'cancelled': return 'the request was superseded by a newer one';
+    case 'time-budget': return 'the time budget ran out before the model produced text (the cache is kept, the next request resumes)';
+    case 'newline': return 'the model ended the line right away';
+    case 'eos': return 'the model proposed nothing here (end of text)';
+    case 'suffix-overlap': return 'the model only repeated the text after the cursor';
+    case 'bracket': return 'the model only closed a bracket that is already there';
+    case 'indent': return 'the model left the current block right away';
+    case 'repetition': return 'the model started repeating itself';
+    default: return `no suggestion (${stop})`;
+  }
+}

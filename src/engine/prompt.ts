@@ -1,0 +1,100 @@
+// Builds the prompt token ids for a completion request.
+//
+// FIM (SPM-style), laid out so that typing at the cursor only appends to what the cache already holds:
+//   [BOS] (<file_sep> path \n text)*  <fim_suffix> suffix-head  <fim_prefix> prefix-tail  <fim_middle>
+// Context from other files comes first (it changes least often), then the suffix (unchanged while typing at the
+// cursor), then the prefix, whose tail is where keystrokes land. <fim_middle> and the generated tokens are
+// truncated from the cache after each request, so the next keystroke's prompt extends the cached one.
+// Without FIM: [BOS] context prefix-tail, left to right.
+//
+// The prefix tail starts at a line boundary chosen from a quantised character offset, so it moves only once
+// every QUANTUM typed characters (not on every keystroke) when the prefix is longer than the bound.
+import type { ContextSnippet } from './api';
+import type { ModelTokenizer } from './tokenizer';
+
+export interface PromptLimits {
+  maxPromptTokens: number;
+  maxSuffixTokens: number;
+  maxContextTokens: number;
+}
+
+export const defaultLimits = (maxPositions: number, maxNewTokens: number): PromptLimits => ({
+  maxPromptTokens: Math.max(64, Math.min(1536, maxPositions - maxNewTokens - 8)),
+  maxSuffixTokens: 256,
+  maxContextTokens: 384,
+});
+
+export interface Prompt {
+  ids: number[];
+  /** Text backed off by token healing (the first generated token must start with it). */
+  healed: string;
+  /** Ids worth keeping in the cache after the request (everything before <fim_middle>). */
+  keep: number;
+  /** The prefix text actually used (its last line gives the cursor's indentation). */
+  prefixUsed: string;
+  suffixUsed: string;
+}
+
+const QUANTUM = 512;
+
+/** Tail of `text` starting at a line boundary, at most `maxTokens` tokens. */
+export function prefixTail(tok: ModelTokenizer, text: string, maxTokens: number): { text: string; ids: number[] } {
+  let capChars = maxTokens * 4;
+  for (;;) {
+    let start = 0;
+    if (text.length > capChars) {
+      start = Math.ceil((text.length - capChars) / QUANTUM) * QUANTUM;
+      const nl = text.indexOf('\n', start - 1);
+      start = nl < 0 ? text.length : nl + 1;
+    }
+    const t = text.slice(start);
+    const ids = tok.encodeFragment(t);
+    if (ids.length <= maxTokens || capChars < 16) return ids.length <= maxTokens ? { text: t, ids } : { text: '', ids: [] };
+    capChars = Math.floor(capChars * 0.75);
+  }
+}
+
+/** Head of `text` ending at a line boundary (the cursor line is always kept whole if it fits), ≤ maxTokens. */
+export function suffixHead(tok: ModelTokenizer, text: string, maxTokens: number): { text: string; ids: number[] } {
+  let capChars = maxTokens * 4;
+  for (;;) {
+    let t = text.slice(0, capChars);
+    if (t.length < text.length) {
+      const nl = t.lastIndexOf('\n');
+      if (nl >= 0) t = t.slice(0, nl + 1);
+    }
+    const ids = tok.encodeFragment(t);
+    if (ids.length <= maxTokens) return { text: t, ids };
+    if (capChars < 8) return { text: '', ids: [] };
+    capChars = Math.floor(capChars * 0.75);
+  }
+}
+
+export function buildPrompt(tok: ModelTokenizer, req: { prefix: string; suffix: string; context: ContextSnippet[] },
+  limits: PromptLimits): Prompt {
+  const fim = tok.manifest.fim;
+  const head: number[] = tok.addBos ? [tok.bos] : [];
+  let ctxLeft = limits.maxContextTokens;
+  for (const c of req.context) {
+    if (ctxLeft <= 8) break;
+    const body = suffixHead(tok, `${c.path}\n${c.text}`, ctxLeft - 1);
+    if (body.ids.length === 0) continue;
+    if (fim) head.push(fim.file_sep_id);
+    head.push(...body.ids);
+    if (!fim) head.push(...tok.encodeFragment('\n'));
+    ctxLeft -= body.ids.length + 1;
+  }
+  let suffixUsed = '';
+  if (fim) {
+    const s = suffixHead(tok, req.suffix, limits.maxSuffixTokens);
+    suffixUsed = s.text;
+    head.push(fim.suffix_id, ...s.ids, fim.prefix_id);
+  }
+  const room = limits.maxPromptTokens - head.length - (fim ? 1 : 0);
+  const p = prefixTail(tok, req.prefix, Math.max(0, room));
+  const healing = tok.heal(p.ids, p.text);
+  const ids = [...head, ...healing.ids];
+  const keep = ids.length;
+  if (fim) ids.push(fim.middle_id);
+  return { ids, healed: healing.removed, keep, prefixUsed: p.text, suffixUsed };
+}

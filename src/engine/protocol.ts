@@ -1,0 +1,27 @@
+// Messages between EngineClient (extension host) and the engine worker thread.
+import type { CompletionRequest, DeviceSetting } from './api';
+
+export interface InitData {
+  modelDir: string; device: DeviceSetting; kvBudgetBytes: number; threads?: number;
+  /** Enables the crash hook used by the integration tests. */
+  testHooks?: boolean;
+}
+
+export type Call =
+  | { method: 'complete'; req: CompletionRequest }
+  | { method: 'prefill'; docId: string; languageId: string; prefix: string; suffix: string }
+  | { method: 'setBudget'; bytes: number }
+  | { method: 'closeDocument'; docId: string }
+  | { method: 'clearCaches' }
+  | { method: 'memory' };
+
+export type ToWorker =
+  | { type: 'call'; id: number; call: Call }
+  | { type: 'cancel'; id: number }
+  | { type: 'testCrash'; how: 'exit' | 'throw' };
+
+export type FromWorker =
+  | { type: 'ready'; device: 'cuda' | 'cpu'; deviceNote?: string }
+  | { type: 'initError'; reason: string }
+  | { type: 'result'; id: number; ok: true; value: unknown }
+  | { type: 'result'; id: number; ok: false; error: string };

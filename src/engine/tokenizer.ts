@@ -1,0 +1,103 @@
+// The model's tokenizer (@huggingface/tokenizers over tokenizer.json + tokenizer_config.json), with what the
+// engine needs beyond encode/decode: fragment encoding (no BOS, no SentencePiece leading-space artefact),
+// FIM ids from the manifest, and token healing.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import type { Manifest } from './manifest';
+
+export interface Healing {
+  /** Prompt ids with the backed-off token(s) removed. */
+  ids: number[];
+  /** Text of the removed tokens: the first generated token must start with it. */
+  removed: string;
+}
+
+export class ModelTokenizer {
+  private texts?: string[];
+  private readonly marker: number[];
+  private readonly markerText: string;
+  readonly specialIds: Set<number>;
+
+  constructor(private readonly tok: Tokenizer, readonly manifest: Manifest) {
+    // SentencePiece-style tokenizers prepend "▁" to every encoded string. Encoding "\n" + text and dropping the
+    // ids of "\n" gives the text's ids as they appear mid-document (a newline is never merged with what follows).
+    this.marker = tok.encode('\n', { add_special_tokens: false }).ids;
+    this.markerText = tok.decode(this.marker, { skip_special_tokens: false });
+    const f = manifest.fim;
+    this.specialIds = new Set([manifest.tokenizer.bos_id, manifest.tokenizer.eos_id,
+      ...(f ? [f.prefix_id, f.middle_id, f.suffix_id, f.pad_id, f.file_sep_id] : [])]);
+  }
+
+  static load(dir: string, manifest: Manifest): ModelTokenizer {
+    const json = JSON.parse(fs.readFileSync(path.join(dir, manifest.tokenizer.file), 'utf8'));
+    const cfgPath = path.join(dir, manifest.tokenizer.config);
+    const cfg = fs.existsSync(cfgPath) ? JSON.parse(fs.readFileSync(cfgPath, 'utf8')) : {};
+    const t = new ModelTokenizer(new Tokenizer(json, cfg), manifest);
+    const f = manifest.fim;
+    if (f) {
+      // The manifest's FIM ids are authoritative; a tokenizer that disagrees would build wrong prompts.
+      for (const [name, id] of [[f.prefix, f.prefix_id], [f.middle, f.middle_id], [f.suffix, f.suffix_id]] as const) {
+        const got = t.tok.token_to_id(name);
+        if (got !== undefined && got !== id) throw new Error(`tokenizer.json maps ${name} to ${got}, manifest says ${id}`);
+      }
+    }
+    return t;
+  }
+
+  get bos(): number { return this.manifest.tokenizer.bos_id; }
+  get eos(): number { return this.manifest.tokenizer.eos_id; }
+  get addBos(): boolean { return this.manifest.tokenizer.add_bos; }
+
+  /** Ids of `text` as a piece of a longer document: no BOS, no leading "▁". */
+  encodeFragment(text: string): number[] {
+    if (text.length === 0) return [];
+    const ids = this.tok.encode('\n' + text, { add_special_tokens: false }).ids;
+    const m = this.marker;
+    if (m.length > 0 && m.every((x, i) => ids[i] === x)) return ids.slice(m.length);
+    return this.tok.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /** Text of ids that follow other text (no leading-space stripping by the decoder). */
+  decodeFragment(ids: ArrayLike<number>): string {
+    if (ids.length === 0) return '';
+    const s = this.tok.decode([...this.marker, ...Array.from(ids)], { skip_special_tokens: false });
+    return s.startsWith(this.markerText) ? s.slice(this.markerText.length) : this.tok.decode(Array.from(ids));
+  }
+
+  /** Text of every token id on its own, as it would appear mid-document (lazily built once). */
+  tokenTexts(): string[] {
+    if (!this.texts) {
+      const n = this.manifest.architecture.vocab_size;
+      this.texts = new Array<string>(n);
+      for (let i = 0; i < n; i++) {
+        const piece = this.tok.id_to_token(i);
+        if (piece === undefined) { this.texts[i] = ''; continue; }
+        const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
+        this.texts[i] = byte ? (parseInt(byte[1], 16) < 0x80 ? String.fromCharCode(parseInt(byte[1], 16)) : '\ufffd')
+          : this.specialIds.has(i) ? '' : piece.replace(/▁/g, ' ');
+      }
+    }
+    return this.texts;
+  }
+
+  /**
+   * Token healing: backs off the last token of `ids` (the text right before the cursor), unless the text ends
+   * a line or the token is special, so the model may pick a longer token that starts with it.
+   */
+  heal(ids: number[], prefixText: string): Healing {
+    if (ids.length === 0 || prefixText.endsWith('\n')) return { ids, removed: '' };
+    const last = ids[ids.length - 1];
+    const removed = this.tokenTexts()[last] ?? '';
+    if (!removed || this.specialIds.has(last) || removed.includes('\ufffd')) return { ids, removed: '' };
+    return { ids: ids.slice(0, -1), removed };
+  }
+
+  /** Token ids whose text starts with `removed` (the allowed first tokens after healing). */
+  healingCandidates(removed: string): Int32Array {
+    const t = this.tokenTexts();
+    const out: number[] = [];
+    for (let i = 0; i < t.length; i++) if (t[i] && t[i].startsWith(removed)) out.push(i);
+    return Int32Array.from(out);
+  }
+}
