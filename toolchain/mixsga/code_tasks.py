@@ -154,14 +154,15 @@ def load_set(name: str, eval_dir: str | os.PathLike | None = None, *, subset: in
     tasks = []
     for r in rows:
         if kind.startswith("python"):
-            is_fim = kind != "python-l2r"
+            suffix = r.get("suffix", "") if kind != "python-l2r" else ""
             tasks.append(CodeTask(
                 task_id=r["task_id"], set_name=name, lang="python",
-                prefix=r["prompt"], suffix=r.get("suffix", "") if is_fim else "",
+                prefix=r["prompt"], suffix=suffix,
                 test=r["test"], entry_point=r["entry_point"],
-                # FIM middles end at EOS / a FIM token (the completer stops there); L2R bodies at a new
-                # top-level statement.
-                stop=[] if is_fim else list(PYTHON_L2R_STOPS),
+                # FIM middles end at EOS / a FIM token (the completer stops there). Left-to-right text (HumanEval,
+                # and infilling tasks whose suffix is empty: the span ends the function) ends at a new top-level
+                # statement.
+                stop=[] if suffix else list(PYTHON_L2R_STOPS),
                 canonical=r["canonical_solution"], single_line=(kind == "python-fim-line"),
                 max_new_tokens=max_new))
         else:

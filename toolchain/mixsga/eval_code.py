@@ -11,6 +11,7 @@ means left-to-right completion. `load_completer(path)` picks the implementation.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import sys
@@ -256,7 +257,7 @@ def load_completer(path, **onnx_kwargs) -> Completer:
     if not p.is_dir():
         raise UserError(f"--model {path}: not a directory (expected an ONNX model folder or a checkpoint dir)")
     try:
-        from mixsga import generate
+        generate = importlib.import_module("mixsga.generate")
     except ModuleNotFoundError as e:
         if e.name == "mixsga.generate":
             raise UserError(f"--model {path}: no manifest.json (not an ONNX model folder) and the PyTorch "

@@ -76,7 +76,9 @@ def test_set_sizes_and_fields():
         tasks = code_tasks.load_set(name, EVAL_DIR)
         assert len(tasks) == n, name
     single = code_tasks.load_set("single", EVAL_DIR)
-    assert all(t.is_fim and t.single_line and t.canonical.endswith("\n") for t in single)
+    assert all(t.single_line and t.canonical.endswith("\n") for t in single)
+    # Some spans end the function (empty suffix): completed left to right, with the Python stop sequences.
+    assert all(t.stop == ([] if t.suffix else code_tasks.PYTHON_L2R_STOPS) for t in single)
     he = code_tasks.load_set("humaneval", EVAL_DIR)
     assert all(t.suffix == "" and t.stop == code_tasks.PYTHON_L2R_STOPS for t in he)
     ts = code_tasks.load_set("ts", EVAL_DIR)
