@@ -1,0 +1,226 @@
+// The extension's own tests, run inside a real VS Code extension host (code-server via test/e2e/run.mjs, or
+// desktop VS Code via runDesktop.mjs). Contract of extensionTestsPath: export run() returning a promise.
+const assert = require('assert');
+const path = require('path');
+const vscode = require('vscode');
+const { createRunner, writeResults, sleep, waitFor } = require('./harness');
+const netWatch = require('./netWatch');
+
+const EXT_ID = 'mixsga.mixsga-complete';
+const COMMANDS = ['setKvBudget', 'showMemoryReport', 'clearKvCaches', 'toggleCompletions', 'selectDevice', 'whyNoSuggestion', 'runBenchmark'].map((c) => `mixsga.${c}`);
+const MB = 1024 * 1024;
+const G = vscode.ConfigurationTarget.Global;
+
+exports.run = async function run() {
+  const t = createRunner();
+  /** @type {import('../../src/extension').MixsgaTestApi} */
+  let api;
+  let ext;
+  const cfg = () => vscode.workspace.getConfiguration('mixsga');
+  const setAndSettle = async (key, value) => {
+    await cfg().update(key, value, G);
+    await waitFor(`setting ${key}`, () => JSON.stringify(cfg().inspect(key).globalValue) === JSON.stringify(value), 5_000);
+    await sleep(100);
+  };
+  const untitled = async (language, content) => vscode.workspace.openTextDocument({ language, content });
+  const endOf = (doc) => doc.lineAt(doc.lineCount - 1).range.end;
+
+  t.test('extension activates and returns its test API', async () => {
+    ext = vscode.extensions.getExtension(EXT_ID);
+    assert.ok(ext, `${EXT_ID} not installed`);
+    api = await ext.activate();
+    assert.ok(ext.isActive);
+    assert.ok(api && api.provider && api.settings && api.host, 'activate() returned no API');
+  });
+
+  t.test('all contributed commands are registered', async () => {
+    const all = new Set(await vscode.commands.getCommands(true));
+    const contributed = ext.packageJSON.contributes.commands.map((c) => c.command);
+    assert.deepStrictEqual([...contributed].sort(), [...COMMANDS].sort());
+    for (const c of COMMANDS) assert.ok(all.has(c), `${c} not registered`);
+  });
+
+  t.test('the engine loads the shipped model', async () => {
+    await waitFor('engine ready', () => api.host.state.kind === 'ready' || api.host.state.kind === 'failed', 90_000);
+    assert.strictEqual(api.host.state.kind, 'ready', `engine state: ${JSON.stringify(api.host.state)}`);
+  }, 100_000);
+
+  t.test('settings: an invalid value is reported and the previous valid value kept', async () => {
+    await setAndSettle('kvBudgetMB', 48);
+    assert.strictEqual(api.settings.current.kvBudgetMB, 48);
+    await setAndSettle('kvBudgetMB', -5);
+    assert.strictEqual(api.settings.current.kvBudgetMB, 48, 'negative budget accepted');
+    await setAndSettle('kvBudgetMB', 'lots');
+    assert.strictEqual(api.settings.current.kvBudgetMB, 48, 'text budget accepted');
+    await setAndSettle('device', 'cpu');
+    await setAndSettle('device', 'tpu');
+    assert.strictEqual(api.settings.current.device, 'cpu', 'unknown device accepted');
+    const maxTokens = api.settings.current.maxTokens;
+    await setAndSettle('maxTokens', 2.5);
+    assert.strictEqual(api.settings.current.maxTokens, maxTokens, 'fractional maxTokens accepted');
+    await setAndSettle('maxTokens', undefined);
+    const report = await api.host.current.memory();
+    assert.strictEqual(report.budgetBytes, 48 * MB, 'engine budget not the last valid value');
+    await setAndSettle('device', undefined);
+    await setAndSettle('kvBudgetMB', undefined);
+  });
+
+  t.test('a real model completion is offered for a TypeScript document, and the provider does not edit it', async () => {
+    const doc = await untitled('typescript', 'export function add(a: number, b: number): number {\n  return ');
+    await vscode.window.showTextDocument(doc);
+    const v = doc.version;
+    const items = await api.complete(doc, endOf(doc));
+    assert.ok(items.length > 0, `no items: ${JSON.stringify(api.stats.last)}`);
+    assert.ok(typeof items[0].insertText === 'string' && items[0].insertText.length > 0);
+    assert.ok(items[0].range && items[0].range.start.isEqual(endOf(doc)), 'range does not start at the cursor');
+    assert.strictEqual(doc.version, v, 'the provider changed the document');
+  }, 60_000);
+
+  t.test('typing along a suggestion is served from the cache without a request', async () => {
+    const doc = await untitled('typescript', 'const total = items.reduce(');
+    const ed = await vscode.window.showTextDocument(doc);
+    const first = await api.complete(doc, endOf(doc));
+    assert.ok(first.length, 'no first suggestion');
+    const text = String(first[0].insertText);
+    if (text.length < 2) return; // nothing to type along
+    await ed.edit((e) => e.insert(endOf(doc), text[0]));
+    const before = api.stats.cacheHits;
+    const next = await api.complete(doc, endOf(doc));
+    assert.strictEqual(api.stats.cacheHits, before + 1, 'not served from cache');
+    assert.strictEqual(String(next[0].insertText), text.slice(1));
+  }, 60_000);
+
+  t.test('trigger + commit in a real editor inserts the suggestion (Python)', async () => {
+    const doc = await untitled('python', 'def greet(name):\n    message = ');
+    const ed = await vscode.window.showTextDocument(doc);
+    const start = doc.getText();
+    ed.selection = new vscode.Selection(endOf(doc), endOf(doc));
+    for (let i = 0; i < 40 && doc.getText() === start; i++) {
+      await vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
+      await sleep(250);
+      await vscode.commands.executeCommand('editor.action.inlineSuggest.commit');
+    }
+    assert.notStrictEqual(doc.getText(), start, `nothing accepted; last trace ${JSON.stringify(api.stats.last)}`);
+    assert.ok(doc.getText().startsWith(start), 'accepted text did not extend the document at the cursor');
+  }, 60_000);
+
+  t.test('bad input yields no items and no document change', async () => {
+    const cases = [
+      ['binary (NUL chars)', await untitled('typescript', 'const a = 1;\u0000\u0001\u0000 const b = ')],
+      ['line over 1 MB', await untitled('typescript', 'const s = "' + 'x'.repeat(1_100_000))],
+      ['empty document', await untitled('typescript', '')],
+      ['language not enabled', await untitled('plaintext', 'hello world, this is ')],
+    ];
+    for (const [name, doc] of cases) {
+      const v = doc.version;
+      const items = await api.complete(doc, endOf(doc));
+      assert.strictEqual(items.length, 0, `${name}: got ${JSON.stringify(items.map((i) => i.insertText))}`);
+      assert.strictEqual(doc.version, v, `${name}: document changed`);
+    }
+    // A document of a non-file scheme (as output panes, git and notebook cells are).
+    const scheme = 'mixsga-suite';
+    const reg = vscode.workspace.registerTextDocumentContentProvider(scheme, { provideTextDocumentContent: () => 'function f() {\n  return ' });
+    try {
+      let doc = await vscode.workspace.openTextDocument(vscode.Uri.parse(`${scheme}:/virtual.ts`));
+      doc = await vscode.languages.setTextDocumentLanguage(doc, 'typescript');
+      assert.strictEqual((await api.complete(doc, endOf(doc))).length, 0, 'non-file scheme got items');
+    } finally {
+      reg.dispose();
+    }
+  }, 60_000);
+
+  t.test('notebook cells get no suggestions', async () => {
+    const data = new vscode.NotebookData([new vscode.NotebookCellData(vscode.NotebookCellKind.Code, 'def f(x):\n    return ', 'python')]);
+    let nb;
+    try {
+      nb = await vscode.workspace.openNotebookDocument('jupyter-notebook', data);
+    } catch (e) {
+      throw new Error(`could not open a notebook (no ipynb serializer?): ${e}`);
+    }
+    const cell = nb.cellAt(0).document;
+    assert.strictEqual(cell.uri.scheme, 'vscode-notebook-cell');
+    assert.strictEqual((await api.complete(cell, endOf(cell))).length, 0, 'notebook cell got items');
+  });
+
+  t.test('a 100k-line document completes without reading it whole, in bounded time', async () => {
+    const lines = [];
+    for (let i = 0; i < 100_000; i++) lines.push(`const v${i} = ${i};`);
+    lines.push('const last = ');
+    const doc = await untitled('typescript', lines.join('\n'));
+    const t0 = Date.now();
+    const items = await api.complete(doc, endOf(doc));
+    const ms = Date.now() - t0;
+    assert.ok(ms < 20_000, `took ${ms} ms`);
+    assert.ok(Array.isArray(items));
+  }, 60_000);
+
+  t.test('Set KV Budget (command) changes the engine budget and the budget holds during a completion burst', async () => {
+    await vscode.commands.executeCommand('mixsga.setKvBudget', 1);
+    await waitFor('budget 1 MB in settings', () => api.settings.current.kvBudgetMB === 1, 5_000);
+    await waitFor('engine budget 1 MB', async () => (await api.host.current.memory()).budgetBytes === MB, 5_000);
+    const doc = await untitled('typescript', '');
+    const ed = await vscode.window.showTextDocument(doc);
+    let maxUsed = 0;
+    for (let i = 0; i < 30; i++) {
+      await ed.edit((e) => e.insert(endOf(doc), `function f${i}(a: number, b: number): number { return a * ${i} + b; }\n`.repeat(8)));
+      await api.complete(doc, endOf(doc));
+      const r = await api.host.current.memory();
+      maxUsed = Math.max(maxUsed, r.usedBytes);
+      assert.ok(r.usedBytes <= r.budgetBytes, `used ${r.usedBytes} > budget ${r.budgetBytes} at step ${i}`);
+    }
+    assert.ok(maxUsed > 0, 'nothing was ever cached');
+    await api.gauge.refresh();
+    await setAndSettle('kvBudgetMB', undefined);
+  }, 120_000);
+
+  t.test('no network: the extension opens no connection during completions (and the detector can see one)', async () => {
+    // Negative control: a worker thread in this process connects to a local server; the /proc check must see it.
+    const { Worker } = require('worker_threads');
+    const net = require('net');
+    const server = net.createServer((s) => s.end());
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    const port = server.address().port;
+    let w = netWatch.start(ext.extensionPath);
+    const worker = new Worker(`const net=require('net');const s=net.connect(${port},'127.0.0.1',()=>setTimeout(()=>{s.destroy();process.exit(0)},200));`, { eval: true });
+    await new Promise((r) => worker.on('exit', r));
+    const control = w.stop();
+    server.close();
+    assert.ok(control.newSockets.some((s) => s.startsWith('tcp')), `detector missed a worker-thread connection: ${JSON.stringify(control)}`);
+
+    w = netWatch.start(ext.extensionPath);
+    const doc = await untitled('typescript', 'import { join } from "path";\nexport const root = ');
+    await vscode.window.showTextDocument(doc);
+    for (let i = 0; i < 10; i++) await api.complete(doc, endOf(doc));
+    await vscode.commands.executeCommand('mixsga.clearKvCaches');
+    await vscode.commands.executeCommand('mixsga.runBenchmark');
+    await sleep(300);
+    const r = w.stop();
+    const ours = r.calls.filter((c) => c.ours);
+    assert.deepStrictEqual(ours, [], 'network API called from the extension');
+    assert.deepStrictEqual(r.newSockets, [], `inet sockets opened in the extension host during the burst (other calls seen: ${JSON.stringify(r.calls.map((c) => c.what))})`);
+  }, 120_000);
+
+  t.test('commands run: Toggle, Why No Suggestion?, Clear, Select Device, Show Memory Report', async () => {
+    await vscode.commands.executeCommand('mixsga.toggleCompletions');
+    await waitFor('completions off', () => api.settings.current.enabled === false, 5_000);
+    const doc = await untitled('typescript', 'let x = ');
+    assert.strictEqual((await api.complete(doc, endOf(doc))).length, 0, 'items while turned off');
+    assert.match(api.stats.last.reason, /turned off/);
+    await vscode.commands.executeCommand('mixsga.whyNoSuggestion');
+    await vscode.commands.executeCommand('mixsga.toggleCompletions');
+    await waitFor('completions on', () => api.settings.current.enabled === true, 5_000);
+    await vscode.commands.executeCommand('mixsga.clearKvCaches');
+    assert.strictEqual((await api.host.current.memory()).usedBytes, 0, 'caches not cleared');
+    await vscode.commands.executeCommand('mixsga.selectDevice', 'cpu');
+    await waitFor('device cpu', () => api.settings.current.device === 'cpu', 5_000);
+    await setAndSettle('device', undefined);
+    await vscode.commands.executeCommand('mixsga.showMemoryReport');
+    await waitFor('memory panel tab', () => vscode.window.tabGroups.all.some((g) => g.tabs.some((tab) => tab.label === 'mixSGA Memory')), 5_000);
+  }, 60_000);
+
+  const results = await t.runAll();
+  const failed = results.filter((r) => !r.ok).length;
+  writeResults(results, { extensionPath: ext && ext.extensionPath, suite: path.basename(__dirname) });
+  console.log(`${results.length - failed} passed, ${failed} failed`);
+  if (failed) throw new Error(`${failed} test(s) failed`);
+};

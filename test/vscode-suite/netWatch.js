@@ -1,0 +1,89 @@
+// Detects network use by the extension host process: (1) patches the Node APIs that open connections or
+// resolve names in this thread, (2) reads the process's socket inodes from /proc/self/fd and looks them up in
+// /proc/net/{tcp,tcp6,udp,udp6}, which also sees sockets opened from worker threads (the engine's) or native
+// code, where the patches cannot reach.
+const fs = require('fs');
+const net = require('net');
+const dns = require('dns');
+const dgram = require('dgram');
+const http = require('http');
+const https = require('https');
+const tls = require('tls');
+
+function socketInodes() {
+  const out = new Set();
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/self/fd/${fd}`));
+      if (m) out.add(m[1]);
+    } catch { /* fd closed meanwhile */ }
+  }
+  return out;
+}
+
+/** inode -> "proto local -> remote state" for every inet socket of the network namespace. */
+function inetTable() {
+  const table = new Map();
+  for (const proto of ['tcp', 'tcp6', 'udp', 'udp6']) {
+    let text = '';
+    try { text = fs.readFileSync(`/proc/net/${proto}`, 'utf8'); } catch { continue; }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length > 9) table.set(f[9], `${proto} ${f[1]} -> ${f[2]} st=${f[3]}`);
+    }
+  }
+  return table;
+}
+
+/** Inet sockets this process holds now (unix sockets and pipes are not network). */
+function processInetSockets() {
+  const table = inetTable();
+  const out = new Map();
+  for (const ino of socketInodes()) if (table.has(ino)) out.set(ino, table.get(ino));
+  return out;
+}
+
+/** @param {string} ownPath calls whose stack passes through this folder are attributed to the extension */
+function start(ownPath) {
+  const calls = [];
+  const restores = [];
+  const patch = (obj, name, label) => {
+    const orig = obj[name];
+    if (typeof orig !== 'function') return;
+    obj[name] = function (...args) {
+      const stack = new Error().stack || '';
+      calls.push({ what: `${label} ${safeArg(args[0])}`, ours: stack.includes(ownPath), stack: stack.split('\n').slice(2, 8).join('\n') });
+      return orig.apply(this, args);
+    };
+    restores.push(() => { obj[name] = orig; });
+  };
+  patch(net.Socket.prototype, 'connect', 'net.Socket.connect');
+  patch(dns, 'lookup', 'dns.lookup');
+  patch(dns, 'resolve', 'dns.resolve');
+  patch(dgram, 'createSocket', 'dgram.createSocket');
+  patch(http, 'request', 'http.request');
+  patch(https, 'request', 'https.request');
+  patch(tls, 'connect', 'tls.connect');
+  if (typeof globalThis.fetch === 'function') patch(globalThis, 'fetch', 'fetch');
+
+  const baseline = processInetSockets();
+  const seen = new Map();
+  const poll = () => {
+    for (const [ino, desc] of processInetSockets()) if (!baseline.has(ino)) seen.set(ino, desc);
+  };
+  const timer = setInterval(poll, 5);
+  return {
+    stop() {
+      clearInterval(timer);
+      poll();
+      for (const r of restores) r();
+      return { calls, newSockets: [...seen.values()], baselineCount: baseline.size };
+    },
+  };
+}
+
+function safeArg(a) {
+  try { return typeof a === 'object' ? JSON.stringify(a).slice(0, 120) : String(a).slice(0, 120); } catch { return '?'; }
+}
+
+module.exports = { start, processInetSockets };
