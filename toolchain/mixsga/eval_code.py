@@ -58,7 +58,7 @@ class OnnxCompleter:
 
     def __init__(self, model_dir, variant: str = "cpu", threads: int = 0, chunk_size: int | None = None,
                  route_bias=None, ordering: str = "spm", fim_dummy_prefix: bool = False,
-                 verify_files: bool = True):
+                 verify_files: bool = True, session=None):
         import numpy as np
         try:
             import onnxruntime as ort
@@ -103,7 +103,8 @@ class OnnxCompleter:
             so.intra_op_num_threads = threads
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if variant == "cuda" else \
             ["CPUExecutionProvider"]
-        self.sess = ort.InferenceSession(str(self.dir / var["file"]), so, providers=providers)
+        # `session`: anything with onnxruntime's get_inputs()/run() (tests inject a numpy reference model).
+        self.sess = session or ort.InferenceSession(str(self.dir / var["file"]), so, providers=providers)
         have = {i.name for i in self.sess.get_inputs()}
         need = {"input_ids", "position_ids", "route_bias"} | {
             f"past_{kv}.{l}.{e}" for kv in ("key", "value") for l in range(self.L) for e in range(self.E)}

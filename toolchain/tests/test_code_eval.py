@@ -185,3 +185,159 @@ def test_load_completer_errors(tmp_path):
     except ModuleNotFoundError:
         with pytest.raises(UserError):
             load_completer(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------ ONNX completer logic
+# A numpy reference of the graph contract in docs/model-format.md (routing, per-token pooling of the chunk's K/V
+# to the routed expert, past caches expanded by repetition, GQA, causal chunk attention), injected into
+# OnnxCompleter in place of the onnxruntime session. Feeding a prompt whole or in pieces gives the same logits
+# only if the completer pools each token's new K/V into the right expert cache, as the contract requires.
+
+np = pytest.importorskip("numpy")
+tokenizers = pytest.importorskip("tokenizers")
+pytest.importorskip("onnxruntime")
+
+from types import SimpleNamespace  # noqa: E402
+
+from mixsga.eval_code import OnnxCompleter  # noqa: E402
+
+SPECIALS = ["<unk>", "<s>", "</s>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>", "<file_sep>"]
+EXPERTS = [(1, 4), (2, 2), (4, 1)]  # (group_size, kv_heads), H = 4
+
+
+class RefSession:
+    def __init__(self, V, L=2, H=4, D=4, Q=8, hidden=16, max_pos=64, seed=0):
+        rng = np.random.default_rng(seed)
+        self.V, self.L, self.H, self.D, self.Q, self.max_pos = V, L, H, D, Q, max_pos
+        self.emb = rng.normal(size=(V, hidden))
+        self.freq = rng.uniform(0.05, 1.0, size=hidden)
+        self.layers = [dict(q=rng.normal(size=(hidden, Q * D)) / 4, k=rng.normal(size=(hidden, H * D)) / 4,
+                            v=rng.normal(size=(hidden, H * D)), o=rng.normal(size=(Q * D, hidden)) / 4,
+                            phi=rng.normal(size=(hidden, len(EXPERTS))) * 2, beta=rng.normal(size=len(EXPERTS)))
+                       for _ in range(L)]
+        self.out = rng.normal(size=(hidden, V))
+        self.routes_seen = set()
+
+    def get_inputs(self):
+        names = ["input_ids", "position_ids", "route_bias"] + [
+            f"past_{kv}.{l}.{e}" for kv in ("key", "value") for l in range(self.L) for e in range(len(EXPERTS))]
+        return [SimpleNamespace(name=n) for n in names]
+
+    def run(self, names, feeds):
+        ids, pos, rb = feeds["input_ids"][0], feeds["position_ids"][0], feeds["route_bias"]
+        assert pos.max() < self.max_pos
+        S, H, D, Q = len(ids), self.H, self.D, self.Q
+        h = self.emb[ids] + np.sin(pos[:, None] * self.freq)
+        outs = {}
+        for l, w in enumerate(self.layers):
+            x = h / np.sqrt((h * h).mean(-1, keepdims=True) + 1e-5)
+            route = np.argmax(x @ w["phi"] + w["beta"] + rb, axis=-1)
+            self.routes_seen.update(route.tolist())
+            q = (x @ w["q"]).reshape(S, Q, D)
+            k = (x @ w["k"]).reshape(S, H, D)
+            v = (x @ w["v"]).reshape(S, H, D)
+            outs[f"new_key.{l}"] = k.transpose(1, 0, 2)[None].astype(np.float32)
+            outs[f"new_value.{l}"] = v.transpose(1, 0, 2)[None].astype(np.float32)
+            outs[f"route.{l}"] = route[None].astype(np.int64)
+            kp, vp = k.copy(), v.copy()
+            for t in range(S):
+                g = EXPERTS[route[t]][0]
+                kp[t] = np.repeat(k[t].reshape(H // g, g, D).mean(1), g, axis=0)
+                vp[t] = np.repeat(v[t].reshape(H // g, g, D).mean(1), g, axis=0)
+            pk = [np.repeat(feeds[f"past_key.{l}.{e}"][0], g, axis=0).transpose(1, 0, 2)
+                  for e, (g, _) in enumerate(EXPERTS)]
+            pv = [np.repeat(feeds[f"past_value.{l}.{e}"][0], g, axis=0).transpose(1, 0, 2)
+                  for e, (g, _) in enumerate(EXPERTS)]
+            Tp = sum(a.shape[0] for a in pk)
+            K = np.repeat(np.concatenate(pk + [kp]), Q // H, axis=1)  # [Tp+S, Q, D]
+            Vv = np.repeat(np.concatenate(pv + [vp]), Q // H, axis=1)
+            sc = np.einsum("sqd,tqd->qst", q, K) / np.sqrt(D)
+            allowed = np.concatenate([np.ones((S, Tp), bool), np.tril(np.ones((S, S), bool))], axis=1)
+            sc = np.where(allowed[None], sc, -np.inf)
+            p = np.exp(sc - sc.max(-1, keepdims=True))
+            p /= p.sum(-1, keepdims=True)
+            h = h + np.einsum("qst,tqd->sqd", p, Vv).reshape(S, Q * D) @ w["o"]
+        outs["logits"] = (h[-1] @ self.out)[None].astype(np.float32)
+        return [outs[n] for n in names]
+
+
+def make_tiny_model(tmp_path, max_pos=64):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = ["def add(a, b):\n    return a + b\n", "function f(x) {\n  return x * 2;\n}\n",
+              "for i in range(10):\n    print(i)\n"] * 5
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIALS,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    tid = tok.token_to_id
+    manifest = {
+        "format": "mixsga-onnx", "format_version": 1, "name": "ref-numpy",
+        "architecture": {"type": "llama", "vocab_size": tok.get_vocab_size(), "hidden_size": 16,
+                         "num_layers": 2, "num_attention_heads": 8, "num_kv_heads": 4, "head_dim": 4,
+                         "max_position_embeddings": max_pos},
+        "experts": [{"group_size": g, "kv_heads": he} for g, he in EXPERTS],
+        "tokenizer": {"file": "tokenizer.json", "bos_id": tid("<s>"), "eos_id": tid("</s>"), "add_bos": True},
+        "fim": {"prefix_id": tid("<fim_prefix>"), "middle_id": tid("<fim_middle>"), "suffix_id": tid("<fim_suffix>"),
+                "pad_id": tid("<fim_pad>"), "file_sep_id": tid("<file_sep>"), "orderings": ["psm", "spm"]},
+        "variants": {"cpu": {"file": "model.cpu.onnx", "kv_dtype": "float32", "weights": "float32"}},
+        "files": {},
+    }
+    import json as _json
+    (tmp_path / "manifest.json").write_text(_json.dumps(manifest))
+    return RefSession(tok.get_vocab_size(), max_pos=max_pos)
+
+
+PREFIX = "def add(a, b):\n    "
+SUFFIX = "\n\nfor i in range(10):\n    print(add(i, i))\n"
+
+
+def test_onnx_completer_cache_whole_vs_incremental(tmp_path):
+    sess = make_tiny_model(tmp_path)
+    whole = OnnxCompleter(tmp_path, session=sess)
+    ids = whole.prompt_ids(PREFIX, SUFFIX, 8)
+    f = whole.fim
+    assert ids[:2] == [whole.bos_id, f["suffix_id"]] and ids[-1] == f["middle_id"] and f["prefix_id"] in ids
+    ca, cb = whole.new_cache(), whole.new_cache()
+    la = whole.forward(ids, ca, 0)
+    for i, t in enumerate(ids):
+        lb = whole.forward([t], cb, i)
+    np.testing.assert_allclose(la, lb, rtol=1e-4, atol=1e-4)
+    assert len(sess.routes_seen) > 1  # the test exercises more than one expert
+    for l in range(2):
+        assert sum(ca[l][e][0].shape[2] for e in range(3)) == len(ids)
+        for e, (_g, he) in enumerate(EXPERTS):
+            assert ca[l][e][0].shape[:2] == (1, he) and ca[l][e][0].shape == cb[l][e][0].shape
+            np.testing.assert_allclose(ca[l][e][0], cb[l][e][0], atol=1e-5)
+            np.testing.assert_allclose(ca[l][e][1], cb[l][e][1], atol=1e-5)
+    out_whole = whole.complete(PREFIX, SUFFIX, 12, [])
+    gen_whole = whole.last["generated_ids"]
+    for chunk in (1, 3):
+        inc = OnnxCompleter(tmp_path, session=sess, chunk_size=chunk)
+        assert inc.complete(PREFIX, SUFFIX, 12, []) == out_whole
+        assert inc.last["generated_ids"] == gen_whole
+
+
+def test_onnx_completer_limits_and_stops(tmp_path):
+    sess = make_tiny_model(tmp_path)
+    c = OnnxCompleter(tmp_path, session=sess)
+    for n in (0, 1, 5):
+        c.complete(PREFIX, "", n, [])
+        assert c.last["generated_tokens"] <= n
+    full = c.complete(PREFIX, SUFFIX, 20, [])
+    if c.last["stop_reason"] == "max-tokens" and len(full) > 3:
+        stop = full[2:4]
+        assert c.complete(PREFIX, SUFFIX, 20, [stop]) == truncate_at_stops(full, [stop])
+        assert c.last["stop_reason"] == "stop"
+    # A prompt longer than the context is cut, and generation stops at max_position_embeddings.
+    c.complete("x = 1\n" * 200, "y = 2\n" * 200, 10, [])
+    assert c.last["prompt_tokens"] + c.last["generated_tokens"] <= 64
+
+
+def test_fim_segments_lose_dummy_prefix_only(tmp_path):
+    make_tiny_model(tmp_path)
+    c = OnnxCompleter(tmp_path, session=RefSession(300))
+    for text in ("return a + b", "    print(i)\n", "\n\nx"):
+        assert c.tok.decode(c.encode_segment(text), skip_special_tokens=False) == text
+        assert c.decode(c.encode_segment(text)) == text
