@@ -48,17 +48,19 @@ class OnnxCompleter:
     Prompt: BOS (if the manifest says add_bos), then
       FIM, SPM order (default):  <fim_suffix> suffix <fim_prefix> prefix <fim_middle>
       FIM, PSM order:            <fim_prefix> prefix <fim_suffix> suffix <fim_middle>
-      left to right:             prefix            (when suffix == "" or the manifest has "fim": null)
-    with the special tokens' ids taken from the manifest. FIM text segments are encoded WITHOUT the
-    SentencePiece dummy-prefix space ("▁" the Llama normalizer prepends to every encoded string); a
-    left-to-right prefix is encoded as a file start, with it. (`fim_dummy_prefix=True` keeps it in segments.)
+      left to right:             prefix            (when suffix == "" or the manifest has "fim": null;
+                                                    `fim_always=True` uses FIM with an empty suffix instead,
+                                                    as the extension's engine does)
+    with the special tokens' ids taken from the manifest. Text segments are encoded WITHOUT the SentencePiece
+    dummy-prefix space ("▁" the Llama normalizer prepends to every encoded string), like the engine's
+    `encodeFragment` (src/engine/tokenizer.ts); `fim_dummy_prefix=True` keeps it.
     If the prompt does not fit max_position_embeddings together with max_new_tokens, the prefix loses tokens at
     its start and (FIM) the suffix at its end (the suffix keeps at most a quarter of the room).
     """
 
     def __init__(self, model_dir, variant: str = "cpu", threads: int = 0, chunk_size: int | None = None,
                  route_bias=None, ordering: str = "spm", fim_dummy_prefix: bool = False,
-                 verify_files: bool = True, session=None):
+                 verify_files: bool = True, session=None, fim_always: bool = False):
         import numpy as np
         try:
             import onnxruntime as ort
@@ -125,6 +127,7 @@ class OnnxCompleter:
             ordering = self.fim["orderings"][0]
         self.ordering = ordering
         self.fim_dummy_prefix = fim_dummy_prefix
+        self.fim_always = fim_always
         self.stop_ids = {self.eos_id} if self.eos_id is not None else set()
         if self.fim:
             self.stop_ids |= {self.fim[k] for k in ("prefix_id", "middle_id", "suffix_id", "pad_id", "file_sep_id")
@@ -157,9 +160,8 @@ class OnnxCompleter:
     def prompt_ids(self, prefix: str, suffix: str, max_new_tokens: int) -> list[int]:
         room = max(self.max_pos - max_new_tokens - 5, 16)
         head = [self.bos_id] if self.add_bos and self.bos_id is not None else []
-        if not suffix or not self.fim:
-            p = self.tok.encode(prefix, add_special_tokens=False).ids if prefix else []
-            return head + p[-room:]
+        if not self.fim or (not suffix and not self.fim_always):
+            return head + self.encode_segment(prefix)[-room:]
         p, s = self.encode_segment(prefix), self.encode_segment(suffix)
         if len(p) + len(s) > room:
             s = s[:max(room // 4, room - len(p))]
@@ -350,7 +352,8 @@ def run(args) -> int:
         model_desc = "canonical"
     else:
         rb = [float(x) for x in args.route_bias.split(",")] if args.route_bias else None
-        completer = load_completer(args.model, variant=args.variant, threads=args.threads, route_bias=rb) \
+        completer = load_completer(args.model, variant=args.variant, threads=args.threads, route_bias=rb,
+                                   fim_always=args.fim_always) \
             if (Path(args.model) / "manifest.json").is_file() else load_completer(args.model)
         model_desc = str(args.model)
 
@@ -363,7 +366,7 @@ def run(args) -> int:
     res = {"model": model_desc, "config": {
         "sets": names, "limit": args.limit, "multi_subset": args.multi_subset, "seed": args.seed,
         "timeout_s": args.timeout, "max_new_tokens": args.max_new_tokens, "eval_dir": str(eval_dir),
-        "route_bias": args.route_bias, "decoding": "greedy", "js_note":
+        "route_bias": args.route_bias, "fim_always": args.fim_always, "decoding": "greedy", "js_note":
             "JS HumanEval_51_remove_vowels: raw newline in a test string literal repaired (escaped); 161 tasks"},
         **res}
     print(format_table(res["sets"]))
@@ -396,4 +399,6 @@ def register(subparsers):
     p.add_argument("--variant", default="cpu", help="ONNX variant from the manifest (default %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0 = default)")
     p.add_argument("--route-bias", default=None, help="comma list, one per expert (ONNX models)")
+    p.add_argument("--fim-always", action="store_true",
+                   help="FIM prompt even when the suffix is empty (as the extension does); default: left to right")
     p.set_defaults(func=run)

@@ -341,3 +341,12 @@ def test_fim_segments_lose_dummy_prefix_only(tmp_path):
     for text in ("return a + b", "    print(i)\n", "\n\nx"):
         assert c.tok.decode(c.encode_segment(text), skip_special_tokens=False) == text
         assert c.decode(c.encode_segment(text)) == text
+
+
+def test_left_to_right_and_fim_always_prompts(tmp_path):
+    sess = make_tiny_model(tmp_path)
+    c = OnnxCompleter(tmp_path, session=sess)
+    assert c.prompt_ids(PREFIX, "", 8) == [c.bos_id] + c.encode_segment(PREFIX)
+    f = OnnxCompleter(tmp_path, session=sess, fim_always=True)
+    assert f.prompt_ids(PREFIX, "", 8) == [c.bos_id, c.fim["suffix_id"], c.fim["prefix_id"]] + \
+        c.encode_segment(PREFIX) + [c.fim["middle_id"]]
