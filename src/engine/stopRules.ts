@@ -79,11 +79,19 @@ export class StopRules {
     if (rest) {
       const nl = t.indexOf('\n');
       const first = (nl < 0 ? t : t.slice(0, nl)).trimEnd();
-      if (first.endsWith(rest)) t = first.slice(0, first.length - rest.length); // the rest of the line is already there
+      const cut = first.slice(0, first.length - rest.length);
+      // The rest of the line is already there, unless the completion needs its brackets to balance itself.
+      if (first.endsWith(rest) && this.depth(cut) <= 0) t = cut;
     }
     if (this.c.multiline) t = t.replace(/\s+$/, (m) => (m.includes('\n') ? '' : m));
     if (this.nextLine && t.trim() === this.nextLine) return '';
     return t;
+  }
+
+  private depth(text: string): number {
+    let d = 0;
+    for (const ch of text) { if (OPEN.includes(ch)) d++; else if (CLOSE.includes(ch)) d--; }
+    return d;
   }
 
   /** Index of the first closing bracket that closes more than the completion opened (it belongs to the suffix). */

@@ -1,0 +1,86 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { ModelTokenizer } from '../../src/engine/tokenizer';
+import { buildPrompt, defaultLimits } from '../../src/engine/prompt';
+import { validateManifest } from '../../src/engine/manifest';
+import { tinyManifest } from './synth';
+
+// The project's Llama-2 tokenizer with FIM tokens (toolchain/mixsga/assets).
+const assets = path.resolve(__dirname, '../../../toolchain/mixsga/assets');
+const manifest = validateManifest(tinyManifest({ 'model.cpu.onnx': '', 'tokenizer.json': '', 'tokenizer_config.json': '' }));
+const tok = new ModelTokenizer(new Tokenizer(JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer.json'), 'utf8')),
+  JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer_config.json'), 'utf8'))), manifest);
+const fim = manifest.fim!;
+const limits = defaultLimits(2048, 64);
+
+test('fragment encode/decode: no BOS, no spurious leading space, round trip', () => {
+  const ids = tok.encodeFragment('foo bar');
+  assert.ok(!ids.includes(1));
+  assert.equal(tok.decodeFragment(ids), 'foo bar');
+  assert.equal(tok.decodeFragment(tok.encodeFragment('  x = 1\n')), '  x = 1\n');
+  assert.equal(tok.decodeFragment([...tok.encodeFragment('a'), ...tok.encodeFragment(' b')]), 'a b');
+});
+
+test('token healing backs off the last token; candidates start with its text', () => {
+  const ids = tok.encodeFragment('console.lo');
+  const h = tok.heal(ids, 'console.lo');
+  assert.equal(h.ids.length, ids.length - 1);
+  assert.equal(tok.decodeFragment(h.ids) + h.removed, 'console.lo');
+  const cands = tok.healingCandidates(h.removed);
+  const texts = tok.tokenTexts();
+  assert.ok(cands.length > 1);
+  for (const c of cands) assert.ok(texts[c].startsWith(h.removed));
+  assert.ok(Array.from(cands).includes(ids[ids.length - 1]));
+  assert.ok(Array.from(cands).some((c) => texts[c].startsWith('log')) || h.removed !== 'lo');
+  assert.deepEqual(tok.heal(ids, 'x\n').removed, '', 'no healing after a newline');
+});
+
+test('SPM layout: [BOS] context <fim_suffix> suffix <fim_prefix> prefix <fim_middle>', () => {
+  const p = buildPrompt(tok, { prefix: 'function add(a, b) {\n  return ', suffix: ';\n}\n',
+    context: [{ path: 'util.ts', text: 'export const one = 1;\n' }] }, limits);
+  assert.equal(p.ids[0], 1);
+  assert.equal(p.ids[1], fim.file_sep_id);
+  const s = p.ids.indexOf(fim.suffix_id), pre = p.ids.indexOf(fim.prefix_id);
+  assert.ok(s > 1 && pre > s);
+  assert.equal(p.ids[p.ids.length - 1], fim.middle_id);
+  assert.equal(p.keep, p.ids.length - 1);
+  assert.equal(tok.decodeFragment(p.ids.slice(s + 1, pre)), ';\n}\n');
+  assert.equal(tok.decodeFragment(p.ids.slice(pre + 1, -1)) + p.healed, 'function add(a, b) {\n  return ');
+});
+
+test('bounds: long prefix/suffix/context stay within the prompt limits, prefix cut at a line boundary', () => {
+  const line = (i: number) => `const value${i} = compute(${i}, "some text here");\n`;
+  const big = Array.from({ length: 2000 }, (_, i) => line(i)).join('');
+  const p = buildPrompt(tok, { prefix: big, suffix: big, context: [{ path: 'a.ts', text: big }, { path: 'b.ts', text: big }] }, limits);
+  assert.ok(p.ids.length <= limits.maxPromptTokens, `${p.ids.length}`);
+  const s = p.ids.indexOf(fim.suffix_id), pre = p.ids.indexOf(fim.prefix_id);
+  assert.ok(pre - s - 1 <= limits.maxSuffixTokens);
+  assert.ok(s - 1 <= limits.maxContextTokens + 2);
+  assert.ok(p.prefixUsed.startsWith('const value'), 'prefix starts at a line');
+  assert.ok(p.ids.length > 1000, 'prefix uses the remaining room');
+});
+
+test('append-only: typing at the cursor extends the cached prompt (old prompt minus <fim_middle>)', () => {
+  const base = Array.from({ length: 400 }, (_, i) => `let v${i} = ${i} * 2;\n`).join('');
+  const suffix = '\nexport default v0;\n';
+  const typed = 'function sum(xs: number[]) {\n  let total = 0;\n  for (const x of xs) total += x;\n  return total;\n}\n'.repeat(3);
+  let prev = buildPrompt(tok, { prefix: base, suffix, context: [] }, limits);
+  let reusedAll = 0, steps = 0, maxRecompute = 0, bigJumps = 0;
+  for (let i = 1; i <= typed.length; i++) {
+    const cur = buildPrompt(tok, { prefix: base + typed.slice(0, i), suffix, context: [] }, limits);
+    let lcp = 0;
+    while (lcp < prev.keep && prev.ids[lcp] === cur.ids[lcp]) lcp++;
+    if (lcp === prev.keep) reusedAll++;
+    if (cur.ids.length - lcp > 8) bigJumps++; else maxRecompute = Math.max(maxRecompute, cur.ids.length - lcp);
+    steps++;
+    prev = cur;
+  }
+  // Exact extension almost always; BPE may re-merge the last token or two, and the prefix window moves rarely.
+  assert.ok(reusedAll / steps > 0.9, `${reusedAll}/${steps}`);
+  assert.ok(maxRecompute <= 8, `max recompute ${maxRecompute}`);
+  // The prefix window (prompt bound) moves once per 512 typed characters at most.
+  assert.ok(bigJumps <= Math.ceil(typed.length / 512) + 1, `big recomputes ${bigJumps}`);
+});
