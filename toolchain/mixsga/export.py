@@ -1,0 +1,155 @@
+"""`python -m mixsga export CKPT OUT`: a mixSGA checkpoint becomes a model folder (docs/model-format.md):
+manifest.json, model.cpu.onnx (fp32; or int8/int4 weights with --cpu-weights), model.cuda.onnx (--cuda: fp16
+weights and KV, fp32 logits), tokenizer.json + tokenizer_config.json.
+
+A dense (unconverted) checkpoint is converted on the fly with the default experts (1, 2, 4) and freshly
+initialised routers, and a warning says so: such routers are untrained, so route quality is arbitrary.
+`python -m mixsga export --verify DIR` checks a folder's sha256s against its manifest.
+"""
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mixsga import manifest as mf
+from mixsga.checkpoint import load_checkpoint
+from mixsga.errors import UserError
+from mixsga.onnx_graph import ChunkGraph, dynamic_axes, input_names, output_names
+
+ASSETS = Path(__file__).parent / "assets"
+OPSET = 17
+PROTO_LIMIT = 1_800_000_000  # bytes of weights above which the graph is saved with external data (< 2 GB protobuf)
+
+
+def example_inputs(cfg, device="cpu", dtype=torch.float32):
+    """Tracing inputs: S = 3 and a different, nonzero T for every cache, so nothing shape-specific is baked in."""
+    S = 3
+    ids = torch.arange(S, device=device)[None] % cfg.vocab_size
+    pos = torch.arange(5, 5 + S, device=device)[None]
+    bias = torch.zeros(cfg.num_experts, device=device)
+    past, t = [], 2
+    for _ in range(cfg.num_layers):
+        for h in cfg.expert_kv_heads():
+            past += [torch.randn(1, h, t, cfg.head_dim, device=device, dtype=dtype)] * 2
+            t += 1
+    return (ids, pos, bias, *past)
+
+
+def export_onnx(model, path, external_data=None) -> list:
+    """Traces `model` (its dtype and device decide the variant) into `path`. Returns the files written
+    (the graph, plus `<name>.data` with external data). external_data=None: only when the weights need it."""
+    path = Path(path)
+    model = model.eval()
+    cfg = model.cfg
+    p = next(model.parameters())
+    graph = ChunkGraph(model).to(p.device).eval()
+    n_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    if external_data is None:
+        external_data = n_bytes > PROTO_LIMIT
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        raw = Path(tmp) / "raw.onnx"
+        torch.onnx.export(graph, example_inputs(cfg, p.device, p.dtype), str(raw), input_names=input_names(cfg),
+                          output_names=output_names(cfg), dynamic_axes=dynamic_axes(cfg), opset_version=OPSET,
+                          do_constant_folding=True, dynamo=False)
+        import onnx
+
+        proto = onnx.load(str(raw))  # pulls in any external data the exporter wrote next to it
+        proto.producer_name, proto.producer_version = "mixsga", "1"
+        data = path.name + ".data"
+        for f in (path, path.with_name(data)):
+            f.unlink(missing_ok=True)
+        if external_data:
+            onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data, size_threshold=1024)
+            return [path, path.with_name(data)]
+        onnx.save_model(proto, str(path))
+        return [path]
+
+
+def copy_tokenizer(out: Path, wait_s=0):
+    src = [ASSETS / f for f in mf.TOKENIZER_FILES]
+    deadline = time.time() + wait_s
+    while not all(f.exists() for f in src) and time.time() < deadline:
+        time.sleep(5)
+    for f in src:
+        if not f.exists():
+            raise UserError(f"tokenizer asset {f} is missing (built by scripts/build-tokenizer.mjs)")
+        shutil.copyfile(f, out / f.name)
+
+
+def load_mixsga(path, dtype=torch.float32, device="cpu"):
+    model = load_checkpoint(path, dtype=dtype, device=device)
+    if not model.cfg.is_mixsga:
+        from mixsga.convert import convert
+
+        print(f"warning: {path} is a dense checkpoint; converting on the fly with experts (1, 2, 4) and "
+              "untrained routers (use `python -m mixsga convert` + training for a real model)")
+        model = convert(model)
+    return model.eval()
+
+
+def export_folder(ckpt, out, name=None, cuda=False, cpu_weights="float32", device="cpu", wait_tokenizer_s=0):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    t = time.time()
+    model = load_mixsga(ckpt, device=device)
+    timings["load_s"] = time.time() - t
+    variants = {}
+    t = time.time()
+    export_onnx(model, out / "model.cpu.onnx")
+    timings["export_cpu_s"] = time.time() - t
+    if cpu_weights != "float32":
+        from mixsga.quantize import quantize_file
+
+        t = time.time()
+        quantize_file(out / "model.cpu.onnx", out / "model.cpu.onnx", cpu_weights)
+        timings["quantize_s"] = time.time() - t
+    variants["cpu"] = {"file": "model.cpu.onnx", "kv_dtype": "float32", "weights": cpu_weights}
+    if cuda:
+        t = time.time()
+        model = model.half()
+        if model.cfg.tie_word_embeddings:
+            model.lm_head.weight = model.model.embed_tokens.weight
+        export_onnx(model, out / "model.cuda.onnx")
+        timings["export_cuda_s"] = time.time() - t
+        variants["cuda"] = {"file": "model.cuda.onnx", "kv_dtype": "float16", "weights": "float16"}
+    copy_tokenizer(out, wait_tokenizer_s)
+    m = mf.build(name or out.name, model.cfg, variants, out)
+    mf.write(out, m)
+    return m, timings
+
+
+def run(args):
+    if args.verify:
+        m = mf.verify(args.verify)
+        print(f"{args.verify}: OK ({len(m['files'])} files match manifest.json)")
+        return 0
+    if not args.checkpoint or not args.output:
+        raise UserError("usage: python -m mixsga export CHECKPOINT OUTPUT [--cuda] | --verify DIR")
+    device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda but torch sees no CUDA device")
+    m, timings = export_folder(args.checkpoint, args.output, args.name, args.cuda, args.cpu_weights, device,
+                               args.wait_tokenizer)
+    sizes = {f: (Path(args.output) / f).stat().st_size for f in m["files"]}
+    print(f"exported {args.checkpoint} -> {args.output}: " +
+          ", ".join(f"{f} {s / 1e6:.1f} MB" for f, s in sizes.items()) +
+          " | " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+
+
+def register(sub):
+    p = sub.add_parser("export", help="checkpoint -> ONNX model folder with manifest")
+    p.add_argument("checkpoint", nargs="?", help="mixSGA checkpoint folder (a dense one is converted on the fly)")
+    p.add_argument("output", nargs="?", help="model folder to write")
+    p.add_argument("--name", help="manifest name (default: output folder name)")
+    p.add_argument("--cuda", action="store_true", help="also write model.cuda.onnx (fp16 weights and KV)")
+    p.add_argument("--cpu-weights", choices=["float32", "int8", "int4"], default="float32",
+                   help="weights of model.cpu.onnx: float32 (default), int8 (MatMulInteger), int4 (MatMulNBits)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device used for tracing")
+    p.add_argument("--wait-tokenizer", type=float, default=0, metavar="S",
+                   help="wait up to S seconds for the tokenizer assets to appear")
+    p.add_argument("--verify", metavar="DIR", help="check DIR's files against its manifest.json and exit")
+    p.set_defaults(func=run)

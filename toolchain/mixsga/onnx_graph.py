@@ -1,0 +1,132 @@
+"""The exported graph: `MixSGAForCausalLM.forward_chunk` rewritten with flat named inputs/outputs and ops that
+trace to a lean, shape-generic ONNX graph (docs/model-format.md, "The ONNX graph").
+
+Same maths as `model.py` (tests compare the two), with a few export-minded choices:
+  - no boolean masks built from Python ints: the chunk's causal mask is `Trilu` on a tensor of the chunk's
+    own scores, so S and every past length T_le stay symbolic (T_le = 0 works);
+  - GQA and expert expansion without copies: queries are reshaped to [1, H_e, Q/H_e, S, D] and multiplied
+    against the pooled cache [1, H_e, 1, T, D] (broadcast) - the same as repeating the cache's heads;
+  - only the last position reaches the final norm and lm_head;
+  - in the fp16 variant, RMSNorm statistics, router logits, attention softmax and the output logits are fp32.
+"""
+import torch
+import torch.nn as nn
+
+from mixsga.model import MixSGAForCausalLM
+
+
+def input_names(cfg) -> list:
+    names = ["input_ids", "position_ids", "route_bias"]
+    for l in range(cfg.num_layers):
+        for e in range(cfg.num_experts):
+            names += [f"past_key.{l}.{e}", f"past_value.{l}.{e}"]
+    return names
+
+
+def output_names(cfg) -> list:
+    names = ["logits"]
+    for l in range(cfg.num_layers):
+        names += [f"new_key.{l}", f"new_value.{l}", f"route.{l}", f"scores.{l}"]
+    return names
+
+
+def dynamic_axes(cfg) -> dict:
+    axes = {"input_ids": {1: "S"}, "position_ids": {1: "S"}}
+    for l in range(cfg.num_layers):
+        for e in range(cfg.num_experts):
+            axes[f"past_key.{l}.{e}"] = {2: f"T_{l}_{e}"}
+            axes[f"past_value.{l}.{e}"] = {2: f"T_{l}_{e}"}
+        for kind in ("new_key", "new_value"):
+            axes[f"{kind}.{l}"] = {2: "S"}
+        axes[f"route.{l}"] = {1: "S"}
+        axes[f"scores.{l}"] = {1: "S"}
+    return axes
+
+
+def rms_norm(norm, x):
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + norm.eps)
+    return norm.weight * xf.to(x.dtype)
+
+
+class ChunkGraph(nn.Module):
+    """Wraps a mixSGA model; forward(input_ids, position_ids, route_bias, *past) -> flat outputs."""
+
+    def __init__(self, model: MixSGAForCausalLM):
+        super().__init__()
+        cfg = model.cfg
+        assert cfg.is_mixsga, "export needs a mixSGA-converted model"
+        self.m = model
+        self.cfg = cfg
+        self.dtype = model.lm_head.weight.dtype
+        D = cfg.head_dim
+        inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, D, 2).double() / D))
+        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
+
+    def forward(self, input_ids, position_ids, route_bias, *past):
+        cfg, dt = self.cfg, self.dtype
+        E, L = cfg.num_experts, cfg.num_layers
+        nq, H, D = cfg.num_attention_heads, cfg.num_kv_heads, cfg.head_dim
+        groups = cfg.expert_group_sizes
+        h = self.m.model.embed_tokens(input_ids)  # [1, S, hidden]
+        freqs = position_ids.float()[..., None] * self.inv_freq  # [1, S, D/2] fp32
+        emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # [1, 1, S, D]
+        cos, sin = emb.cos().to(dt), emb.sin().to(dt)
+        scale = D ** -0.5
+        outs = []
+        for l, layer in enumerate(self.m.model.layers):
+            att = layer.self_attn
+            x = rms_norm(layer.input_layernorm, h)
+            q, k, v = att.project(x, cos, sin)  # [1, nq|H, S, D]
+            r = att.router(x).float()  # [1, S, E] fp32
+            route = torch.argmax(r + route_bias, dim=-1)  # [1, S]
+            onehot = (route[..., None] == torch.arange(E, device=route.device)).to(dt)  # [1, S, E]
+            k_mix, v_mix = 0, 0
+            for e, g in enumerate(groups):
+                w = onehot[:, None, :, e, None]  # [1, 1, S, 1]
+                k_mix = k_mix + w * _pool_expand(k, g)
+                v_mix = v_mix + w * _pool_expand(v, g)
+            # scores against each expert's past cache, then the chunk itself under a causal mask
+            S = q.shape[2]
+            score_parts, value_parts = [], []
+            for e, g in enumerate(groups):
+                pk, pv = past[2 * (l * E + e)], past[2 * (l * E + e) + 1]  # [1, H/g, T, D]
+                He = H // g
+                qe = q.reshape(1, He, nq // He, S, D)
+                s = torch.matmul(qe, pk[:, :, None].transpose(-1, -2))  # [1, He, nq/He, S, T]
+                score_parts.append(s.reshape(1, nq, S, -1))
+                value_parts.append(pv)
+            rep = nq // H
+            qc = q.reshape(1, H, rep, S, D)
+            sc = torch.matmul(qc, k_mix[:, :, None].transpose(-1, -2)).reshape(1, nq, S, S)
+            future = torch.ones_like(sc, dtype=torch.bool).triu(1)
+            sc = sc.float().masked_fill(future, float("-inf"))
+            scores_all = torch.cat([s.float() for s in score_parts] + [sc], dim=-1) * scale
+            p = torch.softmax(scores_all, dim=-1).to(dt)  # [1, nq, S, T_total + S]
+            o, start = 0, 0
+            for e, g in enumerate(groups):
+                He, T = H // g, value_parts[e].shape[2]
+                pe = p[..., start:start + T].reshape(1, He, nq // He, S, -1)
+                start = start + T
+                o = o + torch.matmul(pe, value_parts[e][:, :, None]).reshape(1, nq, S, D)
+            pc = p[..., start:].reshape(1, H, rep, S, S)
+            o = o + torch.matmul(pc, v_mix[:, :, None]).reshape(1, nq, S, D)
+            a = att.o_proj(o.transpose(1, 2).reshape(1, S, nq * D))
+            h = h + a
+            h = h + layer.mlp(rms_norm(layer.post_attention_layernorm, h))
+            outs += [k, v, route, torch.sigmoid(r)]
+        last = rms_norm(self.m.model.norm, h[:, -1])  # [1, hidden]
+        if self.cfg.tie_word_embeddings:
+            # W [V, hidden] @ last^T: uses the embedding matrix as stored, no transposed copy in the file
+            logits = torch.matmul(self.m.model.embed_tokens.weight, last.transpose(0, 1)).transpose(0, 1)
+        else:
+            logits = self.m.lm_head(last)
+        return (logits.float(), *outs)
+
+
+def _pool_expand(x, g):
+    """[1, H, S, D] -> each group of g adjacent heads replaced by its mean (pool then expand back)."""
+    if g == 1:
+        return x
+    B, H, S, D = x.shape
+    return x.reshape(B, H // g, g, S, D).mean(dim=2, keepdim=True).expand(B, H // g, g, S, D).reshape(B, H, S, D)
