@@ -350,3 +350,63 @@ def test_left_to_right_and_fim_always_prompts(tmp_path):
     f = OnnxCompleter(tmp_path, session=sess, fim_always=True)
     assert f.prompt_ids(PREFIX, "", 8) == [c.bos_id, c.fim["suffix_id"], c.fim["prefix_id"]] + \
         c.encode_segment(PREFIX) + [c.fim["middle_id"]]
+
+
+# ------------------------------------------------------------------------------------------ real fixture model
+# test/fixtures/fixture-tiny: tiny random-weight ONNX model written by `python -m mixsga fixture`.
+
+needs_fixture = pytest.mark.skipif(not (FIXTURE / "manifest.json").is_file(), reason="no fixture-tiny model")
+
+
+@needs_fixture
+def test_fixture_vectors_replay_through_completer_cache():
+    """The completer's cache bookkeeping reproduces the fixture's reference logits chunk after chunk."""
+    import json
+    vec = json.loads((FIXTURE / "vectors.json").read_text())
+    c = OnnxCompleter(FIXTURE)
+    for case in vec["cases"]:
+        c.route_bias = np.asarray(case["route_bias"], np.float32)
+        cache, pos = c.new_cache(), 0
+        for chunk, exp in zip(case["chunks"], case["expected"]):
+            assert chunk["position_ids"] == list(range(pos, pos + len(chunk["input_ids"])))
+            logits = c.forward(chunk["input_ids"], cache, pos)
+            pos += len(chunk["input_ids"])
+            for tid, val in exp["logits_top"]:
+                assert abs(float(logits[tid]) - val) <= 10 * vec["atol"], (case["name"], tid)
+        assert sum(cache[0][e][0].shape[2] for e in range(len(c.experts))) == pos
+
+
+@needs_fixture
+def test_fixture_completer_runs_limits_stops_and_incremental():
+    c = OnnxCompleter(FIXTURE)
+    prefix, suffix = "def add(a, b):\n    ", "\n\nprint(add(1, 2))\n"
+    for n in (0, 1, 7):
+        out = c.complete(prefix, suffix, n, [])
+        assert c.last["generated_tokens"] <= n and isinstance(out, str)
+    full = c.complete(prefix, suffix, 16, [])
+    ids = c.last["generated_ids"]
+    for chunk in (1, 5):
+        c.chunk_size = chunk
+        assert c.complete(prefix, suffix, 16, []) == full and c.last["generated_ids"] == ids
+    c.chunk_size = None
+    if len(full) > 4:
+        stop = full[3:5]
+        assert c.complete(prefix, suffix, 16, [stop]) == truncate_at_stops(full, [stop])
+    c.complete("x = 1\n", "", 5, ["\n"])  # left to right
+    assert c.last["generated_tokens"] <= 5
+
+
+@needs_fixture
+def test_fixture_eval_code_cli_end_to_end(tmp_path):
+    import argparse
+    from mixsga import eval_code
+    parser = argparse.ArgumentParser()
+    eval_code.register(parser.add_subparsers())
+    args = parser.parse_args(["eval_code", "--model", str(FIXTURE), "--sets", "single,js", "--limit", "2",
+                              "--max-new-tokens", "4", "--out", str(tmp_path / "r.json")])
+    out = tmp_path / "r.json"
+    assert args.func(args) == 0
+    import json
+    res = json.loads(out.read_text())
+    assert res["sets"]["single"]["n"] == 2 and res["sets"]["js"]["n"] == 2
+    assert all(r["generated_tokens"] <= 4 and r["status"] in ("passed", "failed", "timeout") for r in res["tasks"])
