@@ -180,11 +180,6 @@ def check_document(text: str):
     return None, cf.normalized_hash(text), cf.minhash(text)
 
 
-def _keep_test(package: str, path: str, fraction: float) -> bool:
-    h = int.from_bytes(hashlib.sha1(f"{package}/{path}".encode()).digest()[:4], "big") / 2 ** 32
-    return h < fraction
-
-
 def split_parts(files: list[Path], xfer: Path, part_bytes: int) -> list[Path]:
     """Pack files into one uncompressed tar (its members are compressed already) and cut it into parts, each
     in its own folder with a SHA256SUMS, so one part fits one transfer."""
@@ -261,10 +256,9 @@ def run(args) -> int:
             yield from (("debian",) + d for d in deb_documents(row[0], root, row[1] if len(row) > 1 else None,
                                                                  stats))
 
-    # Tests are kept only in part: some test code is useful, a lot of it is repetitive fixtures.
     def wanted():
         for doc in sources():
-            if cf.is_test_path(doc[3]) and not _keep_test(doc[1], doc[3], args.keep_tests):
+            if cf.is_test_path(doc[3]) and not cf.keep_test(doc[1], doc[3], args.keep_tests):
                 stats["drops"]["tests_sampled_out"] += 1
                 continue
             yield doc
@@ -317,7 +311,7 @@ def run(args) -> int:
         _compress(out / f"{s}.jsonl", out / f"{s}.jsonl.xz")
 
     decon_path = out / "decontam.json"
-    decon_path.write_text(json.dumps({"signatures": sorted(decon.signatures), "doc_lines": sorted(decon.doc_lines)}))
+    decon_path.write_text(decon.to_json())
     stats.update({
         "counts": {k: dict(v) for k, v in sorted(counts.items())},
         "raw_bytes_before_filters": {f"{s}/{l}": n for (s, l), n in sorted(raw.items())},
