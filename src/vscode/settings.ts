@@ -72,6 +72,8 @@ export class Settings implements vscode.Disposable {
   private readonly emitter = new vscode.EventEmitter<{ changed: (keyof MixsgaSettings)[] }>();
   readonly onDidChange = this.emitter.event;
   private readonly sub: vscode.Disposable;
+  /** Problems already shown, so an invalid value left in settings.json is reported once, not on every change. */
+  private readonly reported = new Map<keyof MixsgaSettings, string>();
 
   constructor(private readonly log: vscode.LogOutputChannel) {
     this.reload(true);
@@ -93,9 +95,12 @@ export class Settings implements vscode.Disposable {
       const raw = cfg.get<unknown>(key, DEFAULTS[key]);
       const checked = CHECKS[key](raw);
       if (!checked.ok) {
-        problems.push(`mixsga.${key} ${checked.error} (got ${JSON.stringify(raw)}); keeping ${JSON.stringify(this.value[key])}`);
+        const text = `mixsga.${key} ${checked.error} (got ${JSON.stringify(raw)}); keeping ${JSON.stringify(this.value[key])}`;
+        if (this.reported.get(key) !== JSON.stringify(raw)) problems.push(text);
+        this.reported.set(key, JSON.stringify(raw));
         continue;
       }
+      this.reported.delete(key);
       if (JSON.stringify(checked.value) !== JSON.stringify(next[key])) {
         (next as Record<string, unknown>)[key] = checked.value;
         changed.push(key);

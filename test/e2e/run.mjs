@@ -43,10 +43,15 @@ mark('VSIX installed');
 // Tokens of typed text, with the shipped model's own tokenizer (the one the engine counts with).
 const { Tokenizer } = await import('@huggingface/tokenizers');
 const modelDir = ['models/default', 'test/fixtures/fixture-tiny'].map((d) => path.join(extensionDir, d)).find((d) => fs.existsSync(path.join(d, 'manifest.json')));
-const tokenizer = modelDir
-  ? new Tokenizer(JSON.parse(fs.readFileSync(path.join(modelDir, 'tokenizer.json'), 'utf8')), JSON.parse(fs.readFileSync(path.join(modelDir, 'tokenizer_config.json'), 'utf8')))
+
+// MIXSGA_E2E_MODEL: test against another model folder through mixsga.modelPath (e.g. before one ships).
+const modelOverride = process.env.MIXSGA_E2E_MODEL ? { 'mixsga.modelPath': path.resolve(process.env.MIXSGA_E2E_MODEL) } : {};
+const tokenizerDir = modelOverride['mixsga.modelPath'] ?? modelDir;
+const tokenizer = tokenizerDir
+  ? new Tokenizer(JSON.parse(fs.readFileSync(path.join(tokenizerDir, 'tokenizer.json'), 'utf8')), JSON.parse(fs.readFileSync(path.join(tokenizerDir, 'tokenizer_config.json'), 'utf8')))
   : undefined;
 const tokenCount = (text) => (tokenizer ? tokenizer.encode(text).ids.length : Math.floor(text.length / 4));
+if (!tokenizer) console.log('no tokenizer found: token counts are estimates (chars / 4)');
 
 const all = [];
 // 3. In-host suite (its own workspace: no mixsga.kvBudgetMB there, so the suite's global writes take effect).
@@ -54,7 +59,7 @@ const all = [];
   const dirs = { ...prepareDirs(path.join(WORK, 'suite'), extensions), shots: SHOTS };
   const ws = path.join(dirs.work, 'workspace');
   const { 'mixsga.kvBudgetMB': _omit, ...settings } = WORKSPACE_SETTINGS;
-  createWorkspace(ws, settings);
+  createWorkspace(ws, { ...settings, ...modelOverride });
   const r = await runInHostSuite({ tools, dirs, workspace: ws, extensionDir, suiteFile: path.join(root, 'test/vscode-suite/index.js') });
   for (const t of r.results) console.log(`${t.ok ? 'ok  ' : 'FAIL'} [host ${r.node}] ${t.name} (${t.ms} ms)${t.ok ? '' : '\n     ' + String(t.err).split('\n').slice(0, 6).join('\n     ')}`);
   all.push(...r.results.map((t) => ({ ...t, name: `host: ${t.name}` })));
@@ -64,7 +69,7 @@ const all = [];
 {
   const dirs = { ...prepareDirs(path.join(WORK, 'ui'), extensions), shots: SHOTS };
   const ws = path.join(dirs.work, 'workspace');
-  const files = createWorkspace(ws);
+  const files = createWorkspace(ws, { ...WORKSPACE_SETTINGS, ...modelOverride });
   const r = await runUi({ tools, dirs, workspace: ws, files, tokenCount, shots: SHOTS });
   all.push(...r.results.map((t) => ({ ...t, name: `ui: ${t.name}` })));
   console.log('ui timings (ms):', JSON.stringify(r.timings));

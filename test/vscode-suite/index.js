@@ -46,23 +46,25 @@ exports.run = async function run() {
   }, 100_000);
 
   t.test('settings: an invalid value is reported and the previous valid value kept', async () => {
-    await setAndSettle('kvBudgetMB', 48);
-    assert.strictEqual(api.settings.current.kvBudgetMB, 48);
-    await setAndSettle('kvBudgetMB', -5);
-    assert.strictEqual(api.settings.current.kvBudgetMB, 48, 'negative budget accepted');
-    await setAndSettle('kvBudgetMB', 'lots');
-    assert.strictEqual(api.settings.current.kvBudgetMB, 48, 'text budget accepted');
-    await setAndSettle('device', 'cpu');
-    await setAndSettle('device', 'tpu');
-    assert.strictEqual(api.settings.current.device, 'cpu', 'unknown device accepted');
     const maxTokens = api.settings.current.maxTokens;
-    await setAndSettle('maxTokens', 2.5);
-    assert.strictEqual(api.settings.current.maxTokens, maxTokens, 'fractional maxTokens accepted');
-    await setAndSettle('maxTokens', undefined);
-    const report = await api.host.current.memory();
-    assert.strictEqual(report.budgetBytes, 48 * MB, 'engine budget not the last valid value');
-    await setAndSettle('device', undefined);
-    await setAndSettle('kvBudgetMB', undefined);
+    try {
+      await setAndSettle('kvBudgetMB', 48);
+      assert.strictEqual(api.settings.current.kvBudgetMB, 48);
+      await setAndSettle('kvBudgetMB', -5);
+      assert.strictEqual(api.settings.current.kvBudgetMB, 48, 'negative budget accepted');
+      await setAndSettle('kvBudgetMB', 'lots');
+      assert.strictEqual(api.settings.current.kvBudgetMB, 48, 'text budget accepted');
+      await setAndSettle('device', 'cpu');
+      await setAndSettle('device', 'tpu');
+      assert.strictEqual(api.settings.current.device, 'cpu', 'unknown device accepted');
+      await setAndSettle('maxTokens', 2.5);
+      assert.strictEqual(api.settings.current.maxTokens, maxTokens, 'fractional maxTokens accepted');
+      assert.ok(api.host.current, 'engine not running');
+      const report = await api.host.current.memory();
+      assert.strictEqual(report.budgetBytes, 48 * MB, 'engine budget is not the last valid value');
+    } finally {
+      for (const k of ['maxTokens', 'device', 'kvBudgetMB']) await setAndSettle(k, undefined);
+    }
   });
 
   t.test('a real model completion is offered for a TypeScript document, and the provider does not edit it', async () => {
@@ -155,6 +157,7 @@ exports.run = async function run() {
   }, 60_000);
 
   t.test('Set KV Budget (command) changes the engine budget and the budget holds during a completion burst', async () => {
+    assert.ok(api.host.current, 'engine not running');
     await vscode.commands.executeCommand('mixsga.setKvBudget', 1);
     await waitFor('budget 1 MB in settings', () => api.settings.current.kvBudgetMB === 1, 5_000);
     await waitFor('engine budget 1 MB', async () => (await api.host.current.memory()).budgetBytes === MB, 5_000);
@@ -210,6 +213,7 @@ exports.run = async function run() {
     await vscode.commands.executeCommand('mixsga.toggleCompletions');
     await waitFor('completions on', () => api.settings.current.enabled === true, 5_000);
     await vscode.commands.executeCommand('mixsga.clearKvCaches');
+    assert.ok(api.host.current, 'engine not running');
     assert.strictEqual((await api.host.current.memory()).usedBytes, 0, 'caches not cleared');
     await vscode.commands.executeCommand('mixsga.selectDevice', 'cpu');
     await waitFor('device cpu', () => api.settings.current.device === 'cpu', 5_000);
