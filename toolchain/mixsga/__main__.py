@@ -24,9 +24,12 @@ COMMANDS = [
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m mixsga", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    # Import only the chosen command's module (torch and friends are slow to import); all of them for --help.
+    chosen = [argv[0]] if argv and argv[0] in COMMANDS else COMMANDS
+    for name in chosen:
         try:
             module = importlib.import_module(f"mixsga.{name}")
         except ModuleNotFoundError as e:
