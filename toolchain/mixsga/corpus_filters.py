@@ -20,7 +20,8 @@ import numpy as np
 # Licences
 
 PERMISSIVE = {"MIT", "ISC", "APACHE-2.0", "BSD-2-CLAUSE", "BSD-3-CLAUSE", "0BSD", "PSF-2.0", "UNLICENSE", "ZLIB",
-              "CC0-1.0", "PYTHON-2.0", "HPND", "BSD", "PUBLIC-DOMAIN"}
+              "CC0-1.0", "PYTHON-2.0", "HPND", "BSD", "PUBLIC-DOMAIN", "MIT-0",
+              "MIT-CMU", "CNRI-PYTHON"}
 
 # Free-text names (package.json `license`, METADATA `License:`, classifiers, DEP-5 short names) -> SPDX.
 _ALIASES = [
@@ -30,6 +31,7 @@ _ALIASES = [
      "APACHE-2.0"),
     (r"^(new |modified |revised )?bsd[ -]?3([ -]clause)?( license)?$|^bsd-3-clause$|^(new|modified|revised) bsd",
      "BSD-3-CLAUSE"),
+    (r"^3-clause bsd( license)?$", "BSD-3-CLAUSE"),
     (r"^(simplified |freebsd )?bsd[ -]?2([ -]clause)?( license)?$", "BSD-2-CLAUSE"),
     (r"^bsd( license)?$|^bsd-like$|^bsd-style$", "BSD"),
     (r"^0bsd$", "0BSD"),
