@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from pathlib import Path
 
 from mixsga import corpus_filters as cf
@@ -267,27 +267,24 @@ def run(args) -> int:
     dedup = cf.Deduper(threshold=args.near_threshold)
     kept = []  # (source, package, licence, path, lang, text)
     raw = Counter()
+    pending = deque()
+
+    def texts():  # the pool's feeder thread reads packages while workers check files
+        for doc in wanted():
+            pending.append(doc)
+            yield doc[5]
+
     with mp.get_context("fork").Pool(args.workers, initializer=_init_worker, initargs=(decon,)) as pool:
-        docs = wanted()
-        buf = []
-
-        def drain(batch):
-            for doc, (reason, key, hv) in zip(batch, pool.map(check_document, [d[5] for d in batch], chunksize=4)):
-                raw[doc[0], doc[4]] += len(doc[5].encode())
-                reason = reason or dedup.check(key, hv)
-                if reason and reason.startswith("eval_"):
-                    stats.setdefault("decontaminated", []).append(f"{doc[1]}/{doc[3]}: {reason}")
-                if reason:
-                    stats["drops"][reason if reason not in ("exact", "near") else f"dedup_{reason}"] += 1
-                else:
-                    kept.append(doc)
-
-        for doc in docs:
-            buf.append(doc)
-            if len(buf) >= 256:
-                drain(buf)
-                buf = []
-        drain(buf)
+        for reason, key, mh in pool.imap(check_document, texts(), chunksize=4):
+            doc = pending.popleft()
+            raw[doc[0], doc[4]] += len(doc[5].encode())
+            reason = reason or dedup.check(key, mh)
+            if reason and reason.startswith("eval_"):
+                stats.setdefault("decontaminated", []).append(f"{doc[1]}/{doc[3]}: {reason}")
+            if reason:
+                stats["drops"][reason if reason not in ("exact", "near") else f"dedup_{reason}"] += 1
+            else:
+                kept.append(doc)
 
     by_source = defaultdict(set)
     for d in kept:
@@ -302,6 +299,10 @@ def run(args) -> int:
         split = "val" if (source, package) in val else "train"
         rec = {"package": package, "licence": lic, "path": path, "lang": lang, "text": text, "source": source}
         tmp[split].write(json.dumps(rec, ensure_ascii=False) + "\n")
+        pk = stats["sources"].setdefault(f"{source}:{package}", {"licence": lic, "split": split, "files": 0,
+                                                                 "bytes": 0})
+        pk["files"] += 1
+        pk["bytes"] += len(text.encode())
         c = counts[f"{split}/{source}/{lang}"]
         c["files"] += 1
         c["bytes"] += len(text.encode())
