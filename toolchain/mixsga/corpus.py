@@ -206,7 +206,16 @@ def split_parts(files: list[Path], xfer: Path, part_bytes: int) -> list[Path]:
             parts.append(d)
             i += 1
     tar_path.unlink()
+    (xfer / "p0" / "REASSEMBLE.txt").write_text(REASSEMBLE)
     return parts
+
+
+# Run from the repository root on the GPU machine, with the part folders carried as .gpu/xfer/p*/.
+REASSEMBLE = """\
+cat $(ls .gpu/xfer/p*/corpus.tar.part* | awk -F/ '{print $NF" "$0}' | sort | cut -d' ' -f2) > /root/corpus.tar
+echo "$(awk '$2=="corpus.tar"{print $1}' .gpu/xfer/p0/SHA256SUMS)  /root/corpus.tar" | sha256sum -c
+mkdir -p /root/corpus && tar xf /root/corpus.tar -C /root/corpus
+"""
 
 
 def _compress(src: Path, dst: Path):

@@ -285,7 +285,7 @@ def minhash(text: str, num_perm: int = NUM_PERM):
         return None
     m = ds.MinHash(num_perm=num_perm, hashfunc=int)  # values are hashed already; int pickles, a lambda would not
     m.update_batch(shingle_hashes(text))
-    return m
+    return ds.LeanMinHash(m)  # a third of the pickle size: workers send one per file
 
 
 class Deduper:
