@@ -1,5 +1,7 @@
 """tokenizer.json (built by scripts/build-tokenizer.mjs) against the Llama-2 reference ids, in Python `tokenizers`."""
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,3 +50,20 @@ def test_config_matches_model_format(tok):
     assert cfg["bos_token"] == "<s>" and cfg["eos_token"] == "</s>" and cfg["add_bos_token"] is True
     assert cfg["additional_special_tokens"] == FIM
     assert cfg["clean_up_tokenization_spaces"] is False
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(not (REPO / "node_modules" / "llama-tokenizer-js").is_dir() or not shutil.which("node"),
+                    reason="needs node and the llama-tokenizer-js devDependency")
+def test_ids_match_llama_tokenizer_js_on_real_code(tok):
+    # A few slices of real source files from node_modules, encoded by the reference JS tokenizer.
+    files = [REPO / "node_modules" / p for p in ("semver/classes/range.js", "commander/lib/command.js",
+                                                 "llama-tokenizer-js/llama-tokenizer.js")]
+    chunks = [f.read_text()[:3000] for f in files if f.is_file()] + SNIPPETS
+    script = ("import t from 'llama-tokenizer-js'; let s=''; process.stdin.on('data', d => s += d);"
+              "process.stdin.on('end', () => console.log(JSON.stringify(JSON.parse(s).map(x => t.encode(x)))));")
+    out = subprocess.run(["node", "--input-type=module", "-e", script], input=json.dumps(chunks), cwd=REPO,
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    assert json.loads(out) == [tok.encode(c).ids for c in chunks]
