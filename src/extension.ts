@@ -6,6 +6,7 @@ import { registerCommands } from './vscode/commands';
 import { EngineHost } from './vscode/engineHost';
 import { Gauge } from './vscode/gauge';
 import { MemoryPanel } from './vscode/memoryPanel';
+import { Prefetcher } from './vscode/prefetch';
 import { MixsgaInlineProvider, SUPPORTED_SCHEMES } from './vscode/provider';
 import { Settings } from './vscode/settings';
 import { Stats } from './vscode/stats';
@@ -29,7 +30,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<Mixsga
   const provider = new MixsgaInlineProvider(host, settings, stats, log);
   const gauge = new Gauge(host, settings);
   const panel = new MemoryPanel(context.extensionUri, host, stats);
-  context.subscriptions.push(log, settings, host, gauge, panel, ...registerCommands({ host, settings, provider, stats, panel, log }));
+  const prefetcher = new Prefetcher(host, provider, log);
+  context.subscriptions.push(log, settings, host, gauge, panel, prefetcher, ...registerCommands({ host, settings, provider, stats, panel, log }));
 
   // The selector follows mixsga.enabledLanguages; re-register when it changes.
   let registration: vscode.Disposable | undefined;

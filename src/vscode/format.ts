@@ -6,6 +6,12 @@ export function mb(bytes: number): string {
   return (Math.floor((bytes / MB) * 10) / 10).toFixed(1);
 }
 
+/** Gauge's used figure: MB with one decimal from 1 MB up ("12.3"), KB below ("7.8 KB") so small caches show. */
+export function usedMb(bytes: number): string {
+  if (bytes >= MB) return mb(bytes);
+  return `${(Math.floor((bytes / 1024) * 10) / 10).toFixed(1)} KB`;
+}
+
 /** Budget in MB without a pointless ".0". */
 export function budgetMb(bytes: number): string {
   const v = bytes / MB;

@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import type { MemoryReport } from '../engine/api';
 import type { EngineHost } from './engineHost';
-import { budgetMb, expertLabel, mb, pct } from './format';
+import { budgetMb, expertLabel, mb, pct, usedMb } from './format';
 import type { Settings } from './settings';
 
 const REFRESH_MIN_INTERVAL_MS = 200;
@@ -68,7 +68,7 @@ export class Gauge implements vscode.Disposable {
     const budget = r?.budgetBytes ?? this.settings.current.kvBudgetMB * 1024 * 1024;
     const used = r?.usedBytes ?? 0;
     const device = (r?.device ?? st.device).toUpperCase();
-    this.item.text = `${off ? '$(circle-slash)' : '$(database)'} ${mb(used)}/${budgetMb(budget)} MB · ${device}`;
+    this.item.text = `${off ? '$(circle-slash)' : '$(database)'} ${usedMb(used)}/${budgetMb(budget)} MB · ${device}`;
     if (budget > 0 && used >= 0.9 * budget) this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
     this.item.tooltip = tooltip(r, off, st.deviceNote);
   }

@@ -39,6 +39,7 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
       trace.outcome = outcome;
       trace.reason = reason;
       trace.waitMs = Date.now() - t0;
+      if (outcome !== 'shown' && outcome !== 'cached') this.log.debug(`no suggestion (${outcome}) after ${trace.waitMs} ms: ${reason ?? ''}`);
       this.stats.record(trace);
       return undefined;
     };
@@ -121,7 +122,8 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
     }
   }
 
-  private skipReason(document: vscode.TextDocument): string | undefined {
+  /** Why this document gets no suggestions at all, or undefined if it may. */
+  skipReason(document: vscode.TextDocument): string | undefined {
     const s = this.settings.current;
     if (!s.enabled) return 'completions are turned off (mixSGA: Toggle Completions)';
     if (!SUPPORTED_SCHEMES.includes(document.uri.scheme)) return `documents of scheme "${document.uri.scheme}" get no suggestions`;
