@@ -16,7 +16,7 @@ import torch
 from mixsga import manifest as mf
 from mixsga.checkpoint import load_checkpoint
 from mixsga.errors import UserError
-from mixsga.onnx_graph import ChunkGraph, dynamic_axes, input_names, output_names
+from mixsga.onnx_graph import ChunkGraph, dynamic_axes, input_names, output_names, set_output_shapes, unique_node_names
 
 ASSETS = Path(__file__).parent / "assets"
 OPSET = 17
@@ -57,6 +57,8 @@ def export_onnx(model, path, external_data=None) -> list:
 
         proto = onnx.load(str(raw))  # pulls in any external data the exporter wrote next to it
         proto.producer_name, proto.producer_version = "mixsga", "1"
+        set_output_shapes(proto.graph, cfg)
+        unique_node_names(proto.graph)
         data = path.name + ".data"
         for f in (path, path.with_name(data)):
             f.unlink(missing_ok=True)

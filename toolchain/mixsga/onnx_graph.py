@@ -30,6 +30,37 @@ def output_names(cfg) -> list:
     return names
 
 
+def output_shapes(cfg) -> dict:
+    """Declared output shapes (the exporter leaves some static dims symbolic)."""
+    shapes = {"logits": [1, cfg.vocab_size]}
+    for l in range(cfg.num_layers):
+        shapes[f"new_key.{l}"] = shapes[f"new_value.{l}"] = [1, cfg.num_kv_heads, "S", cfg.head_dim]
+        shapes[f"route.{l}"] = [1, "S"]
+        shapes[f"scores.{l}"] = [1, "S", cfg.num_experts]
+    return shapes
+
+
+def set_output_shapes(graph, cfg):
+    shapes = output_shapes(cfg)
+    for out in graph.output:
+        dims = out.type.tensor_type.shape.dim
+        for d, want in zip(dims, shapes[out.name]):
+            if isinstance(want, str):
+                d.dim_param = want
+            else:
+                d.dim_value = want
+
+
+def unique_node_names(graph):
+    """The tracer repeats names like /router/MatMul in every layer; tools (quantizers) need unique ones."""
+    seen = {}
+    for i, node in enumerate(graph.node):
+        base = node.name or f"{node.op_type}_{i}"
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        node.name = base if n == 0 else f"{base}_{n}"
+
+
 def dynamic_axes(cfg) -> dict:
     axes = {"input_ids": {1: "S"}, "position_ids": {1: "S"}}
     for l in range(cfg.num_layers):
