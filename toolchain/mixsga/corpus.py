@@ -243,7 +243,8 @@ def run(args) -> int:
 
     def sources():
         for row in npm_list:
-            if not args.no_fetch and time.time() > deadline:
+            cached = (cache / "npm" / f"{_safe(row[0])}.json").exists()
+            if not cached and not args.no_fetch and time.time() > deadline:
                 stats["dropped_packages"][f"npm:{row[0]}"] = "fetch time budget spent"
                 continue
             tgz = None if args.no_fetch and not (cache / "npm" / f"{_safe(row[0])}.json").exists() \
@@ -254,7 +255,8 @@ def run(args) -> int:
             print(f"npm {row[0]}", file=sys.stderr, flush=True)
             yield from (("npm",) + d for d in npm_documents(row[0], tgz, stats))
         for row in deb_list:
-            if not args.no_fetch and time.time() > deadline:
+            cached = (cache / "deb" / row[0] / "root").is_dir()
+            if not cached and not args.no_fetch and time.time() > deadline:
                 stats["dropped_packages"][f"deb:{row[0]}"] = "fetch time budget spent"
                 continue
             root = (cache / "deb" / row[0] / "root") if args.no_fetch else fetch_deb(row[0], cache)
@@ -352,7 +354,7 @@ def register(subparsers):
     p.add_argument("--val-frac", type=float, default=0.03)
     p.add_argument("--keep-tests", type=float, default=0.3, help="fraction of test files kept")
     p.add_argument("--near-threshold", type=float, default=0.85)
-    p.add_argument("--fetch-minutes", type=float, default=30, help="stop fetching new packages after this")
+    p.add_argument("--fetch-minutes", type=float, default=30, help="after this, skip packages not already in the cache")
     p.add_argument("--no-fetch", action="store_true", help="use only what is in the cache")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.set_defaults(func=run)
