@@ -28,7 +28,7 @@ function run(ops: Op[], budgetTokens: number, seed: number) {
   const b = new KvBudget(shape, budgetTokens * full, { sink: 2, debug: true });
   const ok = () => assert.ok(b.used() <= b.budgetBytes, `${b.used()} > ${b.budgetBytes}`);
   for (const op of ops) {
-    const id = `doc${op.doc}`;
+    const id = 'doc' in op ? `doc${op.doc}` : '';
     switch (op.t) {
       case 'type': {
         let left = op.n;
