@@ -14,8 +14,7 @@ export function usedMb(bytes: number): string {
 
 /** Budget in MB without a pointless ".0". */
 export function budgetMb(bytes: number): string {
-  const v = bytes / MB;
-  return Number.isInteger(v) ? String(v) : v.toFixed(1);
+  return String(Number((bytes / MB).toFixed(2)));
 }
 
 export function pct(x: number): string {

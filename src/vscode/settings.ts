@@ -31,7 +31,8 @@ export const DEFAULTS: MixsgaSettings = {
   contextFiles: 2,
 };
 
-export const KV_BUDGET_MIN_MB = 1;
+/** Small on purpose: tiny models need well under 1 MB per document. */
+export const KV_BUDGET_MIN_MB = 0.25;
 export const KV_BUDGET_MAX_MB = 16384;
 
 type Checked<T> = { ok: true; value: T } | { ok: false; error: string };

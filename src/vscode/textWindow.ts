@@ -2,10 +2,12 @@
 // names inputs that get no suggestion (binary content, giant lines, empty documents).
 import type * as vscode from 'vscode';
 
-export const MAX_PREFIX_CHARS = 12_000;
+export const MAX_PREFIX_CHARS = 24_000;
 export const MAX_SUFFIX_CHARS = 3_000;
 export const MAX_LINE_CHARS = 1_000_000;
 const WINDOW_LINES_BEFORE = 400;
+/** The window's first line moves in steps of this many lines, not on every keystroke (see below). */
+const START_QUANTUM_LINES = 32;
 const WINDOW_LINES_AFTER = 80;
 
 export type TextWindow = { ok: true; prefix: string; suffix: string } | { ok: false; reason: string };
@@ -16,16 +18,24 @@ type Pos = Pick<vscode.Position, 'line' | 'character'>;
 export function textWindow(doc: Doc, pos: Pos): TextWindow {
   const line = doc.lineAt(pos.line).text;
   if (line.length > MAX_LINE_CHARS) return { ok: false, reason: 'the current line is longer than 1 MB' };
-  const before: string[] = [];
+  // The prefix must start at the same document line from one keystroke to the next: the engine reuses its KV
+  // cache for the longest common token prefix, so a window sliding by one character would defeat the reuse.
+  let start = Math.max(0, Math.floor((pos.line - WINDOW_LINES_BEFORE) / START_QUANTUM_LINES) * START_QUANTUM_LINES);
+  const lens: number[] = [];
   let size = pos.character;
-  for (let l = pos.line - 1; l >= Math.max(0, pos.line - WINDOW_LINES_BEFORE) && size < MAX_PREFIX_CHARS; l--) {
-    const t = doc.lineAt(l).text;
-    before.push(t.length > MAX_PREFIX_CHARS ? t.slice(-MAX_PREFIX_CHARS) : t);
-    size += t.length + 1;
+  for (let l = start; l < pos.line; l++) {
+    lens.push(doc.lineAt(l).text.length + 1);
+    size += lens[lens.length - 1];
   }
-  before.reverse();
+  while (size > MAX_PREFIX_CHARS && start + START_QUANTUM_LINES <= pos.line) {
+    for (let i = 0; i < START_QUANTUM_LINES; i++) size -= lens.shift() ?? 0;
+    start += START_QUANTUM_LINES;
+  }
+  const before: string[] = [];
+  for (let l = start; l < pos.line; l++) before.push(doc.lineAt(l).text);
   before.push(line.slice(0, pos.character));
   let prefix = before.join('\n');
+  // Only when single lines are huge (minified code) does the cut fall inside a line.
   if (prefix.length > MAX_PREFIX_CHARS) prefix = prefix.slice(-MAX_PREFIX_CHARS);
 
   const after: string[] = [line.slice(pos.character)];

@@ -7,8 +7,9 @@ import { launchBrowser } from './browser.mjs';
 import { startCodeServer } from './codeServer.mjs';
 import { typingChunks } from './workspace.mjs';
 
-// Below what the long file's prompt needs with the fixture model (~1,500 tokens × 548 B), so the budget binds.
-const BUDGET_MB = 1;
+// Below what the long file's prompt needs at full KV with the fixture model (~1,500 tokens × 548 B = 0.8 MB), so
+// the engine must demote tokens to smaller experts or evict while the user types: the budget really binds.
+const BUDGET_MB = 0.4;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const GAUGE_RE = /(\d+(?:\.\d+)?)( KB)?\/(\d+(?:\.\d+)?) MB · (CPU|CUDA|NONE)/;
 
