@@ -127,7 +127,7 @@ test('(d) crashed worker: detected, request during outage resolves empty with a 
     eng.onDidChange((s) => states.push(s.kind));
     eng.testCrash('exit');
     await new Promise((r) => setTimeout(r, 100));
-    assert.equal(eng.state.kind, 'restarting');
+    assert.equal((eng.state as { kind: string }).kind, 'restarting');
     const r = await eng.complete(req('d', 'const a = ', ';'));
     assert.equal(r.text, '');
     assert.match(r.trace.noSuggestionReason ?? '', /restarting/);
@@ -136,7 +136,7 @@ test('(d) crashed worker: detected, request during outage resolves empty with a 
     assert.equal(ok.trace.stopReason === 'error', false, JSON.stringify(ok.trace));
     eng.testCrash('throw');
     await new Promise((r) => setTimeout(r, 100));
-    assert.equal(eng.state.kind, 'restarting');
+    assert.equal((eng.state as { kind: string }).kind, 'restarting');
     assert.ok(await eng.whenReady(20_000));
     assert.ok(states.includes('restarting') && states.includes('ready'));
   } finally { await eng.dispose(); }
