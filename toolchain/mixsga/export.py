@@ -92,7 +92,8 @@ def load_mixsga(path, dtype=torch.float32, device="cpu"):
     return model.eval()
 
 
-def export_folder(ckpt, out, name=None, cuda=False, cpu_weights="float32", device="cpu", wait_tokenizer_s=0):
+def export_folder(ckpt, out, name=None, cuda=False, cpu_weights="float32", device="cpu", wait_tokenizer_s=0,
+                  cpu=True):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -100,16 +101,19 @@ def export_folder(ckpt, out, name=None, cuda=False, cpu_weights="float32", devic
     model = load_mixsga(ckpt, device=device)
     timings["load_s"] = time.time() - t
     variants = {}
-    t = time.time()
-    export_onnx(model, out / "model.cpu.onnx")
-    timings["export_cpu_s"] = time.time() - t
-    if cpu_weights != "float32":
-        from mixsga.quantize import quantize_file
-
+    for f in out.glob("model.*.onnx*"):  # stale variants from an earlier export
+        f.unlink()
+    if cpu:
         t = time.time()
-        quantize_file(out / "model.cpu.onnx", out / "model.cpu.onnx", cpu_weights)
-        timings["quantize_s"] = time.time() - t
-    variants["cpu"] = {"file": "model.cpu.onnx", "kv_dtype": "float32", "weights": cpu_weights}
+        export_onnx(model, out / "model.cpu.onnx")
+        timings["export_cpu_s"] = time.time() - t
+        if cpu_weights != "float32":
+            from mixsga.quantize import quantize_file
+
+            t = time.time()
+            quantize_file(out / "model.cpu.onnx", out / "model.cpu.onnx", cpu_weights)
+            timings["quantize_s"] = time.time() - t
+        variants["cpu"] = {"file": "model.cpu.onnx", "kv_dtype": "float32", "weights": cpu_weights}
     if cuda:
         t = time.time()
         model = model.half()
@@ -119,8 +123,7 @@ def export_folder(ckpt, out, name=None, cuda=False, cpu_weights="float32", devic
         timings["export_cuda_s"] = time.time() - t
         variants["cuda"] = {"file": "model.cuda.onnx", "kv_dtype": "float16", "weights": "float16"}
     copy_tokenizer(out, wait_tokenizer_s)
-    m = mf.build(name or out.name, model.cfg, variants, out)
-    mf.write(out, m)
+    m = mf.write(out, mf.build(name or out.name, model.cfg, variants, out))
     return m, timings
 
 
@@ -134,12 +137,18 @@ def run(args):
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda but torch sees no CUDA device")
+    if args.skip_cpu and not args.cuda:
+        raise UserError("--skip-cpu needs --cuda (a model folder needs at least one variant)")
     m, timings = export_folder(args.checkpoint, args.output, args.name, args.cuda, args.cpu_weights, device,
-                               args.wait_tokenizer)
+                               args.wait_tokenizer, cpu=not args.skip_cpu)
     sizes = {f: (Path(args.output) / f).stat().st_size for f in m["files"]}
     print(f"exported {args.checkpoint} -> {args.output}: " +
           ", ".join(f"{f} {s / 1e6:.1f} MB" for f, s in sizes.items()) +
           " | " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    if args.timings_json:
+        import json
+
+        Path(args.timings_json).write_text(json.dumps({"timings_s": timings, "sizes_bytes": sizes}, indent=1))
 
 
 def register(sub):
@@ -150,8 +159,10 @@ def register(sub):
     p.add_argument("--cuda", action="store_true", help="also write model.cuda.onnx (fp16 weights and KV)")
     p.add_argument("--cpu-weights", choices=["float32", "int8", "int4"], default="float32",
                    help="weights of model.cpu.onnx: float32 (default), int8 (MatMulInteger), int4 (MatMulNBits)")
+    p.add_argument("--skip-cpu", action="store_true", help="with --cuda: write only model.cuda.onnx")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device used for tracing")
     p.add_argument("--wait-tokenizer", type=float, default=0, metavar="S",
                    help="wait up to S seconds for the tokenizer assets to appear")
+    p.add_argument("--timings-json", metavar="FILE", help="also write step timings and file sizes as JSON")
     p.add_argument("--verify", metavar="DIR", help="check DIR's files against its manifest.json and exit")
     p.set_defaults(func=run)

@@ -34,6 +34,13 @@ def fim_block(tokenizer_json: Path):
     return block
 
 
+def fim_for_vocab(block, vocab_size):
+    """No FIM for a model whose embedding has no rows for the FIM ids (e.g. a stock 32000-row Llama)."""
+    if block is None or max(block[f"{k}_id"] for k in FIM_TOKENS) >= vocab_size:
+        return None
+    return block
+
+
 def build(name: str, cfg: ModelConfig, variants: dict, tokenizer_dir: Path) -> dict:
     """The manifest without "files" (filled in by write())."""
     tok_cfg = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
@@ -60,7 +67,7 @@ def build(name: str, cfg: ModelConfig, variants: dict, tokenizer_dir: Path) -> d
         "tokenizer": {"file": "tokenizer.json", "config": "tokenizer_config.json",
                       "bos_id": cfg.bos_token_id, "eos_id": cfg.eos_token_id,
                       "add_bos": bool(tok_cfg.get("add_bos_token", True))},
-        "fim": fim_block(tokenizer_dir / "tokenizer.json"),
+        "fim": fim_for_vocab(fim_block(tokenizer_dir / "tokenizer.json"), cfg.vocab_size),
         "variants": variants,
     }
 
