@@ -81,21 +81,30 @@ async function completeAndAccept(page, file, name, prefix, shots, check) {
   check(`ghost text appears in ${name}`, !!squash(ghost), `ghost=${JSON.stringify(ghost.slice(0, 80))}`);
   if (!squash(ghost)) return;
   await page.keyboard.press('Tab');
-  await sleep(300);
-  await page.keyboard.press('Control+S');
-  let saved = before;
-  const end2 = Date.now() + 10_000;
-  while (Date.now() < end2) {
-    saved = fs.readFileSync(file, 'utf8');
-    if (saved !== before) break;
+  // Accepted = the ghost text is gone and its first characters are now real text in the editor.
+  const want = squash(ghost).slice(0, 6);
+  const accepted0 = Date.now();
+  while (Date.now() - accepted0 < 5_000) {
+    const real = await page.evaluate(() => document.querySelector('.editor-group-container.active .view-lines')?.textContent ?? '');
+    if (squash(real.replace(/\u00a0/g, ' ')).includes(want) && !squash(await ghostText(page))) break;
     await sleep(100);
   }
+  let saved = before;
+  for (let attempt = 0; attempt < 2 && saved === before; attempt++) {
+    await page.keyboard.press('Control+S');
+    const end2 = Date.now() + 8_000;
+    while (Date.now() < end2) {
+      saved = fs.readFileSync(file, 'utf8');
+      if (saved !== before) break;
+      await sleep(100);
+    }
+  }
+  await page.screenshot({ path: path.join(shots, `accepted-${name}.png`) });
   const added = saved.startsWith(before) ? saved.slice(before.length) : '';
   const typedIdx = added.indexOf(prefix.trimEnd());
   const accepted = typedIdx >= 0 ? added.slice(typedIdx + prefix.trimEnd().length) : '';
-  const want = squash(ghost).slice(0, 6);
   check(`Tab accepts the suggestion in ${name} and the saved file contains it`,
-    !!want && squash(accepted).includes(want), `ghost=${JSON.stringify(ghost.slice(0, 60))} added=${JSON.stringify(added.slice(0, 120))}`);
+    !!want && squash(accepted).includes(want), `ghost=${JSON.stringify(ghost.slice(0, 60))} added=${JSON.stringify(added.slice(0, 120))} tail=${JSON.stringify(saved.slice(-120))}`);
 }
 
 export async function runUi({ tools, dirs, workspace, files, tokenCount, shots }) {
