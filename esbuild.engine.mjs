@@ -16,6 +16,7 @@ export const engineCommon = {
 export const engineEntries = [
   { entryPoints: { worker: 'src/engine/worker.ts' }, outdir: 'dist' },
   { entryPoints: { cli: 'src/cli.ts' }, outdir: 'dist' },
+  { entryPoints: { bench: 'src/bench/bench.ts' }, outdir: 'dist' }, // npm run bench (scripts/bench.mjs, docs/benchmarks.md)
 ];
 
 export async function buildEngine({ tests = false, production = false } = {}) {

@@ -81,7 +81,7 @@ const req = (docId: string, prefix: string, suffix: string, o: Partial<Completio
   docId, languageId: 'typescript', prefix, suffix, context: [], maxTokens: 8, multiline: false, timeBudgetMs: 60_000, ...o,
 });
 
-test('(c) long typed session: bytes ≤ budget after every step, cache reused per keystroke', { skip }, async () => {
+test('(c) long typed session: bytes ≤ budget after every step, cache reused per keystroke burst', { skip }, async () => {
   const probe = await EngineClient.start({ modelDir: FIXTURE, device: 'cpu', kvBudgetBytes: 1 << 30, workerPath: WORKER });
   const full = (await probe.memory()).fullBytesPerToken;
   await probe.dispose();
@@ -92,28 +92,38 @@ test('(c) long typed session: bytes ≤ budget after every step, cache reused pe
     const suffix = '\n}\nexport default main;\n';
     let text = 'function main() {\n';
     const chunk = '  const value = compute(alpha, beta) + 1;\n';
-    let typedTokens = 0;
+    // A fast typist: BURST keystrokes of 3 characters land between two completion requests (the debounce
+    // swallows the ones in between). Every request is still checked against the budget, ≥ 2,000 tokens are typed
+    // in total, and the edit / file-switch cadence per typed character is the same as one request per keystroke.
+    const BURST = 4, EDIT_EVERY = 24, SWITCH_EVERY = 12;
+    let typedTokens = 0, keystrokes = 0;
     const recompute: number[] = [];
     const actions = new Set<string>();
     for (let i = 0; typedTokens < 2000; i++) {
-      // type a few characters at the cursor
-      const add = chunk.slice((i * 3) % chunk.length, ((i * 3) % chunk.length) + 3);
+      let add = '';
+      for (let k = 0; k < BURST; k++, keystrokes++) {
+        const o = (keystrokes * 3) % chunk.length;
+        add += chunk.slice(o, o + 3);
+      }
       text += add;
-      if (i % 97 === 96) text = text.slice(0, -40); // an edit: delete back over a line
-      const r = await eng.complete(req('doc:a', text, suffix, { maxTokens: 2 }));
+      const edited = i % EDIT_EVERY === EDIT_EVERY - 1;
+      if (edited) text = text.slice(0, -40); // an edit: delete back over a line
+      const r = await eng.complete(req('doc:a', text, suffix, { maxTokens: 1 }));
       const m = await eng.memory();
       assert.ok(m.usedBytes <= budget, `step ${i}: ${m.usedBytes} > ${budget}`);
+      assert.notEqual(r.trace.stopReason, 'error', JSON.stringify(r.trace));
       r.trace.budgetActions.forEach((a) => actions.add(a.split(' ')[0]));
       // steps after an edit or after switching files (which evicts this document at this budget) start cold
-      if (i > 0 && i % 97 !== 96 && i % 97 !== 0 && i % 50 !== 1) recompute.push(r.trace.prefillTokens);
-      typedTokens += Math.max(1, Math.round(add.length / 3));
-      if (i % 50 === 0) await eng.complete(req(`doc:other${i % 3}`, 'let x = 1;\n'.repeat(30), '')); // switch files
+      if (i > 0 && !edited && i % EDIT_EVERY !== 0 && i % SWITCH_EVERY !== 1) recompute.push(r.trace.prefillTokens);
+      typedTokens += Math.max(1, Math.round(add.length / 3)); // one token per 3-character keystroke, as before
+      if (i % SWITCH_EVERY === 0) await eng.complete(req(`doc:other${i % 3}`, 'let x = 1;\n'.repeat(30), '', { maxTokens: 1 })); // switch files
     }
-    // Typical keystroke: the typed token(s), a re-merged/healed last token and <fim_middle>. The prefix window
-    // moves once per 512 typed characters (a full recompute), so judge the median and the 90th percentile.
+    // Typical request: the burst's typed tokens (≤ BURST + 1 for 4×3 characters of this code), a re-merged/healed
+    // last token and <fim_middle>. The prefix window moves once per 512 typed characters (a full recompute), so
+    // judge the median and the 90th percentile. Per keystroke this was median ≤ 4, p90 ≤ 8 (1 typed + 3 / + 7).
     recompute.sort((x, y) => x - y);
     const med = recompute[recompute.length >> 1], p90 = recompute[Math.floor(recompute.length * 0.9)];
-    assert.ok(med <= 4 && p90 <= 8, `recomputed prompt tokens per keystroke: median ${med}, p90 ${p90}`);
+    assert.ok(med <= BURST + 4 && p90 <= BURST + 8, `recomputed prompt tokens per request (burst of ${BURST} keystrokes): median ${med}, p90 ${p90}`);
     assert.ok(actions.has('demoted') || actions.has('windowed'), [...actions].join(','));
   } finally { await eng.dispose(); }
 });

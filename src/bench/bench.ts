@@ -1,0 +1,32 @@
+// Benchmark entry, bundled to dist/bench.js (runs with dist/ + production node_modules only; docs/benchmarks.md).
+//   node dist/bench.js [--suite completion] [--model DIR] [--device auto|cpu|cuda] [--budgets 1,4,16,64] [--iterations 40] [--out FILE]
+//   node dist/bench.js --suite gpu --model DIR --device cuda|cpu [--variant cpu|cuda] [--budgets 100,75,50,25] [--quick]
+// Exit codes: 0 ok, 1 error, 2 the benchmark cannot run as asked here (e.g. CUDA unavailable; the reason is printed).
+import '../engine/fp16Guard'; // before onnxruntime-common loads: Node ≥ 24 Float16Array pitfall (session.ts)
+import { parseArgs, str, defaultModelDir, machineFacts, writeResult, UnavailableError } from './common';
+import { runCompletionSuite, printCompletion } from './completion';
+import { runGpuSuite, printGpu } from './gpu';
+
+async function main(): Promise<number> {
+  const a = parseArgs(process.argv.slice(2));
+  if (a.help) { console.log(require('node:fs').readFileSync(__filename, 'utf8').split('\n').slice(1, 5).join('\n')); return 0; }
+  if (typeof a.model !== 'string') a.model = defaultModelDir();
+  const suite = str(a, 'suite', 'completion');
+  const machine = machineFacts();
+  const run = suite === 'gpu' ? runGpuSuite : suite === 'completion' ? runCompletionSuite : undefined;
+  if (!run) throw new Error(`unknown --suite ${suite} (completion | gpu)`);
+  const { result, device, model } = await run(a);
+  const data = { ...result, machine, argv: process.argv.slice(2),
+    note: 'timings are wall clock on this machine; see machine.loadavgAtStart for other load' };
+  data.machine = { ...machine, loadavgAtEnd: require('node:os').loadavg() };
+  if (suite === 'gpu') printGpu(data); else printCompletion(data);
+  const file = writeResult(typeof a.out === 'string' ? a.out : undefined, device, model, suite === 'gpu' ? 'gpu' + (a.quick ? '-quick' : '') : '', data);
+  console.log(`\nwrote ${file}`);
+  return 0;
+}
+
+main().then((code) => process.exit(code), (e) => {
+  if (e instanceof UnavailableError) { console.error(`bench: cannot run: ${e.message}`); process.exit(2); }
+  console.error(`bench: failed: ${(e as Error).stack ?? e}`);
+  process.exit(1);
+});

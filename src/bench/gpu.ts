@@ -1,0 +1,345 @@
+// Suite "gpu": the model graph alone (no worker, no prompt), on the CUDA or the CPU EP, with synthetic
+// per-expert past caches sized for KV budgets of 100/75/50/25 % of full KV (ratios 1:0:0, 1:1:0, 3:1:6, 0:0:1 for
+// experts with 4/2/1 KV heads). Caches live in a real DocCache (kvStore.ts), so feed construction is exactly the
+// engine's (packedPair copies, Uint16Array fp16 bits with type 'float16'). Per step: JS feed build, session.run,
+// output unwrap + append, timed separately; ORT profiling splits a few runs into kernels / Memcpy nodes / the rest
+// of model_run (graph input/output copies host↔device and the sync); a transfer probe (hand-built one-node ONNX
+// graphs) measures host→device and device→host bandwidth for the analytic transfer estimate.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type * as ortTypes from 'onnxruntime-node';
+import { loadManifest, Manifest, Variant } from '../engine/manifest';
+import { cudaUnavailableReason } from '../engine/session';
+import { DocCache, KvShape, ChunkKv, bytesPerElem } from '../engine/kvStore';
+import { f32ToF16 } from '../engine/fp16';
+import { Args, UnavailableError, gpuMemUsedMiB, int, nums, r2, stats, str, table } from './common';
+
+const FIXED_RATIOS: Record<number, number[]> = { 100: [1, 0, 0], 75: [1, 1, 0], 50: [3, 1, 6], 25: [0, 0, 1] };
+
+/** Expert shares giving `pct` % of full KV: the fixed ratios for 3 experts (g = 1,2,4), else expert 0 + last. */
+export function ratiosFor(pct: number, groups: number[]): number[] {
+  if (groups.length === 3 && groups.join() === '1,2,4' && FIXED_RATIOS[pct]) {
+    const r = FIXED_RATIOS[pct], s = r.reduce((x, y) => x + y, 0);
+    return r.map((x) => x / s);
+  }
+  const f = pct / 100, gl = groups[groups.length - 1];
+  if (f < 1 / gl - 1e-9) throw new Error(`budget ${pct}% is below the coarsest expert's ${r2(100 / gl)}%`);
+  const a = gl === 1 ? 1 : (f - 1 / gl) / (1 - 1 / gl);
+  return groups.map((_, e) => (e === 0 ? a : e === groups.length - 1 ? 1 - a : 0));
+}
+
+/** Expert of token t so every prefix of the sequence follows the ratios (truncating keeps the mix). */
+function assign(T: number, ratios: number[]): Int32Array {
+  const out = new Int32Array(T), cnt = new Array<number>(ratios.length).fill(0);
+  for (let t = 0; t < T; t++) {
+    let best = 0, bv = -Infinity;
+    ratios.forEach((r, e) => { const v = r * (t + 1) - cnt[e]; if (r > 0 && v > bv) { bv = v; best = e; } });
+    cnt[best]++; out[t] = best;
+  }
+  return out;
+}
+
+/** A DocCache holding T synthetic tokens per layer, spread over the experts by `ratios` (random small K/V). */
+function syntheticDoc(shape: KvShape, T: number, ratios: number[]): DocCache {
+  const doc = new DocCache(shape);
+  const route = assign(T, ratios);
+  const f16 = shape.dtype === 'float16';
+  const table16 = Uint16Array.from({ length: 256 }, (_, i) => f32ToF16((i - 128) / 128));
+  let seed = 12345;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
+  for (let l = 0; l < shape.layers; l++) {
+    const counts = new Array<number>(shape.heads.length).fill(0);
+    for (let t = 0; t < T; t++) counts[route[t]]++;
+    doc.segs[l].forEach((s, e) => {
+      s.reserve(counts[e]);
+      for (const arr of [s.k, s.v]) for (let i = 0; i < arr.length; i++) arr[i] = f16 ? table16[rnd()] : (rnd() - 128) / 128;
+      let n = 0;
+      for (let t = 0; t < T; t++) if (route[t] === e) { s.pos[n] = t; s.scores[n * shape.heads.length + e] = 0.5; n++; }
+      s.n = n;
+    });
+  }
+  doc.ids = new Int32Array(Math.max(T, 1)); doc.nIds = T;
+  return doc;
+}
+
+const kvBytes = (doc: DocCache, shape: KvShape) =>
+  doc.segs.reduce((s, row) => s + row.reduce((x, seg) => x + 2 * seg.n * seg.heads * seg.D * bytesPerElem(shape.dtype), 0), 0);
+
+// ---- transfer probe: one-node ONNX graphs encoded by hand (protobuf) ----
+function varint(n: number): number[] { const b: number[] = []; while (n > 127) { b.push((n & 127) | 128); n = Math.floor(n / 128); } b.push(n); return b; }
+const fld = (f: number, payload: number[] | string): number[] => {
+  const p = typeof payload === 'string' ? [...Buffer.from(payload, 'utf8')] : payload;
+  return [...varint((f << 3) | 2), ...varint(p.length), ...p];
+};
+const vfld = (f: number, v: number): number[] => [...varint(f << 3), ...varint(v)];
+function probeModel(op: 'Identity' | 'ReduceMax', elem: number): Uint8Array {
+  const vi = (name: string, withShape: boolean) => fld(1, name).concat(fld(2, fld(1, [...vfld(1, elem), ...(withShape ? fld(2, fld(1, fld(2, 'N'))) : [])])));
+  const attr = op === 'ReduceMax' ? fld(5, [...fld(1, 'keepdims'), ...vfld(3, 0), ...vfld(20, 2)]) : [];
+  const node = [...fld(1, 'X'), ...fld(2, 'Y'), ...fld(3, 'n0'), ...fld(4, op), ...attr];
+  const graph = [...fld(1, node), ...fld(2, 'probe'), ...fld(11, vi('X', true)), ...fld(12, vi('Y', op === 'Identity'))];
+  return Uint8Array.from([...vfld(1, 8), ...fld(8, vfld(2, 13)), ...fld(7, graph)]);
+}
+
+async function transferProbe(ort: typeof ortTypes, opts: ortTypes.InferenceSession.SessionOptions, dtype: 'float16' | 'float32') {
+  const elem = dtype === 'float16' ? 10 : 1, bpe = dtype === 'float16' ? 2 : 4;
+  const sizesMB = [1, 8, 32];
+  const res: Record<string, unknown> = {};
+  try {
+    const h2d = await ort.InferenceSession.create(probeModel('ReduceMax', elem), opts);
+    const rt = await ort.InferenceSession.create(probeModel('Identity', elem), opts);
+    const measure = async (s: ortTypes.InferenceSession, mb: number) => {
+      const n = Math.floor((mb * 2 ** 20) / bpe);
+      const data = dtype === 'float16' ? new Uint16Array(n) : new Float32Array(n);
+      const feed = { X: new ort.Tensor(dtype, data, [n]) };
+      for (let i = 0; i < 2; i++) await s.run(feed);
+      const ts: number[] = [];
+      for (let i = 0; i < 5; i++) { const t = performance.now(); await s.run(feed); ts.push(performance.now() - t); }
+      return stats(ts).p50;
+    };
+    const rows = [];
+    for (const mb of sizesMB) rows.push({ MB: mb, h2dOnlyMs: r2(await measure(h2d, mb)), roundTripMs: r2(await measure(rt, mb)) });
+    const a = rows[0], b = rows[rows.length - 1], dMB = (b.MB - a.MB) * 2 ** 20 / 1e9; // GB
+    const h2dGBs = dMB / ((b.h2dOnlyMs - a.h2dOnlyMs) / 1000);
+    const rtGBs = dMB / ((b.roundTripMs - a.roundTripMs) / 1000);
+    const d2hGBs = 1 / (1 / rtGBs - 1 / h2dGBs);
+    Object.assign(res, { rows, h2dGBs: r2(h2dGBs), d2hGBs: r2(d2hGBs), roundTripGBs: r2(rtGBs),
+      note: 'slope between the smallest and largest size; ReduceMax graph = host→device only, Identity = both ways (plus a device copy)' });
+    await h2d.release(); await rt.release();
+  } catch (e) { res.error = (e as Error).message.split('\n')[0]; }
+  return res;
+}
+
+// ---- ORT profile parsing ----
+interface ProfEvent { cat: string; name: string; ts: number; dur: number; args?: { op_name?: string; provider?: string } }
+function splitProfile(file: string, labels: (string | null)[]) {
+  const ev = JSON.parse(fs.readFileSync(file, 'utf8')) as ProfEvent[];
+  const runs = ev.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => a.ts - b.ts);
+  const out: Record<string, { modelRunMs: number; kernelMs: number; memcpyNodeMs: number; executorMs: number;
+    outsideExecutorMs: number; byProvider: Record<string, number>; memcpyNodes: number }[]> = {};
+  if (runs.length !== labels.length) return { error: `profile has ${runs.length} model_run events, expected ${labels.length}`, perConfig: out };
+  const nodes = ev.filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time'));
+  const sess = ev.filter((e) => e.cat === 'Session' && e.name !== 'model_run');
+  runs.forEach((r, i) => {
+    const lab = labels[i];
+    if (!lab) return;
+    const inRun = (e: ProfEvent) => e.ts >= r.ts && e.ts + e.dur <= r.ts + r.dur + 1;
+    let kernel = 0, memcpy = 0, nMem = 0, exec = 0;
+    const byProvider: Record<string, number> = {};
+    for (const n of nodes) {
+      if (!inRun(n)) continue;
+      const op = n.args?.op_name ?? '', prov = n.args?.provider ?? '?';
+      if (op.startsWith('Memcpy')) { memcpy += n.dur; nMem++; } else { kernel += n.dur; byProvider[prov] = (byProvider[prov] ?? 0) + n.dur / 1000; }
+    }
+    for (const s of sess) if (inRun(s) && /Execute/.test(s.name)) exec += s.dur;
+    (out[lab] ??= []).push({ modelRunMs: r.dur / 1000, kernelMs: kernel / 1000, memcpyNodeMs: memcpy / 1000, executorMs: exec / 1000,
+      outsideExecutorMs: exec ? (r.dur - exec) / 1000 : NaN, byProvider, memcpyNodes: nMem });
+  });
+  return { perConfig: out };
+}
+
+export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unknown>; device: string; model: string; ok: boolean }> {
+  const modelDir = path.resolve(str(a, 'model', ''));
+  const device = str(a, 'device', 'cuda');
+  if (device !== 'cuda' && device !== 'cpu') throw new Error(`--suite gpu needs --device cuda or cpu (got ${device})`);
+  const quick = a.quick === true;
+  const budgets = nums(a, 'budgets', [100, 75, 50, 25]);
+  const contexts = nums(a, 'contexts', quick ? [256, 1024] : [256, 1024, 2048]);
+  const prefillLens = nums(a, 'prefill', quick ? [512] : [512, 2048]);
+  const prefillBudgets = quick ? [budgets[0]] : budgets;
+  const warmup = int(a, 'warmup', quick ? 1 : 3), iters = int(a, 'iterations', quick ? 3 : 5);
+  const profiled = int(a, 'profile-runs', quick ? 1 : 2);
+  const chunk = int(a, 'chunk', 256);
+  const threads = int(a, 'threads', 0);
+  const log = (s: string) => process.stderr.write(`[bench:gpu] ${s}\n`);
+
+  const { dir, manifest } = loadManifest(modelDir, { checkHashes: a['check-hashes'] === true });
+  const variantName = str(a, 'variant', device === 'cuda' ? 'cuda' : (manifest.variants.cpu ? 'cpu' : 'cuda')) as 'cpu' | 'cuda';
+  const variant: Variant | undefined = manifest.variants[variantName];
+  if (!variant) throw new UnavailableError(`model ${manifest.name} has no "${variantName}" variant (has: ${Object.keys(manifest.variants).join(', ')}); use --variant`);
+  const file = path.join(dir, variant.file);
+  if (!fs.existsSync(file)) throw new UnavailableError(`${variant.file} is missing from ${dir}`);
+  if (device === 'cuda') {
+    const why = cudaUnavailableReason();
+    if (why) throw new UnavailableError(`CUDA execution provider unavailable: ${why}`);
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ort: typeof ortTypes = require('onnxruntime-node');
+  const profDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mixsga-bench-prof-'));
+  const base: ortTypes.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: 'all', logSeverityLevel: 3,
+    executionProviders: device === 'cuda' ? [{ name: 'cuda', deviceId: 0 }] : ['cpu'],
+    ...(threads > 0 ? { intraOpNumThreads: threads } : {}),
+    ...(a['strict-placement'] === true ? { extra: { session: { disable_cpu_ep_fallback: '1' } } } : {}),
+  };
+  const mem: Record<string, unknown> = { rssMiBBefore: r2(process.memoryUsage().rss / 2 ** 20), gpuMiBBefore: gpuMemUsedMiB() };
+  let session: ortTypes.InferenceSession;
+  const tc = performance.now();
+  try {
+    session = await ort.InferenceSession.create(file, { ...base, enableProfiling: profiled > 0, profileFilePrefix: path.join(profDir, 'prof') });
+  } catch (e) {
+    const msg = (e as Error).message.split('\n')[0];
+    if (device === 'cuda') throw new UnavailableError(`CUDA session could not be created (${msg}); ORT's real reason is on stderr above`);
+    throw new UnavailableError(`session could not be created on ${device} for ${variant.file}: ${msg}`);
+  }
+  const loadMs = performance.now() - tc;
+  Object.assign(mem, { rssMiBAfterLoad: r2(process.memoryUsage().rss / 2 ** 20), gpuMiBAfterLoad: gpuMemUsedMiB() });
+  log(`${manifest.name} ${variant.file} on ${device}: session in ${r2(loadMs)} ms`);
+
+  const A = manifest.architecture;
+  const shape: KvShape = { layers: A.num_layers, heads: manifest.experts.map((e) => e.kv_heads), headDim: A.head_dim, dtype: variant.kv_dtype };
+  const groups = manifest.experts.map((e) => e.group_size);
+  const E = groups.length, maxPos = A.max_position_embeddings;
+  const fullKvPerToken = 2 * A.num_layers * A.num_kv_heads * A.head_dim * bytesPerElem(shape.dtype);
+  const zeroBias = new Float32Array(E);
+  const { Tensor } = ort;
+
+  const buildFeeds = (ids: number[], start: number, doc: DocCache) => {
+    const S = ids.length;
+    const feeds: Record<string, ortTypes.Tensor> = {
+      input_ids: new Tensor('int64', BigInt64Array.from(ids, BigInt), [1, S]),
+      position_ids: new Tensor('int64', BigInt64Array.from({ length: S }, (_, i) => BigInt(Math.min(start + i, maxPos - 1))), [1, S]),
+      route_bias: new Tensor('float32', zeroBias, [E]),
+    };
+    let pastBytes = 0;
+    for (const f of doc.feeds()) { feeds[f.name] = new Tensor(shape.dtype, f.data, f.dims); pastBytes += f.data.byteLength; }
+    return { feeds, inBytes: pastBytes + 16 * S + 4 * E };
+  };
+  const scratch = new DocCache(shape);
+  const unwrap = (out: ortTypes.InferenceSession.OnnxValueMapType, ids: number[]) => {
+    const kv: ChunkKv = { keys: [], values: [], routes: [], scores: [] };
+    let outBytes = (out.logits.data as Float32Array).byteLength;
+    for (let l = 0; l < shape.layers; l++) {
+      const k = out[`new_key.${l}`].data as Float32Array | Uint16Array, v = out[`new_value.${l}`].data as Float32Array | Uint16Array;
+      const r = out[`route.${l}`].data as BigInt64Array, s = out[`scores.${l}`].data as Float32Array;
+      kv.keys.push(k); kv.values.push(v); kv.routes.push(Int32Array.from(r, Number)); kv.scores.push(s);
+      outBytes += k.byteLength + v.byteLength + r.byteLength + s.byteLength;
+    }
+    scratch.truncate(0); scratch.append(ids, kv);
+    return outBytes;
+  };
+  interface Step { feedMs: number; runMs: number; unwrapMs: number; inBytes: number; outBytes: number }
+  const step = async (ids: number[], start: number, doc: DocCache): Promise<Step> => {
+    const t0 = performance.now();
+    const { feeds, inBytes } = buildFeeds(ids, start, doc);
+    const t1 = performance.now();
+    const out = await session.run(feeds);
+    const t2 = performance.now();
+    const outBytes = unwrap(out, ids);
+    return { feedMs: t1 - t0, runMs: t2 - t1, unwrapMs: performance.now() - t2, inBytes, outBytes };
+  };
+  const tokens = (n: number, off = 0) => Array.from({ length: n }, (_, i) => 100 + ((i + off) * 37) % 20000);
+
+  // Configurations: decode (budget, context) and prefill (budget, length; engine-style chunks with a growing past).
+  type Cfg = { kind: 'decode' | 'prefill'; pct: number; T: number; label: string };
+  const cfgs: Cfg[] = [];
+  for (const pct of budgets) for (const T of [...contexts].sort((x, y) => y - x)) cfgs.push({ kind: 'decode', pct, T, label: `decode:${pct}:${T}` });
+  for (const pct of prefillBudgets) for (const T of prefillLens) cfgs.push({ kind: 'prefill', pct, T, label: `prefill:${pct}:${T}` });
+  const docs = new Map<number, DocCache>();
+  const docFor = (pct: number, T: number) => {
+    let d = docs.get(pct);
+    if (!d || d.nIds < T) { d = syntheticDoc(shape, Math.max(T, ...contexts), ratiosFor(pct, groups)); docs.set(pct, d); }
+    d.truncate(T);
+    return d;
+  };
+  const prefillPast = new Map<string, DocCache>();
+  /** One whole prefill: chunks of `chunk` tokens, the past growing with the budget's expert mix. */
+  const prefill = async (pct: number, L: number) => {
+    let feedMs = 0, runMs = 0, unwrapMs = 0, inBytes = 0, outBytes = 0;
+    for (let p = 0; p < L; p += chunk) {
+      const n = Math.min(chunk, L - p);
+      const key = `${pct}:${p}`; // the past of this chunk: p tokens in the budget's expert mix (built once)
+      let past = prefillPast.get(key);
+      if (!past) { past = syntheticDoc(shape, p, ratiosFor(pct, groups)); prefillPast.set(key, past); }
+      const s = await step(tokens(n, p), p, past);
+      feedMs += s.feedMs; runMs += s.runMs; unwrapMs += s.unwrapMs; inBytes += s.inBytes; outBytes += s.outBytes;
+    }
+    return { feedMs, runMs, unwrapMs, inBytes, outBytes };
+  };
+  const runCfg = async (c: Cfg) => (c.kind === 'decode' ? step(tokens(1), c.T, docFor(c.pct, c.T)) : prefill(c.pct, c.T));
+
+  // Phase A: profiled runs (one unlabelled warmup each), then endProfiling() — profiling stops for the session.
+  let profile: ReturnType<typeof splitProfile> | { error: string } | undefined;
+  if (profiled > 0) {
+    const labels: (string | null)[] = [];
+    for (const c of cfgs) {
+      const runsPer = c.kind === 'decode' ? 1 : Math.ceil(c.T / chunk);
+      await runCfg(c); for (let i = 0; i < runsPer; i++) labels.push(null);
+      for (let k = 0; k < (c.kind === 'decode' ? profiled : 1); k++) {
+        await runCfg(c);
+        for (let i = 0; i < runsPer; i++) labels.push(c.kind === 'decode' ? c.label : `${c.label}:chunk${i}`);
+      }
+    }
+    session.endProfiling();
+    const f = fs.readdirSync(profDir).filter((x) => x.endsWith('.json')).map((x) => path.join(profDir, x))[0];
+    profile = f ? splitProfile(f, labels) : { error: `no profile file written in ${profDir}` };
+    if (f && a['keep-profiles'] !== true) fs.rmSync(profDir, { recursive: true, force: true });
+    else if (f) log(`profile kept: ${f}`);
+    log('profiling done');
+  }
+
+  // Phase B: timed.
+  const probe = a['no-probe'] === true ? { skipped: true } : await transferProbe(ort, base, shape.dtype);
+  const h2d = (probe as { h2dGBs?: number }).h2dGBs, d2h = (probe as { d2hGBs?: number }).d2hGBs;
+  const results: Record<string, unknown>[] = [];
+  let gpuPeak = gpuMemUsedMiB(), rssPeak = process.memoryUsage().rss;
+  for (const c of cfgs) {
+    const steps: Step[] = [];
+    for (let i = 0; i < warmup + iters; i++) { const s = await runCfg(c); if (i >= warmup) steps.push(s); }
+    const g = gpuMemUsedMiB(); if (g !== undefined) gpuPeak = Math.max(gpuPeak ?? 0, g);
+    rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
+    const run = stats(steps.map((s) => s.runMs)), feed = stats(steps.map((s) => s.feedMs)), unw = stats(steps.map((s) => s.unwrapMs));
+    const total = stats(steps.map((s) => s.feedMs + s.runMs + s.unwrapMs));
+    const { inBytes, outBytes } = steps[0];
+    const doc = c.kind === 'decode' ? docFor(c.pct, c.T) : undefined;
+    const prof = profile && 'perConfig' in profile ? (c.kind === 'decode' ? profile.perConfig[c.label]
+      : Object.entries(profile.perConfig).filter(([k]) => k.startsWith(c.label + ':')).map(([, v]) => v[0])) : undefined;
+    const profSum = prof && prof.length ? (c.kind === 'decode'
+      ? { modelRunMs: stats(prof.map((p) => p.modelRunMs)).p50, kernelMs: stats(prof.map((p) => p.kernelMs)).p50,
+        memcpyNodeMs: stats(prof.map((p) => p.memcpyNodeMs)).p50, outsideExecutorMs: stats(prof.map((p) => p.outsideExecutorMs)).p50,
+        memcpyNodes: prof[0].memcpyNodes, byProvider: prof[0].byProvider }
+      : { modelRunMs: prof.reduce((s, p) => s + p.modelRunMs, 0), kernelMs: prof.reduce((s, p) => s + p.kernelMs, 0),
+        memcpyNodeMs: prof.reduce((s, p) => s + p.memcpyNodeMs, 0), outsideExecutorMs: prof.reduce((s, p) => s + p.outsideExecutorMs, 0),
+        memcpyNodes: prof.reduce((s, p) => s + p.memcpyNodes, 0) }) : undefined;
+    const estTransferMs = h2d && d2h && device === 'cuda' ? (inBytes / 1e9 / h2d + outBytes / 1e9 / d2h) * 1000 : undefined;
+    const tokensPerRun = c.kind === 'decode' ? 1 : c.T;
+    results.push({
+      kind: c.kind, budgetPct: c.pct, ratios: ratiosFor(c.pct, groups).map((x) => Math.round(x * 1000) / 1000), tokens: c.T,
+      kvBytesHeld: doc ? kvBytes(doc, shape) : undefined, kvBytesFull: c.kind === 'decode' ? c.T * fullKvPerToken : undefined,
+      runMs: run, feedBuildMs: feed, unwrapAppendMs: unw, totalMs: total,
+      tokensPerSec: r2(tokensPerRun / (total.p50 / 1000)), runOnlyTokensPerSec: r2(tokensPerRun / (run.p50 / 1000)),
+      bytesIn: inBytes, bytesOut: outBytes, estTransferMs: estTransferMs !== undefined ? r2(estTransferMs) : null,
+      estComputeMs: estTransferMs !== undefined ? r2(run.p50 - estTransferMs) : null,
+      profile: profSum,
+    });
+    log(`${c.label}: run p50 ${r2(run.p50)} ms, feeds ${r2(feed.p50)} ms`);
+  }
+  Object.assign(mem, { rssMiBPeak: r2(rssPeak / 2 ** 20), gpuMiBPeak: gpuPeak,
+    gpuMiBModelAndRuns: gpuPeak !== undefined && mem.gpuMiBBefore !== undefined ? (gpuPeak as number) - (mem.gpuMiBBefore as number) : undefined,
+    kvBytesAt100pctMaxContext: Math.max(...contexts) * fullKvPerToken });
+  await session.release();
+  const result = {
+    suite: 'gpu', model: manifest.name, modelDir: dir, device, variant: variantName, variantFile: variant.file, kvDtype: shape.dtype,
+    architecture: A, experts: manifest.experts, sessionLoadMs: r2(loadMs),
+    settings: { budgets, contexts, prefillLens, prefillBudgets, warmup, iters, profiledRuns: profiled, chunk, quick, threads,
+      caches: 'synthetic per-expert past caches (random K/V) in a DocCache; decode = one token on top of T cached tokens, past not grown; position clamped to max_position_embeddings-1',
+      optimization: 'graphOptimizationLevel all', executionProviders: base.executionProviders },
+    transferProbe: probe, memory: mem, results,
+    profileNote: 'ORT profile: kernel times are host-side for CUDA (launches are async); outsideExecutorMs = model_run − executor = graph input/output copies host↔device, allocation and the final sync',
+    profileError: profile && 'error' in profile ? profile.error : undefined,
+  };
+  return { result, device, model: manifest.name, ok: true };
+}
+
+export function printGpu(r: any): void {
+  console.log(`\nmixSGA graph benchmark — ${r.model} (${r.variantFile}, KV ${r.kvDtype}) on ${r.device}; load ${r.sessionLoadMs} ms; synthetic caches`);
+  const p = r.transferProbe;
+  if (p?.rows) console.log(`transfer probe: host→device ${p.h2dGBs} GB/s, device→host ${p.d2hGBs} GB/s`); else if (p?.error) console.log(`transfer probe failed: ${p.error}`);
+  console.log(table(['kind', 'budget %', 'tokens', 'KV held MB', 'tok/s', 'run p50 ms', 'feeds ms', 'unwrap ms', 'in MB', 'out MB', 'est xfer ms', 'prof run', 'prof kern', 'prof memcpy', 'prof outside'],
+    r.results.map((x: any) => [x.kind, x.budgetPct, x.tokens, x.kvBytesHeld !== undefined ? x.kvBytesHeld / 2 ** 20 : '', x.tokensPerSec, x.runMs.p50, x.feedBuildMs.p50,
+      x.unwrapAppendMs.p50, x.bytesIn / 2 ** 20, x.bytesOut / 2 ** 20, x.estTransferMs ?? '', x.profile?.modelRunMs ?? '', x.profile?.kernelMs ?? '',
+      x.profile?.memcpyNodeMs ?? '', x.profile?.outsideExecutorMs ?? ''])));
+  console.log(`memory: ${JSON.stringify(r.memory)}`);
+  if (r.profileError) console.log(`profile: ${r.profileError}`);
+}
