@@ -12,7 +12,7 @@ Same maths as `model.py` (tests compare the two), with a few export-minded choic
 import torch
 import torch.nn as nn
 
-from mixsga.model import MixSGAForCausalLM
+from mixsga.model import MixSGAForCausalLM, apply_rope
 
 
 def input_names(cfg) -> list:
@@ -74,10 +74,15 @@ def dynamic_axes(cfg) -> dict:
     return axes
 
 
+def cast(x, dtype):
+    """x.to(dtype), but no graph node when it already has that dtype (the tracer would emit a no-op Cast)."""
+    return x if x.dtype == dtype else x.to(dtype)
+
+
 def rms_norm(norm, x):
-    xf = x.float()
+    xf = cast(x, torch.float32)
     xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + norm.eps)
-    return norm.weight * xf.to(x.dtype)
+    return norm.weight * cast(xf, x.dtype)
 
 
 class ChunkGraph(nn.Module):
@@ -100,16 +105,19 @@ class ChunkGraph(nn.Module):
         nq, H, D = cfg.num_attention_heads, cfg.num_kv_heads, cfg.head_dim
         groups = cfg.expert_group_sizes
         h = self.m.model.embed_tokens(input_ids)  # [1, S, hidden]
+        S = input_ids.shape[1]  # traced once; reused by the reshapes that need it
         freqs = position_ids.float()[..., None] * self.inv_freq  # [1, S, D/2] fp32
         emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # [1, 1, S, D]
-        cos, sin = emb.cos().to(dt), emb.sin().to(dt)
+        cos, sin = cast(emb.cos(), dt), cast(emb.sin(), dt)
         scale = D ** -0.5
         outs = []
         for l, layer in enumerate(self.m.model.layers):
             att = layer.self_attn
             x = rms_norm(layer.input_layernorm, h)
-            q, k, v = att.project(x, cos, sin)  # [1, nq|H, S, D]
-            r = att.router(x).float()  # [1, S, E] fp32
+            q = apply_rope(att.q_proj(x).view(1, -1, nq, D).transpose(1, 2), cos, sin)  # [1, nq, S, D]
+            k = apply_rope(att.k_proj(x).view(1, -1, H, D).transpose(1, 2), cos, sin)  # [1, H, S, D]
+            v = att.v_proj(x).view(1, -1, H, D).transpose(1, 2)
+            r = cast(att.router(x), torch.float32)  # [1, S, E] fp32
             route = torch.argmax(r + route_bias, dim=-1)  # [1, S]
             onehot = (route[..., None] == torch.arange(E, device=route.device)).to(dt)  # [1, S, E]
             k_mix, v_mix = 0, 0
@@ -118,31 +126,30 @@ class ChunkGraph(nn.Module):
                 k_mix = k_mix + w * _pool_expand(k, g)
                 v_mix = v_mix + w * _pool_expand(v, g)
             # scores against each expert's past cache, then the chunk itself under a causal mask
-            S = q.shape[2]
             score_parts, value_parts = [], []
             for e, g in enumerate(groups):
                 pk, pv = past[2 * (l * E + e)], past[2 * (l * E + e) + 1]  # [1, H/g, T, D]
                 He = H // g
-                qe = q.reshape(1, He, nq // He, S, D)
+                qe = q.reshape(1, He, nq // He, -1, D)
                 s = torch.matmul(qe, pk[:, :, None].transpose(-1, -2))  # [1, He, nq/He, S, T]
                 score_parts.append(s.reshape(1, nq, S, -1))
                 value_parts.append(pv)
             rep = nq // H
-            qc = q.reshape(1, H, rep, S, D)
-            sc = torch.matmul(qc, k_mix[:, :, None].transpose(-1, -2)).reshape(1, nq, S, S)
+            qc = q.reshape(1, H, rep, -1, D)
+            sc = torch.matmul(qc, k_mix[:, :, None].transpose(-1, -2)).reshape(1, nq, S, -1)
             future = torch.ones_like(sc, dtype=torch.bool).triu(1)
-            sc = sc.float().masked_fill(future, float("-inf"))
-            scores_all = torch.cat([s.float() for s in score_parts] + [sc], dim=-1) * scale
-            p = torch.softmax(scores_all, dim=-1).to(dt)  # [1, nq, S, T_total + S]
+            sc = cast(sc, torch.float32).masked_fill(future, float("-inf"))
+            scores_all = torch.cat([cast(s, torch.float32) for s in score_parts] + [sc], dim=-1) * scale
+            p = cast(torch.softmax(scores_all, dim=-1), dt)  # [1, nq, S, T_total + S]
             o, start = 0, 0
             for e, g in enumerate(groups):
                 He, T = H // g, value_parts[e].shape[2]
-                pe = p[..., start:start + T].reshape(1, He, nq // He, S, -1)
+                pe = p[..., start:start + T].reshape(1, He, nq // He, S, -1)  # -1 = T
                 start = start + T
-                o = o + torch.matmul(pe, value_parts[e][:, :, None]).reshape(1, nq, S, D)
-            pc = p[..., start:].reshape(1, H, rep, S, S)
-            o = o + torch.matmul(pc, v_mix[:, :, None]).reshape(1, nq, S, D)
-            a = att.o_proj(o.transpose(1, 2).reshape(1, S, nq * D))
+                o = o + torch.matmul(pe, value_parts[e][:, :, None]).reshape(1, nq, -1, D)
+            pc = p[..., start:].reshape(1, H, rep, S, -1)
+            o = o + torch.matmul(pc, v_mix[:, :, None]).reshape(1, nq, -1, D)
+            a = att.o_proj(o.transpose(1, 2).reshape(1, -1, nq * D))
             h = h + a
             h = h + layer.mlp(rms_norm(layer.post_attention_layernorm, h))
             outs += [k, v, route, torch.sigmoid(r)]
@@ -152,12 +159,12 @@ class ChunkGraph(nn.Module):
             logits = torch.matmul(self.m.model.embed_tokens.weight, last.transpose(0, 1)).transpose(0, 1)
         else:
             logits = self.m.lm_head(last)
-        return (logits.float(), *outs)
+        return (cast(logits, torch.float32), *outs)
 
 
 def _pool_expand(x, g):
     """[1, H, S, D] -> each group of g adjacent heads replaced by its mean (pool then expand back)."""
     if g == 1:
         return x
-    B, H, S, D = x.shape
-    return x.reshape(B, H // g, g, S, D).mean(dim=2, keepdim=True).expand(B, H // g, g, S, D).reshape(B, H, S, D)
+    _, H, _, D = x.shape  # static
+    return x.reshape(1, H // g, g, -1, D).mean(dim=2, keepdim=True).expand(-1, -1, g, -1, -1).reshape(1, H, -1, D)

@@ -177,7 +177,9 @@ def test_export_folder_manifest_and_verify(model, tmp_path):
     m, _ = export_folder(tmp_path / "ckpt", tmp_path / "out", name="tiny")
     files = json.loads((tmp_path / "out" / "manifest.json").read_text())["files"]
     assert set(files) == {"model.cpu.onnx", "tokenizer.json", "tokenizer_config.json"}
-    assert m["fim"]["prefix_id"] == 32000 and m["fim"]["file_sep_id"] == 32004
+    assert m["fim"] is None  # vocab 211 has no rows for the FIM ids
+    fim = mf.fim_for_vocab(mf.fim_block(tmp_path / "out" / "tokenizer.json"), 32008)
+    assert fim["prefix_id"] == 32000 and fim["middle_id"] == 32001 and fim["file_sep_id"] == 32004
     assert m["experts"] == [{"group_size": 1, "kv_heads": 4}, {"group_size": 2, "kv_heads": 2},
                             {"group_size": 4, "kv_heads": 1}]
     mf.verify(tmp_path / "out")
