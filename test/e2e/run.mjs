@@ -24,6 +24,7 @@ const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
 fs.rmSync(WORK, { recursive: true, force: true });
 fs.mkdirSync(WORK, { recursive: true });
 fs.mkdirSync(SHOTS, { recursive: true });
+for (const f of fs.readdirSync(SHOTS)) if (/\.(png|json)$/.test(f)) fs.rmSync(path.join(SHOTS, f)); // no stale screenshots
 
 // 1. Package what users get.
 const vsix = path.join(WORK, `${pkg.name}-${pkg.version}.vsix`);
