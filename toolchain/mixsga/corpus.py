@@ -182,11 +182,13 @@ def check_document(text: str):
 
 def split_parts(files: list[Path], xfer: Path, part_bytes: int) -> list[Path]:
     """Pack files into one uncompressed tar (its members are compressed already) and cut it into parts, each
-    in its own folder with a SHA256SUMS, so one part fits one transfer."""
-    if xfer.exists():
-        shutil.rmtree(xfer)
-    xfer.mkdir(parents=True)
-    tar_path = xfer / "corpus.tar"
+    in its own folder xfer/p<N>/ with a SHA256SUMS, so one part fits one transfer. Other folders under xfer
+    belong to other uploads and are left alone; only earlier corpus parts are replaced."""
+    xfer.mkdir(parents=True, exist_ok=True)
+    for old in xfer.glob("p*"):
+        if re.fullmatch(r"p\d+", old.name) and old.is_dir() and any(old.glob("corpus.tar.part*")):
+            shutil.rmtree(old)
+    tar_path = files[0].parent / "corpus.tar"
     with tarfile.open(tar_path, "w") as tar:
         for f in files:
             tar.add(f, arcname=f.name)
