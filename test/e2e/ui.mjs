@@ -194,6 +194,24 @@ export async function runUi({ tools, dirs, workspace, files, tokenCount, shots }
     check('gauge never shows used > budget while typing', samples.length > 20 && over.length === 0,
       `samples=${samples.length} over=${JSON.stringify(over.slice(0, 3))} maxUsed=${maxUsed}`);
     check(`the long file used KV memory (> half of the ${BUDGET_MB} MB budget)`, maxUsed > BUDGET_MB / 2 && samples.every((g) => g.budget === BUDGET_MB), `maxUsed=${maxUsed}`);
+
+    // Memory panel: webview (nested iframes) renders the engine's report with its own script under the CSP.
+    await page.keyboard.press('Control+Shift+P');
+    await page.locator('.quick-input-widget input').first().waitFor({ timeout: 10_000 });
+    await page.keyboard.type('mixSGA: Show Memory Report', { delay: 10 });
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Show Memory Report' }).first().waitFor({ timeout: 10_000 });
+    await page.keyboard.press('Enter');
+    const summary = page.frameLocator('iframe.webview').frameLocator('iframe').locator('#summary');
+    let panelText = '';
+    const endPanel = Date.now() + 20_000;
+    while (Date.now() < endPanel && !/ MB · /.test(panelText)) {
+      panelText = (await summary.textContent({ timeout: 2_000 }).catch(() => '')) ?? '';
+      await sleep(250);
+    }
+    const bars = await page.frameLocator('iframe.webview').frameLocator('iframe').locator('svg rect').count().catch(() => 0);
+    await page.screenshot({ path: path.join(shots, 'memory-panel.png') });
+    check('memory panel shows the live report (charts drawn)', / MB · /.test(panelText) && bars > 3, `summary=${JSON.stringify(panelText)} rects=${bars}`);
+    mark('memory panel');
   } catch (e) {
     check('UI flow ran to the end', false, String((e && e.stack) || e));
     await page.screenshot({ path: path.join(shots, 'ui-failure.png') }).catch(() => {});
