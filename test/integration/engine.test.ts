@@ -135,8 +135,14 @@ test('(d) crashed worker: detected, request during outage resolves empty with a 
     assert.equal(eng.state.kind, 'ready');
     const states: string[] = [];
     eng.onDidChange((s) => states.push(s.kind));
+    // Wait for the exit to be noticed (not a fixed delay: on a loaded machine the exit event can take a while).
+    const sawRestarting = () => new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no restarting state within 10 s; states: ' + states.join(','))), 10_000);
+      const sub = eng.onDidChange((s) => { if (s.kind === 'restarting') { clearTimeout(t); sub.dispose(); resolve(); } });
+    });
+    let restarting = sawRestarting();
     eng.testCrash('exit');
-    await new Promise((r) => setTimeout(r, 100));
+    await restarting;
     assert.equal((eng.state as { kind: string }).kind, 'restarting');
     const r = await eng.complete(req('d', 'const a = ', ';'));
     assert.equal(r.text, '');
@@ -144,9 +150,9 @@ test('(d) crashed worker: detected, request during outage resolves empty with a 
     assert.ok(await eng.whenReady(20_000));
     const ok = await eng.complete(req('d', 'const a = ', ';'));
     assert.equal(ok.trace.stopReason === 'error', false, JSON.stringify(ok.trace));
+    restarting = sawRestarting();
     eng.testCrash('throw');
-    await new Promise((r) => setTimeout(r, 100));
-    assert.equal((eng.state as { kind: string }).kind, 'restarting');
+    await restarting;
     assert.ok(await eng.whenReady(20_000));
     assert.ok(states.includes('restarting') && states.includes('ready'));
   } finally { await eng.dispose(); }
