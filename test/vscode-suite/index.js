@@ -180,13 +180,15 @@ exports.run = async function run() {
     // Negative control: a worker thread in this process connects to a local server; the /proc check must see it.
     const { Worker } = require('worker_threads');
     const net = require('net');
-    const server = net.createServer((s) => s.end());
+    const held = [];
+    const server = net.createServer((s) => held.push(s)); // keep it open: the control socket must live long enough to be seen
     await new Promise((r) => server.listen(0, '127.0.0.1', r));
     const port = server.address().port;
     let w = netWatch.start(ext.extensionPath);
-    const worker = new Worker(`const net=require('net');const s=net.connect(${port},'127.0.0.1',()=>setTimeout(()=>{s.destroy();process.exit(0)},200));`, { eval: true });
+    const worker = new Worker(`const net=require('net');const s=net.connect(${port},'127.0.0.1',()=>setTimeout(()=>{s.destroy();process.exit(0)},300));s.on('error',()=>process.exit(1));`, { eval: true });
     await new Promise((r) => worker.on('exit', r));
     const control = w.stop();
+    for (const s of held) s.destroy();
     server.close();
     assert.ok(control.newSockets.some((s) => s.startsWith('tcp')), `detector missed a worker-thread connection: ${JSON.stringify(control)}`);
 
