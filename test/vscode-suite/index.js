@@ -190,7 +190,9 @@ exports.run = async function run() {
     const control = w.stop();
     for (const s of held) s.destroy();
     server.close();
-    assert.ok(control.newSockets.some((s) => s.startsWith('tcp')), `detector missed a worker-thread connection: ${JSON.stringify(control)}`);
+    // The worker's (client) side: remote address 127.0.0.1:port, as /proc/net/tcp writes it in hex.
+    const remote = `-> 0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+    assert.ok(control.newSockets.some((s) => s.includes(remote)), `detector missed a worker-thread connection: ${JSON.stringify(control)}`);
 
     w = netWatch.start(ext.extensionPath);
     const doc = await untitled('typescript', 'import { join } from "path";\nexport const root = ');
