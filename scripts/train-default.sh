@@ -27,24 +27,26 @@ cd "$(dirname "$SELF")/.."     # repo root; RUN and SHARDS are relative to it
 export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0} PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/toolchain:${PYTHONPATH:-}
 mkdir -p "$RUN"
 
-TRAIN="$PY -m mixsga train --data $SHARDS --seq-len 1024 --batch-tokens 262144"
+# Overridable for a CPU dry run of the whole pipeline (tiny model, tiny batches).
+MODEL_SIZE=${MODEL_SIZE:-default}; SEQ=${SEQ:-1024}; BATCH_TOKENS=${BATCH_TOKENS:-262144}; MB=${MB:-32}; ABL_MB=${ABL_MB:-16}
+TRAIN="$PY -m mixsga train --data $SHARDS --seq-len $SEQ --batch-tokens $BATCH_TOKENS"
 
 stage_shards() {
   [ -f "$SHARDS/meta.json" ] && { echo "shards exist in $SHARDS"; return; }
   ${SHARDS_CMD:-$PY -m mixsga shards --corpus $CORPUS --out $SHARDS}
 }
 stage_dense() {
-  $TRAIN --init scratch --model-size default --out "$RUN/dense" --resume --lr 1e-3 --warmup-steps 150 \
-    --micro-batch 32 --time-budget-min "$DENSE_MIN" --eval-every 500 --save-every 500
+  $TRAIN --init scratch --model-size $MODEL_SIZE --out "$RUN/dense" --resume --lr 1e-3 --warmup-steps 150 \
+    --micro-batch $MB --time-budget-min "$DENSE_MIN" --eval-every 500 --save-every 500
 }
 stage_mixsga() {
   $PY -m mixsga convert "$RUN/dense/ckpt" "$RUN/mix0" --ratios 3:1:6
   $TRAIN --init "$RUN/mix0" --ratios 3:1:6 --out "$RUN/mixsga" --resume --lr 3e-4 --warmup-steps 30 \
-    --micro-batch 32 --time-budget-min "$MIX_MIN" --eval-every 200 --save-every 200 --eval-at-start
+    --micro-batch $MB --time-budget-min "$MIX_MIN" --eval-every 200 --save-every 200 --eval-at-start
 }
 stage_ablations() {
   [ -d "$RUN/mix0" ] || $PY -m mixsga convert "$RUN/dense/ckpt" "$RUN/mix0" --ratios 3:1:6
-  local common="--init $RUN/mix0 --ratios 3:1:6 --lr 3e-4 --warmup-steps 10 --micro-batch 16 \
+  local common="--init $RUN/mix0 --ratios 3:1:6 --lr 3e-4 --warmup-steps 10 --micro-batch $ABL_MB \
     --max-steps $ABL_STEPS --time-budget-min $ABL_MIN --eval-every 50 --eval-windows 16 --save-every 0"
   # A small model leaves the H200 mostly idle: the four runs share it as separate processes.
   $TRAIN $common --out "$RUN/abl-paper"                          > "$RUN/abl-paper.log" 2>&1 &
@@ -57,7 +59,7 @@ stage_eval() {
   mkdir -p "$RUN/eval"
   for m in dense mixsga abl-paper abl-lmgrad abl-random abl-gqa2; do
     [ -f "$RUN/$m/ckpt/config.json" ] || continue
-    $PY -m mixsga eval_ppl --model "$RUN/$m/ckpt" --data "$SHARDS" --windows 64 --seq-len 1024 --batch 16 \
+    $PY -m mixsga eval_ppl --model "$RUN/$m/ckpt" --data "$SHARDS" --windows ${EVAL_WINDOWS:-64} --seq-len $SEQ --batch 16 \
       --out "$RUN/eval/$m.json" > "$RUN/eval/$m.txt" 2>&1 &
   done
   wait
