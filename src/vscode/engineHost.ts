@@ -1,7 +1,7 @@
 // Owns the engine's lifecycle for the extension: starts it (with a progress notification), restarts it when the
 // model folder changes, forwards budget/device settings, and reports a failure once instead of on every keystroke.
 import * as vscode from 'vscode';
-import type { Engine, EngineOptions, EngineState } from '../engine/api';
+import type { DeviceSetting, Engine, EngineOptions, EngineState } from '../engine/api';
 import { modelFolderProblem, resolveModelDir } from './modelPath';
 import type { Settings } from './settings';
 
@@ -17,6 +17,9 @@ export class EngineHost implements vscode.Disposable {
   private failure: string | undefined;
   private reportedFailure: string | undefined;
   private generation = 0;
+  /** What 'auto' resolved to when the engine last became ready with device 'auto'. */
+  private autoResolved: 'cuda' | 'cpu' | undefined;
+  private requestedDevice: DeviceSetting = 'auto';
   private readonly emitter = new vscode.EventEmitter<HostState>();
   /** Engine state changes and "memory may have changed" after requests. */
   readonly onDidChange = this.emitter.event;
@@ -74,6 +77,8 @@ export class EngineHost implements vscode.Disposable {
             return;
           }
           this.engine = engine;
+          this.requestedDevice = s.device;
+          if (engine.state.kind === 'ready' && s.device === 'auto') this.autoResolved = engine.state.device;
           this.engineSub = engine.onDidChange((st) => {
             if (st.kind === 'failed') this.reportOnce(st.reason);
             this.emitter.fire(st);
@@ -144,10 +149,20 @@ export class EngineHost implements vscode.Disposable {
   private async applyDevice(): Promise<void> {
     const d = this.settings.current.device;
     if (!this.engine) return;
+    // A device switch restarts the engine worker and drops every cache: skip it when the result would be the
+    // device already in use ('cpu' on CPU, or 'auto' where 'auto' already resolved to the current device).
+    const st = this.engine.state;
+    const prev = this.requestedDevice;
+    this.requestedDevice = d;
+    if (st.kind === 'ready' && (d === st.device || (d === 'auto' && this.autoResolved === st.device))) {
+      this.log.info(`device setting ${prev} → ${d}: already on ${st.device}, no restart`);
+      return;
+    }
     try {
-      const st = await this.engine.setDevice(d);
-      this.log.info(`device setting ${d} → ${st.kind === 'ready' ? st.device : st.kind}`);
-      if (st.kind === 'ready' && st.deviceNote) void vscode.window.showWarningMessage(`mixSGA: ${st.deviceNote}`);
+      const next = await this.engine.setDevice(d);
+      this.log.info(`device setting ${d} → ${next.kind === 'ready' ? next.device : next.kind}`);
+      if (next.kind === 'ready' && d === 'auto') this.autoResolved = next.device;
+      if (next.kind === 'ready' && next.deviceNote) void vscode.window.showWarningMessage(`mixSGA: ${next.deviceNote}`);
     } catch (e) {
       this.log.error(`setDevice failed: ${String(e)}`);
     }

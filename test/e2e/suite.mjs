@@ -20,14 +20,33 @@ export async function runInHostSuite({ tools, dirs, workspace, extensionDir, sui
   try {
     const page = ctx.pages()[0] ?? (await ctx.newPage());
     await page.goto(`http://${cs.authority}/?folder=${encodeURIComponent(workspace)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
+    // Wait for done:true. Partial results are written after each test, so a crashed extension host (the suite
+    // stops making progress, or code-server logs the host's exit) still reports what ran and why it stopped.
     const end = Date.now() + timeoutMs;
-    while (!fs.existsSync(resultsFile) && Date.now() < end) await new Promise((r) => setTimeout(r, 250));
-    if (!fs.existsSync(resultsFile)) {
-      await page.screenshot({ path: path.join(dirs.shots, 'suite-timeout.png') }).catch(() => {});
-      return { node: '?', results: [{ name: 'in-host suite finished', ok: false, ms: timeoutMs, err: `no results within ${timeoutMs} ms; see ${dirs.work}` }] };
+    const csLog = path.join(dirs.work, 'code-server.log');
+    let last = { results: [] };
+    let lastChange = Date.now();
+    let lastMtime = 0;
+    let stopped = '';
+    while (Date.now() < end) {
+      if (fs.existsSync(resultsFile)) {
+        const m = fs.statSync(resultsFile).mtimeMs;
+        if (m !== lastMtime) {
+          lastMtime = m;
+          lastChange = Date.now();
+          last = JSON.parse(fs.readFileSync(resultsFile, 'utf8'));
+          if (last.done) return last;
+        }
+      }
+      const logText = fs.existsSync(csLog) ? fs.readFileSync(csLog, 'utf8') : '';
+      const crash = logText.split('\n').filter((l) => /Extension Host Process exited|terminate called|what\(\)|Napi::Error/.test(l));
+      if (crash.length) { await new Promise((r) => setTimeout(r, 2_000)); stopped = `extension host died:\n${crash.join('\n')}`; break; }
+      if (Date.now() - lastChange > 180_000) { stopped = 'no progress for 180 s'; break; }
+      await new Promise((r) => setTimeout(r, 250));
     }
-    await new Promise((r) => setTimeout(r, 200));
-    return JSON.parse(fs.readFileSync(resultsFile, 'utf8'));
+    await page.screenshot({ path: path.join(dirs.shots, 'suite-stopped.png') }).catch(() => {});
+    const why = stopped || `not finished within ${timeoutMs} ms`;
+    return { ...last, node: last.node ?? '?', results: [...(last.results ?? []), { name: `in-host suite finished (after "${last.last ?? 'start'}")`, ok: false, ms: 0, err: `${why}; see ${dirs.work}` }] };
   } finally {
     await ctx.close();
     await cs.stop();

@@ -8,7 +8,8 @@ function createRunner() {
     test(name, fn, timeoutMs = 30_000) {
       tests.push({ name, fn, timeoutMs });
     },
-    async runAll() {
+    /** @param {(results: object[]) => void} [onProgress] called after each test (partial results survive a host crash) */
+    async runAll(onProgress) {
       const results = [];
       for (const t of tests) {
         const start = Date.now();
@@ -26,6 +27,7 @@ function createRunner() {
         }
         const r = results[results.length - 1];
         console.log(`${r.ok ? 'ok  ' : 'FAIL'} ${r.name} (${r.ms} ms)${r.ok ? '' : '\n' + r.err}`);
+        if (onProgress) onProgress(results, t.name);
       }
       return results;
     },
@@ -34,7 +36,9 @@ function createRunner() {
 
 function writeResults(results, extra) {
   const out = process.env.MIXSGA_SUITE_RESULTS;
-  if (out) fs.writeFileSync(out, JSON.stringify({ node: process.version, ...extra, results }, null, 1));
+  if (!out) return;
+  fs.writeFileSync(out + '.tmp', JSON.stringify({ node: process.version, ...extra, results }, null, 1));
+  fs.renameSync(out + '.tmp', out); // the driver never reads a half-written file
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

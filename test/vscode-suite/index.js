@@ -226,9 +226,9 @@ exports.run = async function run() {
     await waitFor('memory panel tab', () => vscode.window.tabGroups.all.some((g) => g.tabs.some((tab) => tab.label === 'mixSGA Memory')), 5_000);
   }, 60_000);
 
-  const results = await t.runAll();
+  const results = await t.runAll((partial, last) => writeResults(partial, { done: false, last }));
   const failed = results.filter((r) => !r.ok).length;
-  writeResults(results, { extensionPath: ext && ext.extensionPath, suite: path.basename(__dirname) });
+  writeResults(results, { done: true, extensionPath: ext && ext.extensionPath, suite: path.basename(__dirname) });
   console.log(`${results.length - failed} passed, ${failed} failed`);
   if (failed) throw new Error(`${failed} test(s) failed`);
 };
