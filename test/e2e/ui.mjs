@@ -36,12 +36,22 @@ async function waitGauge(page, pred, timeoutMs, what) {
 }
 
 async function openFile(page, name) {
-  await page.keyboard.press('Control+P');
-  await page.locator('.quick-input-widget input').first().waitFor({ timeout: 10_000 });
-  await page.keyboard.type(name, { delay: 10 });
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ timeout: 10_000 });
-  await page.keyboard.press('Enter');
-  await page.locator('.tabs-container .tab.active', { hasText: name }).waitFor({ timeout: 10_000 });
+  // Explorer first (as verified in docs/vscode-e2e.md); Quick Open as a fallback, retried: its file search can lag.
+  const active = page.locator('.tabs-container .tab.active', { hasText: name });
+  await page.keyboard.press('Escape');
+  const row = page.locator('.explorer-folders-view .monaco-list-row', { hasText: name }).first();
+  if (await row.waitFor({ timeout: 5_000 }).then(() => true, () => false)) {
+    await row.dblclick();
+  }
+  for (let attempt = 0; attempt < 3 && !(await active.waitFor({ timeout: 3_000 }).then(() => true, () => false)); attempt++) {
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('Control+P');
+    await page.locator('.quick-input-widget input').first().waitFor({ timeout: 10_000 });
+    await page.keyboard.type(name, { delay: 10 });
+    const hit = page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first();
+    if (await hit.waitFor({ timeout: 8_000 }).then(() => true, () => false)) await page.keyboard.press('Enter');
+  }
+  await active.waitFor({ timeout: 5_000 });
   const lines = page.locator('.editor-group-container.active .monaco-editor .view-lines').first();
   await lines.waitFor({ timeout: 10_000 });
   await lines.click();
