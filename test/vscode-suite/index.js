@@ -204,7 +204,19 @@ exports.run = async function run() {
     const r = w.stop();
     const ours = r.calls.filter((c) => c.ours);
     assert.deepStrictEqual(ours, [], 'network API called from the extension');
-    assert.deepStrictEqual(r.newSockets, [], `inet sockets opened in the extension host during the burst (other calls seen: ${JSON.stringify(r.calls.map((c) => c.what))})`);
+    // DNS queries (UDP to port 53) cannot be attributed: built-in extensions sharing this host resolve names
+    // (docs/vscode-e2e.md §10.4). They are logged; the static check below covers our own bundles.
+    const dnsOnly = r.newSockets.filter((x) => /^udp6? \S+ -> \S+:0035 /.test(x));
+    if (dnsOnly.length) console.log(`note: unattributed DNS queries from the extension host during the burst: ${JSON.stringify(dnsOnly)}`);
+    const other = r.newSockets.filter((x) => !dnsOnly.includes(x));
+    assert.deepStrictEqual(other, [], `inet sockets opened in the extension host during the burst (calls seen: ${JSON.stringify(r.calls.map((c) => c.what))})`);
+    // Static: the shipped bundles load no networking module.
+    const fs = require('fs');
+    for (const f of ['dist/extension.js', 'dist/worker.js']) {
+      const code = fs.readFileSync(path.join(ext.extensionPath, f), 'utf8');
+      const hits = code.match(/require\(["'](node:)?(net|http|https|http2|tls|dgram|dns|undici)["']\)|\bWebSocket\b|\bXMLHttpRequest\b/g);
+      assert.strictEqual(hits, null, `${f} loads a networking module: ${JSON.stringify(hits)}`);
+    }
   }, 120_000);
 
   t.test('commands run: Toggle, Why No Suggestion?, Clear, Select Device, Show Memory Report', async () => {
