@@ -19,21 +19,42 @@ export class ModelTokenizer {
   private readonly markerText: string;
   readonly specialIds: Set<number>;
 
-  constructor(private readonly tok: Tokenizer, readonly manifest: Manifest) {
+  private readonly plain: Tokenizer;
+
+  /**
+   * `tok` decodes (and knows the special tokens); `plain` encodes user text: the same tokenizer without its added
+   * tokens, so a literal "<fim_prefix>" or "</s>" in a document is encoded as plain text, never as the special id
+   * (@huggingface/tokenizers 0.2.0 always splits added tokens out in encode(); training encoded text the way
+   * Python's tokenizers does with encode_special_tokens=True, which this reproduces). Use fromJson() to get both;
+   * without `plain`, special-token text in documents is not protected.
+   */
+  constructor(private readonly tok: Tokenizer, readonly manifest: Manifest, plain?: Tokenizer) {
+    this.plain = plain ?? tok;
     // SentencePiece-style tokenizers prepend "▁" to every encoded string. Encoding "\n" + text and dropping the
     // ids of "\n" gives the text's ids as they appear mid-document (a newline is never merged with what follows).
-    this.marker = tok.encode('\n', { add_special_tokens: false }).ids;
+    this.marker = this.plain.encode('\n', { add_special_tokens: false }).ids;
     this.markerText = tok.decode(this.marker, { skip_special_tokens: false });
     const f = manifest.fim;
     this.specialIds = new Set([manifest.tokenizer.bos_id, manifest.tokenizer.eos_id,
       ...(f ? [f.prefix_id, f.middle_id, f.suffix_id, f.pad_id, f.file_sep_id] : [])]);
   }
 
+  /** Builds the decoding tokenizer and the plain-text encoder (no added tokens) from tokenizer.json + config. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  static fromJson(json: any, cfg: any, manifest: Manifest): ModelTokenizer {
+    // eslint-disable-next-line @typescript-eslint/no-unused-vars
+    const { additional_special_tokens, added_tokens_decoder, ...plainCfg } = cfg ?? {};
+    // Non-special added tokens stay: Python's encode_special_tokens=True still matches those in text.
+    const plain = new Tokenizer({ ...json, added_tokens: (json.added_tokens ?? []).filter((t: { special?: boolean }) => !t.special) },
+      plainCfg);
+    return new ModelTokenizer(new Tokenizer(json, cfg ?? {}), manifest, plain);
+  }
+
   static load(dir: string, manifest: Manifest): ModelTokenizer {
     const json = JSON.parse(fs.readFileSync(path.join(dir, manifest.tokenizer.file), 'utf8'));
     const cfgPath = path.join(dir, manifest.tokenizer.config);
     const cfg = fs.existsSync(cfgPath) ? JSON.parse(fs.readFileSync(cfgPath, 'utf8')) : {};
-    const t = new ModelTokenizer(new Tokenizer(json, cfg), manifest);
+    const t = ModelTokenizer.fromJson(json, cfg, manifest);
     const f = manifest.fim;
     if (f) {
       // The manifest's FIM ids are authoritative; a tokenizer that disagrees would build wrong prompts.
@@ -52,10 +73,10 @@ export class ModelTokenizer {
   /** Ids of `text` as a piece of a longer document: no BOS, no leading "▁". */
   encodeFragment(text: string): number[] {
     if (text.length === 0) return [];
-    const ids = this.tok.encode('\n' + text, { add_special_tokens: false }).ids;
+    const ids = this.plain.encode('\n' + text, { add_special_tokens: false }).ids;
     const m = this.marker;
     if (m.length > 0 && m.every((x, i) => ids[i] === x)) return ids.slice(m.length);
-    return this.tok.encode(text, { add_special_tokens: false }).ids;
+    return this.plain.encode(text, { add_special_tokens: false }).ids;
   }
 
   /** Text of ids that follow other text (no leading-space stripping by the decoder). */

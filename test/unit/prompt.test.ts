@@ -2,7 +2,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Tokenizer } from '@huggingface/tokenizers';
 import { ModelTokenizer } from '../../src/engine/tokenizer';
 import { buildPrompt, defaultLimits } from '../../src/engine/prompt';
 import { validateManifest } from '../../src/engine/manifest';
@@ -11,8 +10,8 @@ import { tinyManifest } from './synth';
 // The project's Llama-2 tokenizer with FIM tokens (toolchain/mixsga/assets).
 const assets = path.resolve(__dirname, '../../../toolchain/mixsga/assets');
 const manifest = validateManifest(tinyManifest({ 'model.cpu.onnx': '', 'tokenizer.json': '', 'tokenizer_config.json': '' }));
-const tok = new ModelTokenizer(new Tokenizer(JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer.json'), 'utf8')),
-  JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer_config.json'), 'utf8'))), manifest);
+const tok = ModelTokenizer.fromJson(JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer.json'), 'utf8')),
+  JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer_config.json'), 'utf8')), manifest);
 const fim = manifest.fim!;
 const limits = defaultLimits(2048, 64);
 
