@@ -14,6 +14,8 @@ export interface EngineStartOptions extends EngineOptions {
   testHooks?: boolean;
   /** Restart delays; their count bounds the retries before `failed`. */
   restartBackoffMs?: number[];
+  /** How long a graceful worker shutdown may take before the worker is terminated (default 5000 ms). */
+  shutdownTimeoutMs?: number;
 }
 
 interface Pending { call: Call; resolve: (v: unknown) => void; reject: (e: Error) => void }
@@ -36,6 +38,9 @@ export class EngineClient implements Engine {
   private disposed = false;
   private restartTimer?: NodeJS.Timeout;
   private readyWaiters: (() => void)[] = [];
+  /** Serialises setDevice()/dispose() so that two of them never spawn or stop workers at the same time. */
+  private lifecycle: Promise<unknown> = Promise.resolve();
+  private forced = 0;
 
   private constructor(private opts: EngineStartOptions) {}
 
@@ -71,6 +76,8 @@ export class EngineClient implements Engine {
       });
       this.worker = w;
       w.on('message', (m: FromWorker) => {
+        // A worker being stopped may still report ready/initError: it is no longer ours.
+        if ((m.type === 'ready' || m.type === 'initError') && this.worker !== w) { settle(); return; }
         if (m.type === 'ready') {
           this.readyAt = Date.now();
           this.setState({ kind: 'ready', device: m.device, ...(m.deviceNote ? { deviceNote: m.deviceNote } : {}) });
@@ -79,7 +86,7 @@ export class EngineClient implements Engine {
         } else if (m.type === 'initError') {
           // A bad model folder does not get better by restarting.
           this.worker = undefined;
-          void w.terminate();
+          void this.stopWorker(w);
           this.setState({ kind: 'failed', reason: m.reason });
           this.failPending(m.reason);
           settle();
@@ -98,7 +105,7 @@ export class EngineClient implements Engine {
   private onCrash(w: Worker, reason: string): void {
     if (this.worker !== w || this.disposed) return; // already handled, or an intended stop
     this.worker = undefined;
-    void w.terminate();
+    void w.terminate(); // it is dying already (exit/uncaught error): no native call can be running
     this.failPending(reason);
     // A worker that ran a while before dying starts a fresh retry series.
     if (this.readyAt && Date.now() - this.readyAt > 60_000) this.attempts = 0;
@@ -182,18 +189,49 @@ export class EngineClient implements Engine {
     return r;
   }
 
+  /**
+   * Stops a worker gracefully: asks it to shut down (it cancels its current call at the next model step, releases
+   * its ORT session and exits by itself) and waits for its exit. Worker.terminate() while the worker is inside a
+   * native onnxruntime call can abort the whole process (`terminate called after throwing an instance of
+   * 'Napi::Error'`), so it is used only if the worker has not exited after `shutdownTimeoutMs`.
+   */
+  private stopWorker(w: Worker): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let done = false;
+      const finish = () => { if (!done) { done = true; clearTimeout(timer); resolve(); } };
+      w.once('exit', finish);
+      const timer = setTimeout(() => {
+        this.forced++;
+        void w.terminate().then(finish, finish);
+      }, this.opts.shutdownTimeoutMs ?? 5000);
+      try { w.postMessage({ type: 'shutdown' } satisfies ToWorker); } catch { /* already gone: 'exit' follows */ }
+      if (w.threadId === -1) finish(); // exited before we listened
+    });
+  }
+
+  /** Runs lifecycle operations (device switch, dispose) one at a time, in call order. */
+  private serial<T>(op: () => Promise<T>): Promise<T> {
+    const r = this.lifecycle.then(op, op);
+    this.lifecycle = r.catch(() => undefined);
+    return r;
+  }
+
   /** Restarts the worker on the new device (the caches are dropped: the KV dtype may differ). */
-  async setDevice(device: DeviceSetting): Promise<EngineState> {
+  setDevice(device: DeviceSetting): Promise<EngineState> {
     this.opts = { ...this.opts, device };
-    const old = this.worker;
-    this.worker = undefined;
-    clearTimeout(this.restartTimer);
-    this.attempts = 0;
-    this.failPending('the engine is switching device');
-    if (old) await old.terminate();
-    this.setState({ kind: 'loading' });
-    await this.spawn();
-    return this._state;
+    return this.serial(async () => {
+      if (this.disposed) return this._state;
+      const old = this.worker;
+      this.worker = undefined;
+      clearTimeout(this.restartTimer);
+      this.attempts = 0;
+      this.failPending('the engine is switching device');
+      this.setState({ kind: 'loading' });
+      if (old) await this.stopWorker(old);
+      if (this.disposed) return this._state;
+      await this.spawn();
+      return this._state;
+    });
   }
 
   async closeDocument(docId: string): Promise<void> { await this.call({ method: 'closeDocument', docId }).catch(() => undefined); this.emit(); }
@@ -210,6 +248,9 @@ export class EngineClient implements Engine {
     });
   }
 
+  /** Workers that did not stop gracefully in time and were terminated (tests, diagnostics). */
+  get forcedTerminations(): number { return this.forced; }
+
   /** Test hook: makes the worker exit or throw (honoured only with testHooks). */
   testCrash(how: 'exit' | 'throw'): void { this.worker?.postMessage({ type: 'testCrash', how } satisfies ToWorker); }
 
@@ -218,9 +259,16 @@ export class EngineClient implements Engine {
   async dispose(): Promise<void> {
     this.disposed = true;
     clearTimeout(this.restartTimer);
+    this.failPending('the engine was disposed');
+    // Stop the current worker now (a device switch in progress sees `disposed` and spawns no other one).
     const w = this.worker;
     this.worker = undefined;
-    this.failPending('the engine was disposed');
-    if (w) await w.terminate();
+    const stops: Promise<unknown>[] = [this.serial(async () => { /* waits for a running setDevice() */ })];
+    if (w) stops.push(this.stopWorker(w));
+    await Promise.all(stops);
+    // A worker spawned by a setDevice() that was past its disposed check when we were called.
+    const late = this.worker as Worker | undefined;
+    this.worker = undefined;
+    if (late) await this.stopWorker(late);
   }
 }

@@ -132,6 +132,12 @@ export class EngineCore {
     }
   }
 
+  /** Frees the ORT session (native memory, thread pools); call only when no run is in progress. */
+  async release(): Promise<void> {
+    this.budget.clear();
+    await this.loaded.session.release();
+  }
+
   setBudget(bytes: number): string[] { return this.budget.setBudget(bytes); }
   close(docId: string): void { this.budget.close(docId); }
   clear(): void { this.budget.clear(); }

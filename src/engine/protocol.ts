@@ -18,7 +18,9 @@ export type Call =
 export type ToWorker =
   | { type: 'call'; id: number; call: Call }
   | { type: 'cancel'; id: number }
-  | { type: 'testCrash'; how: 'exit' | 'throw' };
+  | { type: 'testCrash'; how: 'exit' | 'throw' }
+  /** Graceful stop: cancel at the next step boundary, release the ORT sessions, exit by itself. */
+  | { type: 'shutdown' };
 
 export type FromWorker =
   | { type: 'ready'; device: 'cuda' | 'cpu'; deviceNote?: string }

@@ -182,3 +182,44 @@ test('(e) missing or corrupt model folder: failed state with a clear reason, no 
     await e.dispose();
   }
 });
+
+test('(f) setDevice()/dispose() while completions are in flight: graceful worker stops, process survives, right states', { skip }, async () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  // Long prompts (several 256-token prefill chunks) and long multiline generations keep session.run() busy.
+  const body = Array.from({ length: 120 }, (_, i) => `  const v${i} = compute(alpha${i}, beta) + ${i};\n`).join('');
+  const long = (doc: string, n: number) => req(doc, `function f${n}() {\n${body}`, '\n}\n', { maxTokens: 64, multiline: true });
+  const checkResults = async (ps: Promise<{ text: string; trace: { stopReason: string } }>[]) => {
+    for (const r of await Promise.all(ps)) assert.equal(typeof r.text, 'string');
+  };
+  for (let round = 0; round < 4; round++) {
+    const eng = await EngineClient.start({ modelDir: FIXTURE, device: 'cpu', kvBudgetBytes: 64 << 20, workerPath: WORKER,
+      shutdownTimeoutMs: 20_000 });
+    assert.equal(eng.state.kind, 'ready');
+    for (let k = 0; k < 3; k++) {
+      const inflight = [eng.complete(long('a', k)), eng.complete(long('b', k + 1))];
+      void eng.prefill('c', 'typescript', `// c\n${body}`, '');
+      await sleep((round * 7 + k * 13) % 40);
+      const st = await eng.setDevice('cpu');
+      assert.equal(st.kind, 'ready', JSON.stringify(st));
+      assert.equal(eng.state.kind, 'ready');
+      await checkResults(inflight);
+      const ok = await eng.complete(req('a', 'const a = ', ';'));
+      assert.notEqual(ok.trace.stopReason, 'error', JSON.stringify(ok.trace));
+    }
+    // Overlapping device switches (the second while the first worker is still loading): one worker at the end.
+    const s1 = eng.setDevice('cpu'), s2 = eng.setDevice('cpu');
+    const inflight = [eng.complete(long('a', 9))];
+    assert.equal((await s1).kind, 'ready');
+    assert.equal((await s2).kind, 'ready');
+    await checkResults(inflight);
+    // Dispose mid-completion (odd rounds: also mid device switch).
+    const last = [eng.complete(long('d', round)), eng.complete(long('e', round))];
+    await sleep(5 + round * 10);
+    if (round % 2 === 1) void eng.setDevice('cpu');
+    await eng.dispose();
+    await checkResults(last);
+    const after = await eng.complete(req('a', 'const a = ', ';'));
+    assert.equal(after.text, '');
+    assert.equal(eng.forcedTerminations, 0, 'every worker stopped by itself');
+  }
+});
