@@ -9,8 +9,7 @@ npm ci --no-audit --no-fund
 npm run --silent package               # dist/ + mixsga-complete-<version>.vsix
 MODEL=models/default; [ -f "$MODEL/manifest.json" ] || MODEL=test/fixtures/fixture-tiny
 node dist/cli.js info --model "$MODEL"
-# Cursor after "return " on the last line of examples/stats.py (lines and columns are 0-based).
-LAST=$(( $(wc -l < examples/stats.py) - 1 ))
-node dist/cli.js complete --model "$MODEL" --file examples/stats.py --line "$LAST" --col 11 --budget-mb 64
+# Cursor after "return " on the last line of examples/stats.py (line and column are 1-based).
+node dist/cli.js complete --model "$MODEL" --file examples/stats.py --line "$(wc -l < examples/stats.py)" --col 12 --budget-mb 64
 echo
 echo "Install in VS Code: code --install-extension $(ls -t mixsga-complete-*.vsix | head -1)"
