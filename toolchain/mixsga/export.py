@@ -93,7 +93,7 @@ def load_mixsga(path, dtype=torch.float32, device="cpu"):
 
 
 def export_folder(ckpt, out, name=None, cuda=False, cpu_weights="float32", device="cpu", wait_tokenizer_s=0,
-                  cpu=True):
+                  cpu=True, cpu_embedding="auto"):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -111,7 +111,7 @@ def export_folder(ckpt, out, name=None, cuda=False, cpu_weights="float32", devic
             from mixsga.quantize import quantize_file
 
             t = time.time()
-            quantize_file(out / "model.cpu.onnx", out / "model.cpu.onnx", cpu_weights)
+            quantize_file(out / "model.cpu.onnx", out / "model.cpu.onnx", cpu_weights, cpu_embedding)
             timings["quantize_s"] = time.time() - t
         variants["cpu"] = {"file": "model.cpu.onnx", "kv_dtype": "float32", "weights": cpu_weights}
     if cuda:
@@ -140,7 +140,7 @@ def run(args):
     if args.skip_cpu and not args.cuda:
         raise UserError("--skip-cpu needs --cuda (a model folder needs at least one variant)")
     m, timings = export_folder(args.checkpoint, args.output, args.name, args.cuda, args.cpu_weights, device,
-                               args.wait_tokenizer, cpu=not args.skip_cpu)
+                               args.wait_tokenizer, cpu=not args.skip_cpu, cpu_embedding=args.cpu_embedding)
     sizes = {f: (Path(args.output) / f).stat().st_size for f in m["files"]}
     print(f"exported {args.checkpoint} -> {args.output}: " +
           ", ".join(f"{f} {s / 1e6:.1f} MB" for f, s in sizes.items()) +
@@ -159,6 +159,9 @@ def register(sub):
     p.add_argument("--cuda", action="store_true", help="also write model.cuda.onnx (fp16 weights and KV)")
     p.add_argument("--cpu-weights", choices=["float32", "int8", "int4"], default="float32",
                    help="weights of model.cpu.onnx: float32 (default), int8 (MatMulInteger), int4 (MatMulNBits)")
+    p.add_argument("--cpu-embedding", choices=["auto", "int8", "float32"], default="auto",
+                   help="with --cpu-weights int8|int4 and tied embeddings: store the embedding/lm_head matrix once "
+                        "as int8 with one scale per vocab row (auto = int8 when tied; float32 = keep it fp32)")
     p.add_argument("--skip-cpu", action="store_true", help="with --cuda: write only model.cuda.onnx")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device used for tracing")
     p.add_argument("--wait-tokenizer", type=float, default=0, metavar="S",

@@ -205,3 +205,60 @@ def test_external_data(model, tmp_path):
         logits = model.forward_chunk(ids, pos, torch.zeros(3), past)[0]
     out = run(session(files[0]), CFG, feed(ids, pos, [0, 0, 0], past))
     np.testing.assert_allclose(out["logits"], logits.numpy(), atol=1e-4, rtol=0)
+
+
+TIED = CFG.replace(tie_word_embeddings=True)
+
+
+@pytest.fixture(scope="module")
+def tied_fp32(tmp_path_factory):
+    m = make_model(TIED, seed=3)
+    p = tmp_path_factory.mktemp("tied") / "model.onnx"
+    export_onnx(m, p)
+    return p
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+def test_tied_embedding_stored_once_as_int8(tied_fp32, tmp_path, kind):
+    """--cpu-weights int8|int4 with tied embeddings: one int8 [hidden, V] matrix (per-row scales) serves the Gather
+    and the lm_head; no fp32 [V, hidden] copy is left; dequantisation error <= scale/2; logits agree with fp32."""
+    import onnx
+    from onnx import numpy_helper
+
+    from mixsga.quantize import quantize_file
+
+    q = quantize_file(tied_fp32, tmp_path / "q.onnx", kind)
+    q2 = quantize_file(tied_fp32, tmp_path / "q2.onnx", kind)
+    assert q.read_bytes() == q2.read_bytes()  # deterministic
+    ref_w = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(tied_fp32)).graph.initializer}
+    w = next(v for v in ref_w.values() if v.shape == (TIED.vocab_size, TIED.hidden_size))
+    g = onnx.load(str(q)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    assert not [n for n, v in inits.items() if v.shape == w.shape]
+    b_name = next(n for n, v in inits.items() if v.dtype == np.int8 and v.shape == w.shape[::-1])
+    users = sorted(n.op_type for n in g.node if b_name in n.input)
+    assert users == ["Gather", "MatMulInteger"]
+    scale = inits[b_name.replace(".int8_t", ".scale")]
+    deq = inits[b_name].T.astype(np.float32) * scale[:, None]
+    assert np.all(np.abs(deq - w) <= scale[:, None] / 2 + 1e-7)
+    assert np.allclose(scale, np.abs(w).max(1) / 127)
+    ref, got = session(tied_fp32), session(q)
+    top1, worst = [], 0.0
+    for i in range(12):
+        ids, pos, past = random_case(TIED, 6, [[4, 2, 9]] * 3, 16, seed=200 + i)
+        a = run(ref, TIED, feed(ids, pos, [0, 0, 0], past))["logits"]
+        b = run(got, TIED, feed(ids, pos, [0, 0, 0], past))["logits"]
+        top1.append(a.argmax() == b.argmax())
+        worst = max(worst, float(np.abs(a - b).max()))
+    assert np.mean(top1) >= QUANT_TOP1_MIN, (kind, np.mean(top1))
+    assert worst < QUANT_LOGIT_ATOL[kind], (kind, worst)
+    keep = quantize_file(tied_fp32, tmp_path / "keep.onnx", kind, embedding="float32")
+    assert q.stat().st_size < keep.stat().st_size
+
+
+def test_int8_embedding_needs_tied_weights(fp32_onnx, tmp_path):
+    from mixsga.quantize import quantize_file
+
+    with pytest.raises(UserError, match="tied"):
+        quantize_file(fp32_onnx, tmp_path / "q.onnx", "int8", embedding="int8")
+    quantize_file(fp32_onnx, tmp_path / "q.onnx", "int8")  # auto: untied stays as is
