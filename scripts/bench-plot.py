@@ -118,8 +118,9 @@ def plot_eps(prefix, model, byep, out):
         ax.set_xscale("log", base=2); ax.set_yscale("log"); ax.set_xlabel("context (tokens)")
         ax.set_ylabel("decode tokens/s"); ax.set_title(what, fontsize=9); ax.grid(alpha=0.3, which="both")
     axes[1].legend(fontsize=7, ncol=2)
-    any_r = next(iter(byep.values()))
-    fig.suptitle(f"{model}: CUDA EP vs CPU EP — {title(any_r)}", fontsize=9)
+    r0 = byep.get("cuda") or next(iter(byep.values())); m = r0.get("machine", {})
+    fig.suptitle(f"{r0.get('model')}: CUDA EP ({(m.get('gpu') or {}).get('name', '?')}) vs CPU EP ({m.get('cpuModel', '?')}, "
+                 f"{m.get('cores', '?')} cores), {m.get('date', '')[:10]}", fontsize=9)
     fig.tight_layout(); f = os.path.join(out, "bench-" + f"eps-{prefix}-{model}.png"); fig.savefig(f, dpi=110); plt.close(fig); print(f)
 
 
