@@ -29,7 +29,7 @@ for (const f of fs.readdirSync(SHOTS)) if (/\.(png|json)$/.test(f)) fs.rmSync(pa
 // 1. Package what users get.
 const vsix = path.join(WORK, `${pkg.name}-${pkg.version}.vsix`);
 execFileSync(process.execPath, ['esbuild.mjs', '--production'], { cwd: root, stdio: 'inherit' });
-execFileSync(path.join(root, 'node_modules/.bin/vsce'), ['package', '--out', vsix], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+execFileSync(path.join(root, 'node_modules/.bin/vsce'), ['package', '--readme-path', 'media/marketplace-readme.md', '--out', vsix], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
 const listing = spawnSync('unzip', ['-l', vsix], { encoding: 'utf8' }).stdout || '';
 const fileCount = listing.split('\n').filter((l) => /^\s*\d+\s+\S+\s+\S+\s+extension\//.test(l)).length;
 mark(`VSIX packaged: ${(fs.statSync(vsix).size / 1e6).toFixed(1)} MB, ${fileCount} files`);

@@ -397,6 +397,7 @@ def test_fixture_completer_runs_limits_stops_and_incremental():
 
 
 @needs_fixture
+@needs_data
 def test_fixture_eval_code_cli_end_to_end(tmp_path):
     import argparse
     from mixsga import eval_code
