@@ -247,7 +247,10 @@ def code_results(evals_dir: Path) -> dict:
             gens = [t.get("gen_s", 0.0) for t in d.get("tasks", []) if t.get("set") == name]
             tl = [t for t in d.get("tasks", []) if t.get("set") == name]
             syn = sum(1 for t in tl if t.get("status") != "passed" and "SyntaxError" in (t.get("stderr_tail") or ""))
-            s = dict(s, mean_gen_s=sum(gens) / len(gens) if gens else None, syntax_errors=syn if tl else None)
+            passed = [t.get("completion", "") for t in tl if t.get("status") == "passed"]
+            trivial = sum(1 for c in passed if re.fullmatch(r"\s*(return\s+[\w.]+|return|pass|[\w.]+ = \[\]|"
+                                                            r"[\w.]+ = 0|)\s*", c))
+            s = dict(s, trivial_passes=trivial, mean_gen_s=sum(gens) / len(gens) if gens else None, syntax_errors=syn if tl else None)
             out[name] = (s, d.get("config", {}), f.name, d.get("wall_s"))
     return out
 
@@ -473,6 +476,10 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
         if "single" in codes:
             p = codes["single"][0]["pass@1"]
             w(f"**Target:** single-line infilling pass@1 ≥ 0.30 → {p:.3f}: {'met' if p >= 0.30 else '**not met**'}.")
+            sp = codes["single"][0]
+            if sp.get("passed"):
+                w(f"Of its {sp['passed']} passes, {sp.get('trivial_passes', 0)} are trivial lines (`return <name>`, "
+                  "`pass`, an empty line, `x = []` / `x = 0`): the model mostly completes boilerplate, not logic.")
             w("")
     else:
         w("No code-eval results found.")
