@@ -246,7 +246,7 @@ def code_results(evals_dir: Path) -> dict:
         for name, s in d["sets"].items():
             gens = [t.get("gen_s", 0.0) for t in d.get("tasks", []) if t.get("set") == name]
             tl = [t for t in d.get("tasks", []) if t.get("set") == name]
-            syn = sum(1 for t in tl if t.get("status") != "passed" and "SyntaxError" in (t.get("stderr_tail") or ""))
+            syn = sum(1 for t in tl if t.get("status") != "passed" and any(m in (t.get("stderr_tail") or "") for m in ("SyntaxError", "TypeScript: ")))
             passed = [t.get("completion", "") for t in tl if t.get("status") == "passed"]
             trivial = sum(1 for c in passed if re.fullmatch(r"\s*(return\s+[\w.]+|return|pass|[\w.]+ = \[\]|"
                                                             r"[\w.]+ = 0|)\s*", c))
@@ -458,7 +458,7 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
           "the sandbox (`mixsga.sandbox`, 20 s timeout). Sets marked 'first N' were cut to fit the 60-minute "
           "deadline on the loaded 2-core CPU; their pass@1 has a wide interval (95% Wilson score interval shown).")
         w("")
-        w("| set | tasks run / full set | passed | pass@1 [95% Wilson CI] | subset | SyntaxError fails | mean gen s/task | file |")
+        w("| set | tasks run / full set | passed | pass@1 [95% Wilson CI] | subset | syntax/compile-error fails | mean gen s/task | file |")
         w("|---|---|---|---|---|---|---|---|")
         for name in ["single", "multi", "light", "random", "humaneval", "ts", "js"]:
             if name not in codes:
