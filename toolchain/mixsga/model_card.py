@@ -235,7 +235,7 @@ def fmt_ppl(r):
 
 
 def code_results(evals_dir: Path) -> dict:
-    """set name -> (summary dict, config, file name); later files override earlier ones for the same set."""
+    """set name -> (summary dict, config, file name, wall s); for a set in several files, the one with most tasks."""
     out = {}
     if not evals_dir or not evals_dir.is_dir():
         return out
@@ -251,6 +251,8 @@ def code_results(evals_dir: Path) -> dict:
             trivial = sum(1 for c in passed if re.fullmatch(r"\s*(return\s+[\w.]+|return|pass|[\w.]+ = \[\]|"
                                                             r"[\w.]+ = 0|)\s*", c))
             s = dict(s, trivial_passes=trivial, mean_gen_s=sum(gens) / len(gens) if gens else None, syntax_errors=syn if tl else None)
+            if name in out and out[name][0]["n"] > s["n"]:
+                continue        # several files for one set: keep the largest run
             out[name] = (s, d.get("config", {}), f.name, d.get("wall_s"))
     return out
 
