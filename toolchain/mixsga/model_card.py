@@ -250,7 +250,9 @@ def code_results(evals_dir: Path) -> dict:
             passed = [t.get("completion", "") for t in tl if t.get("status") == "passed"]
             trivial = sum(1 for c in passed if re.fullmatch(r"\s*(return\s+[\w.]+|return|pass|[\w.]+ = \[\]|"
                                                             r"[\w.]+ = 0|)\s*", c))
-            s = dict(s, trivial_passes=trivial, mean_gen_s=sum(gens) / len(gens) if gens else None, syntax_errors=syn if tl else None)
+            probs = sorted({int(m.group(1)) for t in tl for m in [re.search(r"(?:HumanEval|_)/?(\d+)(?:/|_|$)",
+                                                                                      t.get("task_id", ""))] if m})
+            s = dict(s, problems=(probs[0], probs[-1], len(probs)) if probs else None, trivial_passes=trivial, mean_gen_s=sum(gens) / len(gens) if gens else None, syntax_errors=syn if tl else None)
             if name in out and out[name][0]["n"] > s["n"]:
                 continue        # several files for one set: keep the largest run
             out[name] = (s, d.get("config", {}), f.name, d.get("wall_s"))
@@ -457,7 +459,7 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
     if codes:
         w("PyTorch checkpoint through `mixsga.generate.TorchCompleter` (FIM SPM prompt, decode-time argmax routing "
           "over per-expert KV caches, as the extension decodes), greedy, one sample per task; each program run in "
-          "the sandbox (`mixsga.sandbox`, 20 s timeout). Sets marked 'first N' were cut to fit the 60-minute "
+          "the sandbox (`mixsga.sandbox`, 20 s timeout). Sets marked 'first N' were cut (file order: the Python sets then cover only the early HumanEval problems; MultiPL-E files are not in problem order) to fit the 60-minute "
           "deadline on the loaded 2-core CPU; their pass@1 has a wide interval (95% Wilson score interval shown).")
         w("")
         w("| set | tasks run / full set | passed | pass@1 [95% Wilson CI] | subset | syntax/compile-error fails | mean gen s/task | file |")
@@ -470,7 +472,11 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
             if name == "multi" and cfg.get("multi_subset"):
                 sub.append(f"seeded subset of {cfg['multi_subset']} (seed {cfg.get('seed')})")
             if cfg.get("limit"):
-                sub.append(f"first {cfg['limit']}")
+                sub.append(f"first {cfg['limit']} in file order")
+                if s.get("problems"):
+                    a, b, k = s["problems"]
+                    sub.append(f"{k} distinct problems" + (f", #{a}–#{b} only" if b - a + 1 <= k * 2 else
+                                                             f" spread over #{a}–#{b}"))
             if cfg.get("max_new_tokens"):
                 sub.append(f"max_new_tokens {cfg['max_new_tokens']}")
             p, n = s["pass@1"], max(s["n"], 1)
