@@ -475,7 +475,7 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
                 sub.append(f"first {cfg['limit']} in file order")
                 if s.get("problems"):
                     a, b, k = s["problems"]
-                    sub.append(f"{k} distinct problems" + (f", #{a}–#{b} only" if b - a + 1 <= k * 2 else
+                    sub.append(f"{k} distinct problems" + (f", #{a}–#{b} only" if b - a + 1 == k else
                                                              f" spread over #{a}–#{b}"))
             if cfg.get("max_new_tokens"):
                 sub.append(f"max_new_tokens {cfg['max_new_tokens']}")
