@@ -132,20 +132,27 @@ def test_fp16_variant_close_to_fp32_pytorch(model, tmp_path):
     assert agree / total >= 0.95
 
 
+def quant_agreement(ref_path, quant_path, cfg, seed):
+    """Top-1 agreement and worst logit difference of a quantised graph against its fp32 source, on 12
+    random chunks over mixed-size caches."""
+    ref, got = session(ref_path), session(quant_path)
+    top1, worst = [], 0.0
+    for i in range(12):
+        ids, pos, past = random_case(cfg, 6, [[4, 2, 9]] * 3, 16, seed=seed + i)
+        a = run(ref, cfg, feed(ids, pos, [0, 0, 0], past))["logits"]
+        b = run(got, cfg, feed(ids, pos, [0, 0, 0], past))["logits"]
+        top1.append(a.argmax() == b.argmax())
+        worst = max(worst, float(np.abs(a - b).max()))
+    return float(np.mean(top1)), worst
+
+
 @pytest.mark.parametrize("kind", ["int8", "int4"])
 def test_quantized_cpu_weights(fp32_onnx, tmp_path, kind):
     from mixsga.quantize import quantize_file
 
     q = quantize_file(fp32_onnx, tmp_path / f"{kind}.onnx", kind)
-    ref, got = session(fp32_onnx), session(q)
-    top1, worst = [], 0.0
-    for i in range(12):
-        ids, pos, past = random_case(CFG, 6, [[4, 2, 9]] * 3, 16, seed=100 + i)
-        a = run(ref, CFG, feed(ids, pos, [0, 0, 0], past))["logits"]
-        b = run(got, CFG, feed(ids, pos, [0, 0, 0], past))["logits"]
-        top1.append(a.argmax() == b.argmax())
-        worst = max(worst, float(np.abs(a - b).max()))
-    assert np.mean(top1) >= QUANT_TOP1_MIN, (kind, np.mean(top1))
+    top1, worst = quant_agreement(fp32_onnx, q, CFG, seed=100)
+    assert top1 >= QUANT_TOP1_MIN, (kind, top1)
     assert worst < QUANT_LOGIT_ATOL[kind], (kind, worst)
 
 
@@ -242,15 +249,8 @@ def test_tied_embedding_stored_once_as_int8(tied_fp32, tmp_path, kind):
     deq = inits[b_name].T.astype(np.float32) * scale[:, None]
     assert np.all(np.abs(deq - w) <= scale[:, None] / 2 + 1e-7)
     assert np.allclose(scale, np.abs(w).max(1) / 127)
-    ref, got = session(tied_fp32), session(q)
-    top1, worst = [], 0.0
-    for i in range(12):
-        ids, pos, past = random_case(TIED, 6, [[4, 2, 9]] * 3, 16, seed=200 + i)
-        a = run(ref, TIED, feed(ids, pos, [0, 0, 0], past))["logits"]
-        b = run(got, TIED, feed(ids, pos, [0, 0, 0], past))["logits"]
-        top1.append(a.argmax() == b.argmax())
-        worst = max(worst, float(np.abs(a - b).max()))
-    assert np.mean(top1) >= QUANT_TOP1_MIN, (kind, np.mean(top1))
+    top1, worst = quant_agreement(tied_fp32, q, TIED, seed=200)
+    assert top1 >= QUANT_TOP1_MIN, (kind, top1)
     assert worst < QUANT_LOGIT_ATOL[kind], (kind, worst)
     keep = quantize_file(tied_fp32, tmp_path / "keep.onnx", kind, embedding="float32")
     assert q.stat().st_size < keep.stat().st_size
