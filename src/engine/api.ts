@@ -47,7 +47,9 @@ export interface RequestTrace {
   /** Prompt tokens that had to be computed for this request. */
   prefillTokens: number;
   generatedTokens: number;
+  /** Until the first generated tokens were available (the run over the prompt's last chunk also picks them). */
   prefillMs: number;
+  /** The rest of generation (further runs of the graph's decode loop). */
   decodeMs: number;
   totalMs: number;
   stopReason: StopReason;

@@ -13,7 +13,7 @@
 //   4. windows the current document: keeps its first `sink` positions and the most recent ones, dropping the
 //      oldest in between (kept tokens keep their positions: RoPE is already applied).
 import { LRUCache } from 'lru-cache';
-import { DocCache, KvShape, ChunkKv, entryBytes, fullTokenBytes } from './kvStore';
+import { DocCache, KvShape, RunKv, entryBytes, fullTokenBytes } from './kvStore';
 
 export interface BudgetOptions {
   /** Positions always kept by windowing (attention sinks). */
@@ -115,7 +115,7 @@ export class KvBudget {
   }
 
   /** Appends a run's K/V to the document and releases its reservation. */
-  commit(id: string, reservation: number, ids: ArrayLike<number>, kv: ChunkKv): void {
+  commit(id: string, reservation: number, ids: ArrayLike<number>, kv: RunKv): void {
     this.reserved -= reservation;
     const doc = this.lru.peek(id);
     if (doc) doc.append(ids, kv); // the document may have been closed meanwhile

@@ -4,27 +4,37 @@ import type { CompletionRequest, CompletionResult, MemoryReport, RequestTrace, S
 import { loadManifest, Manifest } from './manifest';
 import { ModelTokenizer } from './tokenizer';
 import { createSession, LoadedSession } from './session';
-import { ModelRunner } from './runner';
+import { ModelRunner, RunResult } from './runner';
 import { KvBudget, BudgetError } from './budget';
 import { KvShape, fullTokenBytes } from './kvStore';
 import { buildPrompt, defaultLimits } from './prompt';
 import { StopRules } from './stopRules';
 import { generate, CancelToken } from './generate';
+import { StopMasks } from './stopMasks';
 
 export interface CoreOptions { modelDir: string; device: 'auto' | 'cuda' | 'cpu'; kvBudgetBytes: number; threads?: number }
 
-/** Largest chunk fed to the model in one call during prefill. */
-const PREFILL_CHUNK = 256;
+/** Largest chunk fed to the model in one call during prefill: the GPU takes a whole prompt at once; on the CPU
+ * smaller chunks let a superseded request stop sooner. */
+const PREFILL_CHUNK = { cpu: 256, cuda: 2048 };
+/** Decode steps per model call. The graph's loop keeps the KV cache on the device between steps; each return to
+ * the host costs one copy of the cache in, and is where cancellation and the time budget are checked. */
+const DECODE_STEPS = { cpu: 16, cuda: 64 };
+
+/** Options of the run that ends a chunk: decode steps and the masks for the graph's greedy loop. */
+interface GenSpec { steps: number; stopMask: Uint8Array; firstMask?: Float32Array }
 
 export class EngineCore {
   readonly budget: KvBudget;
   readonly shape: KvShape;
+  private readonly masks: StopMasks;
   private constructor(readonly dir: string, readonly manifest: Manifest, readonly tok: ModelTokenizer,
     readonly loaded: LoadedSession, readonly runner: ModelRunner, budgetBytes: number) {
     const a = manifest.architecture;
     this.shape = { layers: a.num_layers, heads: manifest.experts.map((e) => e.kv_heads), headDim: a.head_dim,
       dtype: loaded.variant.kv_dtype };
     this.budget = new KvBudget(this.shape, budgetBytes);
+    this.masks = new StopMasks(tok);
   }
 
   static async create(o: CoreOptions): Promise<EngineCore> {
@@ -40,44 +50,53 @@ export class EngineCore {
       totalMs: 0, stopReason: 'empty', budgetActions: [] };
   }
 
-  /** Runs one chunk under the budget: steer, reserve worst case, run, append actual, release the rest. */
-  private async runChunk(docId: string, ids: number[], startPos: number, trace: RequestTrace): Promise<Float32Array> {
-    const bias = this.budget.routeBias(ids.length);
-    const { reserved, actions } = this.budget.admit(docId, ids.length);
+  /** Runs one chunk (+ decode steps) under the budget: steer, reserve worst case, run, append actual, release. */
+  private async runChunk(docId: string, ids: number[], startPos: number, trace: RequestTrace, gen?: GenSpec):
+    Promise<RunResult> {
+    const steps = Math.max(0, Math.min(gen?.steps ?? 0, this.budget.maxChunk() - ids.length,
+      this.manifest.architecture.max_position_embeddings - 1 - (startPos + ids.length)));
+    const n = ids.length + steps; // tokens this run may append
+    const bias = this.budget.routeBias(n);
+    const { reserved, actions } = this.budget.admit(docId, n);
     trace.budgetActions.push(...actions);
-    let out;
+    let out: RunResult;
     try {
-      out = await this.runner.run(ids, startPos, bias, this.budget.peek(docId)!);
+      out = await this.runner.run({ ids, startPos, routeBias: bias, genSteps: steps,
+        stopMask: gen?.stopMask ?? this.masks.none, firstMask: gen?.firstMask }, this.budget.peek(docId)!);
     } catch (e) {
       this.budget.release(reserved);
       throw e;
     }
-    this.budget.commit(docId, reserved, ids, out.kv);
-    return out.logits;
+    this.budget.commit(docId, reserved, out.processed, out.kv);
+    return out;
   }
 
+  private get prefillChunk(): number { return PREFILL_CHUNK[this.loaded.device]; }
+  private get decodeSteps(): number { return DECODE_STEPS[this.loaded.device]; }
+
   /**
-   * Brings the document's cache to `ids` (reusing the longest cached prefix) and returns the last logits,
-   * or a stop reason when cancelled / out of time.
+   * Brings the document's cache to `ids` (reusing the longest cached prefix). The run over the last chunk also
+   * starts generating when `gen` is given. Returns that run, or a stop reason when cancelled / out of time.
    */
-  private async prefill(docId: string, ids: number[], trace: RequestTrace, cancel: CancelToken, deadline: number):
-    Promise<Float32Array | StopReason> {
+  private async prefill(docId: string, ids: number[], trace: RequestTrace, cancel: CancelToken, deadline: number,
+    gen?: GenSpec): Promise<RunResult | StopReason> {
     const doc = this.budget.touch(docId);
     // At least the last prompt token is recomputed: its logits are needed.
     const reuse = Math.min(doc.commonPrefix(ids), ids.length - 1);
     this.budget.truncate(docId, reuse);
     trace.reusedTokens = reuse;
-    let pos = reuse, logits: Float32Array | undefined;
-    while (pos < ids.length) {
+    let pos = reuse;
+    for (;;) {
       if (cancel.cancelled) return 'cancelled';
       if (Date.now() >= deadline) return 'time-budget';
-      const n = Math.min(PREFILL_CHUNK, ids.length - pos, this.budget.maxChunk());
+      const n = Math.min(this.prefillChunk, ids.length - pos, this.budget.maxChunk());
       if (n <= 0) throw new BudgetError(`KV budget of ${this.budget.budgetBytes} bytes cannot hold even one token`);
-      logits = await this.runChunk(docId, ids.slice(pos, pos + n), pos, trace);
+      const last = pos + n >= ids.length;
+      const out = await this.runChunk(docId, ids.slice(pos, pos + n), pos, trace, last ? gen : undefined);
       pos += n;
       trace.prefillTokens += n;
+      if (last) return out;
     }
-    return logits!;
   }
 
   async complete(requestId: number, req: CompletionRequest, cancel: CancelToken): Promise<CompletionResult> {
@@ -94,23 +113,31 @@ export class EngineCore {
     const prompt = buildPrompt(this.tok, req, defaultLimits(this.manifest.architecture.max_position_embeddings, maxNew));
     let keepTruncate = true;
     try {
-      const p = await this.prefill(req.docId, prompt.ids, trace, cancel, deadline);
-      trace.prefillMs = Date.now() - t0;
-      if (typeof p === 'string') { keepTruncate = p !== 'cancelled'; return done('', p); }
-      const fim = this.manifest.fim;
       const rules = new StopRules({
         multiline: req.multiline, prefix: req.prefix, suffix: req.suffix, maxTokens: maxNew,
-        stopIds: new Set([this.tok.eos, ...(fim ? [fim.pad_id, fim.file_sep_id, fim.prefix_id, fim.suffix_id, fim.middle_id] : [])]),
+        stopIds: this.masks.stopIds,
       });
-      let pos = prompt.ids.length;
-      const t1 = Date.now();
+      // The graph may stop early only where the host rules stop for sure: at stop ids and, in single-line mode,
+      // at newline tokens (unless the healed text itself holds one).
+      const stopMask = !req.multiline && !prompt.healed.includes('\n') ? this.masks.singleLine : this.masks.eos;
+      const firstMask = prompt.healed ? this.masks.healing(prompt.healed) : undefined;
+      const p = await this.prefill(req.docId, prompt.ids, trace, cancel, deadline,
+        { steps: Math.min(maxNew, this.decodeSteps) - 1, stopMask, firstMask });
+      const tFirst = Date.now();
+      trace.prefillMs = tFirst - t0; // until the first batch of tokens: the last prompt chunk's run picks them
+      if (typeof p === 'string') { keepTruncate = p !== 'cancelled'; return done('', p); }
+      let pos = prompt.ids.length + p.tokens.length - 1; // position of the pending (picked, not fed) token
       const g = await generate({
-        logits: p, rules, healed: prompt.healed, deadline, cancel,
-        healCandidates: prompt.healed ? this.tok.healingCandidates(prompt.healed) : undefined,
+        first: p.tokens, rules, healed: prompt.healed, deadline, cancel, maxTokens: maxNew,
         decode: (ids) => this.tok.decodeFragment(ids),
-        step: (id) => this.runChunk(req.docId, [id], pos++, trace),
+        more: async (last, max) => {
+          const out = await this.runChunk(req.docId, [last], pos, trace,
+            { steps: Math.min(max, this.decodeSteps) - 1, stopMask });
+          pos += out.tokens.length;
+          return out.tokens;
+        },
       });
-      trace.decodeMs = Date.now() - t1;
+      trace.decodeMs = Date.now() - tFirst;
       trace.generatedTokens = g.ids.length;
       return done(g.text, g.stop);
     } catch (e) {

@@ -1,20 +1,22 @@
-// Greedy decoding for one request: picks tokens (the first one constrained by token healing), applies the stop
-// rules, honours the time budget and cancellation. The model step is injected, so this file knows no ORT.
+// Greedy decoding for one request, on the host side: the model picks tokens in batches (the graph's decode loop,
+// see runner.ts), this file applies the stop rules token by token, honours the time budget and cancellation
+// between batches, and asks for more while neither a rule nor the budget says stop. The model is injected, so
+// this file knows no ORT.
 import type { StopReason } from './api';
 import type { StopRules } from './stopRules';
 
 export interface CancelToken { cancelled: boolean }
 
 export interface GenerateArgs {
-  /** Logits after the prompt. */
-  logits: Float32Array;
-  /** Feeds one generated token, returns the next logits. */
-  step: (id: number) => Promise<Float32Array>;
+  /** Tokens picked by the run that ended the prompt (the first one already honours token healing). */
+  first: number[];
+  /** Continues after `last` (picked, not yet fed): returns the next tokens, at most `max` of them. */
+  more: (last: number, max: number) => Promise<number[]>;
   decode: (ids: number[]) => string;
   rules: StopRules;
-  /** Healed text the first token must start with ('' = none) and the ids allowed for it. */
+  /** Healed text the first token starts with ('' = none): it is already in the document. */
   healed: string;
-  healCandidates?: Int32Array;
+  maxTokens: number;
   deadline: number;
   cancel: CancelToken;
   now?: () => number;
@@ -35,18 +37,19 @@ export function argmax(logits: Float32Array, among?: Int32Array): number {
 export async function generate(a: GenerateArgs): Promise<GenerateResult> {
   const now = a.now ?? Date.now;
   const ids: number[] = [];
-  let logits = a.logits;
   let text = '';
+  let batch = a.first;
   for (;;) {
-    const id = argmax(logits, ids.length === 0 && a.healed ? a.healCandidates : undefined);
-    ids.push(id);
-    const raw = a.decode(ids);
-    // The healed text is already in the document: the completion is what comes after it.
-    text = a.healed && raw.startsWith(a.healed) ? raw.slice(a.healed.length) : raw;
-    const d = a.rules.check(text, ids);
-    if (d.stop) return { text: d.text, ids, stop: d.stop };
+    for (const id of batch) {
+      ids.push(id);
+      const raw = a.decode(ids);
+      text = a.healed && raw.startsWith(a.healed) ? raw.slice(a.healed.length) : raw;
+      const d = a.rules.check(text, ids);
+      if (d.stop) return { text: d.text, ids, stop: d.stop };
+    }
+    if (batch.length === 0) return { text: a.rules.finish(text), ids, stop: 'error' };
     if (a.cancel.cancelled) return { text: a.rules.finish(text), ids, stop: 'cancelled' };
     if (now() >= a.deadline) return { text: a.rules.finish(text), ids, stop: 'time-budget' };
-    logits = await a.step(id);
+    batch = await a.more(ids[ids.length - 1], a.maxTokens - ids.length);
   }
 }

@@ -2,8 +2,9 @@
 // H_e heads. Pure data structure (no ORT); the budget policy lives in budget.ts.
 //
 // Memory layout of one segment (layer l, expert e) with capacity C (grown ×1.5, never shrunk below use):
-//   k, v    : KV dtype array [H_e][C][D], head-major so a feed [1,H_e,T,D] is H_e contiguous set() copies
-//             (Float32Array for kv_dtype float32, Uint16Array of fp16 bits for float16)
+//   data    : KV dtype array [C][2][H_e][D], token-major: per token its key heads, then its value heads. The
+//             first n rows are exactly the graph input past.{l}.{e} [1, n, 2, H_e, D], so a feed is a
+//             zero-copy view (Float32Array for kv_dtype float32, Uint16Array of fp16 bits for float16)
 //   pos     : Int32Array [C]      the token's absolute position (= its index in the document's prompt ids)
 //   scores  : Float32Array [C][E] the token's router scores at this layer (ranks tokens for demotion)
 // Per document: ids : Int32Array [N] token ids of the cached prompt prefix (including tokens windowed out,
@@ -33,17 +34,30 @@ export const entryBytes = (s: KvShape, e: number) =>
 /** Worst-case bytes for one new token (every layer at expert 0) plus its id. */
 export const fullTokenBytes = (s: KvShape) => s.layers * entryBytes(s, 0) + ID_BYTES;
 
+/**
+ * What one model run hands back for the tokens it processed (graph outputs `route`, `scores`, `kv.{e}`,
+ * docs/model-format.md): `n` tokens, for each layer l and token t its expert route[l·n + t] and scores
+ * [l·n + t][E]; kv[e] holds the rows [2][H_e][D] of the tokens routed to e, ordered by layer, then token.
+ */
+export interface RunKv {
+  n: number;
+  route: Int32Array;
+  scores: Float32Array;
+  kv: KvArray[];
+}
+
 /** Tokens of one (layer, expert). */
 export class Segment {
   n = 0;
   cap = 0;
-  k: KvArray;
-  v: KvArray;
+  data: KvArray;
   pos = new Int32Array(0);
   scores = new Float32Array(0);
+  /** Elements per token: 2·H_e·D. */
+  readonly row: number;
   constructor(readonly heads: number, readonly D: number, readonly E: number, readonly dtype: KvDtype) {
-    this.k = this.alloc(0);
-    this.v = this.alloc(0);
+    this.row = 2 * heads * D;
+    this.data = this.alloc(0);
   }
   private alloc(n: number): KvArray {
     return this.dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n);
@@ -53,29 +67,22 @@ export class Segment {
     const need = this.n + extra;
     if (need <= this.cap) return;
     const cap = Math.max(need, Math.ceil(this.cap * 1.5), 16);
-    const { heads, D } = this;
-    const k = this.alloc(heads * cap * D), v = this.alloc(heads * cap * D);
-    for (let h = 0; h < heads; h++) {
-      k.set(this.k.subarray(h * this.cap * D, (h * this.cap + this.n) * D), h * cap * D);
-      v.set(this.v.subarray(h * this.cap * D, (h * this.cap + this.n) * D), h * cap * D);
-    }
+    const data = this.alloc(cap * this.row);
+    data.set(this.data.subarray(0, this.n * this.row));
     const pos = new Int32Array(cap); pos.set(this.pos.subarray(0, this.n));
     const sc = new Float32Array(cap * this.E); sc.set(this.scores.subarray(0, this.n * this.E));
-    this.k = k; this.v = v; this.pos = pos; this.scores = sc; this.cap = cap;
+    this.data = data; this.pos = pos; this.scores = sc; this.cap = cap;
   }
-  /** Offset of (head h, slot s) in k/v. */
-  at(h: number, s: number): number { return (h * this.cap + s) * this.D; }
+  /** Offset of slot s's key heads in data (its value heads follow at + heads·D). */
+  at(s: number): number { return s * this.row; }
   /** Keeps the entries whose slot passes `keep`, preserving order. Returns how many were removed. */
   compact(keep: (slot: number) => boolean): number {
-    const { heads, D, E } = this;
+    const { row, E } = this;
     let w = 0;
     for (let r = 0; r < this.n; r++) {
       if (!keep(r)) continue;
       if (w !== r) {
-        for (let h = 0; h < heads; h++) {
-          this.k.copyWithin(this.at(h, w), this.at(h, r), this.at(h, r) + D);
-          this.v.copyWithin(this.at(h, w), this.at(h, r), this.at(h, r) + D);
-        }
+        this.data.copyWithin(w * row, r * row, (r + 1) * row);
         this.pos[w] = this.pos[r];
         this.scores.copyWithin(w * E, r * E, r * E + E);
       }
@@ -85,28 +92,8 @@ export class Segment {
     this.n = w;
     return removed;
   }
-  /** [1,H_e,n,D] contiguous copies for an ORT feed: H_e set() calls each. */
-  packedPair(): { k: KvArray; v: KvArray } {
-    const { heads, D, n } = this;
-    const mk = () => (this.dtype === 'float32' ? new Float32Array(heads * n * D) : new Uint16Array(heads * n * D));
-    const k = mk(), v = mk();
-    for (let h = 0; h < heads; h++) {
-      k.set(this.k.subarray(this.at(h, 0), this.at(h, n)), h * n * D);
-      v.set(this.v.subarray(this.at(h, 0), this.at(h, n)), h * n * D);
-    }
-    return { k, v };
-  }
-}
-
-/** What one model run produced for a chunk, per layer (ORT outputs, already unwrapped). */
-export interface ChunkKv {
-  /** new_key.{l}: [H,S,D] */
-  keys: KvArray[];
-  values: KvArray[];
-  /** route.{l}: [S] expert ids */
-  routes: ArrayLike<number>[];
-  /** scores.{l}: [S,E] */
-  scores: Float32Array[];
+  /** The graph input past.{l}.{e}: [1, n, 2, H_e, D], a view of the first n rows (no copy). */
+  feed(): KvArray { return this.data.subarray(0, this.n * this.row); }
 }
 
 export class DocCache {
@@ -141,11 +128,12 @@ export class DocCache {
   }
 
   /**
-   * Appends a chunk: token ids (positions nIds..nIds+S-1) and, per layer, each token's full-res K/V pooled to
-   * its routed expert by adjacent-group mean.
+   * Appends the tokens a run processed: their ids (positions nIds..nIds+n-1) and, per layer and expert, the
+   * run's pooled K/V rows — one contiguous copy per (layer, expert).
    */
-  append(ids: ArrayLike<number>, kv: ChunkKv): void {
-    const S = ids.length, start = this.nIds;
+  append(ids: ArrayLike<number>, run: RunKv): void {
+    const S = ids.length, start = this.nIds, E = this.shape.heads.length;
+    if (run.n !== S) throw new Error(`append: ${S} ids but the run processed ${run.n} tokens`);
     if (this.nIds + S > this.ids.length) {
       const grown = new Int32Array(Math.max(this.nIds + S, this.ids.length * 2));
       grown.set(this.tokenIds);
@@ -153,33 +141,28 @@ export class DocCache {
     }
     for (let t = 0; t < S; t++) this.ids[start + t] = ids[t];
     this.nIds += S;
-    const { heads, headDim: D, dtype } = this.shape;
-    const H = heads[0], E = heads.length, f16 = dtype === 'float16';
+    const offset = new Array<number>(E).fill(0); // next row of run.kv[e]
     for (let l = 0; l < this.shape.layers; l++) {
-      const route = kv.routes[l], sc = kv.scores[l];
+      const route = run.route.subarray(l * S, (l + 1) * S);
       const counts = new Array<number>(E).fill(0);
       for (let t = 0; t < S; t++) counts[route[t]]++;
-      this.segs[l].forEach((s, e) => s.reserve(counts[e]));
-      for (let t = 0; t < S; t++) {
-        const e = route[t], seg = this.segs[l][e], g = H / heads[e], slot = seg.n;
-        for (const [src, dst] of [[kv.keys[l], seg.k], [kv.values[l], seg.v]] as const) {
-          for (let j = 0; j < heads[e]; j++) {
-            const o = seg.at(j, slot);
-            if (g === 1) { dst.set(src.subarray((j * S + t) * D, (j * S + t + 1) * D), o); continue; }
-            for (let d = 0; d < D; d++) {
-              let acc = 0;
-              for (let h = j * g; h < (j + 1) * g; h++) {
-                const x = src[(h * S + t) * D + d];
-                acc += f16 ? f16ToF32(x) : x;
-              }
-              dst[o + d] = f16 ? f32ToF16(acc / g) : acc / g;
-            }
-          }
+      this.segs[l].forEach((seg, e) => {
+        const c = counts[e];
+        if (c === 0) return;
+        seg.reserve(c);
+        const src = run.kv[e];
+        if ((offset[e] + c) * seg.row > src.length) throw new Error(`append: kv.${e} has too few rows for layer ${l}`);
+        seg.data.set(src.subarray(offset[e] * seg.row, (offset[e] + c) * seg.row), seg.n * seg.row);
+        offset[e] += c;
+        let slot = seg.n;
+        for (let t = 0; t < S; t++) {
+          if (route[t] !== e) continue;
+          seg.pos[slot] = start + t;
+          seg.scores.set(run.scores.subarray((l * S + t) * E, (l * S + t + 1) * E), slot * E);
+          slot++;
         }
-        seg.pos[slot] = start + t;
-        seg.scores.set(sc.subarray(t * E, (t + 1) * E), slot * E);
-        seg.n++;
-      }
+        seg.n = slot;
+      });
     }
   }
 
@@ -205,17 +188,18 @@ export class DocCache {
     const r = src.heads / dst.heads, f16 = this.shape.dtype === 'float16';
     dst.reserve(slots.length);
     const moving = new Uint8Array(src.n);
+    const a = src.data, b = dst.data;
     for (const s of slots) {
       if (moving[s]) continue;
       moving[s] = 1;
       const slot = dst.n;
-      for (const [a, b] of [[src.k, dst.k], [src.v, dst.v]] as const) {
+      for (let kv = 0; kv < 2; kv++) { // keys, then values
+        const from = src.at(s) + kv * src.heads * D, to = dst.at(slot) + kv * dst.heads * D;
         for (let j = 0; j < dst.heads; j++) {
-          const o = dst.at(j, slot);
           for (let d = 0; d < D; d++) {
             let acc = 0;
-            for (let h = j * r; h < (j + 1) * r; h++) { const x = a[src.at(h, s) + d]; acc += f16 ? f16ToF32(x) : x; }
-            b[o + d] = f16 ? f32ToF16(acc / r) : acc / r;
+            for (let h = j * r; h < (j + 1) * r; h++) { const x = a[from + h * D + d]; acc += f16 ? f16ToF32(x) : x; }
+            b[to + j * D + d] = f16 ? f32ToF16(acc / r) : acc / r;
           }
         }
       }
@@ -237,13 +221,11 @@ export class DocCache {
     return before - this.bytes();
   }
 
-  /** ORT feed payloads: past_key.{l}.{e}, past_value.{l}.{e} as [1,H_e,T,D] (T may be 0). */
+  /** ORT feed payloads: past.{l}.{e} as [1, T, 2, H_e, D] views of the cache (T may be 0). */
   feeds(): { name: string; data: KvArray; dims: number[] }[] {
     const out: { name: string; data: KvArray; dims: number[] }[] = [];
     this.segs.forEach((row, l) => row.forEach((s, e) => {
-      const { k, v } = s.packedPair();
-      const dims = [1, s.heads, s.n, s.D];
-      out.push({ name: `past_key.${l}.${e}`, data: k, dims }, { name: `past_value.${l}.${e}`, data: v, dims });
+      out.push({ name: `past.${l}.${e}`, data: s.feed(), dims: [1, s.n, 2, s.heads, s.D] });
     }));
     return out;
   }

@@ -1,4 +1,4 @@
-// Loads and validates a model folder's manifest.json (docs/model-format.md, format_version 1).
+// Loads and validates a model folder's manifest.json (docs/model-format.md, format_version 2).
 // Every failure throws ManifestError with a message meant for the user.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -31,7 +31,7 @@ export interface Variant { file: string; kv_dtype: KvDtype; weights?: string }
 
 export interface Manifest {
   format: 'mixsga-onnx';
-  format_version: 1;
+  format_version: 2;
   name: string;
   architecture: Architecture;
   experts: Expert[];
@@ -52,7 +52,7 @@ const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isInt
 export function validateManifest(m: any): Manifest {
   req(m && typeof m === 'object', 'not a JSON object');
   req(m.format === 'mixsga-onnx', `unknown format ${JSON.stringify(m.format)} (expected "mixsga-onnx")`);
-  req(m.format_version === 1, `unknown format_version ${JSON.stringify(m.format_version)} (this engine reads version 1)`);
+  req(m.format_version === 2, `unknown format_version ${JSON.stringify(m.format_version)} (this engine reads version 2; re-export the model with this version's toolchain)`);
   const a = m.architecture;
   req(a && typeof a === 'object', 'missing "architecture"');
   for (const k of ['vocab_size', 'hidden_size', 'num_layers', 'num_attention_heads', 'num_kv_heads', 'head_dim',

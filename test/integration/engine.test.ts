@@ -27,54 +27,106 @@ async function setup() {
 }
 const sum = (x: ArrayLike<number>) => { let s = 0; for (let i = 0; i < x.length; i++) s += x[i]; return s; };
 
+/** Masks for a run of the fixture's vocabulary. */
+function masks(V: number, stop: number[] = [], first?: number[]) {
+  const stopMask = new Uint8Array(V);
+  for (const id of stop) stopMask[id] = 1;
+  let firstMask: Float32Array | undefined;
+  if (first) { firstMask = new Float32Array(V).fill(-Infinity); for (const id of first) firstMask[id] = 0; }
+  return { stopMask, firstMask };
+}
+
 test('(a) vectors.json replays through ORT with the KV store feeding the past caches', { skip }, async () => {
-  const { runner, shape } = await setup();
+  const { runner, shape, manifest } = await setup();
+  const V = manifest.architecture.vocab_size;
   const vectors = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'vectors.json'), 'utf8'));
-  const atol: number = vectors.atol;
-  const near = (got: number, want: number, scale = 1, what = '') =>
-    assert.ok(Math.abs(got - want) <= atol * scale, `${what}: ${got} vs ${want} (atol ${atol}×${scale})`);
+  const atol: number = vectors.atol, sumAtol: number = vectors.sum_atol;
+  const near = (got: number, want: number, tol: number, what = '') =>
+    assert.ok(Math.abs(got - want) <= tol, `${what}: ${got} vs ${want} (tol ${tol})`);
+  let generated = 0;
   for (const c of vectors.cases) {
     const doc = new DocCache(shape);
     const bias = Float32Array.from(c.route_bias);
-    for (const [i, ch] of c.chunks.entries()) {
+    for (const [i, run] of c.runs.entries()) {
       const exp = c.expected[i];
-      const out = await runner.run(ch.input_ids, ch.position_ids[0], bias, doc);
-      const what = `${c.name} chunk ${i}`;
-      for (const [id, v] of exp.logits_top) near(out.logits[id], v, 1, `${what} logit ${id}`);
+      const what = `${c.name} run ${i}`;
+      assert.equal(run.position_ids[0], doc.nIds, `${what}: cache carried over, positions as given`);
+      const out = await runner.run({ ids: run.input_ids, startPos: run.position_ids[0], routeBias: bias,
+        genSteps: run.gen_steps, ...masks(V, run.stop_ids, run.first_allowed) }, doc);
+      for (const [id, v] of exp.logits_top) near(out.logits[id], v, atol, `${what} logit ${id}`);
       const top = Array.from(out.logits.keys()).sort((x, y) => out.logits[y] - out.logits[x]).slice(0, exp.logits_top.length);
       assert.deepEqual(new Set(top), new Set(exp.logits_top.map((t: number[]) => t[0])), `${what} top-10 ids`);
-      near(sum(out.logits), exp.logits_sum, out.logits.length, `${what} logits_sum`);
-      near(Math.max(...Array.from(out.logits, Math.abs)), exp.logits_absmax, 1, `${what} absmax`);
+      near(sum(out.logits), exp.logits_sum, atol * out.logits.length, `${what} logits_sum`);
+      near(Math.max(...Array.from(out.logits, Math.abs)), exp.logits_absmax, atol, `${what} absmax`);
+      assert.deepEqual(out.tokens, exp.tokens, `${what} tokens (greedy, in-graph loop)`);
+      assert.equal(out.kv.n, run.input_ids.length + exp.tokens.length - 1, `${what} processed tokens`);
       for (let l = 0; l < shape.layers; l++) {
-        assert.deepEqual(Array.from(out.kv.routes[l]), exp.route[l], `${what} route.${l}`);
-        near(sum(out.kv.keys[l]), exp.new_key_sum[l], out.kv.keys[l].length, `${what} new_key_sum.${l}`);
-        near(sum(out.kv.values[l]), exp.new_value_sum[l], out.kv.values[l].length, `${what} new_value_sum.${l}`);
+        assert.deepEqual(Array.from(out.kv.route.subarray(l * out.kv.n, (l + 1) * out.kv.n)), exp.route[l], `${what} route.${l}`);
+        near(sum(out.kv.scores.subarray(l * out.kv.n * 3, (l + 1) * out.kv.n * 3)), exp.scores_sum[l], sumAtol, `${what} scores.${l}`);
       }
-      // Cache carried over, positions as given
-      assert.equal(ch.position_ids[0], doc.nIds);
-      doc.append(ch.input_ids, out.kv);
+      exp.kv_sum.forEach((want: number, e: number) => {
+        assert.equal(out.kv.kv[e].length, exp.kv_rows[e] * 2 * shape.heads[e] * shape.headDim, `${what} kv.${e} rows`);
+        near(sum(out.kv.kv[e]), want, sumAtol, `${what} kv.${e} sum`);
+      });
+      doc.append(out.processed, out.kv);
+      generated += exp.tokens.length - 1;
     }
   }
+  assert.ok(generated >= 20, `the vectors exercise the decode loop (${generated} tokens generated in-graph)`);
 });
 
-test('(b) chunk invariance: one chunk vs token by token gives the same routes and last logits', { skip }, async () => {
-  const { runner, shape } = await setup();
+test('(b) one chunk vs token by token vs the decode loop: same routes, cache and tokens', { skip }, async () => {
+  const { runner, shape, manifest } = await setup();
+  const V = manifest.architecture.vocab_size;
   const ids = Array.from({ length: 40 }, (_, i) => 100 + ((i * 37) % 900));
   const bias = new Float32Array(shape.heads.length);
-  const a = new DocCache(shape), b = new DocCache(shape);
-  const one = await runner.run(ids, 0, bias, a);
-  a.append(ids, one.kv);
+  const { stopMask } = masks(V);
+  const a = new DocCache(shape), b = new DocCache(shape), c = new DocCache(shape);
+  // a: the whole prompt in one run, then 12 tokens generated inside the graph
+  const one = await runner.run({ ids, startPos: 0, routeBias: bias, genSteps: 12, stopMask }, a);
+  a.append(one.processed, one.kv);
+  // b: token by token, every pick on the host (argmax of the returned logits), no in-graph steps
   let last!: Float32Array;
-  const routes: number[][] = Array.from({ length: shape.layers }, () => []);
   for (let t = 0; t < ids.length; t++) {
-    const r = await runner.run([ids[t]], t, bias, b);
-    b.append([ids[t]], r.kv);
-    for (let l = 0; l < shape.layers; l++) routes[l].push(r.kv.routes[l][0]);
+    const r = await runner.run({ ids: [ids[t]], startPos: t, routeBias: bias, genSteps: 0, stopMask }, b);
+    b.append(r.processed, r.kv);
     last = r.logits;
   }
-  for (let l = 0; l < shape.layers; l++) assert.deepEqual(routes[l], Array.from(one.kv.routes[l]), `route.${l}`);
   for (let i = 0; i < last.length; i++) assert.ok(Math.abs(last[i] - one.logits[i]) < 1e-3, `logit ${i}`);
-  assert.deepEqual(a.expertEntries(), b.expertEntries());
+  const picked = [one.tokens[0]];
+  for (let k = 0; k < 12; k++) {
+    const r = await runner.run({ ids: [picked[k]], startPos: ids.length + k, routeBias: bias, genSteps: 0, stopMask }, b);
+    b.append(r.processed, r.kv);
+    picked.push(r.tokens[0]);
+  }
+  assert.deepEqual(picked, one.tokens, 'in-graph greedy loop = host-driven greedy decoding');
+  // c: the prompt, then generation continued over several runs of 3 steps (what the engine does)
+  const p = await runner.run({ ids, startPos: 0, routeBias: bias, genSteps: 2, stopMask }, c);
+  c.append(p.processed, p.kv);
+  const cont = [...p.tokens];
+  while (cont.length < one.tokens.length) {
+    const r = await runner.run({ ids: [cont[cont.length - 1]], startPos: c.nIds, routeBias: bias,
+      genSteps: Math.min(2, one.tokens.length - cont.length - 1), stopMask }, c);
+    c.append(r.processed, r.kv);
+    cont.push(...r.tokens);
+  }
+  assert.deepEqual(cont, one.tokens, 'continuing over several runs');
+  for (const d of [b, c]) {
+    assert.deepEqual(d.expertEntries(), a.expertEntries());
+    assert.deepEqual(Array.from(d.tokenIds), Array.from(a.tokenIds));
+    for (let l = 0; l < shape.layers; l++) for (let e = 0; e < shape.heads.length; e++) {
+      const x = a.segs[l][e].feed(), y = d.segs[l][e].feed();
+      for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i] - y[i]) < 1e-4, `cache ${l}.${e}[${i}]`);
+    }
+  }
+  // stop mask: generation ends at the first stop token, which is still returned (the host's rules see it)
+  const stopAt = one.tokens[4];
+  const s = await runner.run({ ids, startPos: 0, routeBias: bias, genSteps: 12, ...masks(V, [stopAt]) }, new DocCache(shape));
+  assert.deepEqual(s.tokens, one.tokens.slice(0, one.tokens.indexOf(stopAt) + 1));
+  // first mask (token healing): the first pick is restricted, the rest follows greedily
+  const alt = one.tokens[0] === 5 ? 6 : 5;
+  const h = await runner.run({ ids, startPos: 0, routeBias: bias, genSteps: 0, ...masks(V, [], [alt, 7]) }, new DocCache(shape));
+  assert.equal(h.tokens[0], one.logits[alt] >= one.logits[7] ? alt : 7);
 });
 
 const req = (docId: string, prefix: string, suffix: string, o: Partial<CompletionRequest> = {}): CompletionRequest => ({

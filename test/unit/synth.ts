@@ -1,32 +1,53 @@
-// Synthetic K/V chunks of the right shapes, for tests that need no ORT.
-import type { ChunkKv, KvShape } from '../../src/engine/kvStore';
-import { f32ToF16 } from '../../src/engine/fp16';
+// Synthetic model runs of the right shapes, for tests that need no ORT.
+import type { KvArray, KvShape, RunKv } from '../../src/engine/kvStore';
+import { f16ToF32, f32ToF16 } from '../../src/engine/fp16';
 
 export function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
   return () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 2 ** 32; };
 }
 
+/** Full-resolution K/V of a synthetic run: full[l][t] = { k: [H][D], v: [H][D] } (as floats). */
+export type FullKv = { k: number[][]; v: number[][] }[][];
+
+/** Mean of adjacent groups: [H][D] -> [heads][D]. */
+export function poolRef(full: number[][], heads: number): number[][] {
+  const g = full.length / heads;
+  return Array.from({ length: heads }, (_, j) => full[0].map((_, d) => {
+    let s = 0;
+    for (let h = j * g; h < (j + 1) * g; h++) s += full[h][d];
+    return s / g;
+  }));
+}
+
+/**
+ * A run that processed S tokens: random full-res K/V per layer and token, routes (random or `route(t, l)`),
+ * scores, and the graph's outputs built from them the way docs/model-format.md specifies (each token's K/V
+ * pooled to its expert, kv[e] rows ordered by layer, then token).
+ */
 export function synthChunk(shape: KvShape, S: number, r: () => number, route?: (t: number, l: number) => number):
-  { ids: number[]; kv: ChunkKv } {
-  const H = shape.heads[0], D = shape.headDim, E = shape.heads.length;
-  const mk = () => {
-    const a = Array.from({ length: H * S * D }, () => r() * 2 - 1);
-    return shape.dtype === 'float32' ? Float32Array.from(a) : Uint16Array.from(a.map(f32ToF16));
-  };
-  const kv: ChunkKv = { keys: [], values: [], routes: [], scores: [] };
-  for (let l = 0; l < shape.layers; l++) {
-    kv.keys.push(mk()); kv.values.push(mk());
-    kv.routes.push(Array.from({ length: S }, (_, t) => (route ? route(t, l) : Math.floor(r() * E))));
-    kv.scores.push(Float32Array.from({ length: S * E }, () => r()));
+  { ids: number[]; kv: RunKv; full: FullKv } {
+  const H = shape.heads[0], D = shape.headDim, E = shape.heads.length, L = shape.layers;
+  const f16 = shape.dtype === 'float16';
+  const q = (x: number) => (f16 ? f16ToF32(f32ToF16(x)) : Math.fround(x)); // values as the dtype holds them
+  const mat = () => Array.from({ length: H }, () => Array.from({ length: D }, () => q(r() * 2 - 1)));
+  const full: FullKv = Array.from({ length: L }, () => Array.from({ length: S }, () => ({ k: mat(), v: mat() })));
+  const routes = new Int32Array(L * S);
+  for (let l = 0; l < L; l++) for (let t = 0; t < S; t++) routes[l * S + t] = route ? route(t, l) : Math.floor(r() * E);
+  const rows: number[][] = shape.heads.map(() => []);
+  for (let l = 0; l < L; l++) for (let t = 0; t < S; t++) {
+    const e = routes[l * S + t], he = shape.heads[e];
+    rows[e].push(...poolRef(full[l][t].k, he).flat(), ...poolRef(full[l][t].v, he).flat());
   }
-  return { ids: Array.from({ length: S }, () => Math.floor(r() * 32000)), kv };
+  const kvArr = (xs: number[]): KvArray => (f16 ? Uint16Array.from(xs.map(f32ToF16)) : Float32Array.from(xs));
+  const kv: RunKv = { n: S, route: routes, scores: Float32Array.from({ length: L * S * E }, () => r()), kv: rows.map(kvArr) };
+  return { ids: Array.from({ length: S }, () => Math.floor(r() * 32000)), kv, full };
 }
 
 /** A manifest.json object for the documented fixture-tiny shapes. */
 export function tinyManifest(files: Record<string, string>): any {
   return {
-    format: 'mixsga-onnx', format_version: 1, name: 't',
+    format: 'mixsga-onnx', format_version: 2, name: 't',
     architecture: { type: 'llama', vocab_size: 32008, hidden_size: 64, intermediate_size: 128, num_layers: 2,
       num_attention_heads: 8, num_kv_heads: 4, head_dim: 8, rope_theta: 1e4, rms_norm_eps: 1e-5,
       max_position_embeddings: 2048, tie_word_embeddings: false },

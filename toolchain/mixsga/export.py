@@ -1,13 +1,13 @@
 """`python -m mixsga export CKPT OUT`: a mixSGA checkpoint becomes a model folder (docs/model-format.md):
 manifest.json, model.cpu.onnx (fp32; or int8/int4 weights with --cpu-weights), model.cuda.onnx (--cuda: fp16
-weights and KV, fp32 logits), tokenizer.json + tokenizer_config.json.
+weights and KV, fp32 logits), tokenizer.json + tokenizer_config.json. The graphs are built by
+`mixsga.onnx_graph` (prefill chunk + in-graph greedy decode loop).
 
 A dense (unconverted) checkpoint is converted on the fly with the default experts (1, 2, 4) and freshly
 initialised routers, and a warning says so: such routers are untrained, so route quality is arbitrary.
 `python -m mixsga export --verify DIR` checks a folder's sha256s against its manifest.
 """
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,58 +16,34 @@ import torch
 from mixsga import manifest as mf
 from mixsga.checkpoint import load_checkpoint
 from mixsga.errors import UserError
-from mixsga.onnx_graph import ChunkGraph, dynamic_axes, input_names, output_names, set_output_shapes, unique_node_names
+from mixsga.onnx_graph import build
 
 ASSETS = Path(__file__).parent / "assets"
-OPSET = 17
 PROTO_LIMIT = 1_800_000_000  # bytes of weights above which the graph is saved with external data (< 2 GB protobuf)
 
 
-def example_inputs(cfg, device="cpu", dtype=torch.float32):
-    """Tracing inputs: S = 3 and a different, nonzero T for every cache, so nothing shape-specific is baked in."""
-    S = 3
-    ids = torch.arange(S, device=device)[None] % cfg.vocab_size
-    pos = torch.arange(5, 5 + S, device=device)[None]
-    bias = torch.zeros(cfg.num_experts, device=device)
-    past, t = [], 2
-    for _ in range(cfg.num_layers):
-        for h in cfg.expert_kv_heads():
-            past += [torch.randn(1, h, t, cfg.head_dim, device=device, dtype=dtype)] * 2
-            t += 1
-    return (ids, pos, bias, *past)
+def export_onnx(model, path, dtype="float32", weights="float32", external_data=None, embedding="auto") -> list:
+    """Builds the graph of one variant into `path`. Returns the files written (the graph, plus `<name>.data`
+    with external data). external_data=None: only when the weights need it."""
+    import onnx
 
-
-def export_onnx(model, path, external_data=None) -> list:
-    """Traces `model` (its dtype and device decide the variant) into `path`. Returns the files written
-    (the graph, plus `<name>.data` with external data). external_data=None: only when the weights need it."""
     path = Path(path)
-    model = model.eval()
-    cfg = model.cfg
-    p = next(model.parameters())
-    graph = ChunkGraph(model).to(p.device).eval()
-    n_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    try:
+        proto = build(model.eval(), dtype, weights, embedding=embedding)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    n_bytes = sum(t.ByteSize() for t in proto.graph.initializer)
     if external_data is None:
         external_data = n_bytes > PROTO_LIMIT
-    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-        raw = Path(tmp) / "raw.onnx"
-        torch.onnx.export(graph, example_inputs(cfg, p.device, p.dtype), str(raw), input_names=input_names(cfg),
-                          output_names=output_names(cfg), dynamic_axes=dynamic_axes(cfg), opset_version=OPSET,
-                          do_constant_folding=True, dynamo=False)
-        import onnx
-
-        proto = onnx.load(str(raw))  # pulls in any external data the exporter wrote next to it
-        proto.producer_name, proto.producer_version = "mixsga", "1"
-        set_output_shapes(proto.graph, cfg)
-        unique_node_names(proto.graph)
-        data = path.name + ".data"
-        for f in (path, path.with_name(data)):
-            f.unlink(missing_ok=True)
-        if external_data:
-            onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data, size_threshold=1024)
-            return [path, path.with_name(data)]
-        onnx.save_model(proto, str(path))
-        return [path]
+    data = path.name + ".data"
+    for f in (path, path.with_name(data)):
+        f.unlink(missing_ok=True)
+    if external_data:
+        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data, size_threshold=1024)
+        return [path, path.with_name(data)]
+    onnx.save_model(proto, str(path))
+    return [path]
 
 
 def copy_tokenizer(out: Path, wait_s=0):
@@ -105,21 +81,12 @@ def export_folder(ckpt, out, name=None, cuda=False, cpu_weights="float32", devic
         f.unlink()
     if cpu:
         t = time.time()
-        export_onnx(model, out / "model.cpu.onnx")
+        export_onnx(model, out / "model.cpu.onnx", "float32", cpu_weights, embedding=cpu_embedding)
         timings["export_cpu_s"] = time.time() - t
-        if cpu_weights != "float32":
-            from mixsga.quantize import quantize_file
-
-            t = time.time()
-            quantize_file(out / "model.cpu.onnx", out / "model.cpu.onnx", cpu_weights, cpu_embedding)
-            timings["quantize_s"] = time.time() - t
         variants["cpu"] = {"file": "model.cpu.onnx", "kv_dtype": "float32", "weights": cpu_weights}
     if cuda:
         t = time.time()
-        model = model.half()
-        if model.cfg.tie_word_embeddings:
-            model.lm_head.weight = model.model.embed_tokens.weight
-        export_onnx(model, out / "model.cuda.onnx")
+        export_onnx(model, out / "model.cuda.onnx", "float16", "float16")
         timings["export_cuda_s"] = time.time() - t
         variants["cuda"] = {"file": "model.cuda.onnx", "kv_dtype": "float16", "weights": "float16"}
     copy_tokenizer(out, wait_tokenizer_s)
@@ -163,7 +130,7 @@ def register(sub):
                    help="with --cpu-weights int8|int4 and tied embeddings: store the embedding/lm_head matrix once "
                         "as int8 with one scale per vocab row (auto = int8 when tied; float32 = keep it fp32)")
     p.add_argument("--skip-cpu", action="store_true", help="with --cuda: write only model.cuda.onnx")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device used for tracing")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device the checkpoint is loaded on (export itself runs on the CPU)")
     p.add_argument("--wait-tokenizer", type=float, default=0, metavar="S",
                    help="wait up to S seconds for the tokenizer assets to appear")
     p.add_argument("--timings-json", metavar="FILE", help="also write step timings and file sizes as JSON")

@@ -8,7 +8,7 @@ from mixsga.config import ModelConfig
 from mixsga.errors import UserError
 
 FORMAT = "mixsga-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: prefill + in-graph decode loop, token-major per-expert caches
 MANIFEST = "manifest.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 FIM_TOKENS = {"prefix": "<fim_prefix>", "middle": "<fim_middle>", "suffix": "<fim_suffix>", "pad": "<fim_pad>",

@@ -1,170 +1,387 @@
-"""The exported graph: `MixSGAForCausalLM.forward_chunk` rewritten with flat named inputs/outputs and ops that
-trace to a lean, shape-generic ONNX graph (docs/model-format.md, "The ONNX graph").
+"""The exported graph (model format version 2, docs/model-format.md "The ONNX graph"), built node by node with
+`onnx.helper` from a mixSGA model's weights. One graph does prefill and greedy decoding:
 
-Same maths as `model.py` (tests compare the two), with a few export-minded choices:
-  - no boolean masks built from Python ints: the chunk's causal mask is `Trilu` on a tensor of the chunk's
-    own scores, so S and every past length T_le stay symbolic (T_le = 0 works);
-  - GQA and expert expansion without copies: queries are reshaped to [1, H_e, Q/H_e, S, D] and multiplied
-    against the pooled cache [1, H_e, 1, T, D] (broadcast) - the same as repeating the cache's heads;
-  - only the last position reaches the final norm and lm_head;
-  - in the fp16 variant, RMSNorm statistics, router logits, attention softmax and the output logits are fp32.
+  1. the chunk: S prompt tokens on top of the per-expert past caches, one pass through the layers;
+  2. a Loop of up to `gen_steps` greedy decode steps that keeps the growing KV cache on the device (the host
+     cannot keep tensors on the GPU between runs from onnxruntime-node, so the decode loop lives in the graph);
+  3. the K/V of every token processed (chunk + generated) pooled to its routed expert and grouped by expert, so
+     the host appends each expert's block with one copy.
+
+Why built by hand instead of traced: each layer is a short chain of ONNX Runtime's fused kernels
+(SkipSimplifiedLayerNormalization, RotaryEmbedding, GroupQueryAttention, QuickGelu) - about 22 nodes per layer
+instead of ~100 traced ones, and a decode step on a GPU is bound by how many kernels it launches.
+
+How mixSGA maps onto GroupQueryAttention: K/V of the three experts are computed at once by one MatMul whose
+weights hold, per expert, the group-mean of the original K/V heads repeated back to H heads (the paper's Eq. 8 on
+the weights; exact because the projection is linear). A per-token GatherND picks the routed expert's K/V, so
+attention sees every token as the cache will hold it. The cache itself is stored compact (H_e heads per token)
+and expanded back to H heads once per run before it enters GroupQueryAttention.
+
+Precision: the float16 variant keeps weights, activations and KV in fp16; RMSNorm statistics (inside the ORT
+kernels), router logits/argmax and the output logits are fp32. CPU weights may be int8 (DynamicQuantizeMatMul,
+symmetric per output column) or int4 (MatMulNBits, blocks of 32); attention, norms and routers stay fp32.
 """
-import torch
-import torch.nn as nn
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
-from mixsga.model import MixSGAForCausalLM, apply_rope
+OPSET = 17
+MS_OPSET = 1
+INT4_BLOCK = 32
+FP = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
+NP = {"float32": np.float32, "float16": np.float16}
 
+
+# ---------------------------------------------------------------------------------------------------- names
 
 def input_names(cfg) -> list:
-    names = ["input_ids", "position_ids", "route_bias"]
-    for l in range(cfg.num_layers):
-        for e in range(cfg.num_experts):
-            names += [f"past_key.{l}.{e}", f"past_value.{l}.{e}"]
-    return names
+    names = ["input_ids", "position_ids", "route_bias", "gen_steps", "stop_mask", "first_mask"]
+    return names + [f"past.{l}.{e}" for l in range(cfg.num_layers) for e in range(cfg.num_experts)]
 
 
 def output_names(cfg) -> list:
-    names = ["logits"]
-    for l in range(cfg.num_layers):
-        names += [f"new_key.{l}", f"new_value.{l}", f"route.{l}", f"scores.{l}"]
-    return names
+    return ["logits", "tokens", "route", "scores"] + [f"kv.{e}" for e in range(cfg.num_experts)]
 
 
-def output_shapes(cfg) -> dict:
-    """Declared output shapes (the exporter leaves some static dims symbolic)."""
-    shapes = {"logits": [1, cfg.vocab_size]}
-    for l in range(cfg.num_layers):
-        shapes[f"new_key.{l}"] = shapes[f"new_value.{l}"] = [1, cfg.num_kv_heads, "S", cfg.head_dim]
-        shapes[f"route.{l}"] = [1, "S"]
-        shapes[f"scores.{l}"] = [1, "S", cfg.num_experts]
-    return shapes
+# ---------------------------------------------------------------------------------------------------- builder
+
+class Builder:
+    """Collects nodes of one graph; names every node and value uniquely from a prefix."""
+
+    def __init__(self, prefix, consts):
+        self.prefix, self.nodes, self.consts, self.n = prefix, [], consts, 0
+
+    def op(self, op_type, inputs, n_out=1, domain="", name=None, **attrs):
+        self.n += 1
+        base = f"{self.prefix}{name or op_type}_{self.n}"
+        outs = [f"{base}:{i}" for i in range(n_out)] if isinstance(n_out, int) else list(n_out)
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=base, domain=domain or None, **attrs))
+        return outs[0] if len(outs) == 1 else outs
+
+    def ms(self, op_type, inputs, n_out=1, **attrs):
+        return self.op(op_type, inputs, n_out, domain="com.microsoft", **attrs)
+
+    def c(self, value, dtype=np.int64):
+        """A shared constant initializer (main graph; subgraphs see it through outer scope)."""
+        return self.consts.const(np.asarray(value, dtype=dtype))
 
 
-def set_output_shapes(graph, cfg):
-    shapes = output_shapes(cfg)
-    for out in graph.output:
-        dims = out.type.tensor_type.shape.dim
-        for d, want in zip(dims, shapes[out.name]):
-            if isinstance(want, str):
-                d.dim_param = want
-            else:
-                d.dim_value = want
+class Constants:
+    def __init__(self):
+        self.inits, self.by_key = [], {}
+
+    def add(self, name, array):
+        a = np.asarray(array)
+        self.inits.append(numpy_helper.from_array(a if a.ndim == 0 else np.ascontiguousarray(a), name))
+        return name
+
+    def const(self, arr):
+        key = (arr.dtype.str, arr.shape, arr.tobytes())
+        if key not in self.by_key:
+            self.by_key[key] = self.add(f"const/{len(self.by_key)}", arr)
+        return self.by_key[key]
 
 
-def unique_node_names(graph):
-    """The tracer repeats names like /router/MatMul in every layer; tools (quantizers) need unique ones."""
-    seen = {}
-    for i, node in enumerate(graph.node):
-        base = node.name or f"{node.op_type}_{i}"
-        n = seen.get(base, 0)
-        seen[base] = n + 1
-        node.name = base if n == 0 else f"{base}_{n}"
+# ---------------------------------------------------------------------------------------------------- weights
+
+def _np(t):
+    return t.detach().float().cpu().numpy()
 
 
-def dynamic_axes(cfg) -> dict:
-    axes = {"input_ids": {1: "S"}, "position_ids": {1: "S"}}
-    for l in range(cfg.num_layers):
-        for e in range(cfg.num_experts):
-            axes[f"past_key.{l}.{e}"] = {2: f"T_{l}_{e}"}
-            axes[f"past_value.{l}.{e}"] = {2: f"T_{l}_{e}"}
-        for kind in ("new_key", "new_value"):
-            axes[f"{kind}.{l}"] = {2: "S"}
-        axes[f"route.{l}"] = {1: "S"}
-        axes[f"scores.{l}"] = {1: "S"}
-    return axes
-
-
-def cast(x, dtype):
-    """x.to(dtype), but no graph node when it already has that dtype (the tracer would emit a no-op Cast)."""
-    return x if x.dtype == dtype else x.to(dtype)
-
-
-def rms_norm(norm, x):
-    xf = cast(x, torch.float32)
-    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + norm.eps)
-    return norm.weight * cast(xf, x.dtype)
-
-
-class ChunkGraph(nn.Module):
-    """Wraps a mixSGA model; forward(input_ids, position_ids, route_bias, *past) -> flat outputs."""
-
-    def __init__(self, model: MixSGAForCausalLM):
-        super().__init__()
-        cfg = model.cfg
-        assert cfg.is_mixsga, "export needs a mixSGA-converted model"
-        self.m = model
-        self.cfg = cfg
-        self.dtype = model.lm_head.weight.dtype
-        D = cfg.head_dim
-        inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, D, 2).double() / D))
-        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
-
-    def forward(self, input_ids, position_ids, route_bias, *past):
-        cfg, dt = self.cfg, self.dtype
-        E, L = cfg.num_experts, cfg.num_layers
-        nq, H, D = cfg.num_attention_heads, cfg.num_kv_heads, cfg.head_dim
-        groups = cfg.expert_group_sizes
-        h = self.m.model.embed_tokens(input_ids)  # [1, S, hidden]
-        S = input_ids.shape[1]  # traced once; reused by the reshapes that need it
-        freqs = position_ids.float()[..., None] * self.inv_freq  # [1, S, D/2] fp32
-        emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # [1, 1, S, D]
-        cos, sin = cast(emb.cos(), dt), cast(emb.sin(), dt)
-        scale = D ** -0.5
-        outs = []
-        for l, layer in enumerate(self.m.model.layers):
-            att = layer.self_attn
-            x = rms_norm(layer.input_layernorm, h)
-            q = apply_rope(att.q_proj(x).view(1, -1, nq, D).transpose(1, 2), cos, sin)  # [1, nq, S, D]
-            k = apply_rope(att.k_proj(x).view(1, -1, H, D).transpose(1, 2), cos, sin)  # [1, H, S, D]
-            v = att.v_proj(x).view(1, -1, H, D).transpose(1, 2)
-            r = cast(att.router(x), torch.float32)  # [1, S, E] fp32
-            route = torch.argmax(r + route_bias, dim=-1)  # [1, S]
-            onehot = (route[..., None] == torch.arange(E, device=route.device)).to(dt)  # [1, S, E]
-            k_mix, v_mix = 0, 0
-            for e, g in enumerate(groups):
-                w = onehot[:, None, :, e, None]  # [1, 1, S, 1]
-                k_mix = k_mix + w * _pool_expand(k, g)
-                v_mix = v_mix + w * _pool_expand(v, g)
-            # scores against each expert's past cache, then the chunk itself under a causal mask
-            score_parts, value_parts = [], []
-            for e, g in enumerate(groups):
-                pk, pv = past[2 * (l * E + e)], past[2 * (l * E + e) + 1]  # [1, H/g, T, D]
-                He = H // g
-                qe = q.reshape(1, He, nq // He, -1, D)
-                s = torch.matmul(qe, pk[:, :, None].transpose(-1, -2))  # [1, He, nq/He, S, T]
-                score_parts.append(s.reshape(1, nq, S, -1))
-                value_parts.append(pv)
-            rep = nq // H
-            qc = q.reshape(1, H, rep, -1, D)
-            sc = torch.matmul(qc, k_mix[:, :, None].transpose(-1, -2)).reshape(1, nq, S, -1)
-            future = torch.ones_like(sc, dtype=torch.bool).triu(1)
-            sc = cast(sc, torch.float32).masked_fill(future, float("-inf"))
-            scores_all = torch.cat([cast(s, torch.float32) for s in score_parts] + [sc], dim=-1) * scale
-            p = cast(torch.softmax(scores_all, dim=-1), dt)  # [1, nq, S, T_total + S]
-            o, start = 0, 0
-            for e, g in enumerate(groups):
-                He, T = H // g, value_parts[e].shape[2]
-                pe = p[..., start:start + T].reshape(1, He, nq // He, S, -1)  # -1 = T
-                start = start + T
-                o = o + torch.matmul(pe, value_parts[e][:, :, None]).reshape(1, nq, -1, D)
-            pc = p[..., start:].reshape(1, H, rep, S, -1)
-            o = o + torch.matmul(pc, v_mix[:, :, None]).reshape(1, nq, -1, D)
-            a = att.o_proj(o.transpose(1, 2).reshape(1, -1, nq * D))
-            h = h + a
-            h = h + layer.mlp(rms_norm(layer.post_attention_layernorm, h))
-            outs += [k, v, route, torch.sigmoid(r)]
-        last = rms_norm(self.m.model.norm, h[:, -1])  # [1, hidden]
-        if self.cfg.tie_word_embeddings:
-            # W [V, hidden] @ last^T: uses the embedding matrix as stored, no transposed copy in the file
-            logits = torch.matmul(self.m.model.embed_tokens.weight, last.transpose(0, 1)).transpose(0, 1)
-        else:
-            logits = self.m.lm_head(last)
-        return (cast(logits, torch.float32), *outs)
-
-
-def _pool_expand(x, g):
-    """[1, H, S, D] -> each group of g adjacent heads replaced by its mean (pool then expand back)."""
+def expert_kv_weight(w, H, D, g):
+    """[H*D, hidden] projection -> the expert with group size g, expanded back to H heads: heads
+    [j*g, (j+1)*g) replaced by their mean (mean of the weights = mean of the projections)."""
     if g == 1:
-        return x
-    _, H, _, D = x.shape  # static
-    return x.reshape(1, H // g, g, -1, D).mean(dim=2, keepdim=True).expand(-1, -1, g, -1, -1).reshape(1, H, -1, D)
+        return w
+    hw = w.reshape(H // g, g, D, -1).mean(axis=1, keepdims=True)
+    return np.broadcast_to(hw, (H // g, g, D, hw.shape[-1])).reshape(H * D, -1)
+
+
+def quantize_int8(w_t):
+    """[K, N] -> int8 [K, N] and one symmetric scale per output column (round half to even)."""
+    amax = np.abs(w_t).max(axis=0)
+    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    return np.clip(np.rint(w_t / scale), -127, 127).astype(np.int8), scale
+
+
+class Weights:
+    """Initializers of the graph in the variant's dtype and weight format; `matmul` emits x @ W."""
+
+    def __init__(self, consts, dtype, weights):
+        self.consts, self.dtype, self.weights = consts, dtype, weights
+
+    def tensor(self, name, array, dtype=None):
+        return self.consts.add(name, np.asarray(array, dtype=NP[dtype or self.dtype]))
+
+    def linear(self, name, w_t):
+        """Registers the [K, N] matrix of x @ W; returns a handle for matmul()."""
+        K, N = w_t.shape
+        if self.weights == "int8":
+            q, s = quantize_int8(w_t)
+            return ("int8", self.consts.add(name + ".int8", q), self.consts.add(name + ".scale", s))
+        if self.weights == "int4":
+            from onnxruntime.capi._pybind_state import quantize_matmul_4bits
+
+            blocks = (K + INT4_BLOCK - 1) // INT4_BLOCK
+            packed = np.zeros((N, blocks, INT4_BLOCK // 2), dtype=np.uint8)
+            scales = np.zeros((N, blocks), dtype=np.float32)
+            zp = np.zeros((N, (blocks + 1) // 2), dtype=np.uint8)
+            quantize_matmul_4bits(packed, np.ascontiguousarray(w_t, dtype=np.float32), scales, zp,
+                                  INT4_BLOCK, N, K, True)
+            return ("int4", self.consts.add(name + ".int4", packed), self.consts.add(name + ".scale", scales.reshape(-1)),
+                    K, N)
+        return ("dense", self.tensor(name, w_t))
+
+    def matmul(self, b, x, handle):
+        if handle[0] == "int8":
+            return b.ms("DynamicQuantizeMatMul", [x, handle[1], handle[2]])
+        if handle[0] == "int4":
+            return b.ms("MatMulNBits", [x, handle[1], handle[2]], K=handle[3], N=handle[4], bits=4,
+                        block_size=INT4_BLOCK, accuracy_level=4)
+        return b.op("MatMul", [x, handle[1]])
+
+
+class ModelWeights:
+    """Everything the layers read, registered once in the main graph."""
+
+    def __init__(self, model, consts, dtype, weights, embedding="auto"):
+        cfg = model.cfg
+        self.cfg, self.dtype = cfg, dtype
+        w = Weights(consts, dtype, weights)
+        H, D, nq = cfg.num_kv_heads, cfg.head_dim, cfg.num_attention_heads
+        sd = {k: _np(v) for k, v in model.state_dict().items()}
+        emb = sd["model.embed_tokens.weight"]  # [V, hidden]
+        tied = cfg.tie_word_embeddings
+        if embedding == "int8" and not (tied and weights != "float32"):
+            raise ValueError("an int8 embedding needs tied embeddings and int8/int4 weights")
+        # quantised CPU weights + tied embedding: the [V, hidden] matrix (the largest one) is stored once, as int8
+        self.embed_int8 = weights != "float32" and tied and embedding != "float32"
+        if self.embed_int8:
+            # the tied matrix stored once as int8 [hidden, V], one scale per vocab row (lookup and lm_head)
+            q, s = quantize_int8(emb.T)
+            self.emb_q, self.emb_scale = consts.add("embed.int8_t", q), consts.add("embed.scale", s)
+            self.lm_head = ("int8", self.emb_q, self.emb_scale)
+        else:
+            self.emb = w.tensor("embed", emb)
+            self.lm_head = ("gemm", self.emb if tied else w.tensor("lm_head", sd["lm_head.weight"]))
+        self.final_norm = w.tensor("norm", sd["model.norm.weight"])
+        self.layers = []
+        for l in range(cfg.num_layers):
+            p = f"model.layers.{l}."
+            a = p + "self_attn."
+            kv = []
+            for g in cfg.expert_group_sizes:
+                kv += [expert_kv_weight(sd[a + "k_proj.weight"], H, D, g), expert_kv_weight(sd[a + "v_proj.weight"], H, D, g)]
+            qkv = np.concatenate([sd[a + "q_proj.weight"]] + kv, axis=0).T  # [hidden, nq*D + E*2*H*D]
+            gate_up = np.concatenate([sd[p + "mlp.gate_proj.weight"], sd[p + "mlp.up_proj.weight"]], axis=0).T
+            self.layers.append({
+                "ln_in": w.tensor(p + "ln_in", sd[p + "input_layernorm.weight"]),
+                "ln_post": w.tensor(p + "ln_post", sd[p + "post_attention_layernorm.weight"]),
+                "qkv": w.linear(p + "qkv", qkv),
+                "o": w.linear(p + "o", sd[a + "o_proj.weight"].T),
+                "gate_up": w.linear(p + "gate_up", gate_up),
+                "down": w.linear(p + "down", sd[p + "mlp.down_proj.weight"].T),
+                # routers: fp32 in the CPU variant (never quantised: a flipped route changes a token's KV size)
+                "router": Weights(consts, dtype if dtype == "float16" else "float32", "float32").linear(
+                    p + "router", sd[a + "router.weight"].T),
+                "router_b": w.tensor(p + "router_b", sd[a + "router.bias"]),
+            })
+        self.w = w
+        inv = 1.0 / (cfg.rope_theta ** (np.arange(0, D, 2, dtype=np.float64) / D))
+        ang = np.arange(cfg.max_position_embeddings, dtype=np.float64)[:, None] * inv[None]
+        self.cos, self.sin = w.tensor("rope.cos", np.cos(ang)), w.tensor("rope.sin", np.sin(ang))
+        self.nq, self.H, self.D = nq, H, D
+
+
+# ---------------------------------------------------------------------------------------------------- layers
+
+def embed(b, W, ids):
+    """ids [1, S] -> hidden [1, S, hidden] in the variant's dtype."""
+    if not W.embed_int8:
+        return b.op("Gather", [W.emb, ids])
+    rows = b.op("Gather", [W.emb_q, ids], axis=1)  # [hidden, 1, S]
+    rows = b.op("Cast", [b.op("Transpose", [rows], perm=[1, 2, 0])], to=TensorProto.FLOAT)
+    scale = b.op("Unsqueeze", [b.op("Gather", [W.emb_scale, ids]), b.c([-1])])
+    return b.op("Mul", [rows, scale])
+
+
+def lm_head(b, W, x):
+    """x [1, hidden] -> fp32 logits [1, V]."""
+    kind, *rest = W.lm_head
+    if kind == "int8":
+        return b.ms("DynamicQuantizeMatMul", [x, rest[0], rest[1]])
+    y = b.op("Gemm", [x, rest[0]], transB=1)
+    return b.op("Cast", [y], to=TensorProto.FLOAT) if W.dtype == "float16" else y
+
+
+def decoder(b, W, ids, pos, bias_total, router_b, past, seqlens, total):
+    """All layers over one chunk. past[l] = (key, value) [1, H, T, D]; bias_total[l] = route_bias + β_l (fp32).
+    Returns (last logits [1, V] fp32, presents, kv [1, S, L*2*H*D] post-RoPE routed K/V, routes [1, S, L] int64,
+    router logits + β [1, S, L*E] fp32)."""
+    cfg = W.cfg
+    E, H, D, nq = cfg.num_experts, W.H, W.D, W.nq
+    eps = float(cfg.rms_norm_eps)
+    h = embed(b, W, ids)
+    presents, kv_parts, routes, logits_parts = [], [], [], []
+    resid = None  # output of the previous sub-block, added to h by the next SkipSimplifiedLayerNormalization
+    for l, lw in enumerate(W.layers):
+        if resid is None:
+            x = b.op("SimplifiedLayerNormalization", [h, lw["ln_in"]], axis=-1, epsilon=eps, stash_type=1)
+        else:
+            x, _, _, h = b.ms("SkipSimplifiedLayerNormalization", [resid, h, lw["ln_in"]], n_out=4, epsilon=eps)
+        # router: fp32 logits (+β); the route adds the runtime's route_bias, the scores do not
+        r = W.w.matmul(b, x, lw["router"])
+        if W.dtype == "float16":
+            r = b.op("Cast", [b.op("Add", [r, lw["router_b"]])], to=TensorProto.FLOAT)
+            rb = r
+            route = b.op("ArgMax", [b.op("Add", [r, bias_total[l]])], axis=-1, keepdims=1)
+        else:
+            rb = b.op("Add", [r, router_b[l]])
+            route = b.op("ArgMax", [b.op("Add", [r, bias_total[l]])], axis=-1, keepdims=1)  # [1, S, 1]
+        proj = W.w.matmul(b, x, lw["qkv"])
+        q, kv_all = b.op("Split", [proj, b.c([nq * D, E * 2 * H * D])], n_out=2, axis=-1)
+        kv3 = b.op("Reshape", [kv_all, b.c([1, -1, E, 2 * H * D])])
+        sel = b.op("GatherND", [kv3, route], batch_dims=2)  # [1, S, 2*H*D]: the routed expert's K/V
+        k, v = b.op("Split", [sel, b.c([H * D, H * D])], n_out=2, axis=-1)
+        q = b.ms("RotaryEmbedding", [q, pos, W.cos, W.sin], interleaved=0)
+        k = b.ms("RotaryEmbedding", [k, pos, W.cos, W.sin], interleaved=0)
+        att, pk, pv = b.ms("GroupQueryAttention", [q, k, v, past[l][0], past[l][1], seqlens, total], n_out=3,
+                           num_heads=nq, kv_num_heads=H, scale=float(D) ** -0.5)
+        presents.append((pk, pv))
+        kv_parts += [k, v]
+        routes.append(route)
+        logits_parts.append(rb)
+        a = W.w.matmul(b, att, lw["o"])
+        x, _, _, h = b.ms("SkipSimplifiedLayerNormalization", [a, h, lw["ln_post"]], n_out=4, epsilon=eps)
+        gate, up = b.op("Split", [W.w.matmul(b, x, lw["gate_up"]), b.c([cfg.intermediate_size] * 2)], n_out=2, axis=-1)
+        act = b.op("Mul", [b.ms("QuickGelu", [gate], alpha=1.0), up])  # silu(gate) * up
+        resid = W.w.matmul(b, act, lw["down"])
+    last = b.ms("SkipSimplifiedLayerNormalization", [resid, h, W.final_norm], n_out=1, epsilon=eps)
+    last = b.op("Gather", [last, b.c(-1)], axis=1)  # [1, hidden]: only the last position is scored
+    logits = lm_head(b, W, last)
+    kv = b.op("Concat", kv_parts, axis=-1)
+    return (logits, presents, kv, b.op("Concat", routes, axis=-1), b.op("Concat", logits_parts, axis=-1))
+
+
+# ---------------------------------------------------------------------------------------------------- graph
+
+def build(model, dtype="float32", weights="float32", embedding="auto") -> onnx.ModelProto:
+    """The whole model file for one variant: dtype float32|float16 (activations, KV), weights float32|int8|int4
+    (CPU) or the dtype itself; embedding auto|int8|float32 (tied embedding stored as int8 with quantised weights)."""
+    cfg = model.cfg
+    assert cfg.is_mixsga, "export needs a mixSGA-converted model"
+    if dtype == "float16" and weights not in ("float16", "float32"):
+        raise ValueError("the float16 variant has float16 weights")
+    weights = "float32" if weights in ("float16", "float32") else weights
+    consts = Constants()
+    W = ModelWeights(model, consts, dtype, weights, embedding)
+    L, E, H, D = cfg.num_layers, cfg.num_experts, W.H, W.D
+    groups = cfg.expert_group_sizes
+    kvt = FP[dtype]
+    b = Builder("", consts)
+
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "S"]),
+              helper.make_tensor_value_info("position_ids", TensorProto.INT64, [1, "S"]),
+              helper.make_tensor_value_info("route_bias", TensorProto.FLOAT, [E]),
+              helper.make_tensor_value_info("gen_steps", TensorProto.INT64, []),
+              helper.make_tensor_value_info("stop_mask", TensorProto.BOOL, [cfg.vocab_size]),
+              helper.make_tensor_value_info("first_mask", TensorProto.FLOAT, [cfg.vocab_size])]
+    for l in range(L):
+        for e, he in enumerate(cfg.expert_kv_heads()):
+            inputs.append(helper.make_tensor_value_info(f"past.{l}.{e}", kvt, [1, f"T_{l}_{e}", 2, he, D]))
+
+    # route_bias + β per layer (fp32), once per run; the loop body reads them from outer scope
+    router_b = [b.op("Cast", [lw["router_b"]], to=TensorProto.FLOAT) if dtype == "float16" else lw["router_b"]
+                for lw in W.layers]
+    bias_total = [b.op("Add", [rb, "route_bias"]) for rb in router_b]
+
+    # past caches: per layer, every expert expanded back to H heads (each pooled head repeated over its group),
+    # all experts concatenated along the token axis, split into key and value [1, H, T, D]
+    past = []
+    for l in range(L):
+        parts = []
+        for e, g in enumerate(groups):
+            x = f"past.{l}.{e}"
+            if g > 1:
+                x = b.op("Expand", [b.op("Unsqueeze", [x, b.c([4])]), b.c([1, 1, 1, 1, g, 1])])
+                x = b.op("Reshape", [x, b.c([1, -1, 2, H, D])])
+            parts.append(x)
+        cat = b.op("Concat", parts, axis=1) if len(parts) > 1 else parts[0]
+        kvh = b.op("Transpose", [cat], perm=[2, 0, 3, 1, 4])  # [2, 1, H, T, D]
+        past.append((b.op("Gather", [kvh, b.c(0)], axis=0), b.op("Gather", [kvh, b.c(1)], axis=0)))
+    # every layer holds the same number T of past tokens (one entry per token per layer)
+    T = b.op("Gather", [b.op("Shape", [past[0][0]]), b.c(2)], axis=0)
+    S = b.op("Gather", [b.op("Shape", ["input_ids"]), b.c(1)], axis=0)
+    base = b.op("Add", [T, S])  # int64 scalar: tokens attended after the chunk
+    total = b.op("Cast", [base], to=TensorProto.INT32)
+    seqlens = b.op("Reshape", [b.op("Sub", [total, b.c(1, np.int32)]), b.c([1])])
+
+    logits, presents, kv_chunk, route_chunk, rb_chunk = decoder(
+        b, W, "input_ids", "position_ids", bias_total, router_b, past, seqlens, total)
+
+    first = b.op("ArgMax", [b.op("Add", [logits, "first_mask"])], axis=-1, keepdims=0)  # [1]
+    cond0 = b.op("Reshape", [b.op("Not", [b.op("Gather", ["stop_mask", first])]), b.c([], np.int64)])
+    pos_next = b.op("Add", [b.op("Gather", ["position_ids", b.c([-1])], axis=1), b.c(1)])  # [1, 1]
+
+    # ---- the decode loop body: one token per iteration, KV cache carried on the device
+    bb = Builder("step/", consts)
+    it, cond_in, tok = "step/iter", "step/cond_in", "step/token"
+    state_in = [(f"step/past_key.{l}", f"step/past_value.{l}") for l in range(L)]
+    pos = bb.op("Add", [pos_next, it])
+    total_i = bb.op("Cast", [bb.op("Add", [bb.op("Add", [base, it]), bb.c(1)])], to=TensorProto.INT32)
+    seqlens_i = bb.op("Reshape", [bb.op("Sub", [total_i, bb.c(1, np.int32)]), bb.c([1])])
+    lg, pres, kv_i, route_i, rb_i = decoder(bb, W, tok, pos, bias_total, router_b, state_in, seqlens_i, total_i)
+    nxt = bb.op("ArgMax", [lg], axis=-1, keepdims=0)  # [1]
+    cond_out = bb.op("Reshape", [bb.op("Not", [bb.op("Gather", ["stop_mask", nxt])]), bb.c([], np.int64)])
+    nxt2 = bb.op("Reshape", [nxt, bb.c([1, 1])])
+    body_outputs = [cond_out, nxt2] + [x for p in pres for x in p] + [nxt, kv_i, route_i, rb_i]
+    vi = helper.make_tensor_value_info
+    body_in = [vi(it, TensorProto.INT64, []), vi(cond_in, TensorProto.BOOL, []), vi(tok, TensorProto.INT64, [1, 1])]
+    for k, v in state_in:
+        body_in += [vi(k, kvt, [1, H, None, D]), vi(v, kvt, [1, H, None, D])]
+    body_out = [vi(cond_out, TensorProto.BOOL, []), vi(nxt2, TensorProto.INT64, [1, 1])]
+    for k, v in pres:
+        body_out += [vi(k, kvt, [1, H, None, D]), vi(v, kvt, [1, H, None, D])]
+    body_out += [vi(nxt, TensorProto.INT64, [1]), vi(kv_i, kvt, [1, 1, L * 2 * H * D]),
+                 vi(route_i, TensorProto.INT64, [1, 1, L]), vi(rb_i, TensorProto.FLOAT, [1, 1, L * E])]
+    body = helper.make_graph(bb.nodes, "decode_step", body_in, body_out)
+
+    first2 = b.op("Reshape", [first, b.c([1, 1])])
+    loop_in = ["gen_steps", cond0, first2] + [x for p in presents for x in p]
+    n_state = 1 + 2 * L
+    outs = b.op("Loop", loop_in, n_out=n_state + 4, body=body)
+    gen_tok, gen_kv, gen_route, gen_rb = outs[n_state:]
+
+    # ---- every processed token (chunk, then generated), grouped by expert for the host
+    tokens = b.op("Concat", [first, b.op("Reshape", [gen_tok, b.c([-1])])], axis=0, name="tokens")
+    width = L * 2 * H * D
+    kv_all = b.op("Concat", [b.op("Reshape", [kv_chunk, b.c([-1, width])]), b.op("Reshape", [gen_kv, b.c([-1, width])])], axis=0)
+    kv_all = b.op("Transpose", [b.op("Reshape", [kv_all, b.c([-1, L, 2, H, D])])], perm=[1, 0, 2, 3, 4])  # [L, N, 2, H, D]
+    route_all = b.op("Concat", [b.op("Reshape", [route_chunk, b.c([-1, L])]), b.op("Reshape", [gen_route, b.c([-1, L])])], axis=0)
+    route_all = b.op("Transpose", [route_all], perm=[1, 0])  # [L, N]
+    rb_all = b.op("Concat", [b.op("Reshape", [rb_chunk, b.c([-1, L, E])]), b.op("Reshape", [gen_rb, b.c([-1, L, E])])], axis=0)
+    b.nodes.append(helper.make_node("Cast", [route_all], ["route"], name="route", to=TensorProto.INT32))
+    b.nodes.append(helper.make_node("Sigmoid", [b.op("Transpose", [rb_all], perm=[1, 0, 2])], ["scores"], name="scores"))
+    b.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
+    b.nodes.append(helper.make_node("Identity", [tokens], ["tokens"], name="tokens_out"))
+    for e, g in enumerate(groups):
+        idx = b.op("Transpose", [b.op("NonZero", [b.op("Equal", [route_all, b.c(e)])])], perm=[1, 0])  # [n_e, 2]
+        x = b.op("GatherND", [kv_all, idx])  # [n_e, 2, H, D], ordered by layer, then token
+        if g > 1:  # the pooled heads sit at 0, g, 2g, ... of the expanded K/V
+            x = b.op("Slice", [x, b.c([0]), b.c([H]), b.c([2]), b.c([g])])
+        b.nodes.append(helper.make_node("Identity", [x], [f"kv.{e}"], name=f"kv.{e}"))
+
+    outputs = [vi("logits", TensorProto.FLOAT, [1, cfg.vocab_size]), vi("tokens", TensorProto.INT64, ["N1"]),
+               vi("route", TensorProto.INT32, [L, "N"]), vi("scores", TensorProto.FLOAT, [L, "N", E])]
+    outputs += [vi(f"kv.{e}", kvt, [f"n_{e}", 2, he, D]) for e, he in enumerate(cfg.expert_kv_heads())]
+    graph = helper.make_graph(b.nodes, "mixsga", inputs, outputs, initializer=consts.inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", MS_OPSET)],
+                          producer_name="mixsga", producer_version="2")
+    m.ir_version = 8
+    return m
+
+
+def graph_stats(m) -> dict:
+    """Node counts of the main graph and of the decode-step body (what one generated token launches)."""
+    body = next(a.g for n in m.graph.node if n.op_type == "Loop" for a in n.attribute if a.name == "body")
+    return {"nodes": len(m.graph.node), "step_nodes": len(body.node)}
