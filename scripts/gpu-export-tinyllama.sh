@@ -3,13 +3,14 @@
 #   1. transformers LlamaForCausalLM (22 layers, hidden 2048, 32 heads, 4 KV heads, intermediate 5632,
 #      vocab 32000, rope_theta 10000, 2048 positions), random weights, saved as sharded safetensors
 #   2. python -m mixsga convert          (adds routers: experts with 4, 2, 1 KV heads)
-#   3. python -m mixsga export --cuda    (model.cuda.onnx, fp16 weights + KV, external data; traced on CUDA)
-#   4. optional: ONNX Runtime (Python, CPU EP) loads the graph and runs one 4-token chunk on empty caches
+#   3. python -m mixsga export --cuda    (model.cuda.onnx, fp16 weights + KV, external data; built by onnx_graph.py)
+#   4. optional: ONNX Runtime (Python, CPU EP) loads the graph and runs one 4-token chunk on empty caches + 4
+#      greedy decode steps (format 2 graph)
 # Times every step and writes sizes + timings to $OUT/tinyllama-export.json.
 #
 # Env: OUT (default ./out)  WORK (default /tmp/mixsga-tinyllama)  MIXSGA_TINYLLAMA_SHAPE=small (a few-MB model
 # of the same structure, to test the script anywhere)  MIXSGA_EXPORT_CPU=1 (also write the fp32 CPU variant)
-#      MIXSGA_ORT_CHECK=0 (skip step 4)  MIXSGA_DEVICE=cuda|cpu (tracing device; default cuda if available)
+#      MIXSGA_ORT_CHECK=0 (skip step 4)  MIXSGA_DEVICE=cuda|cpu (where the checkpoint is loaded; default cuda if available)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${OUT:-$ROOT/out}"
@@ -59,20 +60,21 @@ a = m["architecture"]
 t = time.time()
 sess = ort.InferenceSession(f"{folder}/model.cuda.onnx", providers=["CPUExecutionProvider"])
 load_s = time.time() - t
-S = 4
+S, STEPS, V = 4, 4, a["vocab_size"]
+# format 2: a 4-token chunk on empty token-major caches past.{l}.{e} [1, 0, 2, H_e, D], then 4 greedy decode steps
 feed = {"input_ids": np.array([[1, 822, 788, 29898]], np.int64), "position_ids": np.arange(S, dtype=np.int64)[None],
-        "route_bias": np.zeros(len(m["experts"]), np.float32)}
+        "route_bias": np.zeros(len(m["experts"]), np.float32), "gen_steps": np.array(STEPS, np.int64),
+        "stop_mask": np.zeros(V, bool), "first_mask": np.zeros(V, np.float32)}
 for l in range(a["num_layers"]):
     for e, ex in enumerate(m["experts"]):
-        for kind in ("past_key", "past_value"):
-            feed[f"{kind}.{l}.{e}"] = np.zeros((1, ex["kv_heads"], 0, a["head_dim"]), np.float16)
+        feed[f"past.{l}.{e}"] = np.zeros((1, 0, 2, ex["kv_heads"], a["head_dim"]), np.float16)
 t = time.time()
 outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
 run_s = time.time() - t
 lg = outs["logits"]
 res = {"skipped": False, "provider": "CPUExecutionProvider", "load_s": load_s, "run_4_tokens_s": run_s,
-       "logits_shape": list(lg.shape), "logits_finite": bool(np.isfinite(lg).all()),
-       "route_0": outs["route.0"].tolist(), "new_key_0_shape": list(outs["new_key.0"].shape)}
+       "gen_steps": STEPS, "logits_shape": list(lg.shape), "logits_finite": bool(np.isfinite(lg).all()),
+       "tokens": outs["tokens"].tolist(), "route_0": outs["route"][0].tolist(), "kv_0_shape": list(outs["kv.0"].shape)}
 print(res)
 json.dump(res, open(out, "w"))
 EOF

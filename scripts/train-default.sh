@@ -2,75 +2,88 @@
 # Reproduce the default model on the GPU machine (one H200). Every stage runs detached (setsid nohup) because a
 # remote command is limited to 10 minutes; logs land in $RUN/<stage>.log, progress in $RUN/<run>/log.jsonl.
 #
-#   scripts/train-default.sh all        [RUN]   # every stage below in order, one detached job (~16 min)
+# Recipe (docs/training.md): a dense trunk, then branches from its checkpoint with identical hyperparameters that
+# differ only in attention, so every comparison is at equal compute and equal data:
+#   dense       from scratch; stops at DENSE_STEPS of a TOTAL_STEPS cosine schedule (the shared trunk)
+#   mixsga      convert to mixSGA 3:1:6 + BRANCH_STEPS (snapshots at ABL_STEPS, GQA_STEPS)  <- the shipped model
+#   dense-cont  the same BRANCH_STEPS without mixSGA: the full-KV reference at equal compute
+#   gqa2        static GQA-2 (every token on the group-2 expert), GQA_STEPS of the same schedule
+#   abl-lmgrad, abl-random   router with LM gradient / random router, ABL_STEPS of the same schedule
+#
+#   scripts/train-default.sh all        [RUN]   # every stage below in order, one detached job (~14 min)
 #   scripts/train-default.sh shards     [RUN]   # corpus -> $SHARDS (skipped if $SHARDS/meta.json exists)
-#   scripts/train-default.sh dense      [RUN]   # dense pretraining from scratch, 8 min training budget
-#   scripts/train-default.sh mixsga     [RUN]   # convert + mixSGA continued pretraining at 3:1:6, 2.5 min
-#   scripts/train-default.sh ablations  [RUN]   # 4 concurrent short runs from the same converted checkpoint
+#   scripts/train-default.sh dense      [RUN]   # the dense trunk
+#   scripts/train-default.sh branches   [RUN]   # convert + the branches above, one after the other
 #   scripts/train-default.sh eval       [RUN]   # eval_ppl for every checkpoint, concurrently
 #   scripts/train-default.sh status     [RUN]   # last log lines of every run
 #
 # RUN defaults to runs/default. Env: SHARDS (token shard dir, default $RUN/shards), CORPUS (corpus dir for the
-# shards stage), SHARDS_CMD (override the shard command), PY (python), DENSE_MIN / MIX_MIN / ABL_STEPS.
+# shards stage), SHARDS_CMD (override the shard command), PY (python), TOTAL_STEPS / DENSE_STEPS / GQA_STEPS /
+# ABL_STEPS, and the size overrides below for a CPU dry run.
 set -euo pipefail
-STAGE=${1:?usage: scripts/train-default.sh all|shards|dense|mixsga|ablations|eval|status [RUN]}
+STAGE=${1:?usage: scripts/train-default.sh all|shards|dense|branches|eval|status [RUN]}
 RUN=${2:-runs/default}
 PY=${PY:-python}
 SHARDS=${SHARDS:-$RUN/shards}
 CORPUS=${CORPUS:-.gpu/corpus}
-DENSE_MIN=${DENSE_MIN:-8}      # training-loop minutes; startup + final eval/save add ~1 min
-MIX_MIN=${MIX_MIN:-2.5}
-ABL_STEPS=${ABL_STEPS:-100}    # equal steps for the ablations (time cap ABL_MIN as a safety net)
-ABL_MIN=${ABL_MIN:-1.75}
+TOTAL_STEPS=${TOTAL_STEPS:-610}   # x 262,144 tokens = 160M tokens per model (trunk + branch)
+DENSE_STEPS=${DENSE_STEPS:-153}   # trunk: the first 25 %
+GQA_STEPS=${GQA_STEPS:-229}       # static GQA-2 branch, compared with mixsga's snapshot at the same step
+ABL_STEPS=${ABL_STEPS:-76}        # router ablations, compared with mixsga's snapshot at the same step
+BRANCH_STEPS=$((TOTAL_STEPS - DENSE_STEPS))
+MIN_SCALE=${MIN_SCALE:-1}         # multiplies every time cap (safety nets; the runs are step-budgeted)
 SELF=$(readlink -f "$0")
 cd "$(dirname "$SELF")/.."     # repo root; RUN and SHARDS are relative to it
 export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0} PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/toolchain:${PYTHONPATH:-}
 mkdir -p "$RUN"
 
 # Overridable for a CPU dry run of the whole pipeline (tiny model, tiny batches).
-MODEL_SIZE=${MODEL_SIZE:-default}; SEQ=${SEQ:-1024}; BATCH_TOKENS=${BATCH_TOKENS:-262144}; MB=${MB:-32}; ABL_MB=${ABL_MB:-16}
-TRAIN="$PY -m mixsga train --data $SHARDS --seq-len $SEQ --batch-tokens $BATCH_TOKENS"
+MODEL_SIZE=${MODEL_SIZE:-default}; SEQ=${SEQ:-1024}; BATCH_TOKENS=${BATCH_TOKENS:-262144}; MB=${MB:-32}
+TRAIN="$PY -m mixsga train --data $SHARDS --seq-len $SEQ --batch-tokens $BATCH_TOKENS --micro-batch $MB"
+cap() { python3 -c "print(round($1 * $MIN_SCALE, 2))"; }
+# The trunk's LR at DENSE_STEPS of its cosine (peak 1e-3, floor 1e-4) starts every branch; each branch anneals to
+# the same floor over BRANCH_STEPS, i.e. the trunk's schedule continued (10 warmup steps for the fresh optimizer).
+BRANCH_LR=$(python3 -c "import math; p=$DENSE_STEPS/$TOTAL_STEPS; print(f'{1e-3*(0.1+0.9*0.5*(1+math.cos(math.pi*p))):.3e}')")
+BRANCH="--lr $BRANCH_LR --min-lr-ratio $(python3 -c "print(f'{1e-4/$BRANCH_LR:.4f}')") --warmup-steps 10 --max-steps $BRANCH_STEPS"
 
 stage_shards() {
   [ -f "$SHARDS/meta.json" ] && { echo "shards exist in $SHARDS"; return; }
   ${SHARDS_CMD:-$PY -m mixsga shards --corpus $CORPUS --out $SHARDS}
 }
 stage_dense() {
-  $TRAIN --init scratch --model-size $MODEL_SIZE --out "$RUN/dense" --resume --lr 1e-3 --warmup-steps 150 \
-    --micro-batch $MB --time-budget-min "$DENSE_MIN" --eval-every 500 --save-every 500
+  $TRAIN --init scratch --model-size $MODEL_SIZE --out "$RUN/dense" --resume --lr 1e-3 --warmup-steps 50 \
+    --max-steps $TOTAL_STEPS --stop-at-step $DENSE_STEPS --time-budget-min "$(cap 8)" --eval-every 0 --save-every 0
 }
-stage_mixsga() {
+stage_branches() {
   $PY -m mixsga convert "$RUN/dense/ckpt" "$RUN/mix0" --ratios 3:1:6
-  $TRAIN --init "$RUN/mix0" --ratios 3:1:6 --out "$RUN/mixsga" --resume --lr 3e-4 --warmup-steps 30 \
-    --micro-batch $MB --time-budget-min "$MIX_MIN" --eval-every 200 --save-every 200 --eval-at-start
-}
-stage_ablations() {
-  [ -d "$RUN/mix0" ] || $PY -m mixsga convert "$RUN/dense/ckpt" "$RUN/mix0" --ratios 3:1:6
-  local common="--init $RUN/mix0 --ratios 3:1:6 --lr 3e-4 --warmup-steps 10 --micro-batch $ABL_MB \
-    --max-steps $ABL_STEPS --time-budget-min $ABL_MIN --eval-every 50 --eval-windows 16 --save-every 0"
-  # A small model leaves the H200 mostly idle: the four runs share it as separate processes.
-  $TRAIN $common --out "$RUN/abl-paper"                          > "$RUN/abl-paper.log" 2>&1 &
-  $TRAIN $common --out "$RUN/abl-lmgrad" --router-lm-grad         > "$RUN/abl-lmgrad.log" 2>&1 &
-  $TRAIN $common --out "$RUN/abl-random" --random-router          > "$RUN/abl-random.log" 2>&1 &
-  $TRAIN $common --out "$RUN/abl-gqa2" --static-group 2           > "$RUN/abl-gqa2.log" 2>&1 &
-  wait
+  local mix="--init $RUN/mix0 --ratios 3:1:6 $BRANCH --eval-every 100000 --eval-windows 32 --save-every 0"
+  $TRAIN $mix --out "$RUN/mixsga" --eval-at-start --snapshot-steps "$ABL_STEPS,$GQA_STEPS" --time-budget-min "$(cap 6)"
+  $TRAIN --init "$RUN/dense/ckpt" $BRANCH --out "$RUN/dense-cont" --eval-every 100000 --eval-windows 32 --save-every 0 \
+    --time-budget-min "$(cap 6)"
+  $TRAIN $mix --out "$RUN/gqa2" --static-group 2 --stop-at-step $GQA_STEPS --snapshot-steps "$ABL_STEPS" --time-budget-min "$(cap 6)"
+  $TRAIN $mix --out "$RUN/abl-lmgrad" --router-lm-grad --stop-at-step $ABL_STEPS --time-budget-min "$(cap 6)"
+  $TRAIN $mix --out "$RUN/abl-random" --random-router --stop-at-step $ABL_STEPS --time-budget-min "$(cap 6)"
 }
 stage_eval() {
   mkdir -p "$RUN/eval"
-  for m in dense mixsga abl-paper abl-lmgrad abl-random abl-gqa2; do
-    [ -f "$RUN/$m/ckpt/config.json" ] || continue
-    $PY -m mixsga eval_ppl --model "$RUN/$m/ckpt" --data "$SHARDS" --windows ${EVAL_WINDOWS:-64} --seq-len $SEQ --batch 16 \
-      --out "$RUN/eval/$m.json" > "$RUN/eval/$m.txt" 2>&1 &
+  local ev="$PY -m mixsga eval_ppl --data $SHARDS --windows ${EVAL_WINDOWS:-64} --seq-len $SEQ --batch 16"
+  $ev --model "$RUN/dense-cont/ckpt" --out "$RUN/eval/dense-cont.json" > "$RUN/eval/dense-cont.txt" 2>&1 &
+  $ev --model "$RUN/dense/ckpt" --methods full --out "$RUN/eval/dense.json" > "$RUN/eval/dense.txt" 2>&1 &
+  for m in mixsga mixsga/ckpt-step$GQA_STEPS mixsga/ckpt-step$ABL_STEPS gqa2 gqa2/ckpt-step$ABL_STEPS abl-lmgrad abl-random; do
+    local dir="$RUN/$m"; [ -d "$dir/ckpt" ] && dir="$dir/ckpt"
+    [ -f "$dir/config.json" ] || continue
+    local name=${m//\//-}
+    $ev --model "$dir" --methods full,mixsga,mixsga-argmax,gqa --out "$RUN/eval/$name.json" > "$RUN/eval/$name.txt" 2>&1 &
   done
   wait
-  tail -n 8 "$RUN"/eval/*.txt
+  tail -n 12 "$RUN"/eval/*.txt
 }
-stage_all() { stage_shards; stage_dense; stage_mixsga; stage_ablations; stage_eval; echo ALL DONE; }
+stage_all() { stage_shards; stage_dense; stage_branches; stage_eval; echo ALL DONE; }
 
 case "$STAGE" in
   status)
     for f in "$RUN"/*.log "$RUN"/*/log.jsonl; do [ -f "$f" ] && { echo "== $f"; tail -n 2 "$f"; }; done; exit 0 ;;
-  shards|dense|mixsga|ablations|eval|all)
+  shards|dense|branches|eval|all)
     if [ -z "${MIXSGA_FOREGROUND:-}" ]; then
       MIXSGA_FOREGROUND=1 setsid nohup "$SELF" "$STAGE" "$RUN" > "$RUN/$STAGE.log" 2>&1 < /dev/null &
       echo "started $STAGE (pid $!); log: $RUN/$STAGE.log; check: $SELF status $RUN"

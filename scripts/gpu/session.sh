@@ -1,81 +1,112 @@
 #!/usr/bin/env bash
 # The GPU-machine side of one training + benchmark session, one subcommand per device call (each call is limited
-# to 10 minutes and carries at most 64 MiB, so parts arrive in separate calls; long jobs run detached).
+# to 10 minutes and carries at most 64 MiB, so parts arrive in separate calls; long jobs run detached and write
+# under /root, polled with `status`).
 #
 #   scripts/gpu/session.sh collect DIR      copy a carried part folder (.gpu/xfer/<part>) into $STAGE
-#   scripts/gpu/session.sh train            reassemble the corpus, then shards -> dense -> mixSGA -> ablations ->
-#                                           eval_ppl, detached (scripts/train-default.sh all), in $RUNS
-#   scripts/gpu/session.sh status           progress of the detached job
-#   scripts/gpu/session.sh fetch            the trained mixSGA checkpoint (fp16, split in 15 MB parts) + eval
-#                                           JSON + logs into $OUT for the trip back
-#   scripts/gpu/session.sh bench            stage Node 22 + engine + CUDA provider (scripts/gpu/unpack.sh), export
-#                                           the default model's CUDA variant and a TinyLlama-1.1B-shaped model,
-#                                           run the engine's GPU suite on CUDA and CPU EPs + the PyTorch reference
+#   scripts/gpu/session.sh train            reassemble the corpus, then shards -> dense trunk -> branches (mixSGA,
+#                                           dense reference, GQA-2, ablations) -> eval_ppl, detached
+#                                           (scripts/train-default.sh all), in $RUNS
+#   scripts/gpu/session.sh tinyllama        detached: random TinyLlama-1.1B-shaped HF checkpoint -> convert ->
+#                                           fp16 ONNX (scripts/gpu-export-tinyllama.sh), in /root/tl
+#   scripts/gpu/session.sh status           progress of the detached jobs
+#   scripts/gpu/session.sh bench            detached, after training: stage Node 22 + engine + CUDA provider
+#                                           (scripts/gpu/unpack.sh), export the trained model, run the engine's GPU
+#                                           suite on CUDA and CPU EPs, the completion suite and the PyTorch
+#                                           reference; results in $BENCH
+#   scripts/gpu/session.sh smoke            quick CUDA check of the graph (placement, one decode run), in the call
+#   scripts/gpu/session.sh fetch            into $OUT for the trip back: the trained mixSGA checkpoint (fp16, 15 MB
+#                                           parts), runs.tgz (logs, eval JSON, configs), bench.tgz (bench JSON)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 STAGE=${STAGE:-/root/stage}; RUNS=${RUNS:-/root/runs}; REPO=${REPO:-/root/repo}; OUT=${OUT:-/tmp/out}
+BENCH=${BENCH:-/root/bench}; TL=${TL:-/root/tl}
 export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
+snapshot_repo() {  # a stable copy in $1: later calls re-sync the working tree, detached jobs must not see that
+  [ -f "$1/.snapshot" ] && return
+  rm -rf "$1" && mkdir -p "$1" && cp -a "$ROOT"/. "$1"/ && touch "$1/.snapshot"
+}
+fresh_dist() { [ -d "$1/dist" ] && rm -rf /root/rt/dist && cp -r "$1/dist" /root/rt/dist; }  # dist/ travels via carry
 case "${1:-}" in
   collect) mkdir -p "$STAGE" && cp -r "$2"/. "$STAGE"/ && ls "$STAGE" ;;
   train)
-    # A stable copy of the repo: later calls re-sync the working tree, the detached job must not see that.
-    rm -rf "$REPO" && mkdir -p "$REPO" && cp -a "$ROOT"/. "$REPO"/
-    if [ -d "$ROOT/.whl" ]; then python3 -m pip install -q --no-index --no-deps --target /root/site "$ROOT"/.whl/*.whl; fi
-    export PYTHONPATH=/root/site:$REPO/toolchain
+    snapshot_repo "$REPO"
+    export PYTHONPATH=$REPO/toolchain
     cat $(ls "$STAGE"/corpus.tar.part* | sort) > /root/corpus.tar
     echo "$(awk '$2=="corpus.tar"{print $1}' "$STAGE/SHA256SUMS") /root/corpus.tar" | sha256sum -c
     mkdir -p /root/corpus && tar xf /root/corpus.tar -C /root/corpus && ls -la /root/corpus
     SP=$(python3 -c 'import site; print(site.getsitepackages()[0])')
     cd "$REPO"
     CORPUS=/root/corpus SHARDS=/root/shards PY=python3 \
-      SHARDS_CMD="python3 -m mixsga shards --corpus /root/corpus --site-packages $SP --out /root/shards --workers 16" \
-      DENSE_MIN=${DENSE_MIN:-7} bash scripts/train-default.sh all "$RUNS"
+      SHARDS_CMD="python3 -m mixsga shards --corpus /root/corpus --site-packages $SP --out /root/shards --workers 12" \
+      bash scripts/train-default.sh all "$RUNS"
     ;;
+  tinyllama)
+    snapshot_repo "$REPO"
+    mkdir -p "$TL/out"
+    PYTHONPATH=$REPO/toolchain OUT=$TL/out WORK=$TL MIXSGA_ORT_CHECK=0 setsid nohup nice -n 5 \
+      bash "$REPO/scripts/gpu-export-tinyllama.sh" > "$TL/export.log" 2>&1 < /dev/null &
+    echo "started TinyLlama export: $TL/export.log" ;;
   status)
-    cd "$REPO" && bash scripts/train-default.sh status "$RUNS" || true
-    tail -n 5 "$RUNS/all.log" 2>/dev/null; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
+    [ -d "$REPO" ] && (cd "$REPO" && bash scripts/train-default.sh status "$RUNS" 2>/dev/null | tail -n 24) || true
+    tail -n 3 "$RUNS/all.log" 2>/dev/null || true
+    echo "== tinyllama"; tail -n 2 "$TL/export.log" 2>/dev/null || true
+    echo "== bench"; tail -n 4 "$BENCH/bench.log" 2>/dev/null || true
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
+  smoke)
+    # Placement and a real decode run on CUDA, on whatever model exists (TinyLlama export, else the fixture).
+    [ -x /root/rt/node ] || bash "$ROOT/scripts/gpu/unpack.sh" assemble
+    fresh_dist "$ROOT"
+    M=$TL/model; [ -f "$M/manifest.json" ] || M=$ROOT/test/fixtures/fixture-tiny
+    cd /root/rt
+    timeout 240 ./node dist/bench.js --suite gpu --model "$M" --device cuda --strict-placement --budgets 50 \
+      --contexts 1024 --prefill 512 --warmup 1 --iterations 2 --profile-runs 0 --no-probe --out "$OUT/smoke.json" \
+      || echo "SMOKE FAILED (rc $?)" ;;
+  bench)
+    snapshot_repo /root/repo-bench
+    mkdir -p "$BENCH"
+    REPO=/root/repo-bench setsid nohup bash /root/repo-bench/scripts/gpu/session.sh bench-run > "$BENCH/bench.log" 2>&1 < /dev/null &
+    echo "started bench: $BENCH/bench.log" ;;
+  bench-run)
+    export PYTHONPATH=$REPO/toolchain
+    [ -x /root/rt/node ] || bash "$REPO/scripts/gpu/unpack.sh" assemble
+    fresh_dist "$REPO"
+    [ -f /root/models/default/manifest.json ] || python3 -m mixsga export "$RUNS/mixsga/ckpt" /root/models/default \
+      --name mixsga-default --cuda --cpu-weights int8
+    cp "$TL"/out/*.json "$BENCH"/ 2>/dev/null || true
+    cd /root/rt
+    B="./node dist/bench.js --suite gpu"
+    run() { echo "== $*"; timeout "$@" || echo "FAILED (rc $?): $*"; }
+    if [ -f "$TL/model/manifest.json" ]; then
+      run 300 $B --model "$TL/model" --device cuda --profile-runs 1 --out "$BENCH/gpu-tinyllama-cuda.json"
+      run 200 $B --model "$TL/model" --device cuda --decode-steps 1 --profile-runs 0 --prefill 2048 --out "$BENCH/gpu-tinyllama-cuda-step1.json"
+      run 240 $B --model "$TL/model" --device cpu --variant cuda --quick --budgets 100,50 --contexts 256 --prefill 256 \
+        --iterations 2 --profile-runs 0 --out "$BENCH/gpu-tinyllama-cpu.json"
+    fi
+    run 150 $B --model /root/models/default --device cuda --out "$BENCH/gpu-default-cuda.json"
+    run 150 $B --model /root/models/default --device cpu --variant cpu --out "$BENCH/gpu-default-cpu.json"
+    run 120 ./node dist/bench.js --model /root/models/default --device cuda --iterations 20 --out "$BENCH/completion-cuda.json"
+    run 120 ./node dist/bench.js --model /root/models/default --device cpu --iterations 20 --out "$BENCH/completion-cpu.json"
+    cd "$REPO"
+    run 150 python3 -m mixsga.bench_torch --device cuda --out "$BENCH/torch-tinyllama.json"
+    run 90 python3 -m mixsga.bench_torch --checkpoint "$RUNS/mixsga/ckpt" --device cuda --out "$BENCH/torch-default.json"
+    nvidia-smi > "$BENCH/nvidia-smi.txt"; ls -la "$BENCH"; echo BENCH DONE ;;
   fetch)
     mkdir -p "$OUT"
-    export PYTHONPATH=/root/site:$REPO/toolchain
-    python3 - "$RUNS/mixsga/ckpt" /root/fetch <<'PY'
-import sys, torch
+    export PYTHONPATH=$REPO/toolchain
+    if [ -f "$RUNS/mixsga/ckpt/model.safetensors" ]; then
+      python3 - "$RUNS/mixsga/ckpt" /root/fetch <<'PY'
+import sys, shutil, pathlib
 from safetensors.torch import load_file, save_file
-import shutil, pathlib
 src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]); dst.mkdir(parents=True, exist_ok=True)
 state = load_file(str(src / "model.safetensors"))
 save_file({k: v.half() for k, v in state.items()}, str(dst / "model.safetensors"))  # fp16 halves the trip
 shutil.copy(src / "config.json", dst / "config.json")
 PY
-    tar -C /root/fetch -cf - . | split -b 15M -d -a 1 - "$OUT/ckpt.tar.part"
-    tar -C "$RUNS" -czf "$OUT/runs.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude=shards .
-    ls -la "$OUT" ;;
-  tinyllama)
-    # Detached: random-weight TinyLlama-1.1B-shaped HF checkpoint -> convert -> fp16 CUDA export (external data).
-    export PYTHONPATH=/root/site:$REPO/toolchain
-    mkdir -p /root/tlout
-    OUT=/root/tlout WORK=/root/tl MIXSGA_ORT_CHECK=0 setsid nohup bash "$REPO/scripts/gpu-export-tinyllama.sh" \
-      > /root/tlout/export.log 2>&1 < /dev/null &
-    echo "started TinyLlama export: /root/tlout/export.log" ;;
-  bench)
-    # Needs: the parts collected (node, runtime, CUDA provider), the trained checkpoint, the TinyLlama export.
-    export PYTHONPATH=/root/site:$REPO/toolchain
-    mkdir -p "$OUT"
-    [ -x /root/rt/node ] || bash "$ROOT/scripts/gpu/unpack.sh" assemble
-    [ -f /root/models/default/manifest.json ] || python3 -m mixsga export "$RUNS/mixsga/ckpt" /root/models/default \
-      --name mixsga-default --cuda --cpu-weights int8
-    cp /root/tlout/*.json "$OUT"/ 2>/dev/null || true
-    cd /root/rt
-    B="./node dist/bench.js --suite gpu"
-    timeout 150 $B --model /root/models/default --device cuda --out "$OUT/gpu-default-cuda.json" || echo "FAILED default cuda"
-    timeout 100 $B --model /root/models/default --device cpu --variant cpu --out "$OUT/gpu-default-cpu.json" || echo "FAILED default cpu"
-    if [ -f /root/tl/model/manifest.json ]; then
-      timeout 200 $B --model /root/tl/model --device cuda --out "$OUT/gpu-tinyllama-cuda.json" || echo "FAILED tl cuda"
-      timeout 120 $B --model /root/tl/model --device cpu --variant cuda --quick --out "$OUT/gpu-tinyllama-cpu.json" || echo "FAILED tl cpu"
+      tar -C /root/fetch -cf - . | split -b 15M -d -a 1 - "$OUT/ckpt.tar.part"
     fi
-    timeout 60 ./node dist/bench.js --model /root/models/default --device cuda --iterations 20 --out "$OUT/completion-cuda.json" || echo "FAILED completion cuda"
-    cd "$REPO"
-    timeout 120 python3 -m mixsga.bench_torch --device cuda --out "$OUT/torch-tinyllama.json" || echo "FAILED torch tl"
-    timeout 60 python3 -m mixsga.bench_torch --checkpoint "$RUNS/mixsga/ckpt" --device cuda --out "$OUT/torch-default.json" || echo "FAILED torch default"
-    nvidia-smi > "$OUT/nvidia-smi.txt"; ls -la "$OUT" ;;
-  *) sed -n 2,14p "$0"; exit 2 ;;
+    tar -C "$RUNS" -czf "$OUT/runs.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude=shards . 2>/dev/null || true
+    tar -C "$BENCH" -czf "$OUT/bench.tgz" . 2>/dev/null || true
+    ls -la "$OUT" ;;
+  *) sed -n 2,20p "$0"; exit 2 ;;
 esac

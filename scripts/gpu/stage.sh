@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stage, on a machine with npm, what the GPU machine lacks for running the engine there: a Node 22 binary, the
 # engine's production node_modules (linux-x64 only) and ONNX Runtime's CUDA 13 provider libraries of exactly the
-# onnxruntime-node version pinned in package.json. Output: .gpu/xfer/<part>/ folders of <= 56 MiB each (the
+# onnxruntime-node version pinned in package.json. Output: .gpu/xfer/<part>/ folders of <= 46 MiB each (the
 # device tool carries at most 64 MiB per call) plus SHA256SUMS; scripts/gpu/unpack.sh reassembles them there.
 #
 # Versions: onnxruntime-node 1.29.0 (package.json) + com.github.asus4.onnxruntime.linux-x64-gpu 0.4.9, an npm
@@ -27,7 +27,7 @@ if [ ! -f "$OUT/cuda.SHA256SUMS" ]; then
   (cd "$P" && sha256sum libonnxruntime_providers_cuda.so libonnxruntime_providers_shared.so) > "$DL/cuda.SHA256SUMS"
   [ -s "$DL/providers_cuda.so.xz" ] || xz -6 -T2 -k -c "$P/libonnxruntime_providers_cuda.so" > "$DL/providers_cuda.so.xz"
   rm -f "$DL"/providers_cuda.so.xz.part*
-  split -b 56M -d -a 1 "$DL/providers_cuda.so.xz" "$DL/providers_cuda.so.xz.part"
+  split -b 46M -d -a 1 "$DL/providers_cuda.so.xz" "$DL/providers_cuda.so.xz.part"
   for f in "$DL"/providers_cuda.so.xz.part*; do n=${f##*part}; mkdir -p "$OUT/cuda$n"; mv "$f" "$OUT/cuda$n/"; done
   cp "$P/libonnxruntime_providers_shared.so" "$OUT/cuda0/"
   cp "$DL/cuda.SHA256SUMS" "$OUT/cuda0/SHA256SUMS.cuda"; cp "$DL/cuda.SHA256SUMS" "$OUT/cuda.SHA256SUMS"

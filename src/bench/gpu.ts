@@ -1,10 +1,12 @@
 // Suite "gpu": the model graph alone (no worker, no prompt), on the CUDA or the CPU EP, with synthetic
 // per-expert past caches sized for KV budgets of 100/75/50/25 % of full KV (ratios 1:0:0, 1:1:0, 3:1:6, 0:0:1 for
-// experts with 4/2/1 KV heads). Caches live in a real DocCache (kvStore.ts), so feed construction is exactly the
-// engine's (packedPair copies, Uint16Array fp16 bits with type 'float16'). Per step: JS feed build, session.run,
-// output unwrap + append, timed separately; ORT profiling splits a few runs into kernels / Memcpy nodes / the rest
-// of model_run (graph input/output copies host↔device and the sync); a transfer probe (hand-built one-node ONNX
-// graphs) measures host→device and device→host bandwidth for the analytic transfer estimate.
+// experts with 4/2/1 KV heads). Caches live in a real DocCache (kvStore.ts), so feeds are exactly the engine's
+// (zero-copy views, Uint16Array fp16 bits with type 'float16'). Decode runs the graph's in-graph greedy loop for
+// --decode-steps tokens per session.run (what the engine does); prefill runs the prompt in one chunk on CUDA (256
+// on CPU, as the engine). Per run: JS feed build, session.run, output unwrap + DocCache.append, timed separately;
+// ORT profiling splits a few runs into kernels / Memcpy nodes / the rest of model_run (graph input/output copies
+// host↔device and the sync); a transfer probe (hand-built one-node ONNX graphs) measures host→device and
+// device→host bandwidth for the analytic transfer estimate.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import type * as ortTypes from 'onnxruntime-node';
 import { loadManifest, Manifest, Variant } from '../engine/manifest';
 import { cudaUnavailableReason } from '../engine/session';
-import { DocCache, KvShape, ChunkKv, bytesPerElem } from '../engine/kvStore';
+import { DocCache, KvShape, RunKv, KvArray, bytesPerElem } from '../engine/kvStore';
 import { f32ToF16 } from '../engine/fp16';
 import { Args, UnavailableError, gpuMemUsedMiB, int, nums, r2, stats, str, table } from './common';
 
@@ -54,7 +56,8 @@ function syntheticDoc(shape: KvShape, T: number, ratios: number[]): DocCache {
     for (let t = 0; t < T; t++) counts[route[t]]++;
     doc.segs[l].forEach((s, e) => {
       s.reserve(counts[e]);
-      for (const arr of [s.k, s.v]) for (let i = 0; i < arr.length; i++) arr[i] = f16 ? table16[rnd()] : (rnd() - 128) / 128;
+      const arr = s.data;
+      for (let i = 0; i < arr.length; i++) arr[i] = f16 ? table16[rnd()] : (rnd() - 128) / 128;
       let n = 0;
       for (let t = 0; t < T; t++) if (route[t] === e) { s.pos[n] = t; s.scores[n * shape.heads.length + e] = 0.5; n++; }
       s.n = n;
@@ -65,7 +68,7 @@ function syntheticDoc(shape: KvShape, T: number, ratios: number[]): DocCache {
 }
 
 const kvBytes = (doc: DocCache, shape: KvShape) =>
-  doc.segs.reduce((s, row) => s + row.reduce((x, seg) => x + 2 * seg.n * seg.heads * seg.D * bytesPerElem(shape.dtype), 0), 0);
+  doc.segs.reduce((s, row) => s + row.reduce((x, seg) => x + seg.n * seg.row * bytesPerElem(shape.dtype), 0), 0);
 
 // ---- transfer probe: one-node ONNX graphs encoded by hand (protobuf) ----
 function varint(n: number): number[] { const b: number[] = []; while (n > 127) { b.push((n & 127) | 128); n = Math.floor(n / 128); } b.push(n); return b; }
@@ -182,8 +185,10 @@ export function splitProfile(file: string, labels: (string | null)[]) {
     if (k < 0 || !labels[k]) continue;
     const a = acc[k];
     if (e.cat === 'Node') {
+      // the Loop node's time encloses its body's nodes, which are recorded one by one
+      if (e.op === 'Loop') continue;
       if (e.op.startsWith('Memcpy')) { a.memcpy += e.dur; a.nMem++; } else { a.kernel += e.dur; a.byProvider[e.prov] = (a.byProvider[e.prov] ?? 0) + e.dur / 1000; }
-    } else if (/Execute/.test(e.name)) a.exec += e.dur;
+    } else if (/Execute/.test(e.name)) a.exec = Math.max(a.exec, e.dur); // the outermost executor (the body's runs nest in it)
   }
   runs.forEach((r, i) => {
     const lab = labels[i];
@@ -206,7 +211,8 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
   const prefillBudgets = quick ? [budgets[0]] : budgets;
   const warmup = int(a, 'warmup', quick ? 1 : 3), iters = int(a, 'iterations', quick ? 3 : 5);
   const profiled = int(a, 'profile-runs', quick ? 1 : 2);
-  const chunk = int(a, 'chunk', 256);
+  const chunk = int(a, 'chunk', device === 'cuda' ? 2048 : 256); // the engine's prefill chunk per device
+  const decodeSteps = Math.max(1, int(a, 'decode-steps', device === 'cuda' ? 32 : (quick ? 4 : 16)));
   const threads = int(a, 'threads', 0);
   const log = (s: string) => process.stderr.write(`[bench:gpu] ${s}\n`);
 
@@ -251,39 +257,44 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
   const zeroBias = new Float32Array(E);
   const { Tensor } = ort;
 
-  const buildFeeds = (ids: number[], start: number, doc: DocCache) => {
+  const V = A.vocab_size;
+  const noStop = new Uint8Array(V), zeroMask = new Float32Array(V);
+  const buildFeeds = (ids: number[], start: number, doc: DocCache, steps: number) => {
     const S = ids.length;
     const feeds: Record<string, ortTypes.Tensor> = {
       input_ids: new Tensor('int64', BigInt64Array.from(ids, BigInt), [1, S]),
-      position_ids: new Tensor('int64', BigInt64Array.from({ length: S }, (_, i) => BigInt(Math.min(start + i, maxPos - 1))), [1, S]),
+      position_ids: new Tensor('int64', BigInt64Array.from({ length: S }, (_, i) => BigInt(start + i)), [1, S]),
       route_bias: new Tensor('float32', zeroBias, [E]),
+      gen_steps: new Tensor('int64', BigInt64Array.of(BigInt(steps)), []),
+      stop_mask: new Tensor('bool', noStop, [V]),
+      first_mask: new Tensor('float32', zeroMask, [V]),
     };
     let pastBytes = 0;
     for (const f of doc.feeds()) { feeds[f.name] = new Tensor(shape.dtype, f.data, f.dims); pastBytes += f.data.byteLength; }
-    return { feeds, inBytes: pastBytes + 16 * S + 4 * E };
+    return { feeds, inBytes: pastBytes + 16 * S + 4 * E + 5 * V + 8 };
   };
   const scratch = new DocCache(shape);
+  /** What budget.commit does with a run's outputs: append the processed tokens to a (scratch) document. */
   const unwrap = (out: ortTypes.InferenceSession.OnnxValueMapType, ids: number[]) => {
-    const kv: ChunkKv = { keys: [], values: [], routes: [], scores: [] };
-    let outBytes = (out.logits.data as Float32Array).byteLength;
-    for (let l = 0; l < shape.layers; l++) {
-      const k = out[`new_key.${l}`].data as Float32Array | Uint16Array, v = out[`new_value.${l}`].data as Float32Array | Uint16Array;
-      const r = out[`route.${l}`].data as BigInt64Array, s = out[`scores.${l}`].data as Float32Array;
-      kv.keys.push(k); kv.values.push(v); kv.routes.push(Int32Array.from(r, Number)); kv.scores.push(s);
-      outBytes += k.byteLength + v.byteLength + r.byteLength + s.byteLength;
-    }
-    scratch.truncate(0); scratch.append(ids, kv);
-    return outBytes;
+    const route = out.route.data as Int32Array, scores = out.scores.data as Float32Array;
+    const n = route.length / shape.layers;
+    const kv: RunKv = { n, route, scores, kv: [] };
+    let outBytes = (out.logits.data as Float32Array).byteLength + route.byteLength + scores.byteLength
+      + (out.tokens.data as BigInt64Array).byteLength;
+    for (let e = 0; e < E; e++) { const x = out[`kv.${e}`].data as KvArray; kv.kv.push(x); outBytes += x.byteLength; }
+    const tokens = Array.from(out.tokens.data as BigInt64Array, Number);
+    scratch.truncate(0); scratch.append([...ids, ...tokens.slice(0, n - ids.length)], kv);
+    return { outBytes, tokens: tokens.length };
   };
-  interface Step { feedMs: number; runMs: number; unwrapMs: number; inBytes: number; outBytes: number }
-  const step = async (ids: number[], start: number, doc: DocCache): Promise<Step> => {
+  interface Step { feedMs: number; runMs: number; unwrapMs: number; inBytes: number; outBytes: number; tokens: number }
+  const step = async (ids: number[], start: number, doc: DocCache, steps = 0): Promise<Step> => {
     const t0 = performance.now();
-    const { feeds, inBytes } = buildFeeds(ids, start, doc);
+    const { feeds, inBytes } = buildFeeds(ids, start, doc, steps);
     const t1 = performance.now();
     const out = await session.run(feeds);
     const t2 = performance.now();
-    const outBytes = unwrap(out, ids);
-    return { feedMs: t1 - t0, runMs: t2 - t1, unwrapMs: performance.now() - t2, inBytes, outBytes };
+    const { outBytes, tokens } = unwrap(out, ids);
+    return { feedMs: t1 - t0, runMs: t2 - t1, unwrapMs: performance.now() - t2, inBytes, outBytes, tokens };
   };
   const tokens = (n: number, off = 0) => Array.from({ length: n }, (_, i) => 100 + ((i + off) * 37) % 20000);
 
@@ -293,6 +304,8 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
   for (const pct of budgets) for (const T of [...contexts].sort((x, y) => y - x)) cfgs.push({ kind: 'decode', pct, T, label: `decode:${pct}:${T}` });
   for (const pct of prefillBudgets) for (const T of prefillLens) cfgs.push({ kind: 'prefill', pct, T, label: `prefill:${pct}:${T}` });
   const docs = new Map<number, DocCache>();
+  // Decode at context T: T cached tokens, one fed token and decodeSteps generated, all below max positions.
+  const decodeCtx = (T: number) => Math.min(T, maxPos - decodeSteps - 2);
   const docFor = (pct: number, T: number) => {
     let d = docs.get(pct);
     if (!d || d.nIds < T) { d = syntheticDoc(shape, Math.max(T, ...contexts), ratiosFor(pct, groups)); docs.set(pct, d); }
@@ -302,18 +315,22 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
   const prefillPast = new Map<string, DocCache>();
   /** One whole prefill: chunks of `chunk` tokens, the past growing with the budget's expert mix. */
   const prefill = async (pct: number, L: number) => {
-    let feedMs = 0, runMs = 0, unwrapMs = 0, inBytes = 0, outBytes = 0;
+    let feedMs = 0, runMs = 0, unwrapMs = 0, inBytes = 0, outBytes = 0, tokens_ = 0;
     for (let p = 0; p < L; p += chunk) {
       const n = Math.min(chunk, L - p);
       const key = `${pct}:${p}`; // the past of this chunk: p tokens in the budget's expert mix (built once)
       let past = prefillPast.get(key);
       if (!past) { past = syntheticDoc(shape, p, ratiosFor(pct, groups)); prefillPast.set(key, past); }
       const s = await step(tokens(n, p), p, past);
-      feedMs += s.feedMs; runMs += s.runMs; unwrapMs += s.unwrapMs; inBytes += s.inBytes; outBytes += s.outBytes;
+      feedMs += s.feedMs; runMs += s.runMs; unwrapMs += s.unwrapMs; inBytes += s.inBytes; outBytes += s.outBytes; tokens_ += n;
     }
-    return { feedMs, runMs, unwrapMs, inBytes, outBytes };
+    return { feedMs, runMs, unwrapMs, inBytes, outBytes, tokens: tokens_ };
   };
-  const runCfg = async (c: Cfg) => (c.kind === 'decode' ? step(tokens(1), c.T, docFor(c.pct, c.T)) : prefill(c.pct, c.T));
+  const runCfg = async (c: Cfg) => {
+    if (c.kind === 'prefill') return prefill(c.pct, c.T);
+    const T = decodeCtx(c.T);
+    return step(tokens(1), T, docFor(c.pct, T), decodeSteps - 1);
+  };
 
   // Phase A: profiled runs (one unlabelled warmup each), then endProfiling() — profiling stops for the session.
   let profile: ReturnType<typeof splitProfile> | { error: string } | undefined;
@@ -350,7 +367,7 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
     const run = stats(steps.map((s) => s.runMs)), feed = stats(steps.map((s) => s.feedMs)), unw = stats(steps.map((s) => s.unwrapMs));
     const total = stats(steps.map((s) => s.feedMs + s.runMs + s.unwrapMs));
     const { inBytes, outBytes } = steps[0];
-    const doc = c.kind === 'decode' ? docFor(c.pct, c.T) : undefined;
+    const doc = c.kind === 'decode' ? docFor(c.pct, decodeCtx(c.T)) : undefined;
     const prof = profile && 'perConfig' in profile ? (c.kind === 'decode' ? profile.perConfig[c.label]
       : Object.entries(profile.perConfig).filter(([k]) => k.startsWith(c.label + ':')).map(([, v]) => v[0])) : undefined;
     const profSum = prof && prof.length ? (c.kind === 'decode'
@@ -361,10 +378,11 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
         memcpyNodeMs: prof.reduce((s, p) => s + p.memcpyNodeMs, 0), outsideExecutorMs: prof.reduce((s, p) => s + p.outsideExecutorMs, 0),
         memcpyNodes: prof.reduce((s, p) => s + p.memcpyNodes, 0) }) : undefined;
     const estTransferMs = h2d && d2h && device === 'cuda' ? (inBytes / 1e9 / h2d + outBytes / 1e9 / d2h) * 1000 : undefined;
-    const tokensPerRun = c.kind === 'decode' ? 1 : c.T;
+    const tokensPerRun = steps[0].tokens; // decode: tokens picked per run (the loop's); prefill: prompt tokens
     results.push({
       kind: c.kind, budgetPct: c.pct, ratios: ratiosFor(c.pct, groups).map((x) => Math.round(x * 1000) / 1000), tokens: c.T,
-      kvBytesHeld: doc ? kvBytes(doc, shape) : undefined, kvBytesFull: c.kind === 'decode' ? c.T * fullKvPerToken : undefined,
+      ...(c.kind === 'decode' ? { cachedTokens: decodeCtx(c.T), tokensPerRun } : {}),
+      kvBytesHeld: doc ? kvBytes(doc, shape) : undefined, kvBytesFull: c.kind === 'decode' ? decodeCtx(c.T) * fullKvPerToken : undefined,
       runMs: run, feedBuildMs: feed, unwrapAppendMs: unw, totalMs: total,
       tokensPerSec: r2(tokensPerRun / (total.p50 / 1000)), runOnlyTokensPerSec: r2(tokensPerRun / (run.p50 / 1000)),
       bytesIn: inBytes, bytesOut: outBytes, estTransferMs: estTransferMs !== undefined ? r2(estTransferMs) : null,
@@ -380,8 +398,8 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
   const result = {
     suite: 'gpu', model: manifest.name, modelDir: dir, device, variant: variantName, variantFile: variant.file, kvDtype: shape.dtype,
     architecture: A, experts: manifest.experts, sessionLoadMs: r2(loadMs),
-    settings: { budgets, contexts, prefillLens, prefillBudgets, warmup, iters, profiledRuns: profiled, chunk, quick, threads,
-      caches: 'synthetic per-expert past caches (random K/V) in a DocCache; decode = one token on top of T cached tokens, past not grown; position clamped to max_position_embeddings-1',
+    settings: { budgets, contexts, prefillLens, prefillBudgets, warmup, iters, profiledRuns: profiled, chunk, decodeSteps, quick, threads,
+      caches: 'synthetic per-expert past caches (random K/V) in a DocCache; decode = one run: one token fed on top of T cached tokens (T = min(context, max_position_embeddings - steps - 2)), then decodeSteps-1 greedy steps inside the graph; tokens/s = tokens picked per run / whole run; the document is not grown between runs',
       optimization: 'graphOptimizationLevel all', executionProviders: base.executionProviders },
     transferProbe: probe, memory: mem, results,
     profileNote: 'ORT profile: kernel times are host-side for CUDA (launches are async); outsideExecutorMs = model_run − executor = graph input/output copies host↔device, allocation and the final sync',

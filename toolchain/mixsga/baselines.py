@@ -26,6 +26,9 @@ SINKS = 4
 # mixSGA capacity ratios per KV budget (paper Figure 3 settings; 100% = everyone on expert 1)
 MIXSGA_RATIOS = {0.25: (0, 0, 1), 0.35: (1, 1, 8), 0.5: (3, 1, 6), 0.75: (1, 1, 0), 1.0: (1, 0, 0)}
 BUDGETS = (0.25, 0.35, 0.5, 0.75, 1.0)
+# static GQA per KV budget: one pooled expert for every token where one exists (group 4 = 25%, group 2 = 50%),
+# else a fixed positional pattern with the mixSGA ratios (35%, 75%)
+GQA_RATIOS = {0.25: (0, 0, 1), 0.35: (1, 1, 8), 0.5: (0, 1, 0), 0.75: (1, 1, 0)}
 GROUP_FRACTIONS = (1.0, 0.5, 0.25)  # KV fraction of experts with group sizes 1, 2, 4
 
 
@@ -153,7 +156,7 @@ def methods_for(model, S, budgets=BUDGETS):
     for b in budgets:
         if b == 1.0:
             continue
-        r = MIXSGA_RATIOS[b]
+        r = GQA_RATIOS[b]
         single = [e for e, x in enumerate(r) if x] if sum(1 for x in r if x) == 1 else None
         note = f"group {[1, 2, 4][single[0]]}" if single else "static positional pattern " + ":".join(map(str, r))
 

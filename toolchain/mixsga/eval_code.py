@@ -37,13 +37,23 @@ class Completer(Protocol):
 # ----------------------------------------------------------------------------------------------- ONNX completer
 
 class OnnxCompleter:
-    """Greedy decoding with an ONNX model folder (docs/model-format.md), onnxruntime CPU execution provider.
+    """Greedy decoding with an ONNX model folder (docs/model-format.md, format version 2), onnxruntime.
 
-    KV cache: per layer l and expert e a [1, H_e, T_le, D] key and value array. After every call the chunk's
-    full-resolution `new_key.{l}` / `new_value.{l}` ([1, H, S, D]) are pooled, token by token, to the expert the
-    token was routed to (`route.{l}`): expert e with group size g keeps the mean of each adjacent group of g heads
-    (heads [j*g, (j+1)*g) -> pooled head j), which is appended to that expert's cache. Positions are absolute
-    (0 .. T-1 over the whole prompt + generation).
+    One `session.run` feeds a chunk of prompt tokens on top of the KV cache and then runs up to `gen_steps` greedy
+    decode steps inside the graph (an ONNX Loop). KV cache: per layer l and expert e a token-major
+    [1, T_le, 2, H_e, D] array (per token its key at index 0 and value at index 1 of axis 2, post-RoPE, pooled
+    to the expert's H_e heads), fed as `past.{l}.{e}`. After every run the graph's `kv.{e}` ([n_e, 2, H_e, D],
+    rows ordered by layer, then token) is split by layer - layer l owns the tokens t with route[l, t] == e, which
+    `route` ([L, S + N]) counts - and appended to the caches; every layer holds the same number of tokens.
+    Positions are absolute (0 .. T-1 over the whole prompt + generation).
+
+    Generation: the prompt (in pieces of `chunk_size` tokens if set) runs with gen_steps = 0 for all chunks but
+    the last; the last one runs with gen_steps = max_new_tokens - 1 and stop_mask = the stop ids (EOS and the FIM
+    tokens), so the graph returns t_0 .. t_N. When t_N is not a stop token and max_new_tokens is not reached, the
+    next run feeds [t_N] at the next position. gen_steps is clamped so that no position reaches
+    max_position_embeddings, and to `max_gen_steps` per run if that is set. Stop strings are applied on the host
+    over the decoded text token by token, so the result is what sequential greedy decoding gives (the graph may
+    decode a few tokens past a stop string; they are dropped).
 
     Prompt: BOS (if the manifest says add_bos), then
       FIM, SPM order (default):  <fim_suffix> suffix <fim_prefix> prefix <fim_middle>
@@ -58,9 +68,12 @@ class OnnxCompleter:
     its start and (FIM) the suffix at its end (the suffix keeps at most a quarter of the room).
     """
 
+    FORMAT_VERSION = 2
+
     def __init__(self, model_dir, variant: str = "cpu", threads: int = 0, chunk_size: int | None = None,
                  route_bias=None, ordering: str = "spm", fim_dummy_prefix: bool = False,
-                 verify_files: bool = True, session=None, fim_always: bool = False):
+                 verify_files: bool = True, session=None, fim_always: bool = False,
+                 max_gen_steps: int | None = None):
         import numpy as np
         try:
             import onnxruntime as ort
@@ -74,8 +87,10 @@ class OnnxCompleter:
             m = json.loads(mpath.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise UserError(f"{mpath}: cannot read manifest: {e}") from None
-        if m.get("format") != "mixsga-onnx" or m.get("format_version") != 1:
-            raise UserError(f"{mpath}: unknown format {m.get('format')!r} version {m.get('format_version')!r}")
+        if m.get("format") != "mixsga-onnx" or m.get("format_version") != self.FORMAT_VERSION:
+            raise UserError(f"{mpath}: unknown format {m.get('format')!r} version {m.get('format_version')!r} "
+                            f"(this completer reads mixsga-onnx version {self.FORMAT_VERSION}; re-export the model "
+                            f"with `python -m mixsga export`)")
         self.manifest = m
         if verify_files:
             for fname, digest in (m.get("files") or {}).items():
@@ -90,6 +105,7 @@ class OnnxCompleter:
                     raise UserError(f"{self.dir}: sha256 mismatch for {fname}")
         a = m["architecture"]
         self.L, self.H, self.D = int(a["num_layers"]), int(a["num_kv_heads"]), int(a["head_dim"])
+        self.V = int(a["vocab_size"])
         self.max_pos = int(a.get("max_position_embeddings", 2048))
         self.experts = [(int(x["group_size"]), int(x["kv_heads"])) for x in m["experts"]]
         self.E = len(self.experts)
@@ -100,24 +116,33 @@ class OnnxCompleter:
             raise UserError(f"{mpath}: no variant {variant!r} (have {', '.join(m.get('variants', {}))})")
         var = m["variants"][variant]
         self.kv_dtype = {"float32": np.float32, "float16": np.float16}[var["kv_dtype"]]
+        if max_gen_steps is not None and max_gen_steps < 0:
+            raise UserError(f"max_gen_steps must be >= 0, got {max_gen_steps}")
+        self.max_gen_steps = max_gen_steps
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = threads
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if variant == "cuda" else \
             ["CPUExecutionProvider"]
-        # `session`: anything with onnxruntime's get_inputs()/run() (tests inject a numpy reference model).
+        # `session`: anything with onnxruntime's get_inputs()/run() (tests wrap a real session to record feeds).
         self.sess = session or ort.InferenceSession(str(self.dir / var["file"]), so, providers=providers)
         have = {i.name for i in self.sess.get_inputs()}
-        need = {"input_ids", "position_ids", "route_bias"} | {
-            f"past_{kv}.{l}.{e}" for kv in ("key", "value") for l in range(self.L) for e in range(self.E)}
+        need = {"input_ids", "position_ids", "route_bias", "gen_steps", "stop_mask", "first_mask"} | {
+            f"past.{l}.{e}" for l in range(self.L) for e in range(self.E)}
         if need - have:
             raise UserError(f"{var['file']}: graph lacks inputs {sorted(need - have)[:6]}")
-        self.out_names = ["logits"] + [f"{n}.{l}" for l in range(self.L) for n in ("new_key", "new_value", "route")]
+        self.out_names = ["logits", "tokens", "route"] + [f"kv.{e}" for e in range(self.E)]
+        if hasattr(self.sess, "get_outputs"):
+            missing = set(self.out_names) - {o.name for o in self.sess.get_outputs()}
+            if missing:
+                raise UserError(f"{var['file']}: graph lacks outputs {sorted(missing)[:6]}")
         self.route_bias = np.zeros(self.E, np.float32) if route_bias is None else \
             np.asarray(route_bias, np.float32).reshape(self.E)
+        self.first_mask = np.zeros(self.V, np.float32)  # no token healing
 
         t = m["tokenizer"]
         self.tok = tokenizers.Tokenizer.from_file(str(self.dir / t["file"]))
+        self._newline_ids = None  # built on first use (stop_mask(newline=True))
         self.bos_id, self.eos_id = t.get("bos_id"), t.get("eos_id")
         self.add_bos = bool(t.get("add_bos", True))
         self.fim = m.get("fim")
@@ -173,67 +198,124 @@ class OnnxCompleter:
 
     # -- model
     def new_cache(self):
+        """cache[l][e]: [1, T_le, 2, H_e, D] (token-major, K at index 0 and V at 1 of axis 2), T_le = 0."""
         np = self.np
-        return [[(np.zeros((1, he, 0, self.D), self.kv_dtype), np.zeros((1, he, 0, self.D), self.kv_dtype))
-                 for (_g, he) in self.experts] for _l in range(self.L)]
+        return [[np.zeros((1, 0, 2, he, self.D), self.kv_dtype) for (_g, he) in self.experts]
+                for _l in range(self.L)]
 
-    def forward(self, ids: list[int], cache, pos0: int):
-        """Feed one chunk; updates `cache` in place; returns the last position's logits [V]."""
+    def stop_mask(self, newline=False):
+        """bool [V] for the graph's loop: the stop ids, plus every token holding a newline when `newline`."""
+        mask = self.np.zeros(self.V, bool)
+        ids = [i for i in self.stop_ids if i is not None and 0 <= i < self.V]
+        mask[ids] = True
+        if newline:
+            if self._newline_ids is None:
+                self._newline_ids = [i for i in range(min(self.V, self.tok.get_vocab_size()))
+                                     if "\n" in (self.tok.id_to_token(i) or "").replace("<0x0A>", "\n")]
+            mask[self._newline_ids] = True
+        return mask
+
+    def run_chunk(self, ids: list[int], cache, pos0: int, gen_steps: int = 0, stop_mask=None, first_mask=None):
+        """One session.run: the chunk `ids` at positions pos0.. on top of `cache`, then up to `gen_steps` decode
+        steps (stop_mask: bool [V], default the completer's stop ids; first_mask: f32 [V] added before picking
+        t_0, default zeros). Appends every processed token's K/V (the chunk, then t_0 .. t_{N-1}) to `cache` in
+        place. Returns (the chunk's last logits [V], [t_0 .. t_N])."""
         np = self.np
         S = len(ids)
+        if S < 1:
+            raise ValueError("run_chunk needs at least one token")
+        if pos0 + S - 1 + gen_steps >= self.max_pos:  # the graph's RoPE tables have max_pos rows
+            raise ValueError(f"positions up to {pos0 + S - 1 + gen_steps} exceed max_position_embeddings "
+                             f"{self.max_pos}")
         feeds = {"input_ids": np.asarray([ids], np.int64),
                  "position_ids": np.arange(pos0, pos0 + S, dtype=np.int64)[None, :],
-                 "route_bias": self.route_bias}
+                 "route_bias": self.route_bias,
+                 "gen_steps": np.asarray(gen_steps, np.int64),
+                 "stop_mask": self.stop_mask() if stop_mask is None else stop_mask,
+                 "first_mask": self.first_mask if first_mask is None else np.asarray(first_mask, np.float32)}
         for l in range(self.L):
             for e in range(self.E):
-                feeds[f"past_key.{l}.{e}"], feeds[f"past_value.{l}.{e}"] = cache[l][e]
+                feeds[f"past.{l}.{e}"] = cache[l][e]
         outs = dict(zip(self.out_names, self.sess.run(self.out_names, feeds)))
-        for l in range(self.L):
-            nk, nv = outs[f"new_key.{l}"][0], outs[f"new_value.{l}"][0]      # [H, S, D]
-            route = outs[f"route.{l}"].reshape(S)
-            for e, (g, he) in enumerate(self.experts):
-                sel = np.nonzero(route == e)[0]
-                if sel.size == 0:
-                    continue
-                pk = nk[:, sel, :].astype(np.float32).reshape(he, g, sel.size, self.D).mean(axis=1)
-                pv = nv[:, sel, :].astype(np.float32).reshape(he, g, sel.size, self.D).mean(axis=1)
-                k, v = cache[l][e]
-                cache[l][e] = (np.concatenate([k, pk[None].astype(self.kv_dtype)], axis=2),
-                               np.concatenate([v, pv[None].astype(self.kv_dtype)], axis=2))
-        return outs["logits"].reshape(-1)
+        tokens = [int(t) for t in np.asarray(outs["tokens"]).reshape(-1)]
+        n_proc = S + len(tokens) - 1  # the chunk + t_0 .. t_{N-1}
+        route = np.asarray(outs["route"])
+        if not 1 <= len(tokens) <= gen_steps + 1 or route.shape != (self.L, n_proc):
+            raise UserError(f"{self.dir}: graph returned {len(tokens)} tokens and route {route.shape} for a chunk "
+                            f"of {S} with gen_steps {gen_steps}")
+        for e, (_g, he) in enumerate(self.experts):
+            kv = outs[f"kv.{e}"]
+            counts = (route == e).sum(axis=1)
+            if kv.shape != (int(counts.sum()), 2, he, self.D):
+                raise UserError(f"{self.dir}: kv.{e} has shape {kv.shape}, route says {int(counts.sum())} rows "
+                                f"of [2, {he}, {self.D}]")
+            off = 0
+            for l in range(self.L):
+                n = int(counts[l])
+                if n:
+                    cache[l][e] = np.concatenate([cache[l][e], kv[None, off:off + n].astype(self.kv_dtype)], axis=1)
+                off += n
+        held = {sum(cache[l][e].shape[1] for e in range(self.E)) for l in range(self.L)}
+        if len(held) != 1:  # the graph's contract: one entry per token per layer
+            raise UserError(f"{self.dir}: layers hold different numbers of tokens after a run: {sorted(held)}")
+        return np.asarray(outs["logits"]).reshape(-1), tokens
+
+    def forward(self, ids: list[int], cache, pos0: int):
+        """Feed one chunk without decoding (gen_steps = 0); updates `cache` in place; returns the last logits [V]."""
+        return self.run_chunk(ids, cache, pos0, 0)[0]
+
+    def gen_steps_for(self, pos0: int, n_feed: int, remaining: int) -> int:
+        """Decode steps for a run feeding n_feed tokens at pos0 that may add `remaining` tokens: t_0 comes free,
+        each loop step feeds one more position (the last one must stay below max_position_embeddings)."""
+        steps = min(remaining - 1, self.max_pos - (pos0 + n_feed))
+        if self.max_gen_steps is not None:
+            steps = min(steps, self.max_gen_steps)
+        return max(steps, 0)
 
     def complete(self, prefix: str, suffix: str, max_new_tokens: int, stop: list[str]) -> str:
-        np = self.np
         ids = self.prompt_ids(prefix, suffix, max_new_tokens)
-        cache, pos = self.new_cache(), 0
-        step = self.chunk_size or len(ids)
-        t0 = time.monotonic()
-        for i in range(0, len(ids), step):
-            chunk = ids[i:i + step]
-            logits = self.forward(chunk, cache, pos)
-            pos += len(chunk)
-        t1 = time.monotonic()
         gen: list[int] = []
         text, reason = "", "max-tokens"
-        while len(gen) < max_new_tokens:
-            nxt = int(np.argmax(logits))
-            if nxt in self.stop_ids:
-                reason = "eos" if nxt == self.eos_id else "fim-token"
-                break
-            gen.append(nxt)
-            text = self.decode(gen)
-            if stop and any(s and s in text for s in stop):
-                text, reason = truncate_at_stops(text, stop), "stop"
-                break
-            if len(gen) >= max_new_tokens:
-                break
-            if pos >= self.max_pos:
-                reason = "context"
-                break
-            logits = self.forward([nxt], cache, pos)
-            pos += 1
+        runs, t0 = 0, time.monotonic()
+        t1 = t0
+        if max_new_tokens > 0:
+            cache, pos = self.new_cache(), 0
+            # a stop string "\n" ends generation at any newline token: the graph's loop may stop there too
+            # (the token is still returned and the host cuts the text as before)
+            mask = self.stop_mask(newline="\n" in (stop or ()))
+            step = self.chunk_size or len(ids)
+            chunks = [ids[i:i + step] for i in range(0, len(ids), step)]
+            for chunk in chunks[:-1]:
+                self.run_chunk(chunk, cache, pos, 0, mask)
+                pos += len(chunk)
+                runs += 1
+            feed, done = chunks[-1], False
+            while not done:
+                _, tokens = self.run_chunk(feed, cache, pos, self.gen_steps_for(pos, len(feed),
+                                                                                 max_new_tokens - len(gen)), mask)
+                if runs < len(chunks):
+                    t1 = time.monotonic()
+                runs += 1
+                pos += len(feed) + len(tokens) - 1  # t_N is picked, not processed
+                for nxt in tokens:
+                    if nxt in self.stop_ids:
+                        reason, done = ("eos" if nxt == self.eos_id else "fim-token"), True
+                        break
+                    gen.append(nxt)
+                    text = self.decode(gen)
+                    if stop and any(s and s in text for s in stop):
+                        text, reason, done = truncate_at_stops(text, stop), "stop", True
+                        break
+                    if len(gen) >= max_new_tokens:
+                        done = True
+                        break
+                else:  # every token kept: the loop ran its gen_steps; t_N still has to be fed
+                    if pos >= self.max_pos:
+                        reason, done = "context", True
+                    feed = [gen[-1]]
+        # prefill_s: the prompt's runs (the last one includes its in-graph decode steps); decode_s: the later runs
         self.last = {"prompt_tokens": len(ids), "generated_tokens": len(gen), "stop_reason": reason,
-                     "generated_ids": gen, "prefill_s": t1 - t0, "decode_s": time.monotonic() - t1}
+                     "generated_ids": gen, "runs": runs, "prefill_s": t1 - t0, "decode_s": time.monotonic() - t1}
         return text
 
 

@@ -11,11 +11,10 @@ Why built by hand instead of traced: each layer is a short chain of ONNX Runtime
 (SkipSimplifiedLayerNormalization, RotaryEmbedding, GroupQueryAttention, QuickGelu) - about 22 nodes per layer
 instead of ~100 traced ones, and a decode step on a GPU is bound by how many kernels it launches.
 
-How mixSGA maps onto GroupQueryAttention: K/V of the three experts are computed at once by one MatMul whose
-weights hold, per expert, the group-mean of the original K/V heads repeated back to H heads (the paper's Eq. 8 on
-the weights; exact because the projection is linear). A per-token GatherND picks the routed expert's K/V, so
-attention sees every token as the cache will hold it. The cache itself is stored compact (H_e heads per token)
-and expanded back to H heads once per run before it enters GroupQueryAttention.
+How mixSGA maps onto GroupQueryAttention: each token's K/V is multiplied by its routed expert's H×H pooling
+matrix (row j of expert e averages the heads of j's group and copies the mean to every head of the group: the
+paper's Eq. 8), so attention sees every token as the cache will hold it. The cache itself is stored compact (H_e
+heads per token) and expanded back to H heads once per run before it enters GroupQueryAttention.
 
 Precision: the float16 variant keeps weights, activations and KV in fp16; RMSNorm statistics (inside the ORT
 kernels), router logits/argmax and the output logits are fp32. CPU weights may be int8 (DynamicQuantizeMatMul,
@@ -88,13 +87,14 @@ def _np(t):
     return t.detach().float().cpu().numpy()
 
 
-def expert_kv_weight(w, H, D, g):
-    """[H*D, hidden] projection -> the expert with group size g, expanded back to H heads: heads
-    [j*g, (j+1)*g) replaced by their mean (mean of the weights = mean of the projections)."""
-    if g == 1:
-        return w
-    hw = w.reshape(H // g, g, D, -1).mean(axis=1, keepdims=True)
-    return np.broadcast_to(hw, (H // g, g, D, hw.shape[-1])).reshape(H * D, -1)
+def pooling_matrices(H, groups):
+    """[E, H, H]: M_e[i, h] = 1/g when heads i and h share a group of g adjacent heads, else 0. M_e @ heads
+    replaces every head by the mean of its group (pool to H/g heads, then repeat each back over its group)."""
+    m = np.zeros((len(groups), H, H), np.float64)
+    for e, g in enumerate(groups):
+        for i in range(H):
+            m[e, i, (i // g) * g:(i // g + 1) * g] = 1.0 / g
+    return m
 
 
 def quantize_int8(w_t):
@@ -169,10 +169,7 @@ class ModelWeights:
         for l in range(cfg.num_layers):
             p = f"model.layers.{l}."
             a = p + "self_attn."
-            kv = []
-            for g in cfg.expert_group_sizes:
-                kv += [expert_kv_weight(sd[a + "k_proj.weight"], H, D, g), expert_kv_weight(sd[a + "v_proj.weight"], H, D, g)]
-            qkv = np.concatenate([sd[a + "q_proj.weight"]] + kv, axis=0).T  # [hidden, nq*D + E*2*H*D]
+            qkv = np.concatenate([sd[a + "q_proj.weight"], sd[a + "k_proj.weight"], sd[a + "v_proj.weight"]], axis=0).T
             gate_up = np.concatenate([sd[p + "mlp.gate_proj.weight"], sd[p + "mlp.up_proj.weight"]], axis=0).T
             self.layers.append({
                 "ln_in": w.tensor(p + "ln_in", sd[p + "input_layernorm.weight"]),
@@ -187,6 +184,7 @@ class ModelWeights:
                 "router_b": w.tensor(p + "router_b", sd[a + "router.bias"]),
             })
         self.w = w
+        self.pool = w.tensor("kv_pooling", pooling_matrices(H, cfg.expert_group_sizes))  # [E, H, H]
         inv = 1.0 / (cfg.rope_theta ** (np.arange(0, D, 2, dtype=np.float64) / D))
         ang = np.arange(cfg.max_position_embeddings, dtype=np.float64)[:, None] * inv[None]
         self.cos, self.sin = w.tensor("rope.cos", np.cos(ang)), w.tensor("rope.sin", np.sin(ang))
@@ -214,8 +212,8 @@ def lm_head(b, W, x):
     return b.op("Cast", [y], to=TensorProto.FLOAT) if W.dtype == "float16" else y
 
 
-def decoder(b, W, ids, pos, bias_total, router_b, past, seqlens, total):
-    """All layers over one chunk. past[l] = (key, value) [1, H, T, D]; bias_total[l] = route_bias + β_l (fp32).
+def decoder(b, W, ids, pos, past, seqlens, total):
+    """All layers over one chunk. past[l] = (key, value) [1, H, T, D].
     Returns (last logits [1, V] fp32, presents, kv [1, S, L*2*H*D] post-RoPE routed K/V, routes [1, S, L] int64,
     router logits + β [1, S, L*E] fp32)."""
     cfg = W.cfg
@@ -229,20 +227,17 @@ def decoder(b, W, ids, pos, bias_total, router_b, past, seqlens, total):
             x = b.op("SimplifiedLayerNormalization", [h, lw["ln_in"]], axis=-1, epsilon=eps, stash_type=1)
         else:
             x, _, _, h = b.ms("SkipSimplifiedLayerNormalization", [resid, h, lw["ln_in"]], n_out=4, epsilon=eps)
-        # router: fp32 logits (+β); the route adds the runtime's route_bias, the scores do not
-        r = W.w.matmul(b, x, lw["router"])
+        # router: fp32 logits + β; the route adds the runtime's route_bias, the scores do not
+        rb = b.op("Add", [W.w.matmul(b, x, lw["router"]), lw["router_b"]])
         if W.dtype == "float16":
-            r = b.op("Cast", [b.op("Add", [r, lw["router_b"]])], to=TensorProto.FLOAT)
-            rb = r
-            route = b.op("ArgMax", [b.op("Add", [r, bias_total[l]])], axis=-1, keepdims=1)
-        else:
-            rb = b.op("Add", [r, router_b[l]])
-            route = b.op("ArgMax", [b.op("Add", [r, bias_total[l]])], axis=-1, keepdims=1)  # [1, S, 1]
+            rb = b.op("Cast", [rb], to=TensorProto.FLOAT)
+        route = b.op("ArgMax", [b.op("Add", [rb, "route_bias"])], axis=-1, keepdims=1)  # [1, S, 1]
         proj = W.w.matmul(b, x, lw["qkv"])
-        q, kv_all = b.op("Split", [proj, b.c([nq * D, E * 2 * H * D])], n_out=2, axis=-1)
-        kv3 = b.op("Reshape", [kv_all, b.c([1, -1, E, 2 * H * D])])
-        sel = b.op("GatherND", [kv3, route], batch_dims=2)  # [1, S, 2*H*D]: the routed expert's K/V
-        k, v = b.op("Split", [sel, b.c([H * D, H * D])], n_out=2, axis=-1)
+        q, kv = b.op("Split", [proj, b.c([nq * D, 2 * H * D])], n_out=2, axis=-1)
+        kv = b.op("Reshape", [kv, b.c([1, -1, 2, H, D])])
+        pool = b.op("Gather", [W.pool, route])  # [1, S, 1, H, H]: each token's expert pooling matrix
+        kv = b.op("Reshape", [b.op("MatMul", [pool, kv]), b.c([1, -1, 2 * H * D])])  # K/V as the routed expert holds them
+        k, v = b.op("Split", [kv, b.c([H * D, H * D])], n_out=2, axis=-1)
         q = b.ms("RotaryEmbedding", [q, pos, W.cos, W.sin], interleaved=0)
         k = b.ms("RotaryEmbedding", [k, pos, W.cos, W.sin], interleaved=0)
         att, pk, pv = b.ms("GroupQueryAttention", [q, k, v, past[l][0], past[l][1], seqlens, total], n_out=3,
@@ -290,11 +285,6 @@ def build(model, dtype="float32", weights="float32", embedding="auto") -> onnx.M
         for e, he in enumerate(cfg.expert_kv_heads()):
             inputs.append(helper.make_tensor_value_info(f"past.{l}.{e}", kvt, [1, f"T_{l}_{e}", 2, he, D]))
 
-    # route_bias + β per layer (fp32), once per run; the loop body reads them from outer scope
-    router_b = [b.op("Cast", [lw["router_b"]], to=TensorProto.FLOAT) if dtype == "float16" else lw["router_b"]
-                for lw in W.layers]
-    bias_total = [b.op("Add", [rb, "route_bias"]) for rb in router_b]
-
     # past caches: per layer, every expert expanded back to H heads (each pooled head repeated over its group),
     # all experts concatenated along the token axis, split into key and value [1, H, T, D]
     past = []
@@ -317,7 +307,7 @@ def build(model, dtype="float32", weights="float32", embedding="auto") -> onnx.M
     seqlens = b.op("Reshape", [b.op("Sub", [total, b.c(1, np.int32)]), b.c([1])])
 
     logits, presents, kv_chunk, route_chunk, rb_chunk = decoder(
-        b, W, "input_ids", "position_ids", bias_total, router_b, past, seqlens, total)
+        b, W, "input_ids", "position_ids", past, seqlens, total)
 
     first = b.op("ArgMax", [b.op("Add", [logits, "first_mask"])], axis=-1, keepdims=0)  # [1]
     cond0 = b.op("Reshape", [b.op("Not", [b.op("Gather", ["stop_mask", first])]), b.c([], np.int64)])
@@ -330,7 +320,7 @@ def build(model, dtype="float32", weights="float32", embedding="auto") -> onnx.M
     pos = bb.op("Add", [pos_next, it])
     total_i = bb.op("Cast", [bb.op("Add", [bb.op("Add", [base, it]), bb.c(1)])], to=TensorProto.INT32)
     seqlens_i = bb.op("Reshape", [bb.op("Sub", [total_i, bb.c(1, np.int32)]), bb.c([1])])
-    lg, pres, kv_i, route_i, rb_i = decoder(bb, W, tok, pos, bias_total, router_b, state_in, seqlens_i, total_i)
+    lg, pres, kv_i, route_i, rb_i = decoder(bb, W, tok, pos, state_in, seqlens_i, total_i)
     nxt = bb.op("ArgMax", [lg], axis=-1, keepdims=0)  # [1]
     cond_out = bb.op("Reshape", [bb.op("Not", [bb.op("Gather", ["stop_mask", nxt])]), bb.c([], np.int64)])
     nxt2 = bb.op("Reshape", [nxt, bb.c([1, 1])])

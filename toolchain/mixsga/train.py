@@ -233,6 +233,7 @@ def run(args):
     if not (args.max_steps or budget_s):
         raise UserError("give --max-steps or --time-budget-min")
     stop_at = args.stop_at_step or args.max_steps or float("inf")
+    snapshots = {int(x) for x in args.snapshot_steps.split(",") if x.strip()} if args.snapshot_steps else set()
     t_log, tok_log = time.time(), 0
     E = max(1, cfg.num_experts)
     while True:
@@ -306,6 +307,8 @@ def run(args):
             t_log, tok_log = now, 0
         if args.save_every and step % args.save_every == 0 and master:
             save_state(out, raw, opt, step, time.time() - t_start, args)
+        if step in snapshots and master:  # weights only, for comparisons at equal steps (ablations)
+            save_checkpoint(raw, out / f"ckpt-step{step}")
 
     prefetch.close()
     if master:
@@ -343,6 +346,7 @@ def register(sub):
     p.add_argument("--eval-at-start", action="store_true")
     p.add_argument("--eval-windows", type=int, default=32)
     p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--snapshot-steps", help="comma list of steps at which to also save the weights to OUT/ckpt-stepN")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--fim-rate", type=float, default=0.5)
     p.add_argument("--spm-rate", type=float, default=0.5, help="share of FIM documents in SPM order")

@@ -56,3 +56,6 @@ def test_kv_accounting():
     names = {(n, b) for n, b, _, _ in methods_for(m, 64)}
     assert ("mixsga", 0.5) in names and ("h2o", 0.25) in names and ("gqa", 0.35) in names
     assert ("mixsga-argmax", None) in names
+    notes = {(n, b): note for n, b, note, _ in methods_for(m, 64)}
+    # static GQA at 50% is every token on the group-2 expert (the paper's GQA baseline), not a positional mix
+    assert notes[("gqa", 0.5)] == "group 2" and notes[("gqa", 0.25)] == "group 4"
