@@ -38,7 +38,7 @@ case "${1:-}" in
     SP=$(python3 -c 'import site; print(site.getsitepackages()[0])')
     cd "$REPO"
     CORPUS=/root/corpus SHARDS=/root/shards PY=python3 \
-      SHARDS_CMD="python3 -m mixsga shards --corpus /root/corpus --site-packages $SP --out /root/shards --workers 12" \
+      SHARDS_CMD="${SHARDS_CMD:-python3 -m mixsga shards --corpus /root/corpus --site-packages $SP --out /root/shards --workers 12}" \
       bash scripts/train-default.sh all "$RUNS"
     ;;
   tinyllama)

@@ -19,9 +19,18 @@ def test_committed_fixture_is_consistent():
     assert sum(p.stat().st_size for p in COMMITTED.iterdir()) <= 5_000_000
     vectors = json.loads((COMMITTED / "vectors.json").read_text())
     worst = fixture.replay(COMMITTED / "model.cpu.onnx", vectors, fixture.CFG)
-    assert worst["routes_equal"] and worst["logits"] <= vectors["atol"] / 2 and worst["sums"] <= vectors["sum_atol"] / 2
+    assert worst["routes_equal"] and worst["tokens_equal"]
+    assert worst["logits"] <= vectors["atol"] / 2 and worst["sums"] <= vectors["sum_atol"] / 2
+    assert vectors["format_version"] == mf.FORMAT_VERSION
+    generated = 0
     for case in vectors["cases"]:
-        assert case["input_ids"] == [i for c in case["chunks"] for i in c["input_ids"]]
+        pos = 0
+        for run, exp in zip(case["runs"], case["expected"]):
+            assert run["position_ids"] == list(range(pos, pos + len(run["input_ids"])))  # the cache carried over
+            assert len(exp["tokens"]) <= run["gen_steps"] + 1
+            pos += len(run["input_ids"]) + len(exp["tokens"]) - 1
+            generated += len(exp["tokens"]) - 1
+    assert generated >= 20  # the vectors exercise the in-graph decode loop
 
 
 def test_regeneration_is_byte_identical(tmp_path):
