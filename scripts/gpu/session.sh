@@ -31,7 +31,9 @@ case "${1:-}" in
   collect) mkdir -p "$STAGE" && cp -r "$2"/. "$STAGE"/ && ls "$STAGE" ;;
   train)
     snapshot_repo "$REPO"
-    export PYTHONPATH=$REPO/toolchain
+    # near-duplicate removal needs datasketch, which the GPU machine lacks: carried as a wheel in .whl/
+    if [ -d "$ROOT/.whl" ]; then python3 -m pip install -q --no-index --no-deps --target /root/site "$ROOT"/.whl/*.whl; fi
+    export PYTHONPATH=/root/site:$REPO/toolchain
     cat $(ls "$STAGE"/corpus.tar.part* | sort) > /root/corpus.tar
     echo "$(awk '$2=="corpus.tar"{print $1}' "$STAGE/SHA256SUMS") /root/corpus.tar" | sha256sum -c
     mkdir -p /root/corpus && tar xf /root/corpus.tar -C /root/corpus && ls -la /root/corpus
