@@ -67,31 +67,35 @@ case "${1:-}" in
   bench)
     snapshot_repo /root/repo-bench
     mkdir -p "$BENCH"
-    REPO=/root/repo-bench setsid nohup bash /root/repo-bench/scripts/gpu/session.sh bench-run > "$BENCH/bench.log" 2>&1 < /dev/null &
+    [ -n "${DEFAULT_CKPT:-}" ] && rm -rf /root/default-ckpt && cp -r "$DEFAULT_CKPT" /root/default-ckpt
+    REPO=/root/repo-bench DEFAULT_CKPT=${DEFAULT_CKPT:+/root/default-ckpt} setsid nohup bash /root/repo-bench/scripts/gpu/session.sh bench-run > "$BENCH/bench.log" 2>&1 < /dev/null &
     echo "started bench: $BENCH/bench.log" ;;
   bench-run)
     export PYTHONPATH=$REPO/toolchain
     [ -x /root/rt/node ] || bash "$REPO/scripts/gpu/unpack.sh" assemble
     fresh_dist "$REPO"
-    [ -f /root/models/default/manifest.json ] || python3 -m mixsga export "$RUNS/mixsga/ckpt" /root/models/default \
+    CKPT=${DEFAULT_CKPT:-$RUNS/mixsga/ckpt}  # the shipped model's checkpoint
+    [ -f /root/models/default/manifest.json ] || python3 -m mixsga export "$CKPT" /root/models/default \
       --name mixsga-default --cuda --cpu-weights int8
     cp "$TL"/out/*.json "$BENCH"/ 2>/dev/null || true
     cd /root/rt
     B="./node dist/bench.js --suite gpu"
     run() { echo "== $*"; timeout "$@" || echo "FAILED (rc $?): $*"; }
+    # most important first: the session may end before the last ones
     if [ -f "$TL/model/manifest.json" ]; then
-      run 300 $B --model "$TL/model" --device cuda --profile-runs 1 --out "$BENCH/gpu-tinyllama-cuda.json"
-      run 200 $B --model "$TL/model" --device cuda --decode-steps 1 --profile-runs 0 --prefill 2048 --out "$BENCH/gpu-tinyllama-cuda-step1.json"
-      run 240 $B --model "$TL/model" --device cpu --variant cuda --quick --budgets 100,50 --contexts 256 --prefill 256 \
-        --iterations 2 --profile-runs 0 --out "$BENCH/gpu-tinyllama-cpu.json"
+      run 240 $B --model "$TL/model" --device cuda --profile-runs 0 --out "$BENCH/gpu-tinyllama-cuda.json"
+      run 120 $B --model "$TL/model" --device cuda --decode-steps 1 --profile-runs 0 --prefill 2048 --out "$BENCH/gpu-tinyllama-cuda-step1.json"
     fi
-    run 150 $B --model /root/models/default --device cuda --out "$BENCH/gpu-default-cuda.json"
-    run 150 $B --model /root/models/default --device cpu --variant cpu --out "$BENCH/gpu-default-cpu.json"
-    run 120 ./node dist/bench.js --model /root/models/default --device cuda --iterations 20 --out "$BENCH/completion-cuda.json"
-    run 120 ./node dist/bench.js --model /root/models/default --device cpu --iterations 20 --out "$BENCH/completion-cpu.json"
-    cd "$REPO"
-    run 150 python3 -m mixsga.bench_torch --device cuda --out "$BENCH/torch-tinyllama.json"
-    run 90 python3 -m mixsga.bench_torch --checkpoint "$RUNS/mixsga/ckpt" --device cuda --out "$BENCH/torch-default.json"
+    run 120 $B --model /root/models/default --device cuda --out "$BENCH/gpu-default-cuda.json"
+    run 120 $B --model /root/models/default --device cpu --variant cpu --out "$BENCH/gpu-default-cpu.json"
+    run 100 ./node dist/bench.js --model /root/models/default --device cuda --iterations 20 --out "$BENCH/completion-cuda.json"
+    (cd "$REPO" && run 150 python3 -m mixsga.bench_torch --device cuda --out "$BENCH/torch-tinyllama.json")
+    if [ -f "$TL/model/manifest.json" ]; then
+      run 120 $B --model "$TL/model" --device cpu --variant cuda --quick --budgets 50 --contexts 256 --prefill 256 \
+        --iterations 2 --warmup 1 --profile-runs 0 --decode-steps 4 --out "$BENCH/gpu-tinyllama-cpu.json"
+    fi
+    (cd "$REPO" && run 90 python3 -m mixsga.bench_torch --checkpoint "$CKPT" --device cuda --out "$BENCH/torch-default.json")
+    run 100 ./node dist/bench.js --model /root/models/default --device cpu --iterations 20 --out "$BENCH/completion-cpu.json"
     nvidia-smi > "$BENCH/nvidia-smi.txt"; ls -la "$BENCH"; echo BENCH DONE ;;
   fetch)
     mkdir -p "$OUT"

@@ -302,8 +302,8 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
   type Cfg = { kind: 'decode' | 'prefill'; pct: number; T: number; label: string };
   const cfgs: Cfg[] = [];
   for (const pct of budgets) for (const T of [...contexts].sort((x, y) => y - x)) cfgs.push({ kind: 'decode', pct, T, label: `decode:${pct}:${T}` });
-  const fits = prefillLens.filter((T) => T < maxPos); // positions 0..T-1 need RoPE rows
-  if (fits.length < prefillLens.length) log(`prefill lengths ≥ max_position_embeddings ${maxPos} skipped`);
+  const fits = prefillLens.filter((T) => T <= maxPos); // positions 0..T-1 need RoPE rows
+  if (fits.length < prefillLens.length) log(`prefill lengths > max_position_embeddings ${maxPos} skipped`);
   for (const pct of prefillBudgets) for (const T of fits) cfgs.push({ kind: 'prefill', pct, T, label: `prefill:${pct}:${T}` });
   const docs = new Map<number, DocCache>();
   // Decode at context T: T cached tokens, one fed token and decodeSteps generated, all below max positions.

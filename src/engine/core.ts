@@ -89,7 +89,10 @@ export class EngineCore {
     for (;;) {
       if (cancel.cancelled) return 'cancelled';
       if (Date.now() >= deadline) return 'time-budget';
-      const n = Math.min(this.prefillChunk, ids.length - pos, this.budget.maxChunk());
+      // A chunk reserves its worst case; at a small budget, half of what fits at all keeps the other half for
+      // the document's history instead of windowing it away before every chunk.
+      const fit = this.budget.maxChunk();
+      const n = Math.min(this.prefillChunk, ids.length - pos, fit, Math.max(32, Math.floor(fit / 2)));
       if (n <= 0) throw new BudgetError(`KV budget of ${this.budget.budgetBytes} bytes cannot hold even one token`);
       const last = pos + n >= ids.length;
       const out = await this.runChunk(docId, ids.slice(pos, pos + n), pos, trace, last ? gen : undefined);

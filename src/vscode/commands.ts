@@ -36,10 +36,11 @@ export function registerCommands(d: CommandDeps): vscode.Disposable[] {
   const reg = (id: string, fn: (...args: unknown[]) => unknown): vscode.Disposable =>
     vscode.commands.registerCommand(`mixsga.${id}`, async (...args: unknown[]) => {
       try {
-        await fn(...args);
+        return await fn(...args); // data only (e.g. the benchmark's figures, for tests), never a UI promise
       } catch (e) {
         d.log.error(`command ${id} failed: ${String(e)}`);
         void vscode.window.showErrorMessage(`mixSGA: ${id} failed — ${e instanceof Error ? e.message : String(e)}`);
+        return undefined;
       }
     });
 
@@ -112,6 +113,7 @@ export function registerCommands(d: CommandDeps): vscode.Disposable[] {
       d.log.info(`benchmark: ${text}`);
       d.host.notifyChanged();
       void vscode.window.showInformationMessage(`mixSGA benchmark: ${text}`);
+      return result;
     }),
   ];
 }

@@ -24,9 +24,11 @@ export function describeTrace(t: ProviderTrace | undefined, state: HostState): s
   const e = t.engine;
   if (e) {
     lines.push(
+      // prefillMs runs until the first batch of generated tokens (the prompt's last model run also picks them),
+      // decodeMs covers the further batches: neither is "per token".
       `Engine request #${e.requestId}: stopped by ${e.stopReason}; ${e.reusedTokens} prompt tokens reused from the KV cache, ` +
-        `${e.prefillTokens} computed (${e.prefillMs.toFixed(0)} ms), ${e.generatedTokens} generated (${e.decodeMs.toFixed(0)} ms), ` +
-        `${e.totalMs.toFixed(0)} ms in total.`,
+        `${e.prefillTokens} computed; first tokens after ${e.prefillMs.toFixed(0)} ms, ${e.generatedTokens} generated in all ` +
+        `(${e.decodeMs.toFixed(0)} ms after the first batch); ${e.totalMs.toFixed(0)} ms in total.`,
     );
     if (e.noSuggestionReason) lines.push(`Engine: ${e.noSuggestionReason}`);
     lines.push(e.budgetActions.length ? `Budget actions: ${e.budgetActions.join('; ')}` : 'Budget actions: none needed.');

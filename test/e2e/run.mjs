@@ -54,6 +54,16 @@ const tokenizer = tokenizerDir
 const tokenCount = (text) => (tokenizer ? tokenizer.encode(text).ids.length : Math.floor(text.length / 4));
 if (!tokenizer) console.log('no tokenizer found: token counts are estimates (chars / 4)');
 
+// KV bytes of one token at full KV (every layer at expert 0), as the engine's budget counts them
+// (src/engine/kvStore.ts fullTokenBytes), for the variant the e2e machine runs: cpu when the model has it.
+function fullTokenBytes(dir) {
+  const m = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+  const a = m.architecture;
+  const kv = (m.variants.cpu ?? m.variants.cuda).kv_dtype === 'float16' ? 2 : 4;
+  return a.num_layers * (2 * a.num_kv_heads * a.head_dim * kv + 4 + 4 * m.experts.length) + 4;
+}
+const kvTokenBytes = tokenizerDir ? fullTokenBytes(tokenizerDir) : 548; // 548: fixture-tiny
+
 const all = [];
 // 3. In-host suite (its own workspace: no mixsga.kvBudgetMB there, so the suite's global writes take effect).
 {
@@ -71,7 +81,7 @@ const all = [];
   const dirs = { ...prepareDirs(path.join(WORK, 'ui'), extensions), shots: SHOTS };
   const ws = path.join(dirs.work, 'workspace');
   const files = createWorkspace(ws, { ...WORKSPACE_SETTINGS, ...modelOverride });
-  const r = await runUi({ tools, dirs, workspace: ws, files, tokenCount, shots: SHOTS });
+  const r = await runUi({ tools, dirs, workspace: ws, files, tokenCount, shots: SHOTS, fullTokenBytes: kvTokenBytes });
   all.push(...r.results.map((t) => ({ ...t, name: `ui: ${t.name}` })));
   console.log('ui timings (ms):', JSON.stringify(r.timings));
   mark('UI test done');

@@ -1,14 +1,23 @@
 """`model_card`: docs/model-card.md and its plots, computed from the committed run results.
 
-    python -m mixsga model_card --results docs/results/h200-2026-11-29 --evals docs/results/evals \
-        --out docs/model-card.md [--corpus .gpu/corpus] [--img docs/img] [--training-doc docs/training.md]
+    python -m mixsga model_card --results RESULTS --evals docs/results/evals --out docs/model-card.md \
+        [--corpus .gpu/corpus] [--img docs/img] [--training-doc docs/training.md] [--date D] [--machine M]
 
-Inputs (every number in the card is computed here from them; nothing is typed in by hand):
-  RESULTS/train/all.log                  pipeline log; its first JSON object is the shards stage's statistics
-  RESULTS/train/{dense,mixsga,abl-*}/log.jsonl   training logs (loss, tokens, tok/s, val, argmax route shares)
-  RESULTS/train/eval/<ckpt>.json         eval_ppl rows (method, budget, kv_fraction, ppl)
-  EVALS/*.json                           eval_code results (sets: n, passed, pass@1; config)
+Inputs (every number in the card is computed here from them; nothing is typed in by hand). The layout is the one
+scripts/train-default.sh writes (docs/training.md, "Recipe: one dense trunk, branches at equal compute"):
+  RESULTS/train/all.log              pipeline log: its first JSON object is the shards stage's statistics, then
+                                     the [train] lines of every run (parameters, tokens/step, and
+                                     'done at step S (T tokens, Ns); checkpoint .../<run>/ckpt')
+  RESULTS/train/<run>/log.jsonl      training logs (loss, tokens, tok/s, val, argmax route shares) of
+                                     dense (the trunk), mixsga (the shipped model), dense-cont (the full-KV
+                                     reference at equal compute), gqa2 (static GQA-2), abl-lmgrad, abl-random
+  RESULTS/train/mixsga/ckpt/config.json   architecture and the mixSGA experts / target ratios
+  RESULTS/train/eval/<name>.json     eval_ppl rows (method, budget, kv_fraction, ppl) of every checkpoint and
+                                     snapshot: <run>.json, mixsga-ckpt-step<N>.json, gqa2-ckpt-step<N>.json
+  EVALS/*.json                       eval_code results (sets: n, passed, pass@1; config)
   CORPUS/stats.json, CORPUS/decontam.json   corpus sources, licences, drops, decontamination signatures
+The equal-step comparison points (the script's ABL_STEPS and GQA_STEPS) are read from the snapshot eval files'
+names: gqa2 is snapshotted at ABL_STEPS, mixsga at ABL_STEPS and GQA_STEPS.
 Plots (matplotlib, Agg) go to IMG/model-card-*.png, linked relative to the card.
 """
 from __future__ import annotations
@@ -24,12 +33,15 @@ from mixsga.errors import UserError
 DATE = "2026-11-29"
 MACHINE = "one NVIDIA H200 (training, eval_ppl); code evals on a loaded 2-core CPU (PyTorch, 1 thread per run)"
 BUDGETS = [0.25, 0.35, 0.5, 0.75, 1.0]
-ABLATIONS = [("abl-paper", "paper router (consistency loss only)"),
-             ("abl-lmgrad", "router + LM gradient (straight-through)"),
-             ("abl-random", "random router (3:1:6)"),
-             ("abl-gqa2", "static GQA-2 (trained)")]
+TARGET_PPL_RATIO = 1.03            # mixSGA@50% <= 1.03 x full-KV perplexity
+RUNS = {"dense": "dense trunk (from scratch)",
+        "mixsga": "mixSGA 3:1:6, the shipped model",
+        "dense-cont": "dense continued: full-KV reference at equal compute",
+        "gqa2": "static GQA-2 (every token on the group-2 expert)",
+        "abl-lmgrad": "ablation: router + LM gradient (straight-through)",
+        "abl-random": "ablation: random router (3:1:6)"}
+GROUP_SIZES = [1, 2, 4]            # fallbacks when mixsga/ckpt/config.json is missing
 TARGET_RATIOS = [0.3, 0.1, 0.6]
-EXPERT_KV = [1.0, 0.5, 0.25]       # KV bytes of expert e relative to full (4, 2, 1 KV heads of 4)
 SET_NAMES = {"single": "HumanEval single-line infilling", "multi": "HumanEval multi-line infilling",
              "light": "HumanEval random-span-light", "random": "HumanEval random-span",
              "humaneval": "HumanEval left-to-right", "ts": "MultiPL-E HumanEval TypeScript",
@@ -60,6 +72,14 @@ def read_json(path: Path):
         return None
 
 
+def run_log(path: Path) -> list[dict]:
+    """log.jsonl rows, one per (step, train/val): a rerun stage appends to the file, the last copy wins."""
+    rows = {}
+    for r in read_jsonl(path):
+        rows[(r.get("step", 0), "val_loss" in r)] = r
+    return [rows[k] for k in sorted(rows)]
+
+
 def shards_stats(all_log: Path) -> dict | None:
     """The first multi-line JSON object in all.log (printed by the shards stage)."""
     if not all_log.is_file():
@@ -76,24 +96,72 @@ def shards_stats(all_log: Path) -> dict | None:
 
 
 def log_facts(all_log: Path) -> dict:
-    """Parameter counts and 'done at step' lines from all.log."""
-    out = {"params": [], "done": []}
+    """run name -> facts from all.log's [train] lines. A run starts with its parameter line ('N params (M
+    non-embedding), mixsga=..; ... = T tokens/step') and ends with 'done at step S (T tokens, Ns); checkpoint
+    .../<run>/ckpt', whose folder names the run. For a run trained twice the last one counts."""
+    out, cur = {}, {}
     if not all_log.is_file():
         return out
     for line in all_log.read_text().splitlines():
         m = re.search(r"\[train\] ([\d,]+) params \(([\d,]+) non-embedding\), mixsga=(\w+)", line)
         if m:
-            out["params"].append((int(m.group(1).replace(",", "")), int(m.group(2).replace(",", "")),
-                                  m.group(3) == "True"))
-        m = re.search(r"done at step (\d+) \(([\d,]+) tokens, (\d+)s\)", line)
+            cur = {"params": int(m.group(1).replace(",", "")), "non_embedding": int(m.group(2).replace(",", "")),
+                   "mixsga": m.group(3) == "True"}
+            t = re.search(r"= ([\d,]+) tokens/step", line)
+            if t:
+                cur["tokens_per_step"] = int(t.group(1).replace(",", ""))
+        m = re.search(r"done at step (\d+) \(([\d,]+) tokens, (\d+)s\); checkpoint (\S+)", line)
         if m:
-            out["done"].append((int(m.group(1)), int(m.group(2).replace(",", "")), int(m.group(3))))
+            name = Path(m.group(4).rstrip("/")).parent.name
+            out[name] = dict(cur, steps=int(m.group(1)), tokens=int(m.group(2).replace(",", "")),
+                             seconds=int(m.group(3)))
+            cur = {}
     return out
+
+
+def run_facts(rows: list[dict], logged: dict) -> dict:
+    """Steps, tokens, time, throughput, last losses of one run: all.log's 'done' line, else its log.jsonl."""
+    train = [r for r in rows if "loss" in r]
+    val = val_rows(rows)
+    steps = logged.get("steps", max((r.get("step", 0) for r in rows), default=0))
+    tokens = logged.get("tokens", max((r.get("tokens", 0) for r in rows), default=0))
+    return {"present": bool(rows or logged), "steps": steps, "tokens": tokens,
+            "tokens_per_step": logged.get("tokens_per_step") or (tokens // steps if steps else None),
+            "seconds": logged.get("seconds", max((r.get("elapsed_s", 0) for r in rows), default=0)),
+            "throughput": throughput(rows), "last_loss": train[-1] if train else None,
+            "last_val": val[-1] if val else None, "params": logged.get("params"),
+            "non_embedding": logged.get("non_embedding"), "mixsga": logged.get("mixsga")}
 
 
 def ppl_rows(eval_dir: Path, name: str) -> list[dict]:
     d = read_json(eval_dir / f"{name}.json")
     return (d or {}).get("rows", [])
+
+
+def snapshot_steps(eval_dir: Path, run: str) -> list[int]:
+    """Steps N of the eval files <run>-ckpt-step<N>.json."""
+    pat = re.compile(rf"{re.escape(run)}-ckpt-step(\d+)\.json")
+    return sorted(int(m.group(1)) for f in eval_dir.glob(f"{run}-ckpt-step*.json") if (m := pat.fullmatch(f.name)))
+
+
+def comparison_steps(eval_dir: Path) -> tuple[int | None, int | None]:
+    """(ABL_STEPS, GQA_STEPS): gqa2 is snapshotted at ABL_STEPS, mixsga at both."""
+    mix, gqa = snapshot_steps(eval_dir, "mixsga"), snapshot_steps(eval_dir, "gqa2")
+    abl = gqa[0] if gqa else (mix[0] if mix else None)
+    rest = [s for s in mix if s != abl]
+    return abl, (rest[-1] if rest else None)
+
+
+def rows_at_step(eval_dir: Path, run: str, step: int | None, final_step: int) -> tuple[list[dict], str | None]:
+    """eval_ppl rows of RUN's weights after STEP branch steps: its snapshot, or its final checkpoint."""
+    if step is None:
+        return [], None
+    rows = ppl_rows(eval_dir, f"{run}-ckpt-step{step}")
+    if rows:
+        return rows, f"{run}-ckpt-step{step}"
+    if step == final_step and ppl_rows(eval_dir, run):
+        return ppl_rows(eval_dir, run), run
+    return [], None
 
 
 def ppl_at(rows, method, budget=None):
@@ -113,6 +181,12 @@ def val_rows(rows):
     return [r for r in rows if "val_loss" in r]
 
 
+def train_loss_at(rows, step):
+    """The last logged training-loss row at or before STEP."""
+    c = [r for r in rows if "loss" in r and r.get("step", 0) <= step]
+    return c[-1] if c else None
+
+
 def throughput(rows):
     v = sorted(r["tok_per_s_per_gpu"] for r in rows if "tok_per_s_per_gpu" in r and r.get("step", 0) > 1)
     if not v:
@@ -120,8 +194,8 @@ def throughput(rows):
     return {"median": v[len(v) // 2], "min": v[0], "max": v[-1]}
 
 
-def kv_of_shares(shares) -> float:
-    return sum(s * k for s, k in zip(shares, EXPERT_KV))
+def kv_of_shares(shares, group_sizes) -> float:
+    return sum(s / g for s, g in zip(shares, group_sizes))
 
 
 # ------------------------------------------------------------------------------------------------ plots
@@ -133,53 +207,45 @@ def _plt():
     return plt
 
 
-def plot_ppl(mix_rows, dense_rows, path: Path):
+def plot_ppl(series, points, hlines, ylim, path: Path, title: str):
+    """series: (rows, method, label, color, fmt) lines over the budgets; points: (row, label, color, marker);
+    hlines: (ppl, label, linestyle)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    styles = [("mixsga", mix_rows, "mixSGA expert-choice (mixSGA ckpt)", "C0", "o-"),
-              ("gqa", dense_rows, "static GQA / pattern (dense ckpt, untrained)", "C1", "s--"),
-              ("window", dense_rows, "sliding window + 4 sinks (dense ckpt)", "C2", "^-"),
-              ("h2o", dense_rows, "H2O approx. (dense ckpt)", "C3", "v-"),
-              ("gqa", mix_rows, "static GQA / pattern (mixSGA ckpt)", "C1", "s:"),
-              ("window", mix_rows, "sliding window + 4 sinks (mixSGA ckpt)", "C2", "^:")]
-    for method, rows, label, color, fmt in styles:
+    for rows, method, label, color, fmt in series:
         pts = sorted((r["kv_fraction"], r["ppl"]) for r in rows if r["method"] == method and r["budget"])
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], fmt, color=color, label=label)
-    am = ppl_at(mix_rows, "mixsga-argmax")
-    if am:
-        ax.plot([am["kv_fraction"]], [am["ppl"]], "*", color="C0", ms=14, label="mixSGA argmax decode (mixSGA ckpt)")
-    for rows, label, ls in ((dense_rows, "dense full KV", "-"), (mix_rows, "mixSGA ckpt, all tokens expert 0", ":")):
-        f = ppl_at(rows, "full", 1.0)
-        if f:
-            ax.axhline(f["ppl"], color="k", ls=ls, lw=1, label=f"{label}: {f['ppl']:.2f}")
-    f = ppl_at(dense_rows, "full", 1.0)
-    if f:
-        ax.axhline(1.03 * f["ppl"], color="grey", ls="--", lw=1, label="target: 1.03 x dense full KV")
-        ax.set_ylim(f["ppl"] * 0.9, f["ppl"] * 2.4)
+    for r, label, color, marker in points:
+        if r:
+            ax.plot([r["kv_fraction"]], [r["ppl"]], marker, color=color, ms=12, label=label)
+    for y, label, ls in hlines:
+        ax.axhline(y, color="grey" if ls == "--" else "k", ls=ls, lw=1, label=label)
+    if ylim:
+        ax.set_ylim(*ylim)
     ax.set_xlabel("KV cache fraction (bytes vs full attention)")
-    ax.set_ylabel("held-out perplexity (64 x 1024 tokens)")
-    ax.set_title(f"Perplexity vs KV budget ({DATE}, eval on one H200)")
+    ax.set_ylabel("held-out perplexity")
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=6.5, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_routing(shares, path: Path, title: str):
+def plot_routing(shares, targets, group_sizes, path: Path, title: str):
     plt = _plt()
     L = len(shares)
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     x = list(range(L))
     bottom = [0.0] * L
-    names = ["expert 0 (4 KV heads, full)", "expert 1 (2 KV heads)", "expert 2 (1 KV head)"]
     for e in range(len(shares[0])):
         vals = [shares[l][e] for l in range(L)]
-        ax.bar(x, vals, bottom=bottom, color=f"C{e}", label=f"{names[e]} (target {TARGET_RATIOS[e]:.0%})")
+        name = "full KV" if group_sizes[e] == 1 else f"KV / {group_sizes[e]}"
+        ax.bar(x, vals, bottom=bottom, color=f"C{e}", label=f"expert {e} ({name}; target {targets[e]:.0%})")
         bottom = [b + v for b, v in zip(bottom, vals)]
     acc = 0.0
-    for t in TARGET_RATIOS[:-1]:
+    for t in targets[:-1]:
         acc += t
         ax.axhline(acc, color="k", ls="--", lw=1)
     ax.set_xticks(x)
@@ -193,23 +259,29 @@ def plot_routing(shares, path: Path, title: str):
     plt.close(fig)
 
 
-def plot_loss(logs: dict, dense_tokens: int, path: Path):
+def plot_loss(logs: dict, trunk_tokens: int, marks, path: Path, title: str):
+    """Training loss of every run on one token axis: the trunk from 0, each branch from the trunk's end.
+    marks: (tokens, label) vertical lines."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for i, (name, rows) in enumerate(logs.items()):
+        off = 0 if name == "dense" else trunk_tokens
         c = train_curve(rows)
-        if not c:
-            continue
-        off = 0 if name == "dense" else dense_tokens
-        ax.plot([(t + off) / 1e6 for t, _ in c], [l for _, l in c], "-", color=f"C{i}", lw=1.2,
-                label=f"{name} train loss")
+        if c:
+            ax.plot([(t + off) / 1e6 for t, _ in c], [l for _, l in c], ".-", color=f"C{i}", lw=1.2, ms=3,
+                    label=f"{name} train loss")
         v = [(r["tokens"] + off, r["val_loss"]) for r in val_rows(rows)]
         if v:
-            ax.plot([t / 1e6 for t, _ in v], [l for _, l in v], "o", color=f"C{i}", ms=4)
+            ax.plot([t / 1e6 for t, _ in v], [l for _, l in v], "o", color=f"C{i}", ms=4,
+                    label=None if c else f"{name} val loss")
+    for t, label in marks:
+        ax.axvline(t / 1e6, color="grey", ls=":", lw=1)
+        ax.annotate(label, (t / 1e6, 1), xycoords=("data", "axes fraction"), fontsize=6, rotation=90,
+                    va="top", ha="right", color="grey")
     ax.set_yscale("log")
-    ax.set_xlabel("training tokens (M; continued runs start after the dense run's tokens)")
+    ax.set_xlabel("training tokens (M; branches start at the trunk's end)")
     ax.set_ylabel("loss (nats/token; dots = val)")
-    ax.set_title(f"Training loss ({DATE}, one H200)")
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -234,8 +306,37 @@ def fmt_ppl(r):
     return "n/a" if r is None else f"{r['ppl']:.3f}"
 
 
+def fmt_tok(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,}"
+
+
+def fmt_loss(r, key="loss"):
+    """'2.1234 (step)' of a log row, or n/a."""
+    return "n/a" if r is None else f"{r[key]:.4f} ({r['step']})"
+
+
+def fmt_kv(r):
+    return "n/a" if r is None else f"{r['kv_fraction']:.1%}"
+
+
+def budget_cells(rows, method, only=None):
+    """Table cells over BUDGETS; the argmax row goes to the budget nearest its achieved KV fraction."""
+    cells = [""] * len(BUDGETS)
+    if method == "mixsga-argmax":
+        r = ppl_at(rows, method)
+        if r:
+            i = min(range(len(BUDGETS)), key=lambda j: abs(BUDGETS[j] - r["kv_fraction"]))
+            cells[i] = f"{r['ppl']:.3f} (at {r['kv_fraction']:.1%})"
+        return cells
+    for i, b in enumerate(BUDGETS):
+        r = ppl_at(rows, method, b)
+        if r and (only is None or b in only):
+            cells[i] = f"{r['ppl']:.3f}"
+    return cells
+
+
 def code_results(evals_dir: Path) -> dict:
-    """set name -> (summary dict, config, file name, wall s); for a set in several files, the one with most tasks."""
+    """set name -> (summary dict, config, file name, wall s, model); for a set in several files, the one with most tasks."""
     out = {}
     if not evals_dir or not evals_dir.is_dir():
         return out
@@ -255,7 +356,7 @@ def code_results(evals_dir: Path) -> dict:
             s = dict(s, problems=(probs[0], probs[-1], len(probs)) if probs else None, trivial_passes=trivial, mean_gen_s=sum(gens) / len(gens) if gens else None, syntax_errors=syn if tl else None)
             if name in out and out[name][0]["n"] > s["n"]:
                 continue        # several files for one set: keep the largest run
-            out[name] = (s, d.get("config", {}), f.name, d.get("wall_s"))
+            out[name] = (s, d.get("config", {}), f.name, d.get("wall_s"), d.get("model"))
     return out
 
 
@@ -267,7 +368,37 @@ def training_doc_size(doc: Path) -> str:
     return m.group(0).strip() if m else ""
 
 
-def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path, training_doc: Path) -> dict:
+def lower(x, base) -> str:
+    """'lower (-1.2%)' / '**not lower** (+0.3%)': mixSGA's perplexity X against a baseline's."""
+    d = x["ppl"] / base["ppl"] - 1
+    return f"lower ({d:+.1%})" if x["ppl"] < base["ppl"] else f"**not lower** ({d:+.1%})"
+
+
+def target_checks(x, x_at_gqa, ref, bases) -> list[tuple[str, bool | None]]:
+    """The 50% target's checks for one routing, as (table cell, passed; None = a row is missing): X's ratio to the
+    full-KV reference REF, then X lower than each baseline; bases: (row, compare X_AT_GQA instead of X)."""
+    if x is None or ref is None:
+        checks = [("n/a", None)]
+    else:
+        ok = x["ppl"] / ref["ppl"] <= TARGET_PPL_RATIO
+        checks = [(f"{x['ppl'] / ref['ppl']:.3f}× → {'met' if ok else '**not met**'}", ok)]
+    for base, at_gqa in bases:
+        y = x_at_gqa if at_gqa else x
+        if y is None or base is None:
+            checks.append(("n/a", None))
+        else:
+            checks.append((f"{y['ppl']:.3f} vs {base['ppl']:.3f} ({fmt_kv(base)} KV): {lower(y, base)}",
+                           y["ppl"] < base["ppl"]))
+    return checks
+
+
+def verdict(checks) -> bool | None:
+    oks = [ok for _, ok in checks]
+    return None if None in oks else all(oks)
+
+
+def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path, training_doc: Path,
+          date: str = DATE, machine: str = MACHINE) -> dict:
     train = results / "train"
     if not train.is_dir():
         raise UserError(f"{results}: no train/ folder")
@@ -276,209 +407,290 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
     out.parent.mkdir(parents=True, exist_ok=True)
     rel = os.path.relpath(img, out.parent)
 
-    dense_rows, mix_rows = ppl_rows(ev, "dense"), ppl_rows(ev, "mixsga")
-    logs = {n: read_jsonl(train / n / "log.jsonl") for n in ["dense", "mixsga"] + [a for a, _ in ABLATIONS]}
+    logs = {n: run_log(train / n / "log.jsonl") for n in RUNS}
+    logged = log_facts(train / "all.log")
+    facts = {n: run_facts(logs[n], logged.get(n, {})) for n in RUNS}
     stats = shards_stats(train / "all.log")
-    facts = log_facts(train / "all.log")
+    cfg = read_json(train / "mixsga" / "ckpt" / "config.json") or {}
+    groups = cfg.get("mixsga", {}).get("group_sizes", GROUP_SIZES)
+    targets = cfg.get("mixsga", {}).get("ratios", TARGET_RATIOS)
     cstats = read_json(corpus / "stats.json") if corpus else None
     decontam = read_json(corpus / "decontam.json") if corpus else None
     codes = code_results(evals)
     nums: dict = {}
 
-    dense_tok = max((r["tokens"] for r in logs["dense"] if "tokens" in r), default=0)
-    mix_tok = max((r["tokens"] for r in logs["mixsga"] if "tokens" in r), default=0)
+    trunk_tok = facts["dense"]["tokens"]
+    branch = facts["mixsga"]["steps"]
+    tps = facts["mixsga"]["tokens_per_step"] or facts["dense"]["tokens_per_step"] or 0
+    abl, gqa = comparison_steps(ev) if ev.is_dir() else (None, None)
+    nums.update(abl_steps=abl, gqa_steps=gqa)
+    gs = gqa if gqa is not None else "?"          # in labels
+
+    ref_rows, mix_rows, trunk_rows = ppl_rows(ev, "dense-cont"), ppl_rows(ev, "mixsga"), ppl_rows(ev, "dense")
+    gqa_rows, gqa_name = rows_at_step(ev, "gqa2", gqa, facts["gqa2"]["steps"])
+    mix_g_rows, mix_g_name = rows_at_step(ev, "mixsga", gqa, branch)
+    meta = read_json(ev / "dense-cont.json") or read_json(ev / "mixsga.json") or {}
+
     L = []
     w = L.append
-    w(f"# Model card: mixsga-default ({DATE})")
+    w(f"# Model card: mixsga-default ({date})")
     w("")
     w(f"Generated by `python -m mixsga model_card` from `{results}` and `{evals}`; every number below is computed "
-      f"from those files. Date {DATE}; machine: {MACHINE}.")
+      f"from those files. Date {date}; machine: {machine}.")
+    w("")
+    w(f"Recipe (docs/training.md): a dense trunk of {facts['dense']['steps']} steps ({trunk_tok:,} tokens), then "
+      f"branches from its checkpoint that differ only in attention: `mixsga` (converted to "
+      f"{':'.join(f'{r * 10:g}' for r in targets)}, the shipped model) and `dense-cont` (full KV) for "
+      f"{branch} steps each, static GQA-2 (`gqa2`) for {facts['gqa2']['steps']} steps, the router ablations for "
+      f"{abl if abl is not None else 'n/a'} steps; `mixsga` is snapshotted at the ablations' and GQA-2's step "
+      "counts so that every comparison is at equal steps and tokens.")
     w("")
 
-    # (a) perplexity vs KV
+    # (1) perplexity vs KV
     w("## Held-out perplexity vs KV budget")
     w("")
-    full_d = ppl_at(dense_rows, "full", 1.0)
-    full_m = ppl_at(mix_rows, "full", 1.0)
-    if mix_rows or dense_rows:
-        plot_ppl(mix_rows, dense_rows, img / "model-card-ppl-kv.png")
+    ref = ppl_at(ref_rows, "full", 1.0)
+    trunk_full = ppl_at(trunk_rows, "full", 1.0)
+    if mix_rows or ref_rows:
+        g_ref = [r["ppl"] for r in ref_rows if r["method"] == "gqa"]
+        ylim = (ref["ppl"] * 0.9, ref["ppl"] * 2.4) if ref else None
+        hlines = ([(ref["ppl"], f"dense-cont full KV: {ref['ppl']:.2f}", "-"),
+                   (TARGET_PPL_RATIO * ref["ppl"], f"target: {TARGET_PPL_RATIO} x dense-cont full KV", "--")]
+                  if ref else [])
+        if trunk_full:
+            hlines.append((trunk_full["ppl"], f"dense trunk full KV: {trunk_full['ppl']:.2f}", ":"))
+        plot_ppl([(mix_rows, "mixsga", f"mixSGA expert-choice (mixsga, {branch} steps)", "C0", "o-"),
+                  (mix_g_rows, "mixsga", f"mixSGA expert-choice (mixsga snapshot, {gs} steps)", "C4", "o:"),
+                  (ref_rows, "gqa", "static GQA / pattern (dense-cont, untrained)", "C1", "s--"),
+                  (mix_rows, "gqa", "static GQA / pattern (mixsga ckpt)", "C1", "s:"),
+                  (ref_rows, "window", "sliding window + 4 sinks (dense-cont)", "C2", "^-"),
+                  (ref_rows, "h2o", "H2O approx. (dense-cont)", "C3", "v-")],
+                 [(ppl_at(mix_rows, "mixsga-argmax"), f"mixSGA argmax decode (mixsga, {branch} steps)", "C0", "*"),
+                  (ppl_at(mix_g_rows, "mixsga-argmax"), f"mixSGA argmax decode (snapshot, {gs} steps)", "C4", "*"),
+                  (ppl_at(gqa_rows, "gqa", 0.5), f"static GQA-2 trained (gqa2, {gs} steps)", "C1", "D")],
+                 hlines, ylim, img / "model-card-ppl-kv.png",
+                 f"Perplexity vs KV budget ({date}; branches from one dense trunk, equal steps)")
         w(f"![perplexity vs KV budget]({rel}/model-card-ppl-kv.png)")
         w("")
-        gd = [r["ppl"] for r in dense_rows if r["method"] == "gqa"]
-        if gd and full_d and min(gd) > full_d["ppl"] * 2.4:
-            w(f"The dense checkpoint's untrained static GQA ({min(gd):.0f}–{max(gd):.0f} ppl) lies above the plotted "
-              "range; see the table.")
+        if g_ref and ylim and max(g_ref) > ylim[1]:
+            w(f"Some of dense-cont's untrained static GQA rows ({min(g_ref):.1f}–{max(g_ref):.1f} ppl) lie above the "
+              "plotted range; see the table.")
             w("")
-        w("64 fixed validation windows × 1024 tokens (packages held out of training), no FIM; KV fraction = cache "
-          "bytes held per query position relative to full attention. Two checkpoints: **dense** = the dense "
-          "pretrained model (the baselines GQA / window / H2O are applied to it at inference, untrained); "
-          "**mixSGA** = the same model after conversion to 3:1:6 and continued pretraining. GQA 25% / 50% = "
-          "group 4 / 2; GQA 35% / 75% = static positional patterns 1:1:8 / 1:1:0 (docs/training.md).")
+        gnotes = "; ".join(f"{r['budget']:.0%} = {r['note']}" for r in ref_rows if r["method"] == "gqa" and r.get("note"))
+        w(f"{meta.get('windows', '?')} fixed validation windows × {meta.get('seq_len', '?')} tokens (packages held "
+          "out of training), no FIM; KV fraction = cache bytes held per query position relative to full attention. "
+          f"Rows: **mixsga** = the shipped model after {branch} branch steps; **dense-cont** = the trunk continued "
+          f"densely for {facts['dense-cont']['steps']} steps (the full-KV reference at equal compute; GQA / window "
+          "/ H2O are applied to it at inference, untrained); **gqa2** = static GQA-2 trained for "
+          f"{facts['gqa2']['steps']} branch steps (eval_ppl's `gqa` 50% row = every token on the group-2 expert, "
+          f"its own attention); **mixsga@{gs}** = mixsga's snapshot at the same step; **dense trunk** = the "
+          f"checkpoint every branch starts from." + (f" Static GQA on dense-cont: {gnotes}." if gnotes else ""))
         w("")
-        w("| model | method | " + " | ".join(f"{b:.0%}" for b in BUDGETS) + " |")
+        w("| model (branch steps) | method | " + " | ".join(f"{b:.0%}" for b in BUDGETS) + " |")
         w("|---|---|" + "---|" * len(BUDGETS))
-        for ckpt, rows in (("mixSGA", mix_rows), ("dense", dense_rows)):
-            for method in dict.fromkeys(r["method"] for r in rows):
-                if method == "mixsga-argmax":
-                    continue
-                cells = [fmt_ppl(ppl_at(rows, method, b)) for b in BUDGETS]
-                if method == "full":
-                    cells = ["", "", "", "", fmt_ppl(ppl_at(rows, "full", 1.0))]
-                w(f"| {ckpt} | {method} | " + " | ".join(cells) + " |")
-        am = ppl_at(mix_rows, "mixsga-argmax")
-        if am:
-            w(f"| mixSGA | mixsga-argmax (decode routing) | ppl {am['ppl']:.3f} at achieved KV "
-              f"{am['kv_fraction']:.1%} |||||")
+        table = [(f"dense-cont ({facts['dense-cont']['steps']})", "full KV (reference)", ref_rows, "full", None),
+                 (f"mixsga ({branch})", "mixSGA expert-choice", mix_rows, "mixsga", None),
+                 (f"mixsga ({branch})", "mixSGA argmax decode (at achieved KV)", mix_rows, "mixsga-argmax", None),
+                 (f"mixsga ({branch})", "static GQA / pattern on the mixSGA ckpt", mix_rows, "gqa", None),
+                 (f"dense-cont ({facts['dense-cont']['steps']})", "static GQA / pattern (untrained)", ref_rows, "gqa", None),
+                 (f"dense-cont ({facts['dense-cont']['steps']})", "sliding window + 4 sinks", ref_rows, "window", None),
+                 (f"dense-cont ({facts['dense-cont']['steps']})", "H2O (approx.)", ref_rows, "h2o", None),
+                 (f"gqa2 ({gs})", "static GQA-2, trained", gqa_rows, "gqa", [0.5]),
+                 (f"mixsga@{gs} (snapshot)", "mixSGA expert-choice", mix_g_rows, "mixsga", None),
+                 (f"mixsga@{gs} (snapshot)", "mixSGA argmax decode (at achieved KV)", mix_g_rows, "mixsga-argmax", None),
+                 ("dense trunk (0)", "full KV", trunk_rows, "full", None)]
+        for model, label, rows, method, only in table:
+            if rows and any(r["method"] == method for r in rows):
+                w(f"| {model} | {label} | " + " | ".join(budget_cells(rows, method, only)) + " |")
         w("")
-        m50 = ppl_at(mix_rows, "mixsga", 0.5)
-        if m50 and full_d:
-            ratio_d = m50["ppl"] / full_d["ppl"]
-            ratio_m = m50["ppl"] / full_m["ppl"] if full_m else float("nan")
-            g_d, g_m = ppl_at(dense_rows, "gqa", 0.5), ppl_at(mix_rows, "gqa", 0.5)
-            w_d, w_m = ppl_at(dense_rows, "window", 0.5), ppl_at(mix_rows, "window", 0.5)
-            h_d = ppl_at(dense_rows, "h2o", 0.5)
-            g2 = ppl_at(ppl_rows(ev, "abl-gqa2"), "gqa", 0.5)
-            nums.update(mix50=m50["ppl"], dense_full=full_d["ppl"], ratio_dense=ratio_d, ratio_own=ratio_m)
-            best_base = min(x["ppl"] for x in (g_d, w_d, h_d) if x)
-            met_ratio = ratio_d <= 1.03
-            met_below = all(m50["ppl"] < x["ppl"] for x in (g_d, w_d) if x)
-            w("**Target:** mixSGA@50% ≤ 1.03× full-KV perplexity and below GQA and window at equal bytes.")
+
+        # the target, for the expert-choice 50% row and for decode-time argmax routing
+        routings = [("ec", "expert-choice 3:1:6 (50% budget)", ppl_at(mix_rows, "mixsga", 0.5),
+                     ppl_at(mix_g_rows, "mixsga", 0.5)),
+                    ("argmax", "argmax decode routing", ppl_at(mix_rows, "mixsga-argmax"),
+                     ppl_at(mix_g_rows, "mixsga-argmax"))]
+        bases = [(f"below trained static GQA-2 at equal compute ({gs} steps; mixsga@{gs} vs gqa2)",
+                  ppl_at(gqa_rows, "gqa", 0.5), True),
+                 ("below untrained GQA-2 on dense-cont", ppl_at(ref_rows, "gqa", 0.5), False),
+                 ("below sliding window + sinks on dense-cont at 50%", ppl_at(ref_rows, "window", 0.5), False),
+                 ("below H2O on dense-cont at 50%", ppl_at(ref_rows, "h2o", 0.5), False)]
+        checks = {key: target_checks(x, x_g, ref, [(b, g) for _, b, g in bases]) for key, _, x, x_g in routings}
+        w(f"**Target:** mixSGA@50% ≤ {TARGET_PPL_RATIO}× full-KV perplexity and below GQA and window at equal bytes. "
+          "Reference full KV = dense-cont" + (f" ({ref['ppl']:.3f})" if ref else " (missing)") + ", the trunk "
+          f"continued densely for {facts['dense-cont']['steps']} steps (mixsga: {branch}; equal compute: see Model "
+          "facts).")
+        w("")
+        w("| check | " + " | ".join(label for _, label, _, _ in routings) + " |")
+        w("|---|" + "---|" * len(routings))
+        w("| mixsga ppl (achieved KV) | " + " | ".join(f"{fmt_ppl(x)} ({fmt_kv(x)})" for _, _, x, _ in routings) + " |")
+        for i, label in enumerate([f"≤ {TARGET_PPL_RATIO}× dense-cont full KV"] + [b[0] for b in bases]):
+            w(f"| {label} | " + " | ".join(checks[key][i][0] for key, _, _, _ in routings) + " |")
+        cells = {None: "cannot be judged (rows missing)", True: "**met**", False: "**not met**"}
+        w("| **target** | " + " | ".join(cells[verdict(checks[key])] for key, _, _, _ in routings) + " |")
+        w("")
+        for key, _, x, _ in routings:
+            nums[f"target_{key}"] = verdict(checks[key])
+            if x is not None and ref is not None:
+                nums[f"ratio_{key}"] = x["ppl"] / ref["ppl"]
+        if ref:
+            nums["ref_full"] = ref["ppl"]
+        am = ppl_at(mix_rows, "mixsga-argmax")
+        if am and abs(am["kv_fraction"] - 0.5) > 0.01:
+            w(f"Argmax decode routing holds {am['kv_fraction']:.1%} of the KV bytes, not 50%: its comparisons with "
+              "the 50% baselines are " + ("in its favour." if am["kv_fraction"] > 0.5 else "against it."))
             w("")
-            w(f"- mixSGA@50% (expert-choice 3:1:6) = {m50['ppl']:.3f}; dense full KV = {full_d['ppl']:.3f} → "
-              f"**{ratio_d:.3f}×** → {'met' if met_ratio else '**not met**'} against the dense model's full KV.")
-            if full_m:
-                w(f"- Against the mixSGA checkpoint's own 100% (all tokens forced to expert 0) = {full_m['ppl']:.3f}: "
-                  f"{ratio_m:.3f}× — formally met, but that row is not a fair reference: the converted model was "
-                  f"never trained with every token on the full-KV expert, so its 100% row is worse than its 50% row.")
-            parts = []
-            for lbl, x in (("GQA-2 on the dense ckpt (untrained)", g_d), ("GQA-2 on the mixSGA ckpt", g_m),
-                           ("GQA-2 trained (ablation; eval invalid, see Ablations)", g2), ("window+sinks on the dense ckpt", w_d),
-                           ("window+sinks on the mixSGA ckpt", w_m), ("H2O on the dense ckpt", h_d)):
-                if x:
-                    parts.append(f"{lbl} {x['ppl']:.3f} ({'mixSGA lower' if m50['ppl'] < x['ppl'] else 'mixSGA NOT lower'})")
-            w(f"- At 50% KV: " + "; ".join(parts) + ".")
-            w(f"- Below GQA and window at equal bytes (fair comparison = best model for each method): "
-              f"{'met' if met_below else '**not met**'}; best baseline at 50% = {best_base:.3f}.")
-            if w_d:
-                w(f"- mixSGA@50% vs window+sinks on the dense ckpt: {m50['ppl'] / w_d['ppl'] - 1:+.1%} — "
-                  "practically a tie on these 64 windows; the window baseline needs no training at all.")
-            w(f"- Compute is not equal: the mixSGA checkpoint saw {mix_tok:,} more tokens than the dense one "
-              f"({dense_tok:,}); the comparison favours mixSGA and the target is still missed.")
-            if am:
-                w(f"- Decode-time argmax routing: ppl {am['ppl']:.3f} at achieved KV {am['kv_fraction']:.1%} "
-                  f"({am['ppl'] / full_d['ppl']:.3f}× dense full KV).")
+        if trunk_full and ref:
+            w(f"Dense trunk (the branches' start) full KV: {trunk_full['ppl']:.3f}; dense-cont after "
+              f"{facts['dense-cont']['steps']} more steps: {ref['ppl']:.3f}.")
             w("")
 
-    # (b) routing shares
-    w("## Decode-time routing (argmax) vs the 3:1:6 target")
+    # (2) ablations at equal steps
+    w(f"## Ablations at equal steps ({abl if abl is not None else 'n/a'} branch steps from the trunk)")
+    w("")
+    if abl is None:
+        w("No snapshot eval files (`mixsga-ckpt-step<N>.json`, `gqa2-ckpt-step<N>.json`) found: no equal-step "
+          "comparison.")
+        w("")
+    else:
+        w(f"Every row starts from the same trunk and has trained {abl} branch steps. ppl columns: eval_ppl "
+          f"({meta.get('windows', '?')} windows); train loss and LR: the run's log at its last logged step ≤ {abl} "
+          "(training loss under each run's own routing; equal LRs = the same schedule at that step); val loss: the "
+          "run's own validation at its last step (train.py `--eval-windows`, expert-choice routing).")
+        w("")
+        w(f"| run | eval file | steps (tokens) | ppl@50% | ppl argmax decode | achieved argmax KV | train loss ≤ step {abl} | LR there | val loss (step) |")
+        w("|---|---|---|---|---|---|---|---|---|")
+        abl_spec = [("paper router (consistency loss only) = mixsga snapshot", "mixsga", True, "mixsga"),
+                    ("router + LM gradient (straight-through)", "abl-lmgrad", False, "mixsga"),
+                    ("random router (3:1:6)", "abl-random", False, "mixsga"),
+                    ("static GQA-2 = gqa2 snapshot", "gqa2", True, "gqa")]
+        nums["ablations"] = {}
+        for label, run, snap, method in abl_spec:
+            f = facts[run]
+            rows, name = (rows_at_step(ev, run, abl, f["steps"]) if snap else
+                          (ppl_rows(ev, run), run if ppl_rows(ev, run) else None))
+            if not rows:
+                w(f"| {label} | missing | | | | | | | |")
+                continue
+            steps = abl if snap else f["steps"]
+            st = f"{steps} ({fmt_tok(steps * (f['tokens_per_step'] or tps))})" + ("" if steps == abl else f" ≠ {abl}")
+            ec = ppl_at(rows, method, 0.5)
+            a = None if run == "gqa2" else ppl_at(rows, "mixsga-argmax")
+            tl = train_loss_at(logs[run], abl)
+            v = [r for r in val_rows(logs[run]) if not snap or r["step"] == abl]
+            vl = f"{v[-1]['val_loss']:.4f} ({v[-1]['step']})" if v else "n/a (no val at this step)"
+            if v and run in ("gqa2", "abl-random"):
+                vl += " (expert-choice with its untrained router)"
+            tag = " (gqa 50%: its own attention)" if method == "gqa" else ""
+            w(f"| {label} | `{name}.json` | {st} | {fmt_ppl(ec)}{tag} | "
+              f"{fmt_ppl(a) if run != 'gqa2' else 'n/a (static)'} | {fmt_kv(a) if a else 'n/a'} | "
+              f"{fmt_loss(tl)} | {'n/a' if tl is None or 'lr' not in tl else format(tl['lr'], '.3e')} | {vl} |")
+            nums["ablations"][run] = {"steps": steps, "ppl50": ec["ppl"] if ec else None,
+                                      "argmax": a["ppl"] if a else None, "argmax_kv": a["kv_fraction"] if a else None}
+        w("")
+        w("The random-router model was trained with a random 3:1:6 assignment and its routers frozen; eval_ppl's "
+          "expert-choice and argmax rows then use those untrained router scores, not the random assignment.")
+        w("")
+        if gqa is not None:
+            w(f"### Static GQA-2 vs mixSGA at {gqa} steps")
+            w("")
+            w(f"| model at {gqa} branch steps | eval file | ppl@50% | ppl argmax decode (KV) | train loss ≤ step {gqa} |")
+            w("|---|---|---|---|---|")
+            for label, run, rows, name, method in (("mixSGA (snapshot)", "mixsga", mix_g_rows, mix_g_name, "mixsga"),
+                                                   ("static GQA-2, trained", "gqa2", gqa_rows, gqa_name, "gqa")):
+                if not rows:
+                    w(f"| {label} | missing | | | |")
+                    continue
+                a = ppl_at(rows, "mixsga-argmax") if run == "mixsga" else None
+                tl = train_loss_at(logs[run], gqa)
+                w(f"| {label} | `{name}.json` | {fmt_ppl(ppl_at(rows, method, 0.5))} | "
+                  + (f"{fmt_ppl(a)} ({fmt_kv(a)})" if a else "n/a (static)")
+                  + f" | {fmt_loss(tl)} |")
+            x, g2 = ppl_at(mix_g_rows, "mixsga", 0.5), ppl_at(gqa_rows, "gqa", 0.5)
+            w("")
+            if x and g2:
+                w(f"mixSGA expert-choice at 50% vs trained GQA-2 at the same bytes and steps: {lower(x, g2)}.")
+                nums["gqa2_vs_mix"] = x["ppl"] / g2["ppl"]
+            if facts["gqa2"]["present"] and facts["gqa2"]["steps"] != gqa:
+                w(f"**Caveat:** gqa2 ran {facts['gqa2']['steps']} steps, not {gqa}: not at equal steps.")
+            w("")
+
+    # (3) routing shares
+    w(f"## Decode-time routing (argmax) vs the {':'.join(f'{r * 10:g}' for r in targets)} target")
     w("")
     vals = val_rows(logs["mixsga"])
     last = next((r for r in reversed(vals) if "argmax_shares" in r), None)
     if last:
         shares = last["argmax_shares"]
-        plot_routing(shares, img / "model-card-routing.png",
-                     f"mixSGA argmax route shares per layer at step {last['step']} (val, one H200, {DATE})")
+        plot_routing(shares, targets, groups, img / "model-card-routing.png",
+                     f"mixSGA argmax route shares per layer at branch step {last['step']} (val, {date})")
         w(f"![routing shares]({rel}/model-card-routing.png)")
         w("")
-        w(f"From `train/mixsga/log.jsonl`, last validation (step {last['step']}, {last['tokens']:,} tokens of "
-          f"continued pretraining). Dashed lines: target 30% / 10% / 60%.")
+        w(f"From `train/mixsga/log.jsonl`, last validation (branch step {last['step']}, {last['tokens']:,} branch "
+          "tokens). Dashed lines: target " + " / ".join(f"{t:.0%}" for t in targets) + ".")
         w("")
-        w("| layer | expert 0 (full) | expert 1 (½) | expert 2 (¼) | KV fraction |")
-        w("|---|---|---|---|---|")
+        w("| layer | " + " | ".join(f"expert {e} (KV / {g})" if g > 1 else f"expert {e} (full)"
+                                    for e, g in enumerate(groups)) + " | KV fraction |")
+        w("|---|" + "---|" * (len(groups) + 1))
         for l, s in enumerate(shares):
-            w(f"| {l} | {s[0]:.1%} | {s[1]:.1%} | {s[2]:.1%} | {kv_of_shares(s):.1%} |")
+            w(f"| {l} | " + " | ".join(f"{x:.1%}" for x in s) + f" | {kv_of_shares(s, groups):.1%} |")
         mean = [sum(s[e] for s in shares) / len(shares) for e in range(len(shares[0]))]
-        w(f"| mean | {mean[0]:.1%} | {mean[1]:.1%} | {mean[2]:.1%} | {kv_of_shares(mean):.1%} |")
-        w(f"| target | 30.0% | 10.0% | 60.0% | {kv_of_shares(TARGET_RATIOS):.1%} |")
+        w("| mean | " + " | ".join(f"{x:.1%}" for x in mean) + f" | {kv_of_shares(mean, groups):.1%} |")
+        w("| target | " + " | ".join(f"{x:.1%}" for x in targets) + f" | {kv_of_shares(targets, groups):.1%} |")
         w("")
-        first = vals[0] if vals and "argmax_shares" in vals[0] else None
+        first = vals[0] if vals and "argmax_shares" in vals[0] and vals[0] is not last else None
+        am = ppl_at(mix_rows, "mixsga-argmax")
         w(f"Achieved argmax KV fraction (log): {last.get('argmax_kv_fraction', float('nan')):.1%}"
-          + (f" (at conversion, step 0: {first['argmax_kv_fraction']:.1%})" if first else "")
-          + (f"; eval_ppl argmax row: {am['kv_fraction']:.1%}." if mix_rows and ppl_at(mix_rows, 'mixsga-argmax') else "."))
+          + (f" (at conversion, step {first['step']}: {first['argmax_kv_fraction']:.1%})" if first else "")
+          + (f"; eval_ppl argmax row: {am['kv_fraction']:.1%}." if am else "."))
         nums["argmax_kv"] = last.get("argmax_kv_fraction")
         w("")
-
-    # (c) ablations
-    w("## Ablations (same converted checkpoint; planned 100 steps each, 1.75 min cap)")
-    w("")
-    w("| run | steps (tokens) | ppl@50% expert-choice | ppl argmax decode | achieved argmax KV | ppl@100% | final val loss |")
-    w("|---|---|---|---|---|---|---|")
-    steps_seen = []
-    abl_rows = [("mixsga", "mixSGA main run (paper router, 275 steps)")] + ABLATIONS
-    for name, label in abl_rows:
-        rows = ppl_rows(ev, name)
-        if not rows:
-            w(f"| {label} | missing | | | | |")
-            continue
-        ec = ppl_at(rows, "mixsga", 0.5)
-        if name == "abl-gqa2":
-            ec = ppl_at(rows, "gqa", 0.5)
-        a = ppl_at(rows, "mixsga-argmax")
-        f = ppl_at(rows, "full", 1.0)
-        v = val_rows(logs.get(name, []))
-        kv = f"{a['kv_fraction']:.1%}" if a else "n/a"
-        vl = f"{v[-1]['val_loss']:.4f} (step {v[-1]['step']})" if v else "n/a"
-        tag = " (static GQA-2)" if name == "abl-gqa2" else ""
-        done = log_facts(train / f"{name}.log")["done"] if name != "mixsga" else facts["done"][1:2]
-        st = f"{done[-1][0]} ({done[-1][1] / 1e6:.1f}M)" if done else "n/a"
-        steps_seen.append(done[-1][0] if done else None)
-        w(f"| {label} | {st} | {fmt_ppl(ec)}{tag} | {fmt_ppl(a)} | {kv} | {fmt_ppl(f)} | {vl} |")
-    w("")
-    abl_steps = [x for x in steps_seen[1:] if x is not None]
-    if abl_steps and max(abl_steps) < 100:
-        w(f"**Caveat:** no ablation reached its 100 planned steps: the four runs shared the GPU and hit the "
-          f"1.75-minute safety cap after {min(abl_steps)}–{max(abl_steps)} steps, so they are neither equal in "
-          "steps nor comparable with the 275-step main run; differences between them are partly step count.")
+    else:
+        w("No validation row with argmax shares in `train/mixsga/log.jsonl`.")
         w("")
-    w("Ablation val loss uses 16 windows (`--eval-windows 16`); the ppl columns use eval_ppl's 64 windows. "
-      "Static GQA-2 row: its ppl@50% column is eval_ppl's `gqa` 50% row on that checkpoint; its 'argmax' column "
-      "is the checkpoint's (untrained) router.")
-    g_train = train_curve(logs.get("abl-gqa2", []))
-    g_val = val_rows(logs.get("abl-gqa2", []))
-    ckcfg = read_json(train / "abl-gqa2" / "ckpt" / "config.json") or {}
-    if g_train and g_val and g_val[-1]["val_loss"] > g_train[-1][1] + 0.5:
-        w(f"**The static GQA-2 ablation's eval numbers are not valid:** its training loss reached "
-          f"{g_train[-1][1]:.3f} but its own validation loss is {g_val[-1]['val_loss']:.3f}"
-          + (" and its checkpoint config records no static group (only the router experts "
-             f"{ckcfg.get('mixsga', {}).get('ratios')}), " if "static_group" not in json.dumps(ckcfg) else ", ")
-          + "so evaluation does not reproduce the attention it was trained with. The trained-GQA-2 baseline "
-          "needs the static group saved in the checkpoint and a rerun of its eval.")
-    w("")
 
-    # (d) loss curves
+    # (4) loss curves
     w("## Loss curves")
     w("")
     if any(logs.values()):
-        plot_loss(logs, dense_tok, img / "model-card-loss.png")
+        marks = [(trunk_tok, f"trunk end ({facts['dense']['steps']} steps)")]
+        marks += [(trunk_tok + s * tps, f"branch step {s}") for s in (abl, gqa) if s is not None]
+        plot_loss(logs, trunk_tok, marks, img / "model-card-loss.png",
+                  f"Training loss: dense trunk, then the branches ({date})")
         w(f"![loss curves]({rel}/model-card-loss.png)")
         w("")
+        w("Training loss is each run's LM loss under its own attention (mixSGA: expert-choice; gqa2: static group 2; "
+          "abl-random: random assignment); dots: each run's validation loss.")
+        w("")
 
-    # (e) code evals
+    # (5) code evals
     w("## Code completion (pass@1, greedy, sandboxed execution)")
     w("")
+    shipped_tok = trunk_tok + facts["mixsga"]["tokens"]
     if codes:
+        models = sorted({c[4] for c in codes.values() if c[4]})
         w("PyTorch checkpoint through `mixsga.generate.TorchCompleter` (FIM SPM prompt, decode-time argmax routing "
           "over per-expert KV caches, as the extension decodes), greedy, one sample per task; each program run in "
           "the sandbox (`mixsga.sandbox`, 20 s timeout). Sets marked 'first N' were cut (file order: the Python sets then cover only the early HumanEval problems; MultiPL-E files are not in problem order) to fit the 60-minute "
-          "deadline on the loaded 2-core CPU; their pass@1 has a wide interval (95% Wilson score interval shown).")
+          "deadline on the loaded 2-core CPU; their pass@1 has a wide interval (95% Wilson score interval shown)."
+          + (f" Checkpoint evaluated (from the eval files): {', '.join(f'`{m}`' for m in models)}." if models else ""))
         w("")
         w("| set | tasks run / full set | passed | pass@1 [95% Wilson CI] | subset | syntax/compile-error fails | mean gen s/task | file |")
         w("|---|---|---|---|---|---|---|---|")
         for name in ["single", "multi", "light", "random", "humaneval", "ts", "js"]:
             if name not in codes:
                 continue
-            s, cfg, fname, wall = codes[name]
+            s, ccfg, fname, wall, _ = codes[name]
             sub = []
-            if name == "multi" and cfg.get("multi_subset"):
-                sub.append(f"seeded subset of {cfg['multi_subset']} (seed {cfg.get('seed')})")
-            if cfg.get("limit"):
-                sub.append(f"first {cfg['limit']} in file order")
+            if name == "multi" and ccfg.get("multi_subset"):
+                sub.append(f"seeded subset of {ccfg['multi_subset']} (seed {ccfg.get('seed')})")
+            if ccfg.get("limit"):
+                sub.append(f"first {ccfg['limit']} in file order")
                 if s.get("problems"):
                     a, b, k = s["problems"]
                     sub.append(f"{k} distinct problems" + (f", #{a}–#{b} only" if b - a + 1 == k else
                                                              f" spread over #{a}–#{b}"))
-            if cfg.get("max_new_tokens"):
-                sub.append(f"max_new_tokens {cfg['max_new_tokens']}")
+            if ccfg.get("max_new_tokens"):
+                sub.append(f"max_new_tokens {ccfg['max_new_tokens']}")
             p, n = s["pass@1"], max(s["n"], 1)
             lo, hi = wilson(s["passed"], n)
             g = f"{s['mean_gen_s']:.1f}" if s.get("mean_gen_s") is not None else "n/a"
@@ -498,24 +710,36 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
     else:
         w("No code-eval results found.")
         w("")
-    w("What would raise it: far more training tokens (the model saw "
-      f"{(dense_tok + mix_tok) / 1e9:.2f}B tokens, orders of magnitude fewer than published 1B-class code models, which see hundreds of billions to trillions) and a larger model "
-      "(22.9M parameters is bounded by the 80 MB models/ limit); more Python in the mix (HumanEval is Python; "
+    mix_params = facts["mixsga"]["params"] or facts["dense"]["params"]
+    w("What would raise it: far more training tokens (the shipped model saw "
+      f"{fmt_tok(shipped_tok)} tokens, orders of magnitude fewer than published 1B-class code models, which see "
+      "hundreds of billions to trillions) and a larger model"
+      + (f" ({mix_params / 1e6:.1f}M parameters is bounded by the 80 MB models/ limit)" if mix_params else "")
+      + "; more Python in the mix (HumanEval is Python; "
       "the corpus' Python is mostly library code, little of it small self-contained functions with docstrings); "
       "a higher FIM rate with line-level cuts (single-line middles) instead of uniform token cuts; and "
       "fine-tuning on permissively licensed function-level data. Decoding tricks (stop at suffix-overlap, "
       "indentation-aware truncation) would help a few points at most.")
     w("")
 
-    # (f) facts
-    w("## Model facts")
+    # (6) facts and compute
+    w("## Model facts and compute")
     w("")
-    if facts["params"]:
-        for n, ne, mix in facts["params"]:
-            w(f"- {'mixSGA' if mix else 'dense'} parameters: {n:,} ({ne:,} non-embedding) — from all.log.")
-    w("- Architecture: Llama-family decoder; hidden 384, 8 layers, 8 query heads × 48, 4 KV heads, SwiGLU 768, "
-      "tied embeddings, vocab 32008, trained at seq 1024 (positions up to 2048); mixSGA: per layer a router "
-      "over three KV experts with 4 / 2 / 1 KV heads (adjacent heads mean-pooled), target 3:1:6 = 50% KV.")
+    for kind in (False, True):
+        f = next((x for x in facts.values() if x["params"] and x["mixsga"] is kind), None)
+        if f:
+            w(f"- {'mixSGA' if kind else 'dense'} parameters: {f['params']:,} ({f['non_embedding']:,} "
+              "non-embedding) — from all.log.")
+    if cfg:
+        kvh = cfg.get("num_key_value_heads", 0)
+        hd = cfg.get("head_dim") or cfg.get("hidden_size", 0) // max(cfg.get("num_attention_heads", 1), 1)
+        w(f"- Architecture (`train/mixsga/ckpt/config.json`): Llama-family decoder; hidden {cfg.get('hidden_size')}, "
+          f"{cfg.get('num_hidden_layers')} layers, {cfg.get('num_attention_heads')} query heads × {hd}, {kvh} KV "
+          f"heads, SwiGLU {cfg.get('intermediate_size')}, {'tied' if cfg.get('tie_word_embeddings') else 'untied'} "
+          f"embeddings, vocab {cfg.get('vocab_size')}, positions up to {cfg.get('max_position_embeddings')}; "
+          f"mixSGA: per layer a router over {len(groups)} KV experts with "
+          f"{' / '.join(str(kvh // g) for g in groups)} KV heads (adjacent heads mean-pooled), target "
+          f"{':'.join(f'{r * 10:g}' for r in targets)} = {kv_of_shares(targets, groups):.0%} KV.")
     size = training_doc_size(training_doc)
     if size:
         w("- Size choice and reason (from docs/training.md):")
@@ -523,22 +747,45 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
         for line in size.splitlines()[1:]:
             if line.strip():
                 w("  > " + line.strip())
-        w("")
-    for name in ("dense", "mixsga"):
-        rows = logs[name]
-        tp = throughput(rows)
-        tok = max((r["tokens"] for r in rows if "tokens" in r), default=0)
-        el = max((r.get("elapsed_s", 0) for r in rows), default=0)
-        steps = max((r.get("step", 0) for r in rows), default=0)
+    w("")
+    w("| run | what | starts from | steps | tokens | tokens/step | training loop s | tok/s per GPU, median (range, step 1 excluded) | last train loss (step) | last val loss (step) |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for name, what in RUNS.items():
+        f = facts[name]
+        if not f["present"]:
+            w(f"| `{name}` | {what} | | missing | | | | | | |")
+            continue
+        tp = f["throughput"]
+        tl, vl = f["last_loss"], f["last_val"]
+        w(f"| `{name}` | {what} | {'scratch' if name == 'dense' else 'trunk, ' + format(trunk_tok, ',') + ' tokens'} | "
+          f"{f['steps']} | {f['tokens']:,} | {f['tokens_per_step'] or 0:,} | {f['seconds']:.0f} | "
+          + (f"{tp['median']:,} ({tp['min']:,}–{tp['max']:,})" if tp else "n/a")
+          + f" | {fmt_loss(tl)} | {fmt_loss(vl, 'val_loss')} |")
         if tp:
-            w(f"- {name}: {steps} steps, {tok:,} tokens in {el:.0f} s of training loop; throughput on one H200 "
-              f"median {tp['median']:,} tokens/s (range {tp['min']:,}–{tp['max']:,}, step 1 excluded).")
             nums[f"tok_s_{name}"] = tp["median"]
-    w(f"- Total training tokens: {dense_tok + mix_tok:,} (dense + mixSGA continued; ablations not counted).")
+    w("")
+    mix_tok, cont_tok = facts["mixsga"]["tokens"], facts["dense-cont"]["tokens"]
+    if facts["mixsga"]["present"] and facts["dense-cont"]["present"]:
+        same_tps = facts["mixsga"]["tokens_per_step"] == facts["dense-cont"]["tokens_per_step"]
+        equal = mix_tok == cont_tok and same_tps
+        nums["equal_compute"] = equal
+        w(f"- **Equal compute:** mixsga saw {trunk_tok:,} (trunk) + {mix_tok:,} (branch) = {trunk_tok + mix_tok:,} "
+          f"tokens; dense-cont {trunk_tok:,} + {cont_tok:,} = {trunk_tok + cont_tok:,} tokens → "
+          + ("equal (same steps and tokens per step)." if equal else
+             f"**not equal** ({(trunk_tok + mix_tok) / max(trunk_tok + cont_tok, 1) - 1:+.1%} for mixsga)."))
+    for name, step in (("gqa2", gqa), ("abl-lmgrad", abl), ("abl-random", abl)):
+        f = facts[name]
+        if f["present"] and step is not None:
+            w(f"- {name}: {f['steps']} branch steps" + (" = " if f["steps"] == step else " ≠ ")
+              + f"the comparison step {step} (mixsga's snapshot).")
+    total = sum(f["tokens"] for f in facts.values())
+    secs = sum(f["seconds"] for f in facts.values())
+    w(f"- The shipped model (trunk + mixsga) saw {shipped_tok:,} tokens; all runs together trained "
+      f"{total:,} tokens in {secs:,.0f} s of training loops (the trunk counted once).")
     if stats:
         tt = stats.get("total_tokens", {})
         w(f"- Shards (from all.log's shards statistics): {tt.get('train', 0):,} train tokens, {tt.get('val', 0):,} "
-          f"val tokens; so the dense run saw ≈ {dense_tok / max(tt.get('train', 1), 1):.2f} epochs.")
+          f"val tokens; so the shipped model saw ≈ {shipped_tok / max(tt.get('train', 1), 1):.2f} epochs.")
         for split in ("train", "val"):
             per = stats.get("tokens", {}).get(split, {})
             w(f"  - {split}: " + ", ".join(f"{k} {v:,}" for k, v in per.items()))
@@ -554,32 +801,37 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
         dp = cstats.get("dropped_packages", {})
         if dp:
             w("  - dropped packages: " + "; ".join(f"{k} ({v})" for k, v in dp.items()))
-    w("- The GPU machine's Python site-packages (`site-packages/python` above) were added by the shards stage on "
-      "the GPU machine; their per-distribution list and licences were not saved in detail (see "
-      "models/default/DATA.md).")
+    if "site-packages/python" in (stats or {}).get("tokens", {}).get("train", {}):
+        w("- The GPU machine's Python site-packages (`site-packages/python` above) were added by the shards stage on "
+          "the GPU machine; their per-distribution list and licences were not saved in detail (see "
+          "models/default/DATA.md).")
     if decontam:
         n_files = len(cstats.get("decontaminated", [])) if cstats else 0
         w(f"- Decontamination: {len(decontam.get('signatures', []))} function signatures and "
           f"{len(decontam.get('doc_lines', []))} docstring lines of the eval sets; {n_files} npm/Debian files "
           f"dropped for matching (eval_signature drops in all.log: {(stats or {}).get('drops', {}).get('eval_signature', 'n/a')}).")
     w("")
+
+    # (7) reproduce
     w("## Reproduce (one command per stage)")
     w("")
     w("```sh")
-    w("python -m mixsga corpus --out .gpu/corpus                        # data: licence-filtered npm/Debian sources")
-    w("python -m mixsga shards --corpus .gpu/corpus --out runs/default/shards   # shards (+ site-packages on the GPU box)")
-    w("scripts/train-default.sh dense runs/default                      # dense pretraining, 8 min")
-    w("python -m mixsga convert runs/default/dense/ckpt runs/default/mix0 --ratios 3:1:6   # convert")
-    w("scripts/train-default.sh mixsga runs/default                     # (convert +) mixSGA continued, 2.5 min")
-    w("scripts/train-default.sh ablations runs/default                  # four ablations")
+    w(f"export TOTAL_STEPS={facts['dense']['steps'] + branch} DENSE_STEPS={facts['dense']['steps']} "
+      f"GQA_STEPS={gqa if gqa is not None else facts['gqa2']['steps']} ABL_STEPS={abl if abl is not None else facts['abl-lmgrad']['steps']}"
+      "   # the step counts of these results")
+    w("python -m mixsga corpus --out .gpu/corpus                   # data: licence-filtered npm/Debian sources")
+    w("scripts/train-default.sh shards runs/default                # corpus -> runs/default/shards (+ site-packages on the GPU box)")
+    w("scripts/train-default.sh dense runs/default                 # the dense trunk: DENSE_STEPS of a TOTAL_STEPS cosine")
+    w("scripts/train-default.sh branches runs/default              # convert 3:1:6, then mixsga, dense-cont, gqa2, abl-lmgrad, abl-random")
+    w("scripts/train-default.sh eval runs/default                  # eval_ppl on every checkpoint and snapshot -> runs/default/eval")
     w("python -m mixsga export runs/default/mixsga/ckpt models/default --name mixsga-default --cuda --cpu-weights int8")
-    w("scripts/train-default.sh eval runs/default                       # eval_ppl on every checkpoint")
     w("python -m mixsga eval_code --model runs/default/mixsga/ckpt --sets single --out docs/results/evals/single.json")
-    w(f"python -m mixsga model_card --results {results} --evals {evals} --out {out}")
+    w(f"python -m mixsga model_card --results {results} --evals {evals} --out {out} --date {date}")
     w("```")
     w("")
-    w("On the GPU machine the stages ran through `scripts/gpu/session.sh` (see that script); "
-      "`scripts/train-default.sh all runs/default` runs shards → dense → mixsga → ablations → eval in one go.")
+    w("Each stage of `scripts/train-default.sh` runs detached (log in `runs/default/<stage>.log`; "
+      "`scripts/train-default.sh status runs/default` shows progress); `scripts/train-default.sh all runs/default` "
+      "runs shards → dense → branches → eval in one go. A CPU dry run of the whole pipeline: docs/training.md.")
     w("")
     out.write_text("\n".join(L) + "\n")
     return nums
@@ -587,7 +839,8 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
 
 def run(args):
     nums = build(Path(args.results), Path(args.evals), Path(args.out),
-                 Path(args.corpus) if args.corpus else None, Path(args.img), Path(args.training_doc))
+                 Path(args.corpus) if args.corpus else None, Path(args.img), Path(args.training_doc),
+                 date=args.date, machine=args.machine)
     print(f"wrote {args.out}")
     for k, v in nums.items():
         print(f"  {k}: {v}")
@@ -602,6 +855,8 @@ def register(sub):
     p.add_argument("--corpus", default=".gpu/corpus", help="folder with stats.json / decontam.json")
     p.add_argument("--img", default=None, help="plot folder (default: img/ next to --out)")
     p.add_argument("--training-doc", default="docs/training.md")
+    p.add_argument("--date", default=DATE, help=f"date of the run, in the title and plots (default {DATE})")
+    p.add_argument("--machine", default=MACHINE, help="machine the results come from, in words")
     p.set_defaults(func=lambda a: run(_defaults(a)))
 
 

@@ -1,5 +1,8 @@
-"""model_card: synthetic result files in tmp -> card + plots written, the computed numbers appear."""
+"""model_card: a synthetic results folder in the layout scripts/train-default.sh writes (dense trunk, branches,
+snapshots, eval_ppl files) -> card + plots; the computed numbers (ratios, met / not met, ablation rows, equal
+compute, routing shares) are checked."""
 import json
+import re
 
 import pytest
 
@@ -7,53 +10,90 @@ pytest.importorskip("matplotlib")
 
 from mixsga import model_card
 
+TPS = 2048                          # tokens per step of every run
+TRUNK, BRANCH, ABL, GQA = 5, 12, 3, 6
+SHARES = [[0.3, 0.1, 0.6]] * 3 + [[0.5, 0.1, 0.4]]     # last layer: KV 0.5 + 0.1/2 + 0.4/4 = 65%
 
-def _rows(full, mix=None, argmax=None):
-    rows = [{"method": "full", "budget": 1.0, "kv_fraction": 1.0, "loss": 2.0, "ppl": full, "note": ""}]
-    for b in model_card.BUDGETS[:-1]:
-        if mix:
-            rows.append({"method": "mixsga", "budget": b, "kv_fraction": b, "loss": 2.0, "ppl": mix[b], "note": ""})
-        for m, f in (("gqa", 3.0), ("window", 1.5), ("h2o", 1.6)):
-            rows.append({"method": m, "budget": b, "kv_fraction": b, "loss": 2.0, "ppl": full * f / (b + 0.5),
-                         "note": ""})
-    if argmax:
-        rows.append({"method": "mixsga-argmax", "budget": None, "kv_fraction": 0.497, "loss": 2.0, "ppl": argmax,
-                     "note": ""})
+
+def _row(method, budget, kv, ppl, note=""):
+    return {"method": method, "budget": budget, "kv_fraction": kv, "loss": 2.0, "ppl": ppl, "note": note}
+
+
+def _mix_rows(full, ec, argmax, argmax_kv, gqa50):
+    """A mixSGA-family eval file: full, expert-choice at every budget, argmax, gqa 25/35/50/75."""
+    rows = [_row("full", 1.0, 1.0, full)]
+    rows += [_row("mixsga", b, b + 0.002, ec.get(b, ec[0.5] + 1.0)) for b in model_card.BUDGETS]
+    rows.append(_row("mixsga-argmax", None, argmax_kv, argmax, "decode routing (causal); budget = achieved"))
+    rows += [_row("gqa", b, b, gqa50 if b == 0.5 else gqa50 + 2.0, "group 2" if b == 0.5 else "pattern")
+             for b in model_card.BUDGETS[:-1]]
     return rows
 
 
-def _write(tmp_path):
+def _log(steps, *, loss0=5.0, val=(), shares=None):
+    rows = [{"step": s, "loss": round(loss0 - 0.1 * s, 5), "lr": 8.682e-4, "tokens": s * TPS,
+             "tok_per_s_per_gpu": 100000 + s, "elapsed_s": float(s)} for s in [1] + list(range(2, steps + 1, 2))]
+    for s in val:
+        v = {"step": s, "tokens": s * TPS, "val_loss": 2.5 - 0.01 * s}
+        if shares:
+            v.update(argmax_shares=shares if s else [[0.4, 0.3, 0.3]] * 4, argmax_kv_fraction=0.5 if s else 0.62)
+        rows.append(v)
+    return rows
+
+
+def _write(tmp_path, gqa2_ppl=11.0, cont_steps=BRANCH):
     res = tmp_path / "res"
     train = res / "train"
-    (train / "eval").mkdir(parents=True)
-    (train / "all.log").write_text(
-        '{\n "total_tokens": {"train": 1000000, "val": 5000},\n "tokens": {"train": {"npm/typescript": 1000000}},\n'
-        ' "drops": {"eval_signature": 3}\n}\n'
-        "[train] 22,914,432 params (10,623,360 non-embedding), mixsga=False ratios=-; x\n"
-        "[train] done at step 10 (2,621,440 tokens, 42s); checkpoint x\n"
-        "[train] 22,923,672 params (10,632,600 non-embedding), mixsga=True ratios=(0.3, 0.1, 0.6); x\n"
-        "[train] done at step 5 (1,310,720 tokens, 20s); checkpoint y\n")
-    shares = [[0.3, 0.1, 0.6]] * 7 + [[0.4, 0.2, 0.4]]
-    for name, n in (("dense", 10), ("mixsga", 5), ("abl-paper", 3), ("abl-lmgrad", 3), ("abl-random", 3),
-                    ("abl-gqa2", 3)):
+    ev = train / "eval"
+    ev.mkdir(parents=True)
+    runs = [("dense", TRUNK, False), ("mixsga", BRANCH, True), ("dense-cont", cont_steps, False),
+            ("gqa2", GQA, True), ("abl-lmgrad", ABL, True), ("abl-random", ABL, True)]
+    log = ['{\n "total_tokens": {"train": 1000000, "val": 5000},\n "tokens": {"train": {"npm/typescript": 1000000}},\n'
+           ' "drops": {"eval_signature": 3}\n}']
+    for name, steps, mix in runs:
+        n = "22,923,672 params (10,632,600 non-embedding), mixsga=True" if mix else \
+            "22,914,432 params (10,623,360 non-embedding), mixsga=False"
+        log.append(f"[train] {n} ratios=-; 1 x 2 rows x 1 accum x 1024 = {TPS:,} tokens/step; start step 0")
+        log.append(f"[train] done at step {steps} ({steps * TPS:,} tokens, {10 * steps}s); checkpoint /root/runs/{name}/ckpt")
+    (train / "all.log").write_text("\n".join(log) + "\n")
+
+    logs = {"dense": _log(TRUNK, loss0=6.0), "mixsga": _log(BRANCH, val=(0, BRANCH), shares=SHARES),
+            "dense-cont": _log(cont_steps, loss0=4.9, val=(cont_steps,)), "gqa2": _log(GQA, loss0=5.1, val=(GQA,)),
+            "abl-lmgrad": _log(ABL, loss0=5.2, val=(ABL,)), "abl-random": _log(ABL, loss0=5.3, val=(ABL,))}
+    logs["mixsga"].insert(1, dict(logs["mixsga"][0], loss=9.9))     # a rerun appended rows: the last copy wins
+    for name, rows in logs.items():
         (train / name).mkdir()
-        lines = [{"step": s, "loss": 5.0 - s * 0.1, "tokens": s * 262144, "tok_per_s_per_gpu": 123456 + s,
-                  "elapsed_s": s * 1.0} for s in range(1, n + 1)]
-        lines.append({"step": n, "tokens": n * 262144, "val_loss": 2.5, "argmax_shares": shares,
-                      "argmax_kv_fraction": 0.4975})
-        (train / name / "log.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-        (train / f"{name}.log").write_text(f"[train] done at step {n} (786,432 tokens, 9s); checkpoint z\n")
-    mix = {0.25: 9.0, 0.35: 8.5, 0.5: 7.77, 0.75: 8.0}
-    (train / "eval" / "dense.json").write_text(json.dumps({"rows": _rows(7.5)}))
-    for name in ("mixsga", "abl-paper", "abl-lmgrad", "abl-random", "abl-gqa2"):
-        (train / "eval" / f"{name}.json").write_text(json.dumps({"rows": _rows(11.0, mix, 7.654)}))
-    evals = tmp_path / "evals"
-    evals.mkdir()
-    (evals / "single.json").write_text(json.dumps({"config": {"limit": None}, "wall_s": 1.0, "sets": {
-        "single": {"n": 1033, "passed": 52, "failed": 981, "timeout": 0, "pass@1": 52 / 1033}}}))
-    (evals / "multi.json").write_text(json.dumps({"config": {"multi_subset": 500, "seed": 1234, "limit": 60},
-                                                  "sets": {"multi": {"n": 60, "passed": 1, "failed": 59,
-                                                                     "timeout": 0, "pass@1": 1 / 60}}}))
+        (train / name / "log.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (train / "mixsga" / "ckpt").mkdir()
+    (train / "mixsga" / "ckpt" / "config.json").write_text(json.dumps({
+        "hidden_size": 384, "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 4,
+        "head_dim": 48, "intermediate_size": 768, "vocab_size": 32008, "max_position_embeddings": 2048,
+        "tie_word_embeddings": True, "mixsga": {"group_sizes": [1, 2, 4], "ratios": [0.3, 0.1, 0.6]}}))
+
+    evals = {
+        "dense": [_row("full", 1.0, 1.0, 12.0)],
+        "dense-cont": [_row("full", 1.0, 1.0, 10.0)]
+        + [_row("gqa", b, b, 14.0 if b == 0.5 else 20.0, "group 2" if b == 0.5 else "pattern") for b in model_card.BUDGETS[:-1]]
+        + [_row("window", b, b + 0.004, 10.4 if b == 0.5 else 11.0) for b in model_card.BUDGETS[:-1]]
+        + [_row("h2o", b, b + 0.004, 10.6 if b == 0.5 else 11.5) for b in model_card.BUDGETS[:-1]],
+        "mixsga": _mix_rows(10.1, {0.5: 10.25}, 10.5, 0.47, 10.9),
+        f"mixsga-ckpt-step{GQA}": _mix_rows(11.0, {0.5: 10.8}, 11.2, 0.48, 11.5),
+        f"mixsga-ckpt-step{ABL}": _mix_rows(12.6, {0.5: 12.5}, 12.4, 0.51, 13.0),
+        "gqa2": _mix_rows(11.5, {0.5: 30.0}, 40.0, 0.55, gqa2_ppl),
+        f"gqa2-ckpt-step{ABL}": _mix_rows(13.5, {0.5: 31.0}, 41.0, 0.56, 12.7),
+        "abl-lmgrad": _mix_rows(12.3, {0.5: 12.0}, 11.9, 0.6, 13.2),
+        "abl-random": _mix_rows(13.1, {0.5: 13.0}, 12.8, 0.55, 13.4),
+    }
+    for name, rows in evals.items():
+        (ev / f"{name}.json").write_text(json.dumps({"windows": 64, "seq_len": 1024, "rows": rows}))
+
+    code = tmp_path / "evals"
+    code.mkdir()
+    (code / "single.json").write_text(json.dumps({"model": "runs/x/ckpt", "config": {"limit": None}, "wall_s": 1.0,
+                                                  "sets": {"single": {"n": 1033, "passed": 52, "failed": 981,
+                                                                      "timeout": 0, "pass@1": 52 / 1033}}}))
+    (code / "multi.json").write_text(json.dumps({"config": {"multi_subset": 500, "seed": 1234, "limit": 60},
+                                                 "sets": {"multi": {"n": 60, "passed": 1, "failed": 59,
+                                                                    "timeout": 0, "pass@1": 1 / 60}}}))
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "stats.json").write_text(json.dumps({"packages": {"npm": 2, "debian": 1}, "licences": {"MIT": 7},
@@ -61,34 +101,120 @@ def _write(tmp_path):
     (corpus / "decontam.json").write_text(json.dumps({"signatures": [["f", "x"]] * 4, "doc_lines": ["d"]}))
     doc = tmp_path / "training.md"
     doc.write_text("# T\n\n## Model size: 22.9M parameters\n\nsize reason here\n\n## Next\n")
-    return res, evals, corpus, doc
+    return res, code, corpus, doc
 
 
-def test_model_card_written(tmp_path):
-    res, evals, corpus, doc = _write(tmp_path)
+def _build(tmp_path, **kw):
+    res, code, corpus, doc = _write(tmp_path, **kw)
     out = tmp_path / "docs" / "model-card.md"
     img = tmp_path / "docs" / "img"
-    nums = model_card.build(res, evals, out, corpus, img, doc)
-    text = out.read_text()
+    nums = model_card.build(res, code, out, corpus, img, doc, date="2031-01-02", machine="a test box")
+    return nums, out.read_text(), img
+
+
+def _table_row(text, first_cell):
+    rows = [l for l in text.splitlines() if l.startswith(f"| {first_cell} |")]
+    assert len(rows) == 1, (first_cell, rows)
+    return [c.strip() for c in rows[0].strip("|").split("|")]
+
+
+def test_steps_and_run_facts_from_files(tmp_path):
+    res, *_ = _write(tmp_path)
+    ev = res / "train" / "eval"
+    assert model_card.comparison_steps(ev) == (ABL, GQA)
+    facts = model_card.log_facts(res / "train" / "all.log")
+    assert sorted(facts) == sorted(model_card.RUNS)
+    assert facts["gqa2"]["steps"] == GQA and facts["gqa2"]["tokens"] == GQA * TPS
+    assert facts["dense"]["tokens_per_step"] == TPS and facts["dense"]["mixsga"] is False
+    rows = model_card.run_log(res / "train" / "mixsga" / "log.jsonl")
+    assert [r["loss"] for r in rows if r["step"] == 1] == [9.9]      # the rerun's copy, once
+
+
+def test_model_card_numbers(tmp_path):
+    nums, text, img = _build(tmp_path)
     for f in ("model-card-ppl-kv.png", "model-card-routing.png", "model-card-loss.png"):
         assert (img / f).stat().st_size > 1000
         assert f"img/{f}" in text
-    assert "7.770" in text and "7.500" in text                  # mixSGA@50% and dense full KV
-    assert f"{7.77 / 7.5:.3f}×" in text and "**not met**" in text  # 1.036x > 1.03
-    assert "7.654" in text and "49.7%" in text                  # argmax decode row
+    assert "# Model card: mixsga-default (2031-01-02)" in text and "a test box" in text
+
+    # the target: 10.25 / 10.0 = 1.025 met, argmax 10.5 / 10.0 = 1.05 not met; expert-choice is below every baseline
+    assert nums["abl_steps"] == ABL and nums["gqa_steps"] == GQA
+    assert nums["ratio_ec"] == pytest.approx(1.025) and nums["ratio_argmax"] == pytest.approx(1.05)
+    assert nums["target_ec"] is True and nums["target_argmax"] is False
+    row = _table_row(text, "≤ 1.03× dense-cont full KV")
+    assert row[1] == "1.025× → met" and row[2] == "1.050× → **not met**"
+    row = _table_row(text, f"below trained static GQA-2 at equal compute ({GQA} steps; mixsga@{GQA} vs gqa2)")
+    assert row[1] == f"10.800 vs 11.000 (50.0% KV): lower ({10.8 / 11 - 1:+.1%})"    # snapshot at GQA_STEPS vs gqa2
+    assert row[2].startswith("11.200 vs 11.000") and "**not lower**" in row[2]
+    row = _table_row(text, "below sliding window + sinks on dense-cont at 50%")
+    assert row[1].startswith("10.250 vs 10.400 (50.4% KV): lower")
+    assert _table_row(text, "**target**")[1:] == ["**met**", "**not met**"]
+    assert "holds 47.0% of the KV bytes" in text
+
+    # ppl table: the trained GQA-2 row has its 50% cell only; argmax sits at the budget nearest its KV
+    assert _table_row(text, f"gqa2 ({GQA})")[2:] == ["", "", "11.000", "", ""]
+    assert _table_row(text, f"dense-cont ({BRANCH}) | full KV (reference)")[6] == "10.000"
+
+    # ablations at ABL_STEPS
+    abl = nums["ablations"]
+    assert abl["mixsga"] == {"steps": ABL, "ppl50": 12.5, "argmax": 12.4, "argmax_kv": 0.51}
+    assert abl["abl-lmgrad"]["ppl50"] == 12.0 and abl["abl-lmgrad"]["argmax_kv"] == 0.6
+    assert abl["gqa2"]["ppl50"] == 12.7 and abl["gqa2"]["argmax"] is None
+    row = _table_row(text, "router + LM gradient (straight-through)")
+    assert row[1:7] == ["`abl-lmgrad.json`", f"{ABL} ({ABL * TPS:,})", "12.000", "11.900", "60.0%",
+                        f"{5.2 - 0.2:.4f} (2)"]
+    assert _table_row(text, "paper router (consistency loss only) = mixsga snapshot")[1] == f"`mixsga-ckpt-step{ABL}.json`"
+    assert _table_row(text, "static GQA-2 = gqa2 snapshot")[3].startswith("12.700")
+    assert nums["gqa2_vs_mix"] == pytest.approx(10.8 / 11.0)
+
+    # routing shares of the last val row, KV per layer from the experts' group sizes
+    assert "| 3 | 50.0% | 10.0% | 40.0% | 65.0% |" in text
+    assert "(at conversion, step 0: 62.0%)" in text
+
+    # compute: trunk + branch tokens, equal for mixsga and dense-cont
+    assert nums["equal_compute"] is True
+    total = (TRUNK + BRANCH) * TPS
+    assert f"{TRUNK * TPS:,} (trunk) + {BRANCH * TPS:,} (branch) = {total:,} tokens" in text
+    assert re.search(r"dense-cont [\d,]+ \+ [\d,]+ = " + re.escape(f"{total:,}") + r" tokens → equal", text)
+    assert _table_row(text, "`gqa2`")[3:6] == [str(GQA), f"{GQA * TPS:,}", f"{TPS:,}"]
+    assert f"export TOTAL_STEPS={TRUNK + BRANCH} DENSE_STEPS={TRUNK} GQA_STEPS={GQA} ABL_STEPS={ABL}" in text
+    assert "scripts/train-default.sh branches runs/default" in text
+
+    # facts and code evals as before
     assert "5.0%" in text and "single-line infilling pass@1 ≥ 0.30" in text
-    assert "seeded subset of 500 (seed 1234), first 60" in text
-    assert "22,914,432" in text and "size reason here" in text
-    assert "123," in text and "2026-11-29" in text and "H200" in text
-    assert "eval_signature 3" in text
-    assert abs(nums["ratio_dense"] - 7.77 / 7.5) < 1e-9
+    assert "seeded subset of 500 (seed 1234), first 60" in text and "`runs/x/ckpt`" in text
+    assert "22,914,432" in text and "22,923,672" in text and "size reason here" in text
+    assert "eval_signature 3" in text and nums["tok_s_mixsga"] == 100008     # median of steps 2..12
+
+
+def test_trained_gqa_better_and_unequal_compute(tmp_path):
+    nums, text, _ = _build(tmp_path, gqa2_ppl=10.5, cont_steps=BRANCH - 2)
+    assert nums["ratio_ec"] == pytest.approx(1.025)           # the ratio alone would be met ...
+    assert nums["target_ec"] is False                         # ... but trained GQA-2 (10.5) beats mixsga@6 (10.8)
+    assert _table_row(text, "**target**")[1] == "**not met**"
+    assert nums["equal_compute"] is False and "**not equal**" in text
+
+
+def test_missing_files_degrade(tmp_path):
+    res, code, corpus, doc = _write(tmp_path)
+    (res / "train" / "eval" / "abl-random.json").unlink()
+    (res / "train" / "eval" / "gqa2.json").unlink()
+    out = tmp_path / "card.md"
+    nums = model_card.build(res, code, out, corpus, tmp_path / "img", doc)
+    text = out.read_text()
+    assert _table_row(text, "random router (3:1:6)")[1] == "missing"
+    assert nums["target_ec"] is None and "cannot be judged" in text     # no trained GQA-2 row to compare with
+    assert nums["ratio_ec"] == pytest.approx(1.025)
+    assert model_card.DATE in text
 
 
 def test_cli_registered(tmp_path):
     from mixsga.__main__ import main
-    res, evals, corpus, doc = _write(tmp_path)
+    res, code, corpus, doc = _write(tmp_path)
     out = tmp_path / "card.md"
-    assert main(["model_card", "--results", str(res), "--evals", str(evals), "--out", str(out),
-                 "--corpus", str(corpus), "--training-doc", str(doc)]) == 0
+    assert main(["model_card", "--results", str(res), "--evals", str(code), "--out", str(out),
+                 "--corpus", str(corpus), "--training-doc", str(doc), "--date", "2030-05-06",
+                 "--machine", "cli box"]) == 0
     assert (tmp_path / "img" / "model-card-loss.png").is_file()
-    assert "Model card" in out.read_text()
+    text = out.read_text()
+    assert "Model card: mixsga-default (2030-05-06)" in text and "machine: cli box" in text
