@@ -51,3 +51,25 @@ test('a prompt over text with special-token literals has exactly one of each FIM
   assert.equal(count(manifest.tokenizer.eos_id), 0);
   assert.equal(count(manifest.tokenizer.bos_id), manifest.tokenizer.add_bos ? 1 : 0);
 });
+
+// Multi-line reference ids (same Python recipe as above). The engine encodes a text line by line with a cache
+// (no token of this vocabulary spans a newline), which must give exactly the whole-text encoding.
+const LINES: [string, number[]][] = [
+  ['def f(x):\n\n    if x:\n        return [1, 2]\n    return {}\n', [1753, 285, 29898, 29916, 1125, 13, 13, 1678, 565, 921, 29901, 13, 4706, 736, 518, 29896, 29892, 29871, 29906, 29962, 13, 1678, 736, 6571, 13]],
+  ["  const a = 1;\r\n  const b = 'é ü';\r\n\r\n}", [29871, 1040, 263, 353, 29871, 29896, 2104, 13, 29871, 1040, 289, 353, 525, 29948, 2505, 29915, 2104, 13, 30004, 13, 29913]],
+  ['\n\nx\n', [13, 13, 29916, 13]],
+  ['line one\n\tline two  \n  ', [1220, 697, 13, 12, 1220, 1023, 259, 13, 259]],
+];
+
+test('line-cached encoding equals the whole-text encoding (cold and warm cache, after an edit)', () => {
+  for (const [text, want] of LINES) {
+    assert.deepEqual(tok.encodeFragment(text), want, `cold ${JSON.stringify(text)}`);
+    assert.deepEqual(tok.encodeFragment(text), want, `warm ${JSON.stringify(text)}`);
+  }
+  // typing on the last line: the cached lines are reused, the edited one is encoded afresh
+  const [text, want] = LINES[0];
+  const edited = tok.encodeFragment(text + '    x = f(1)');
+  assert.deepEqual(edited.slice(0, want.length), want);
+  assert.deepEqual(edited.slice(want.length), tok.encodeFragment('    x = f(1)'));
+  assert.equal(tok.decodeFragment(edited), text + '    x = f(1)');
+});

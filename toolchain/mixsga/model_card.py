@@ -35,7 +35,7 @@ MACHINE = "one NVIDIA H200 (training, eval_ppl); code evals on a loaded 2-core C
 BUDGETS = [0.25, 0.35, 0.5, 0.75, 1.0]
 TARGET_PPL_RATIO = 1.03            # mixSGA@50% <= 1.03 x full-KV perplexity
 RUNS = {"dense": "dense trunk (from scratch)",
-        "mixsga": "mixSGA 3:1:6, the shipped model",
+        "mixsga": "mixSGA 3:1:6 (the branch the card is about)",
         "dense-cont": "dense continued: full-KV reference at equal compute",
         "gqa2": "static GQA-2 (every token on the group-2 expert)",
         "abl-lmgrad": "ablation: router + LM gradient (straight-through)",
@@ -144,10 +144,13 @@ def snapshot_steps(eval_dir: Path, run: str) -> list[int]:
     return sorted(int(m.group(1)) for f in eval_dir.glob(f"{run}-ckpt-step*.json") if (m := pat.fullmatch(f.name)))
 
 
-def comparison_steps(eval_dir: Path) -> tuple[int | None, int | None]:
-    """(ABL_STEPS, GQA_STEPS): gqa2 is snapshotted at ABL_STEPS, mixsga at both."""
+def comparison_steps(eval_dir: Path, gqa_run_steps: int | None = None) -> tuple[int | None, int | None]:
+    """(ABL_STEPS, GQA_STEPS): gqa2 is snapshotted at ABL_STEPS, mixsga at both; GQA_STEPS is where the gqa2 run
+    stopped when that is known (it may equal ABL_STEPS)."""
     mix, gqa = snapshot_steps(eval_dir, "mixsga"), snapshot_steps(eval_dir, "gqa2")
     abl = gqa[0] if gqa else (mix[0] if mix else None)
+    if gqa_run_steps and gqa_run_steps in mix:
+        return abl, gqa_run_steps
     rest = [s for s in mix if s != abl]
     return abl, (rest[-1] if rest else None)
 
@@ -397,8 +400,49 @@ def verdict(checks) -> bool | None:
     return None if None in oks else all(oks)
 
 
+def shipped_facts(results: Path) -> dict | None:
+    """The shipped model's own run when it is not this study's (the 2026-11-29 layout: train/{dense,mixsga}/log.jsonl
+    and train/eval/{dense,mixsga}.json): tokens, held-out ppl rows and the full-KV reference of that run."""
+    train = results / "train"
+    mix, dense = ppl_rows(train / "eval", "mixsga"), ppl_rows(train / "eval", "dense")
+    if not mix:
+        return None
+    tok = {}
+    for n in ("dense", "mixsga"):
+        rows = [r for r in run_log(train / n / "log.jsonl") if "tokens" in r]
+        tok[n] = max((r["tokens"] for r in rows), default=0)
+    return {"dir": results, "mix": mix, "dense": dense, "tokens": tok["dense"] + tok["mixsga"], "tok": tok}
+
+
+def shipped_section(w, ship, study_mix_rows, study_tokens):
+    """Which model ships and why: its own perplexities next to this study's mixSGA branch."""
+    m50, am, full = ppl_at(ship["mix"], "mixsga", 0.5), ppl_at(ship["mix"], "mixsga-argmax"), ppl_at(ship["dense"], "full", 1.0)
+    s50 = ppl_at(study_mix_rows, "mixsga", 0.5)
+    w("## The shipped model")
+    w("")
+    w(f"`models/default` holds the mixSGA model of the run in `{ship['dir']}` (dense {ship['tok']['dense']:,} tokens, "
+      f"then mixSGA continued pretraining {ship['tok']['mixsga']:,} tokens; {ship['tokens']:,} in all), re-exported in "
+      "model format 2 with unchanged weights. This card's study (below) trained a new mixSGA model at equal compute "
+      "with a dense reference; it is not shipped because it is worse in absolute terms"
+      + (f" (held-out ppl at 50% KV {s50['ppl']:.3f} vs the shipped {m50['ppl']:.3f}; it saw {study_tokens:,} tokens)"
+         if s50 and m50 else "") + ".")
+    w("")
+    if m50 and full:
+        w("| shipped model (its own run's eval files) | 25% | 35% | 50% | 75% | 100% | argmax decode |")
+        w("|---|---|---|---|---|---|---|")
+        cells = [fmt_ppl(ppl_at(ship["mix"], "mixsga", b)) for b in BUDGETS]
+        w(f"| mixSGA expert-choice | {' | '.join(cells)} | "
+          + (f"{am['ppl']:.3f} at {am['kv_fraction']:.1%} KV" if am else "n/a") + " |")
+        w(f"| dense model of that run, full KV | | | | | {full['ppl']:.3f} | |")
+        w("")
+        w(f"Shipped mixSGA@50% / that run's dense full KV = {m50['ppl'] / full['ppl']:.3f}× — at **unequal** compute "
+          f"(the mixSGA model saw {ship['tok']['mixsga']:,} more tokens), so it flatters mixSGA; the equal-compute "
+          "comparison is this card's study.")
+        w("")
+
+
 def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path, training_doc: Path,
-          date: str = DATE, machine: str = MACHINE) -> dict:
+          date: str = DATE, machine: str = MACHINE, shipped: Path | None = None) -> dict:
     train = results / "train"
     if not train.is_dir():
         raise UserError(f"{results}: no train/ folder")
@@ -422,7 +466,7 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
     trunk_tok = facts["dense"]["tokens"]
     branch = facts["mixsga"]["steps"]
     tps = facts["mixsga"]["tokens_per_step"] or facts["dense"]["tokens_per_step"] or 0
-    abl, gqa = comparison_steps(ev) if ev.is_dir() else (None, None)
+    abl, gqa = comparison_steps(ev, facts["gqa2"]["steps"]) if ev.is_dir() else (None, None)
     nums.update(abl_steps=abl, gqa_steps=gqa)
     gs = gqa if gqa is not None else "?"          # in labels
 
@@ -430,6 +474,9 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
     gqa_rows, gqa_name = rows_at_step(ev, "gqa2", gqa, facts["gqa2"]["steps"])
     mix_g_rows, mix_g_name = rows_at_step(ev, "mixsga", gqa, branch)
     meta = read_json(ev / "dense-cont.json") or read_json(ev / "mixsga.json") or {}
+    ship = shipped_facts(shipped) if shipped else None
+    if shipped and not ship:
+        raise UserError(f"--shipped {shipped}: no train/eval/mixsga.json")
 
     L = []
     w = L.append
@@ -440,12 +487,16 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
     w("")
     w(f"Recipe (docs/training.md): a dense trunk of {facts['dense']['steps']} steps ({trunk_tok:,} tokens), then "
       f"branches from its checkpoint that differ only in attention: `mixsga` (converted to "
-      f"{':'.join(f'{r * 10:g}' for r in targets)}, the shipped model) and `dense-cont` (full KV) for "
+      f"{':'.join(f'{r * 10:g}' for r in targets)}) and `dense-cont` (full KV) for "
       f"{branch} steps each, static GQA-2 (`gqa2`) for {facts['gqa2']['steps']} steps, the router ablations for "
       f"{abl if abl is not None else 'n/a'} steps; `mixsga` is snapshotted at the ablations' and GQA-2's step "
       "counts so that every comparison is at equal steps and tokens.")
     w("")
 
+    if ship:
+        shipped_section(w, ship, mix_rows, trunk_tok + facts["mixsga"]["tokens"])
+        w("# Study: mixSGA vs full KV at equal compute")
+        w("")
     # (1) perplexity vs KV
     w("## Held-out perplexity vs KV budget")
     w("")
@@ -479,7 +530,7 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
         gnotes = "; ".join(f"{r['budget']:.0%} = {r['note']}" for r in ref_rows if r["method"] == "gqa" and r.get("note"))
         w(f"{meta.get('windows', '?')} fixed validation windows × {meta.get('seq_len', '?')} tokens (packages held "
           "out of training), no FIM; KV fraction = cache bytes held per query position relative to full attention. "
-          f"Rows: **mixsga** = the shipped model after {branch} branch steps; **dense-cont** = the trunk continued "
+          f"Rows: **mixsga** = the mixSGA branch after {branch} branch steps; **dense-cont** = the trunk continued "
           f"densely for {facts['dense-cont']['steps']} steps (the full-KV reference at equal compute; GQA / window "
           "/ H2O are applied to it at inference, untrained); **gqa2** = static GQA-2 trained for "
           f"{facts['gqa2']['steps']} branch steps (eval_ppl's `gqa` 50% row = every token on the group-2 expert, "
@@ -665,7 +716,7 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
     # (5) code evals
     w("## Code completion (pass@1, greedy, sandboxed execution)")
     w("")
-    shipped_tok = trunk_tok + facts["mixsga"]["tokens"]
+    shipped_tok = ship["tokens"] if ship else trunk_tok + facts["mixsga"]["tokens"]
     if codes:
         models = sorted({c[4] for c in codes.values() if c[4]})
         w("PyTorch checkpoint through `mixsga.generate.TorchCompleter` (FIM SPM prompt, decode-time argmax routing "
@@ -780,12 +831,12 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
               + f"the comparison step {step} (mixsga's snapshot).")
     total = sum(f["tokens"] for f in facts.values())
     secs = sum(f["seconds"] for f in facts.values())
-    w(f"- The shipped model (trunk + mixsga) saw {shipped_tok:,} tokens; all runs together trained "
+    w(f"- This study's mixSGA model (trunk + mixsga) saw {trunk_tok + facts['mixsga']['tokens']:,} tokens; all runs together trained "
       f"{total:,} tokens in {secs:,.0f} s of training loops (the trunk counted once).")
     if stats:
         tt = stats.get("total_tokens", {})
         w(f"- Shards (from all.log's shards statistics): {tt.get('train', 0):,} train tokens, {tt.get('val', 0):,} "
-          f"val tokens; so the shipped model saw ≈ {shipped_tok / max(tt.get('train', 1), 1):.2f} epochs.")
+          f"val tokens; so the study's mixSGA model saw ≈ {(trunk_tok + facts['mixsga']['tokens']) / max(tt.get('train', 1), 1):.2f} epochs.")
         for split in ("train", "val"):
             per = stats.get("tokens", {}).get(split, {})
             w(f"  - {split}: " + ", ".join(f"{k} {v:,}" for k, v in per.items()))
@@ -840,7 +891,7 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
 def run(args):
     nums = build(Path(args.results), Path(args.evals), Path(args.out),
                  Path(args.corpus) if args.corpus else None, Path(args.img), Path(args.training_doc),
-                 date=args.date, machine=args.machine)
+                 date=args.date, machine=args.machine, shipped=Path(args.shipped) if args.shipped else None)
     print(f"wrote {args.out}")
     for k, v in nums.items():
         print(f"  {k}: {v}")
@@ -857,6 +908,7 @@ def register(sub):
     p.add_argument("--training-doc", default="docs/training.md")
     p.add_argument("--date", default=DATE, help=f"date of the run, in the title and plots (default {DATE})")
     p.add_argument("--machine", default=MACHINE, help="machine the results come from, in words")
+    p.add_argument("--shipped", help="results folder of the run whose model ships, when it is not this study's")
     p.set_defaults(func=lambda a: run(_defaults(a)))
 
 
