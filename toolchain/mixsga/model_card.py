@@ -875,9 +875,14 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
     w("scripts/train-default.sh dense runs/default                 # the dense trunk: DENSE_STEPS of a TOTAL_STEPS cosine")
     w("scripts/train-default.sh branches runs/default              # convert 3:1:6, then mixsga, dense-cont, gqa2, abl-lmgrad, abl-random")
     w("scripts/train-default.sh eval runs/default                  # eval_ppl on every checkpoint and snapshot -> runs/default/eval")
-    w("python -m mixsga export runs/default/mixsga/ckpt models/default --name mixsga-default --cuda --cpu-weights int8")
-    w("python -m mixsga eval_code --model runs/default/mixsga/ckpt --sets single --out docs/results/evals/single.json")
-    w(f"python -m mixsga model_card --results {results} --evals {evals} --out {out} --date {date}")
+    if ship:  # the shipped folder comes from the other run's checkpoint
+        w(f"python -m mixsga export <checkpoint of {ship['dir']}> models/default --name mixsga-default --cuda --cpu-weights int8")
+        w(f"python -m mixsga eval_code --model <checkpoint of {ship['dir']}> --sets single --out docs/results/evals/single.json")
+    else:
+        w("python -m mixsga export runs/default/mixsga/ckpt models/default --name mixsga-default --cuda --cpu-weights int8")
+        w("python -m mixsga eval_code --model runs/default/mixsga/ckpt --sets single --out docs/results/evals/single.json")
+    w(f"python -m mixsga model_card --results {results} --evals {evals} --out {out} --date {date}"
+      + (f" --shipped {ship['dir']}" if ship else ""))
     w("```")
     w("")
     w("Each stage of `scripts/train-default.sh` runs detached (log in `runs/default/<stage>.log`; "

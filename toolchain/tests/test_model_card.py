@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from mixsga import model_card
+from mixsga.errors import UserError
 
 TPS = 2048                          # tokens per step of every run
 TRUNK, BRANCH, ABL, GQA = 5, 12, 3, 6
@@ -218,3 +219,24 @@ def test_cli_registered(tmp_path):
     assert (tmp_path / "img" / "model-card-loss.png").is_file()
     text = out.read_text()
     assert "Model card: mixsga-default (2030-05-06)" in text and "machine: cli box" in text
+
+
+def test_shipped_model_from_another_run(tmp_path):
+    """--shipped: the card names the model in models/default (another run, old layout) and compares it with
+    the study's mixSGA branch; the shipped run's ratio is flagged as unequal compute."""
+    res, code, corpus, doc = _write(tmp_path)
+    out, img = tmp_path / "docs" / "model-card.md", tmp_path / "docs" / "img"
+    old = tmp_path / "old" / "train"
+    (old / "eval").mkdir(parents=True)
+    (old / "eval" / "mixsga.json").write_text(json.dumps({"rows": _mix_rows(12.0, {0.25: 9.0, 0.35: 8.5, 0.5: 8.0, 0.75: 8.4, 1.0: 12.0}, 7.9, 0.497, 9.5)}))
+    (old / "eval" / "dense.json").write_text(json.dumps({"rows": [_row("full", 1.0, 1.0, 7.5)]}))
+    for name, tokens in (("dense", 2_000_000), ("mixsga", 500_000)):
+        (old / name).mkdir()
+        (old / name / "log.jsonl").write_text(json.dumps({"step": 10, "loss": 2.0, "tokens": tokens}) + "\n")
+    model_card.build(res, code, out, corpus, img, doc, shipped=old.parent)
+    text = out.read_text()
+    assert "## The shipped model" in text and "2,500,000 in all" in text
+    assert "1.067×" in text and "**unequal** compute" in text  # 8.0 / 7.5
+    assert "--shipped" in text and text.index("## The shipped model") < text.index("# Study")
+    with pytest.raises(UserError):
+        model_card.build(res, code, out, corpus, img, doc, shipped=tmp_path / "nowhere")
