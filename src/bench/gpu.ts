@@ -317,16 +317,16 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
   const prefillPast = new Map<string, DocCache>();
   /** One whole prefill: chunks of `chunk` tokens, the past growing with the budget's expert mix. */
   const prefill = async (pct: number, L: number) => {
-    let feedMs = 0, runMs = 0, unwrapMs = 0, inBytes = 0, outBytes = 0, tokens_ = 0;
+    let feedMs = 0, runMs = 0, unwrapMs = 0, inBytes = 0, outBytes = 0, fed = 0;
     for (let p = 0; p < L; p += chunk) {
       const n = Math.min(chunk, L - p);
       const key = `${pct}:${p}`; // the past of this chunk: p tokens in the budget's expert mix (built once)
       let past = prefillPast.get(key);
       if (!past) { past = syntheticDoc(shape, p, ratiosFor(pct, groups)); prefillPast.set(key, past); }
       const s = await step(tokens(n, p), p, past);
-      feedMs += s.feedMs; runMs += s.runMs; unwrapMs += s.unwrapMs; inBytes += s.inBytes; outBytes += s.outBytes; tokens_ += n;
+      feedMs += s.feedMs; runMs += s.runMs; unwrapMs += s.unwrapMs; inBytes += s.inBytes; outBytes += s.outBytes; fed += n;
     }
-    return { feedMs, runMs, unwrapMs, inBytes, outBytes, tokens: tokens_ };
+    return { feedMs, runMs, unwrapMs, inBytes, outBytes, tokens: fed };
   };
   const runCfg = async (c: Cfg) => {
     if (c.kind === 'prefill') return prefill(c.pct, c.T);

@@ -24,16 +24,6 @@ export interface GenerateArgs {
 
 export interface GenerateResult { text: string; ids: number[]; stop: StopReason }
 
-export function argmax(logits: Float32Array, among?: Int32Array): number {
-  let best = -1, bv = -Infinity;
-  if (among) {
-    for (let i = 0; i < among.length; i++) { const v = logits[among[i]]; if (v > bv) { bv = v; best = among[i]; } }
-  } else {
-    for (let i = 0; i < logits.length; i++) if (logits[i] > bv) { bv = logits[i]; best = i; }
-  }
-  return best;
-}
-
 export async function generate(a: GenerateArgs): Promise<GenerateResult> {
   const now = a.now ?? Date.now;
   const ids: number[] = [];
