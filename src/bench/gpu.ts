@@ -14,7 +14,8 @@ import { performance } from 'node:perf_hooks';
 import type * as ortTypes from 'onnxruntime-node';
 import { loadManifest, Manifest, Variant } from '../engine/manifest';
 import { cudaUnavailableReason } from '../engine/session';
-import { DocCache, KvShape, RunKv, KvArray, bytesPerElem } from '../engine/kvStore';
+import { DocCache, KvShape, bytesPerElem } from '../engine/kvStore';
+import { ModelRunner, RunRequest } from '../engine/runner';
 import { f32ToF16 } from '../engine/fp16';
 import { Args, UnavailableError, gpuMemUsedMiB, int, nums, r2, stats, str, table } from './common';
 
@@ -254,47 +255,23 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
   const groups = manifest.experts.map((e) => e.group_size);
   const E = groups.length, maxPos = A.max_position_embeddings;
   const fullKvPerToken = 2 * A.num_layers * A.num_kv_heads * A.head_dim * bytesPerElem(shape.dtype);
-  const zeroBias = new Float32Array(E);
-  const { Tensor } = ort;
-
-  const V = A.vocab_size;
-  const noStop = new Uint8Array(V), zeroMask = new Float32Array(V);
-  const buildFeeds = (ids: number[], start: number, doc: DocCache, steps: number) => {
-    const S = ids.length;
-    const feeds: Record<string, ortTypes.Tensor> = {
-      input_ids: new Tensor('int64', BigInt64Array.from(ids, BigInt), [1, S]),
-      position_ids: new Tensor('int64', BigInt64Array.from({ length: S }, (_, i) => BigInt(start + i)), [1, S]),
-      route_bias: new Tensor('float32', zeroBias, [E]),
-      gen_steps: new Tensor('int64', BigInt64Array.of(BigInt(steps)), []),
-      stop_mask: new Tensor('bool', noStop, [V]),
-      first_mask: new Tensor('float32', zeroMask, [V]),
-    };
-    let pastBytes = 0;
-    for (const f of doc.feeds()) { feeds[f.name] = new Tensor(shape.dtype, f.data, f.dims); pastBytes += f.data.byteLength; }
-    return { feeds, inBytes: pastBytes + 16 * S + 4 * E + 5 * V + 8 };
-  };
+  // Feeds and outputs go through the engine's own ModelRunner (runner.ts); only session.run is timed apart.
+  const runner = new ModelRunner(ort, session, manifest, shape.dtype);
+  const zeroBias = new Float32Array(E), noStop = new Uint8Array(A.vocab_size);
   const scratch = new DocCache(shape);
-  /** What budget.commit does with a run's outputs: append the processed tokens to a (scratch) document. */
-  const unwrap = (out: ortTypes.InferenceSession.OnnxValueMapType, ids: number[]) => {
-    const route = out.route.data as Int32Array, scores = out.scores.data as Float32Array;
-    const n = route.length / shape.layers;
-    const kv: RunKv = { n, route, scores, kv: [] };
-    let outBytes = (out.logits.data as Float32Array).byteLength + route.byteLength + scores.byteLength
-      + (out.tokens.data as BigInt64Array).byteLength;
-    for (let e = 0; e < E; e++) { const x = out[`kv.${e}`].data as KvArray; kv.kv.push(x); outBytes += x.byteLength; }
-    const tokens = Array.from(out.tokens.data as BigInt64Array, Number);
-    scratch.truncate(0); scratch.append([...ids, ...tokens.slice(0, n - ids.length)], kv);
-    return { outBytes, tokens: tokens.length };
-  };
+  const bytesOf = (ts: Record<string, ortTypes.Tensor>) => Object.values(ts).reduce((s, t) => s + (t.data as ArrayLike<number> & { byteLength: number }).byteLength, 0);
   interface Step { feedMs: number; runMs: number; unwrapMs: number; inBytes: number; outBytes: number; tokens: number }
   const step = async (ids: number[], start: number, doc: DocCache, steps = 0): Promise<Step> => {
+    const req: RunRequest = { ids, startPos: start, routeBias: zeroBias, genSteps: steps, stopMask: noStop };
     const t0 = performance.now();
-    const { feeds, inBytes } = buildFeeds(ids, start, doc, steps);
+    const feeds = runner.feeds(req, doc);
     const t1 = performance.now();
     const out = await session.run(feeds);
     const t2 = performance.now();
-    const { outBytes, tokens } = unwrap(out, ids);
-    return { feedMs: t1 - t0, runMs: t2 - t1, unwrapMs: performance.now() - t2, inBytes, outBytes, tokens };
+    const r = runner.unwrap(req, out);
+    scratch.truncate(0); scratch.append(r.processed, r.kv); // what budget.commit does with a run's outputs
+    return { feedMs: t1 - t0, runMs: t2 - t1, unwrapMs: performance.now() - t2, inBytes: bytesOf(feeds),
+      outBytes: bytesOf(out), tokens: r.tokens.length };
   };
   const tokens = (n: number, off = 0) => Array.from({ length: n }, (_, i) => 100 + ((i + off) * 37) % 20000);
 

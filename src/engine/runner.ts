@@ -40,6 +40,11 @@ export class ModelRunner {
   }
 
   async run(r: RunRequest, doc: DocCache): Promise<RunResult> {
+    return this.unwrap(r, await this.session.run(this.feeds(r, doc)));
+  }
+
+  /** The graph inputs of a run (the cache as views: nothing is copied). */
+  feeds(r: RunRequest, doc: DocCache): Record<string, ortTypes.Tensor> {
     const { Tensor } = this.ort;
     const S = r.ids.length;
     const feeds: Record<string, ortTypes.Tensor> = {
@@ -51,12 +56,17 @@ export class ModelRunner {
       first_mask: new Tensor('float32', r.firstMask ?? this.zeroMask, [this.zeroMask.length]),
     };
     for (const f of doc.feeds()) feeds[f.name] = new Tensor(this.kvType, f.data, f.dims);
-    const out = await this.session.run(feeds);
+    return feeds;
+  }
+
+  /** The graph outputs of a run, in the engine's terms. */
+  unwrap(r: RunRequest, out: ortTypes.InferenceSession.OnnxValueMapType): RunResult {
     const tokens = Array.from(out.tokens.data as BigInt64Array, Number);
     const route = out.route.data as Int32Array;
     const n = route.length / this.layers;
     const kv: RunKv = { n, route, scores: out.scores.data as Float32Array, kv: [] };
     for (let e = 0; e < this.experts; e++) kv.kv.push(out[`kv.${e}`].data as KvArray);
-    return { logits: out.logits.data as Float32Array, tokens, processed: [...Array.from(r.ids), ...tokens.slice(0, n - S)], kv };
+    const processed = [...Array.from(r.ids), ...tokens.slice(0, n - r.ids.length)];
+    return { logits: out.logits.data as Float32Array, tokens, processed, kv };
   }
 }

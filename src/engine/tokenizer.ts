@@ -26,7 +26,7 @@ export class ModelTokenizer {
    * only one is the "\n" byte token), a text's ids are its lines' ids joined by the newline ids. A keystroke then
    * re-encodes one line instead of the whole ~5k-character prompt (≈50 ms in @huggingface/tokenizers' JS).
    */
-  private lines?: { cache: LRUCache<string, number[]>; newline: number[] };
+  private lines?: { cache: LRUCache<string, number[]>; newline: number[] } | null; // null: not exact, decided once
 
   /**
    * `tok` decodes (and knows the special tokens); `plain` encodes user text: the same tokenizer without its added
@@ -95,10 +95,10 @@ export class ModelTokenizer {
   }
 
   /** The line cache when every token holding a newline is the newline itself, else null (encode whole texts). */
-  private lineCacheIfExact(): { cache: LRUCache<string, number[]>; newline: number[] } | undefined {
+  private lineCacheIfExact(): { cache: LRUCache<string, number[]>; newline: number[] } | null {
     const newline = this.encodeWhole('\n');
     const spans = this.tokenTexts().some((t, i) => t.includes('\n') && !(newline.length === 1 && i === newline[0]));
-    return spans || newline.length !== 1 ? undefined : { cache: new LRUCache({ max: 20_000 }), newline };
+    return spans || newline.length !== 1 ? null : { cache: new LRUCache({ max: 20_000 }), newline };
   }
 
   private encodeWhole(text: string): number[] {

@@ -244,17 +244,14 @@ class OnnxCompleter:
             raise UserError(f"{self.dir}: graph returned {len(tokens)} tokens and route {route.shape} for a chunk "
                             f"of {S} with gen_steps {gen_steps}")
         for e, (_g, he) in enumerate(self.experts):
-            kv = outs[f"kv.{e}"]
-            counts = (route == e).sum(axis=1)
-            if kv.shape != (int(counts.sum()), 2, he, self.D):
-                raise UserError(f"{self.dir}: kv.{e} has shape {kv.shape}, route says {int(counts.sum())} rows "
-                                f"of [2, {he}, {self.D}]")
-            off = 0
-            for l in range(self.L):
-                n = int(counts[l])
-                if n:
-                    cache[l][e] = np.concatenate([cache[l][e], kv[None, off:off + n].astype(self.kv_dtype)], axis=1)
-                off += n
+            if outs[f"kv.{e}"].shape[1:] != (2, he, self.D):
+                raise UserError(f"{self.dir}: kv.{e} has shape {outs[f'kv.{e}'].shape}, expected rows of [2, {he}, {self.D}]")
+        from mixsga.runtime import append_outputs  # here: the module imports torch, this completer needs only ORT
+
+        try:
+            append_outputs(cache, route, [outs[f"kv.{e}"] for e in range(self.E)])
+        except ValueError as err:
+            raise UserError(f"{self.dir}: {err}") from None
         held = {sum(cache[l][e].shape[1] for e in range(self.E)) for l in range(self.L)}
         if len(held) != 1:  # the graph's contract: one entry per token per layer
             raise UserError(f"{self.dir}: layers hold different numbers of tokens after a run: {sorted(held)}")

@@ -162,13 +162,7 @@ def replay(onnx_path, vectors, cfg):
             worst["sums"] = max([worst["sums"], abs(lg.sum() - exp["logits_sum"]) / 100] +
                                 [abs(out[f"kv.{e}"].sum(dtype=np.float64) - exp["kv_sum"][e]) for e in range(cfg.num_experts)] +
                                 [abs(out["scores"][l].sum(dtype=np.float64) - exp["scores_sum"][l]) for l in range(L)])
-            for e in range(cfg.num_experts):  # the engine's append: each layer's rows of kv.e, in order
-                rows = out[f"kv.{e}"]
-                at = 0
-                for l in range(L):
-                    c = int((out["route"][l] == e).sum())
-                    past[l][e] = np.concatenate([past[l][e], rows[None, at:at + c]], axis=1)
-                    at += c
+            runtime.append_outputs(past, out["route"], [out[f"kv.{e}"] for e in range(cfg.num_experts)])
     return worst
 
 

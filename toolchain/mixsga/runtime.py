@@ -86,5 +86,23 @@ def as_feeds(past, dtype=np.float32) -> dict:
     return out
 
 
+def append_outputs(cache, route, kv):
+    """The runtime's cache update on the graph's token-major caches: cache[l][e] = past.{l}.{e} [1, T, 2, H_e, D]
+    (numpy, updated in place), route [L, N] and kv[e] [n_e, 2, H_e, D] the outputs of one run. For layer l the rows
+    of kv[e] are the tokens t with route[l, t] = e, in token order (what the engine's DocCache.append does).
+    Raises ValueError when kv[e] does not hold the rows the route names."""
+    route = np.asarray(route)
+    for e, rows in enumerate(kv):
+        counts = (route == e).sum(axis=1)
+        if rows.shape[0] != int(counts.sum()):
+            raise ValueError(f"kv.{e} has {rows.shape[0]} rows, route says {int(counts.sum())}")
+        at = 0
+        for l, n in enumerate(counts.tolist()):
+            if n:
+                part = rows[None, at:at + n].astype(cache[l][e].dtype, copy=False)
+                cache[l][e] = np.concatenate([cache[l][e], part], axis=1)
+            at += n
+
+
 def empty_past(model, dtype=torch.float32):
     return [list(layer) for layer in model.empty_past(dtype=dtype)]
