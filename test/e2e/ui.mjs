@@ -135,7 +135,15 @@ async function completeAndAccept(page, file, name, prefix, shots, check) {
     const end2 = Date.now() + 8_000;
     while (Date.now() < end2) {
       saved = fs.readFileSync(file, 'utf8');
-      if (saved !== before) break;
+      // A read can land while the editor rewrites the file (truncated, then written): take the content only
+      // once two reads 100 ms apart agree.
+      if (saved !== before) {
+        await sleep(100);
+        const again = fs.readFileSync(file, 'utf8');
+        if (again === saved) break;
+        saved = again;
+        continue;
+      }
       await sleep(100);
     }
   }
