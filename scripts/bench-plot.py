@@ -7,7 +7,8 @@ All files are named docs/img/bench-<kind>-<results file stem>.png:
 completion suite -> latency-<file>.png (p50/p95 of warm, cold, cold-after-prefill) and budgets-<file>.png
 gpu suite        -> decode-<file>.png (decode tok/s vs context per budget), split-<file>.png (per decode step:
                     feed build, session.run split into estimated transfer vs the rest, unwrap; stacked bars),
-                    prefill-<file>.png
+                    prefill-<file>.png; a run with several --decode-steps -> steps-<file>.png (run time vs tokens
+                    per run, with the least-squares cost per step and per run)
 PyTorch reference (toolchain/mixsga/bench_torch.py JSON, "engine": "pytorch-eager") -> no plot of its own, but
 combined with the GPU-suite files of the same run (file names <prefix>-gpu-<model>-<ep>.json and
 <prefix>-torch-<model>.json, e.g. 2026-11-29-h200-gpu-tinyllama-cuda.json):
@@ -77,7 +78,25 @@ def plot_split(r, dec, kind, stem, out):
 
 
 
+def plot_steps(r, stem, out):
+    """Run time vs decode steps per run: the slope is what one more generated token costs, the intercept what a
+    run costs besides (feeds, the chunk, the outputs)."""
+    dec = [x for x in r["results"] if x["kind"] == "decode"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in sorted({(x["budgetPct"], x["tokens"]) for x in dec}, reverse=True):
+        pts = sorted((x["decodeSteps"], x["totalMs"]["p50"]) for x in dec if (x["budgetPct"], x["tokens"]) == key)
+        n = len(pts); mx = sum(p[0] for p in pts) / n; my = sum(p[1] for p in pts) / n
+        slope = sum((p[0] - mx) * (p[1] - my) for p in pts) / sum((p[0] - mx) ** 2 for p in pts)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-",
+                label=f"{key[0]}% KV, {key[1]} context: {slope:.2f} ms/step + {my - slope * mx:.1f} ms/run")
+    ax.set_xlabel("tokens per session.run (decode steps)"); ax.set_ylabel("whole run ms (p50)")
+    ax.set_title("Decode run time vs steps — " + title(r), fontsize=9); ax.legend(fontsize=8)
+    fig.tight_layout(); f = os.path.join(out, "bench-" + f"steps-{stem}.png"); fig.savefig(f, dpi=110); plt.close(fig); print(f)
+
+
 def plot_gpu(r, stem, out):
+    if len(r.get("settings", {}).get("decodeStepsList", [])) > 1:
+        return plot_steps(r, stem, out)
     dec = [x for x in r["results"] if x["kind"] == "decode"]
     budgets = sorted({x["budgetPct"] for x in dec}, reverse=True)
     fig, ax = plt.subplots(figsize=(7, 4))

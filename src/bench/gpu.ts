@@ -170,7 +170,8 @@ export function splitProfile(file: string, labels: (string | null)[]) {
   const ev = readProfileEvents(file);
   const runs = ev.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => a.ts - b.ts);
   const out: Record<string, { modelRunMs: number; kernelMs: number; memcpyNodeMs: number; executorMs: number;
-    outsideExecutorMs: number; byProvider: Record<string, number>; memcpyNodes: number }[]> = {};
+    outsideExecutorMs: number; byProvider: Record<string, number>; memcpyNodes: number; loopMs: number; stepNodeMs: number;
+    stepNodes: number; stepByOp: Record<string, { n: number; ms: number }> }[]> = {};
   if (runs.length !== labels.length) return { error: `profile has ${runs.length} model_run events, expected ${labels.length}`, perConfig: out };
   // Each event belongs to the last run that starts at or before it (runs do not overlap: one run at a time).
   const starts = runs.map((r) => r.ts);
@@ -179,7 +180,8 @@ export function splitProfile(file: string, labels: (string | null)[]) {
     while (lo <= hi) { const m = (lo + hi) >> 1; if (starts[m] <= e.ts) { k = m; lo = m + 1; } else hi = m - 1; }
     return k >= 0 && e.ts + e.dur <= runs[k].ts + runs[k].dur + 1 ? k : -1;
   };
-  const acc = runs.map(() => ({ kernel: 0, memcpy: 0, nMem: 0, exec: 0, byProvider: {} as Record<string, number> }));
+  const acc = runs.map(() => ({ kernel: 0, memcpy: 0, nMem: 0, exec: 0, byProvider: {} as Record<string, number>,
+    loop: 0, step: 0, nStep: 0, stepByOp: {} as Record<string, { n: number; ms: number }> }));
   for (const e of ev) {
     if (e.cat === 'Session' && e.name === 'model_run') continue;
     const k = runOf(e);
@@ -187,7 +189,11 @@ export function splitProfile(file: string, labels: (string | null)[]) {
     const a = acc[k];
     if (e.cat === 'Node') {
       // the Loop node's time encloses its body's nodes, which are recorded one by one
-      if (e.op === 'Loop') continue;
+      if (e.op === 'Loop') { a.loop += e.dur; continue; }
+      if (e.name.startsWith('step/')) { // a decode-step node (the Loop body's nodes are named step/...)
+        a.step += e.dur; a.nStep++;
+        const o = (a.stepByOp[e.op] ??= { n: 0, ms: 0 }); o.n++; o.ms += e.dur / 1000;
+      }
       if (e.op.startsWith('Memcpy')) { a.memcpy += e.dur; a.nMem++; } else { a.kernel += e.dur; a.byProvider[e.prov] = (a.byProvider[e.prov] ?? 0) + e.dur / 1000; }
     } else if (/Execute/.test(e.name)) a.exec = Math.max(a.exec, e.dur); // the outermost executor (the body's runs nest in it)
   }
@@ -196,7 +202,8 @@ export function splitProfile(file: string, labels: (string | null)[]) {
     if (!lab) return;
     const a = acc[i];
     (out[lab] ??= []).push({ modelRunMs: r.dur / 1000, kernelMs: a.kernel / 1000, memcpyNodeMs: a.memcpy / 1000, executorMs: a.exec / 1000,
-      outsideExecutorMs: a.exec ? (r.dur - a.exec) / 1000 : NaN, byProvider: a.byProvider, memcpyNodes: a.nMem });
+      outsideExecutorMs: a.exec ? (r.dur - a.exec) / 1000 : NaN, byProvider: a.byProvider, memcpyNodes: a.nMem,
+      loopMs: a.loop / 1000, stepNodeMs: a.step / 1000, stepNodes: a.nStep, stepByOp: a.stepByOp });
   });
   return { perConfig: out };
 }
@@ -213,7 +220,9 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
   const warmup = int(a, 'warmup', quick ? 1 : 3), iters = int(a, 'iterations', quick ? 3 : 5);
   const profiled = int(a, 'profile-runs', quick ? 1 : 2);
   const chunk = int(a, 'chunk', device === 'cuda' ? 2048 : 256); // the engine's prefill chunk per device
-  const decodeSteps = Math.max(1, int(a, 'decode-steps', device === 'cuda' ? 32 : (quick ? 4 : 16)));
+  // tokens per decode run; a list (--decode-steps 1,8,32) measures each, to separate per-run from per-step costs
+  const stepsList = nums(a, 'decode-steps', [device === 'cuda' ? 32 : (quick ? 4 : 16)]).map((x) => Math.max(1, Math.round(x)));
+  const decodeSteps = Math.max(...stepsList);
   const threads = int(a, 'threads', 0);
   const log = (s: string) => process.stderr.write(`[bench:gpu] ${s}\n`);
 
@@ -234,7 +243,9 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
     graphOptimizationLevel: 'all', logSeverityLevel: 3,
     executionProviders: device === 'cuda' ? [{ name: 'cuda', deviceId: 0 }] : ['cpu'],
     ...(threads > 0 ? { intraOpNumThreads: threads } : {}),
-    ...(a['strict-placement'] === true ? { extra: { session: { disable_cpu_ep_fallback: '1' } } } : {}),
+    // --no-spin: ORT's intra-op pool threads do not spin-wait between parallel sections
+    extra: { session: { ...(a['strict-placement'] === true ? { disable_cpu_ep_fallback: '1' } : {}),
+      ...(a['no-spin'] === true ? { intra_op: { allow_spinning: '0' } } : {}) } },
   };
   const mem: Record<string, unknown> = { rssMiBBefore: r2(process.memoryUsage().rss / 2 ** 20), gpuMiBBefore: gpuMemUsedMiB() };
   let session: ortTypes.InferenceSession;
@@ -276,9 +287,11 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
   const tokens = (n: number, off = 0) => Array.from({ length: n }, (_, i) => 100 + ((i + off) * 37) % 20000);
 
   // Configurations: decode (budget, context) and prefill (budget, length; engine-style chunks with a growing past).
-  type Cfg = { kind: 'decode' | 'prefill'; pct: number; T: number; label: string };
+  type Cfg = { kind: 'decode' | 'prefill'; pct: number; T: number; label: string; steps?: number };
   const cfgs: Cfg[] = [];
-  for (const pct of budgets) for (const T of [...contexts].sort((x, y) => y - x)) cfgs.push({ kind: 'decode', pct, T, label: `decode:${pct}:${T}` });
+  for (const pct of budgets) for (const T of [...contexts].sort((x, y) => y - x)) for (const steps of stepsList) {
+    cfgs.push({ kind: 'decode', pct, T, steps, label: `decode:${pct}:${T}` + (stepsList.length > 1 ? `:s${steps}` : '') });
+  }
   const fits = prefillLens.filter((T) => T <= maxPos); // positions 0..T-1 need RoPE rows
   if (fits.length < prefillLens.length) log(`prefill lengths > max_position_embeddings ${maxPos} skipped`);
   for (const pct of prefillBudgets) for (const T of fits) cfgs.push({ kind: 'prefill', pct, T, label: `prefill:${pct}:${T}` });
@@ -308,7 +321,7 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
   const runCfg = async (c: Cfg) => {
     if (c.kind === 'prefill') return prefill(c.pct, c.T);
     const T = decodeCtx(c.T);
-    return step(tokens(1), T, docFor(c.pct, T), decodeSteps - 1);
+    return step(tokens(1), T, docFor(c.pct, T), (c.steps ?? decodeSteps) - 1);
   };
 
   // Phase A: profiled runs (one unlabelled warmup each), then endProfiling() — profiling stops for the session.
@@ -352,7 +365,11 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
     const profSum = prof && prof.length ? (c.kind === 'decode'
       ? { modelRunMs: stats(prof.map((p) => p.modelRunMs)).p50, kernelMs: stats(prof.map((p) => p.kernelMs)).p50,
         memcpyNodeMs: stats(prof.map((p) => p.memcpyNodeMs)).p50, outsideExecutorMs: stats(prof.map((p) => p.outsideExecutorMs)).p50,
-        memcpyNodes: prof[0].memcpyNodes, byProvider: prof[0].byProvider }
+        memcpyNodes: prof[0].memcpyNodes, byProvider: prof[0].byProvider,
+        // the decode loop: its whole time, the host time of its body's nodes (per op type) and the rest
+        // (per-iteration overhead of the Loop itself: frames, state hand-over, the stop check's copy to the host)
+        loopMs: prof[0].loopMs, stepNodeMs: prof[0].stepNodeMs, stepNodes: prof[0].stepNodes,
+        loopOverheadMs: prof[0].loopMs - prof[0].stepNodeMs, stepByOp: prof[0].stepByOp }
       : { modelRunMs: prof.reduce((s, p) => s + p.modelRunMs, 0), kernelMs: prof.reduce((s, p) => s + p.kernelMs, 0),
         memcpyNodeMs: prof.reduce((s, p) => s + p.memcpyNodeMs, 0), outsideExecutorMs: prof.reduce((s, p) => s + p.outsideExecutorMs, 0),
         memcpyNodes: prof.reduce((s, p) => s + p.memcpyNodes, 0) }) : undefined;
@@ -360,7 +377,7 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
     const tokensPerRun = steps[0].tokens; // decode: tokens picked per run (the loop's); prefill: prompt tokens
     results.push({
       kind: c.kind, budgetPct: c.pct, ratios: ratiosFor(c.pct, groups).map((x) => Math.round(x * 1000) / 1000), tokens: c.T,
-      ...(c.kind === 'decode' ? { cachedTokens: decodeCtx(c.T), tokensPerRun } : {}),
+      ...(c.kind === 'decode' ? { cachedTokens: decodeCtx(c.T), tokensPerRun, decodeSteps: c.steps } : {}),
       kvBytesHeld: doc ? kvBytes(doc, shape) : undefined, kvBytesFull: c.kind === 'decode' ? decodeCtx(c.T) * fullKvPerToken : undefined,
       runMs: run, feedBuildMs: feed, unwrapAppendMs: unw, totalMs: total,
       tokensPerSec: r2(tokensPerRun / (total.p50 / 1000)), runOnlyTokensPerSec: r2(tokensPerRun / (run.p50 / 1000)),
@@ -377,7 +394,7 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
   const result = {
     suite: 'gpu', model: manifest.name, modelDir: dir, device, variant: variantName, variantFile: variant.file, kvDtype: shape.dtype,
     architecture: A, experts: manifest.experts, sessionLoadMs: r2(loadMs),
-    settings: { budgets, contexts, prefillLens, prefillBudgets, warmup, iters, profiledRuns: profiled, chunk, decodeSteps, quick, threads,
+    settings: { budgets, contexts, prefillLens, prefillBudgets, warmup, iters, profiledRuns: profiled, chunk, decodeSteps, decodeStepsList: stepsList, quick, threads,
       caches: 'synthetic per-expert past caches (random K/V) in a DocCache; decode = one run: one token fed on top of T cached tokens (T = min(context, max_position_embeddings - steps - 2)), then decodeSteps-1 greedy steps inside the graph; tokens/s = tokens picked per run / whole run; the document is not grown between runs',
       optimization: 'graphOptimizationLevel all', executionProviders: base.executionProviders },
     transferProbe: probe, memory: mem, results,

@@ -26,7 +26,7 @@ ATOL = 2e-4  # logits (|value| up to ~40), ORT fp32 vs the float64 reference
 SUM_ATOL = 1e-3  # kv_sum / scores_sum (sums of up to a few thousand fp32 values)
 TOP = 10
 CFG = ModelConfig(vocab_size=32008, hidden_size=24, intermediate_size=48, num_layers=2, num_attention_heads=8,
-                  num_kv_heads=4, head_dim=8, rope_theta=10000.0, rms_norm_eps=1e-5, max_position_embeddings=2048,
+                  num_kv_heads=4, head_dim=16, rope_theta=10000.0, rms_norm_eps=1e-5, max_position_embeddings=2048,
                   tie_word_embeddings=True, expert_group_sizes=(1, 2, 4), ratios=(0.3, 0.1, 0.6))
 
 SNIPPET = '''def fib(n: int) -> int:

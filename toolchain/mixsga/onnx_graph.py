@@ -8,13 +8,16 @@
      the host appends each expert's block with one copy.
 
 Why built by hand instead of traced: each layer is a short chain of ONNX Runtime's fused kernels
-(SkipSimplifiedLayerNormalization, RotaryEmbedding, GroupQueryAttention, QuickGelu) - about 22 nodes per layer
-instead of ~100 traced ones, and a decode step on a GPU is bound by how many kernels it launches.
+(SkipSimplifiedLayerNormalization, GroupQueryAttention with RoPE inside, QuickGelu) - 18 nodes per layer instead
+of ~100 traced ones, and a decode step on a GPU is bound by how many nodes the host launches (docs/benchmarks.md
+measures ~5 us for the cheapest node; a CUDA Split costs several MatMuls, so there is none).
 
-How mixSGA maps onto GroupQueryAttention: each token's K/V is multiplied by its routed expert's H×H pooling
-matrix (row j of expert e averages the heads of j's group and copies the mean to every head of the group: the
-paper's Eq. 8), so attention sees every token as the cache will hold it. The cache itself is stored compact (H_e
-heads per token) and expanded back to H heads once per run before it enters GroupQueryAttention.
+How mixSGA maps onto GroupQueryAttention: each token's packed q|K|V heads are multiplied by its routed expert's
+pooling matrix (identity on q; on K and V row j of expert e averages the heads of j's group and copies the mean
+to every head of the group: the paper's Eq. 8), so attention sees every token as the cache will hold it. The cache
+itself is stored compact (H_e heads per token) and expanded back to H heads once per run before it enters
+GroupQueryAttention. The decode loop emits only the picked tokens and router logits; routes and K/V are read after
+it (from the logits and the loop's final caches).
 
 Precision: the float16 variant keeps weights, activations and KV in fp16; RMSNorm statistics (inside the ORT
 kernels), router logits/argmax and the output logits are fp32. CPU weights may be int8 (DynamicQuantizeMatMul,
@@ -23,6 +26,8 @@ symmetric per output column) or int4 (MatMulNBits, blocks of 32); attention, nor
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from mixsga.errors import UserError
 
 OPSET = 17
 MS_OPSET = 1
@@ -165,26 +170,35 @@ class ModelWeights:
             self.emb = w.tensor("embed", emb)
             self.lm_head = ("gemm", self.emb if tied else w.tensor("lm_head", sd["lm_head.weight"]))
         self.final_norm = w.tensor("norm", sd["model.norm.weight"])
+        # No Split nodes: on the CUDA EP a Split costs several times a MatMul launch (it stages its output
+        # pointers on the device each call), so q/K/V, the router, gate and up are separate MatMuls.
         self.layers = []
         for l in range(cfg.num_layers):
             p = f"model.layers.{l}."
             a = p + "self_attn."
             qkv = np.concatenate([sd[a + "q_proj.weight"], sd[a + "k_proj.weight"], sd[a + "v_proj.weight"]], axis=0).T
-            gate_up = np.concatenate([sd[p + "mlp.gate_proj.weight"], sd[p + "mlp.up_proj.weight"]], axis=0).T
             self.layers.append({
                 "ln_in": w.tensor(p + "ln_in", sd[p + "input_layernorm.weight"]),
                 "ln_post": w.tensor(p + "ln_post", sd[p + "post_attention_layernorm.weight"]),
                 "qkv": w.linear(p + "qkv", qkv),
                 "o": w.linear(p + "o", sd[a + "o_proj.weight"].T),
-                "gate_up": w.linear(p + "gate_up", gate_up),
+                "gate": w.linear(p + "gate", sd[p + "mlp.gate_proj.weight"].T),
+                "up": w.linear(p + "up", sd[p + "mlp.up_proj.weight"].T),
                 "down": w.linear(p + "down", sd[p + "mlp.down_proj.weight"].T),
                 # routers: fp32 in the CPU variant (never quantised: a flipped route changes a token's KV size)
                 "router": Weights(consts, dtype if dtype == "float16" else "float32", "float32").linear(
                     p + "router", sd[a + "router.weight"].T),
-                "router_b": w.tensor(p + "router_b", sd[a + "router.bias"]),
+                "router_b": sd[a + "router.bias"].astype(np.float32),  # β, fp32 (added after the Cast)
             })
         self.w = w
-        self.pool = w.tensor("kv_pooling", pooling_matrices(H, cfg.expert_group_sizes))  # [E, H, H]
+        # [E, P, P] over the P = nq + 2H heads of the packed q|K|V: identity on q, Eq. 8's pooling on K and on V
+        pool_kv = pooling_matrices(H, cfg.expert_group_sizes)
+        P = nq + 2 * H
+        pool = np.zeros((cfg.num_experts, P, P))
+        pool[:, :nq, :nq] = np.eye(nq)
+        pool[:, nq:nq + H, nq:nq + H] = pool_kv
+        pool[:, nq + H:, nq + H:] = pool_kv
+        self.pool = w.tensor("qkv_pooling", pool)
         inv = 1.0 / (cfg.rope_theta ** (np.arange(0, D, 2, dtype=np.float64) / D))
         ang = np.arange(cfg.max_position_embeddings, dtype=np.float64)[:, None] * inv[None]
         self.cos, self.sin = w.tensor("rope.cos", np.cos(ang)), w.tensor("rope.sin", np.sin(ang))
@@ -212,50 +226,54 @@ def lm_head(b, W, x):
     return b.op("Cast", [y], to=TensorProto.FLOAT) if W.dtype == "float16" else y
 
 
-def decoder(b, W, ids, pos, past, seqlens, total):
-    """All layers over one chunk. past[l] = (key, value) [1, H, T, D].
-    Returns (last logits [1, V] fp32, presents, kv [1, S, L*2*H*D] post-RoPE routed K/V, routes [1, S, L] int64,
-    router logits + β [1, S, L*E] fp32)."""
+def skip_norm(b, resid, h, weight, eps):
+    """(RMSNorm(resid + h), resid + h); the unused mean/inv-std outputs are left out (no allocation)."""
+    b.n += 1
+    base = f"{b.prefix}SkipSimplifiedLayerNormalization_{b.n}"
+    out, total = f"{base}:0", f"{base}:3"
+    b.nodes.append(helper.make_node("SkipSimplifiedLayerNormalization", [resid, h, weight], [out, "", "", total],
+                                    name=base, domain="com.microsoft", epsilon=eps))
+    return out, total
+
+
+def decoder(b, W, ids, pos, past, seqlens, total, route_bias):
+    """All layers over one chunk. past[l] = (key, value) [1, H, T, D]; route_bias[l] = β_l + the run's route_bias
+    (fp32 [E]). Returns (last logits [1, V] fp32, presents (post-RoPE routed K/V of every token, [1, H, T+S, D]),
+    router logits x·φ_l without β [1, S, L*E] fp32)."""
     cfg = W.cfg
     E, H, D, nq = cfg.num_experts, W.H, W.D, W.nq
+    P = nq + 2 * H
     eps = float(cfg.rms_norm_eps)
     h = embed(b, W, ids)
-    presents, kv_parts, routes, logits_parts = [], [], [], []
+    presents, logits_parts = [], []
     resid = None  # output of the previous sub-block, added to h by the next SkipSimplifiedLayerNormalization
     for l, lw in enumerate(W.layers):
         if resid is None:
             x = b.op("SimplifiedLayerNormalization", [h, lw["ln_in"]], axis=-1, epsilon=eps, stash_type=1)
         else:
-            x, _, _, h = b.ms("SkipSimplifiedLayerNormalization", [resid, h, lw["ln_in"]], n_out=4, epsilon=eps)
-        # router: fp32 logits + β; the route adds the runtime's route_bias, the scores do not
-        rb = b.op("Add", [W.w.matmul(b, x, lw["router"]), lw["router_b"]])
+            x, h = skip_norm(b, resid, h, lw["ln_in"], eps)
+        qkv, r = W.w.matmul(b, x, lw["qkv"]), W.w.matmul(b, x, lw["router"])
         if W.dtype == "float16":
-            rb = b.op("Cast", [rb], to=TensorProto.FLOAT)
-        route = b.op("ArgMax", [b.op("Add", [rb, "route_bias"])], axis=-1, keepdims=1)  # [1, S, 1]
-        proj = W.w.matmul(b, x, lw["qkv"])
-        q, kv = b.op("Split", [proj, b.c([nq * D, 2 * H * D])], n_out=2, axis=-1)
-        kv = b.op("Reshape", [kv, b.c([1, -1, 2, H, D])])
-        pool = b.op("Gather", [W.pool, route])  # [1, S, 1, H, H]: each token's expert pooling matrix
-        kv = b.op("Reshape", [b.op("MatMul", [pool, kv]), b.c([1, -1, 2 * H * D])])  # K/V as the routed expert holds them
-        k, v = b.op("Split", [kv, b.c([H * D, H * D])], n_out=2, axis=-1)
-        q = b.ms("RotaryEmbedding", [q, pos, W.cos, W.sin], interleaved=0)
-        k = b.ms("RotaryEmbedding", [k, pos, W.cos, W.sin], interleaved=0)
-        att, pk, pv = b.ms("GroupQueryAttention", [q, k, v, past[l][0], past[l][1], seqlens, total], n_out=3,
-                           num_heads=nq, kv_num_heads=H, scale=float(D) ** -0.5)
+            r = b.op("Cast", [r], to=TensorProto.FLOAT)
+        route = b.op("ArgMax", [b.op("Add", [r, route_bias[l]])], axis=-1, keepdims=0)  # [1, S]
+        logits_parts.append(r)
+        # every head of the token at its routed expert's resolution: [P, P] pooling matrix per token (q passes)
+        heads = b.op("Reshape", [qkv, b.c([1, -1, P, D])])
+        qkv = b.op("Reshape", [b.op("MatMul", [b.op("Gather", [W.pool, route]), heads]), b.c([1, -1, P * D])])
+        # packed q|K|V; RoPE (at position_ids: windowed caches are not contiguous) and the cache append inside
+        att, pk, pv = b.ms("GroupQueryAttention", [qkv, "", "", past[l][0], past[l][1], seqlens, total, W.cos, W.sin,
+                                                   pos], n_out=3, num_heads=nq, kv_num_heads=H,
+                           scale=float(D) ** -0.5, do_rotary=1, rotary_interleaved=0)
         presents.append((pk, pv))
-        kv_parts += [k, v]
-        routes.append(route)
-        logits_parts.append(rb)
         a = W.w.matmul(b, att, lw["o"])
-        x, _, _, h = b.ms("SkipSimplifiedLayerNormalization", [a, h, lw["ln_post"]], n_out=4, epsilon=eps)
-        gate, up = b.op("Split", [W.w.matmul(b, x, lw["gate_up"]), b.c([cfg.intermediate_size] * 2)], n_out=2, axis=-1)
+        x, h = skip_norm(b, a, h, lw["ln_post"], eps)
+        gate, up = W.w.matmul(b, x, lw["gate"]), W.w.matmul(b, x, lw["up"])
         act = b.op("Mul", [b.ms("QuickGelu", [gate], alpha=1.0), up])  # silu(gate) * up
         resid = W.w.matmul(b, act, lw["down"])
     last = b.ms("SkipSimplifiedLayerNormalization", [resid, h, W.final_norm], n_out=1, epsilon=eps)
     last = b.op("Gather", [last, b.c(-1)], axis=1)  # [1, hidden]: only the last position is scored
     logits = lm_head(b, W, last)
-    kv = b.op("Concat", kv_parts, axis=-1)
-    return (logits, presents, kv, b.op("Concat", routes, axis=-1), b.op("Concat", logits_parts, axis=-1))
+    return logits, presents, b.op("Concat", logits_parts, axis=-1)
 
 
 # ---------------------------------------------------------------------------------------------------- graph
@@ -265,6 +283,9 @@ def build(model, dtype="float32", weights="float32", embedding="auto") -> onnx.M
     (CPU) or the dtype itself; embedding auto|int8|float32 (tied embedding stored as int8 with quantised weights)."""
     cfg = model.cfg
     assert cfg.is_mixsga, "export needs a mixSGA-converted model"
+    if cfg.head_dim % 16:
+        raise UserError(f"head_dim {cfg.head_dim} is not a multiple of 16: ONNX Runtime's GroupQueryAttention "
+                        "applies RoPE in its fused kernel only for such head sizes (Llama-family models use 64 or 128)")
     if dtype == "float16" and weights not in ("float16", "float32"):
         raise ValueError("the float16 variant has float16 weights")
     weights = "float32" if weights in ("float16", "float32") else weights
@@ -306,25 +327,28 @@ def build(model, dtype="float32", weights="float32", embedding="auto") -> onnx.M
     total = b.op("Cast", [base], to=TensorProto.INT32)
     seqlens = b.op("Reshape", [b.op("Sub", [total, b.c(1, np.int32)]), b.c([1])])
 
-    logits, presents, kv_chunk, route_chunk, rb_chunk = decoder(
-        b, W, "input_ids", "position_ids", past, seqlens, total)
+    # router bias per layer: β_l for the scores, β_l + route_bias for the argmax (fp32, once per run)
+    beta = b.c(np.stack([lw["router_b"] for lw in W.layers]), np.float32)  # [L, E]
+    bias = b.op("Add", [beta, "route_bias"])
+    bias_l = [b.op("Gather", [bias, b.c(l)], axis=0) for l in range(L)]  # [E] each
+    logits, presents, rl_chunk = decoder(b, W, "input_ids", "position_ids", past, seqlens, total, bias_l)
 
     first = b.op("ArgMax", [b.op("Add", [logits, "first_mask"])], axis=-1, keepdims=0)  # [1]
     cond0 = b.op("Reshape", [b.op("Not", [b.op("Gather", ["stop_mask", first])]), b.c([], np.int64)])
     pos_next = b.op("Add", [b.op("Gather", ["position_ids", b.c([-1])], axis=1), b.c(1)])  # [1, 1]
 
-    # ---- the decode loop body: one token per iteration, KV cache carried on the device
+    # ---- the decode loop body: one token per iteration, KV cache carried on the device. It emits only what
+    # cannot be had afterwards: the picked token and the router logits; routes and K/V are read after the loop
     bb = Builder("step/", consts)
     it, cond_in, tok = "step/iter", "step/cond_in", "step/token"
     state_in = [(f"step/past_key.{l}", f"step/past_value.{l}") for l in range(L)]
     pos = bb.op("Add", [pos_next, it])
     total_i = bb.op("Cast", [bb.op("Add", [bb.op("Add", [base, it]), bb.c(1)])], to=TensorProto.INT32)
     seqlens_i = bb.op("Reshape", [bb.op("Sub", [total_i, bb.c(1, np.int32)]), bb.c([1])])
-    lg, pres, kv_i, route_i, rb_i = decoder(bb, W, tok, pos, state_in, seqlens_i, total_i)
+    lg, pres, rl_i = decoder(bb, W, tok, pos, state_in, seqlens_i, total_i, bias_l)
     nxt = bb.op("ArgMax", [lg], axis=-1, keepdims=0)  # [1]
     cond_out = bb.op("Reshape", [bb.op("Not", [bb.op("Gather", ["stop_mask", nxt])]), bb.c([], np.int64)])
     nxt2 = bb.op("Reshape", [nxt, bb.c([1, 1])])
-    body_outputs = [cond_out, nxt2] + [x for p in pres for x in p] + [nxt, kv_i, route_i, rb_i]
     vi = helper.make_tensor_value_info
     body_in = [vi(it, TensorProto.INT64, []), vi(cond_in, TensorProto.BOOL, []), vi(tok, TensorProto.INT64, [1, 1])]
     for k, v in state_in:
@@ -332,28 +356,30 @@ def build(model, dtype="float32", weights="float32", embedding="auto") -> onnx.M
     body_out = [vi(cond_out, TensorProto.BOOL, []), vi(nxt2, TensorProto.INT64, [1, 1])]
     for k, v in pres:
         body_out += [vi(k, kvt, [1, H, None, D]), vi(v, kvt, [1, H, None, D])]
-    body_out += [vi(nxt, TensorProto.INT64, [1]), vi(kv_i, kvt, [1, 1, L * 2 * H * D]),
-                 vi(route_i, TensorProto.INT64, [1, 1, L]), vi(rb_i, TensorProto.FLOAT, [1, 1, L * E])]
+    body_out += [vi(nxt, TensorProto.INT64, [1]), vi(rl_i, TensorProto.FLOAT, [1, 1, L * E])]
     body = helper.make_graph(bb.nodes, "decode_step", body_in, body_out)
 
     first2 = b.op("Reshape", [first, b.c([1, 1])])
     loop_in = ["gen_steps", cond0, first2] + [x for p in presents for x in p]
     n_state = 1 + 2 * L
-    outs = b.op("Loop", loop_in, n_out=n_state + 4, body=body)
-    gen_tok, gen_kv, gen_route, gen_rb = outs[n_state:]
+    outs = b.op("Loop", loop_in, n_out=n_state + 2, body=body)
+    final = outs[1:n_state]  # the caches after the last step: key, value of layer 0, 1, ...
+    gen_tok, gen_rl = outs[n_state:]
 
     # ---- every processed token (chunk, then generated), grouped by expert for the host
     tokens = b.op("Concat", [first, b.op("Reshape", [gen_tok, b.c([-1])])], axis=0, name="tokens")
-    width = L * 2 * H * D
-    kv_all = b.op("Concat", [b.op("Reshape", [kv_chunk, b.c([-1, width])]), b.op("Reshape", [gen_kv, b.c([-1, width])])], axis=0)
-    kv_all = b.op("Transpose", [b.op("Reshape", [kv_all, b.c([-1, L, 2, H, D])])], perm=[1, 0, 2, 3, 4])  # [L, N, 2, H, D]
-    route_all = b.op("Concat", [b.op("Reshape", [route_chunk, b.c([-1, L])]), b.op("Reshape", [gen_route, b.c([-1, L])])], axis=0)
-    route_all = b.op("Transpose", [route_all], perm=[1, 0])  # [L, N]
-    rb_all = b.op("Concat", [b.op("Reshape", [rb_chunk, b.c([-1, L, E])]), b.op("Reshape", [gen_rb, b.c([-1, L, E])])], axis=0)
-    b.nodes.append(helper.make_node("Cast", [route_all], ["route"], name="route", to=TensorProto.INT32))
-    b.nodes.append(helper.make_node("Sigmoid", [b.op("Transpose", [rb_all], perm=[1, 0, 2])], ["scores"], name="scores"))
+    rl_all = b.op("Concat", [b.op("Reshape", [rl_chunk, b.c([-1, L, E])]), b.op("Reshape", [gen_rl, b.c([-1, L, E])])],
+                  axis=0)  # [N, L, E]
+    # the same fp32 sums the layers took their argmax of, so the same routes
+    route_all = b.op("Transpose", [b.op("ArgMax", [b.op("Add", [rl_all, bias])], axis=-1, keepdims=0)], perm=[1, 0])
+    b.nodes.append(helper.make_node("Cast", [route_all], ["route"], name="route", to=TensorProto.INT32))  # [L, N]
+    b.nodes.append(helper.make_node("Sigmoid", [b.op("Transpose", [b.op("Add", [rl_all, beta])], perm=[1, 0, 2])],
+                                    ["scores"], name="scores"))
     b.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
     b.nodes.append(helper.make_node("Identity", [tokens], ["tokens"], name="tokens_out"))
+    # K/V of the processed tokens = positions T.. of the final caches (as attention saw them: routed, post-RoPE)
+    kv_all = b.op("Slice", [b.op("Concat", final, axis=0), b.op("Reshape", [T, b.c([1])]), b.c([2 ** 62]), b.c([2])])
+    kv_all = b.op("Transpose", [b.op("Reshape", [kv_all, b.c([L, 2, H, -1, D])])], perm=[0, 3, 1, 2, 4])  # [L, N, 2, H, D]
     for e, g in enumerate(groups):
         idx = b.op("Transpose", [b.op("NonZero", [b.op("Equal", [route_all, b.c(e)])])], perm=[1, 0])  # [n_e, 2]
         x = b.op("GatherND", [kv_all, idx])  # [n_e, 2, H, D], ordered by layer, then token

@@ -208,7 +208,7 @@ from mixsga.eval_code import OnnxCompleter  # noqa: E402
 
 MAX_POS = 64
 TINY = dict(vocab_size=32008, hidden_size=32, intermediate_size=64, num_layers=2, num_attention_heads=8,
-            num_kv_heads=4, head_dim=8, max_position_embeddings=MAX_POS, tie_word_embeddings=True,
+            num_kv_heads=4, head_dim=16, max_position_embeddings=MAX_POS, tie_word_embeddings=True,
             expert_group_sizes=(1, 2, 4))
 PREFIX = "def add(a, b):\n    "
 SUFFIX = "\n\nfor i in range(10):\n    print(add(i, i))\n"
