@@ -73,7 +73,7 @@ class OnnxCompleter:
     def __init__(self, model_dir, variant: str = "cpu", threads: int = 0, chunk_size: int | None = None,
                  route_bias=None, ordering: str = "spm", fim_dummy_prefix: bool = False,
                  verify_files: bool = True, session=None, fim_always: bool = False,
-                 max_gen_steps: int | None = None):
+                 max_gen_steps: int | None = None, prefix_at_start: bool = False):
         import numpy as np
         try:
             import onnxruntime as ort
@@ -152,6 +152,9 @@ class OnnxCompleter:
             ordering = self.fim["orderings"][0]
         self.ordering = ordering
         self.fim_dummy_prefix = fim_dummy_prefix
+        # the task's prefix is the start of its file: encode it as training encoded a document's start (with the
+        # normalizer's leading "▁"), not as a fragment
+        self.prefix_at_start = prefix_at_start
         self.fim_always = fim_always
         self.stop_ids = {self.eos_id} if self.eos_id is not None else set()
         if self.fim:
@@ -185,9 +188,11 @@ class OnnxCompleter:
     def prompt_ids(self, prefix: str, suffix: str, max_new_tokens: int) -> list[int]:
         room = max(self.max_pos - max_new_tokens - 5, 16)
         head = [self.bos_id] if self.add_bos and self.bos_id is not None else []
+        pre = (self.tok.encode(prefix, add_special_tokens=False).ids if self.prefix_at_start and prefix
+               else self.encode_segment(prefix))
         if not self.fim or (not suffix and not self.fim_always):
-            return head + self.encode_segment(prefix)[-room:]
-        p, s = self.encode_segment(prefix), self.encode_segment(suffix)
+            return head + pre[-room:]
+        p, s = pre, self.encode_segment(suffix)
         if len(p) + len(s) > room:
             s = s[:max(room // 4, room - len(p))]
             p = p[-(room - len(s)):] if room > len(s) else []
@@ -432,7 +437,7 @@ def run(args) -> int:
     else:
         rb = [float(x) for x in args.route_bias.split(",")] if args.route_bias else None
         completer = load_completer(args.model, variant=args.variant, threads=args.threads, route_bias=rb,
-                                   fim_always=args.fim_always) \
+                                   fim_always=args.fim_always, prefix_at_start=args.prefix_at_start) \
             if (Path(args.model) / "manifest.json").is_file() else load_completer(args.model)
         model_desc = str(args.model)
 
@@ -478,6 +483,9 @@ def register(subparsers):
     p.add_argument("--variant", default="cpu", help="ONNX variant from the manifest (default %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0 = default)")
     p.add_argument("--route-bias", default=None, help="comma list, one per expert (ONNX models)")
+    p.add_argument("--prefix-at-start", action="store_true",
+                   help="encode each task's prefix as the start of a file (leading \"▁\", as training saw it); "
+                        "default: as a fragment, like the engine")
     p.add_argument("--fim-always", action="store_true",
                    help="FIM prompt even when the suffix is empty (as the extension does); default: left to right")
     p.set_defaults(func=run)

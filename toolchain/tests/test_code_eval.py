@@ -314,6 +314,17 @@ def test_onnx_completer_prompts_match_torch(tiny):
         c.encode_segment(SUFFIX) + [32001]
 
 
+def test_prefix_at_start_encodes_the_prefix_as_a_file_start(tiny):
+    """--prefix-at-start: the prefix gets the normalizer's leading "▁" (training's encoding of a document start),
+    the suffix stays a fragment."""
+    c, _ = completer(tiny)
+    s, _ = completer(tiny, prefix_at_start=True)
+    start = c.tok.encode(PREFIX, add_special_tokens=False).ids
+    assert start != c.encode_segment(PREFIX) and s.decode(start).lstrip() == PREFIX.lstrip()
+    assert s.prompt_ids(PREFIX, SUFFIX, 8) == [1, 32002] + c.encode_segment(SUFFIX) + [32000] + start + [32001]
+    assert s.prompt_ids(PREFIX, "", 8) == [1] + start
+
+
 def test_fim_segments_lose_dummy_prefix_only(tiny):
     c, _ = completer(tiny)
     d, _ = completer(tiny, fim_dummy_prefix=True)

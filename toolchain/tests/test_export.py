@@ -540,3 +540,11 @@ def test_decode_step_node_budget(model):
             per[n_layers] = stats["step_nodes"]
         slope = (per[L] - per[1]) / (L - 1)
         assert slope <= STEP_NODES_PER_LAYER, (dtype, weights, per)
+
+
+def test_export_refuses_head_dim_not_multiple_of_16(tmp_path):
+    """ORT's GroupQueryAttention applies RoPE only for head sizes that are multiples of 16: a clear error, no file."""
+    m = make_model(CFG.replace(head_dim=8, num_layers=1), seed=2)
+    with pytest.raises(UserError, match="multiple of 16"):
+        export_onnx(m, tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()
