@@ -55,10 +55,12 @@ class Builder:
     def __init__(self, prefix, consts):
         self.prefix, self.nodes, self.consts, self.n = prefix, [], consts, 0
 
-    def op(self, op_type, inputs, n_out=1, domain="", name=None, **attrs):
+    def op(self, op_type, inputs, n_out=1, domain="", name=None, omit=(), **attrs):
+        """`omit`: indices of optional outputs left unnamed (ORT does not compute or allocate them)."""
         self.n += 1
         base = f"{self.prefix}{name or op_type}_{self.n}"
         outs = [f"{base}:{i}" for i in range(n_out)] if isinstance(n_out, int) else list(n_out)
+        outs = ["" if i in omit else o for i, o in enumerate(outs)]
         self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=base, domain=domain or None, **attrs))
         return outs[0] if len(outs) == 1 else outs
 
@@ -228,11 +230,7 @@ def lm_head(b, W, x):
 
 def skip_norm(b, resid, h, weight, eps):
     """(RMSNorm(resid + h), resid + h); the unused mean/inv-std outputs are left out (no allocation)."""
-    b.n += 1
-    base = f"{b.prefix}SkipSimplifiedLayerNormalization_{b.n}"
-    out, total = f"{base}:0", f"{base}:3"
-    b.nodes.append(helper.make_node("SkipSimplifiedLayerNormalization", [resid, h, weight], [out, "", "", total],
-                                    name=base, domain="com.microsoft", epsilon=eps))
+    out, _, _, total = b.ms("SkipSimplifiedLayerNormalization", [resid, h, weight], n_out=4, omit=(1, 2), epsilon=eps)
     return out, total
 
 
@@ -241,7 +239,7 @@ def decoder(b, W, ids, pos, past, seqlens, total, route_bias):
     (fp32 [E]). Returns (last logits [1, V] fp32, presents (post-RoPE routed K/V of every token, [1, H, T+S, D]),
     router logits x·φ_l without β [1, S, L*E] fp32)."""
     cfg = W.cfg
-    E, H, D, nq = cfg.num_experts, W.H, W.D, W.nq
+    H, D, nq = W.H, W.D, W.nq
     P = nq + 2 * H
     eps = float(cfg.rms_norm_eps)
     h = embed(b, W, ids)
