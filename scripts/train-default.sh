@@ -19,19 +19,31 @@
 #
 # RUN defaults to runs/default. Env: SHARDS (token shard dir, default $RUN/shards), CORPUS (corpus dir for the
 # shards stage), SHARDS_CMD (override the shard command), PY (python), TOTAL_STEPS / DENSE_STEPS / GQA_STEPS /
-# ABL_STEPS, and the size overrides below for a CPU dry run.
+# ABL_STEPS, BRANCHES (which branches to train), FIM_LINE_RATE, and the size overrides below for a CPU dry run.
+#
+# Defaults = the shipped model's recipe (2026-12-01, late conversion): dense 1400 of an 1800-step cosine, then
+# mixsga and dense-cont for 400 steps each, FIM with line cuts. The equal-compute study of docs/model-card.md
+# (early conversion, every branch) is
+#   TOTAL_STEPS=610 DENSE_STEPS=153 GQA_STEPS=76 ABL_STEPS=76 FIM_LINE_RATE=0 \
+#     BRANCHES="mixsga dense-cont gqa2 abl-lmgrad abl-random" scripts/train-default.sh all runs/study
 set -euo pipefail
 STAGE=${1:?usage: scripts/train-default.sh all|shards|dense|branches|eval|status [RUN]}
 RUN=${2:-runs/default}
 PY=${PY:-python}
 SHARDS=${SHARDS:-$RUN/shards}
 CORPUS=${CORPUS:-.gpu/corpus}
-TOTAL_STEPS=${TOTAL_STEPS:-610}   # x 262,144 tokens = 160M tokens per model (trunk + branch)
-DENSE_STEPS=${DENSE_STEPS:-153}   # trunk: the first 25 %
+TOTAL_STEPS=${TOTAL_STEPS:-1800}  # x 262,144 tokens = 472M tokens per model (trunk + branch)
+DENSE_STEPS=${DENSE_STEPS:-1400}  # trunk: the first 78 %
+BRANCHES=${BRANCHES:-mixsga dense-cont}
+FIM_LINE_RATE=${FIM_LINE_RATE:-0.5}  # share of FIM documents cut at line starts (mixsga.fim)
 GQA_STEPS=${GQA_STEPS:-229}       # static GQA-2 branch, compared with mixsga's snapshot at the same step
 ABL_STEPS=${ABL_STEPS:-76}        # router ablations, compared with mixsga's snapshot at the same step
 BRANCH_STEPS=$((TOTAL_STEPS - DENSE_STEPS))
 MIN_SCALE=${MIN_SCALE:-1}         # multiplies every time cap (safety nets; the runs are step-budgeted)
+# Time caps: ~1.2x the H200's measured seconds per step (dense 0.49, branches 0.53), so a slow machine anneals
+# early instead of overrunning the GPU session; scale with MIN_SCALE.
+DENSE_CAP=$(python3 -c "print(round($DENSE_STEPS * 0.58 / 60 + 1, 1))")
+BRANCH_CAP=$(python3 -c "print(round($BRANCH_STEPS * 0.62 / 60 + 1, 1))")
 SELF=$(readlink -f "$0")
 cd "$(dirname "$SELF")/.."     # repo root; RUN and SHARDS are relative to it
 export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0} PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/toolchain:${PYTHONPATH:-}
@@ -39,7 +51,7 @@ mkdir -p "$RUN"
 
 # Overridable for a CPU dry run of the whole pipeline (tiny model, tiny batches).
 MODEL_SIZE=${MODEL_SIZE:-default}; SEQ=${SEQ:-1024}; BATCH_TOKENS=${BATCH_TOKENS:-262144}; MB=${MB:-32}
-TRAIN="$PY -m mixsga train --data $SHARDS --seq-len $SEQ --batch-tokens $BATCH_TOKENS --micro-batch $MB"
+TRAIN="$PY -m mixsga train --data $SHARDS --seq-len $SEQ --batch-tokens $BATCH_TOKENS --micro-batch $MB --fim-line-rate $FIM_LINE_RATE"
 cap() { python3 -c "print(round($1 * $MIN_SCALE, 2))"; }
 # The trunk's LR at DENSE_STEPS of its cosine (peak 1e-3, floor 1e-4) starts every branch; each branch anneals to
 # the same floor over BRANCH_STEPS, i.e. the trunk's schedule continued (10 warmup steps for the fresh optimizer).
@@ -52,17 +64,22 @@ stage_shards() {
 }
 stage_dense() {
   $TRAIN --init scratch --model-size $MODEL_SIZE --out "$RUN/dense" --resume --lr 1e-3 --warmup-steps 50 \
-    --max-steps $TOTAL_STEPS --stop-at-step $DENSE_STEPS --time-budget-min "$(cap 8)" --eval-every 0 --save-every 0
+    --max-steps $TOTAL_STEPS --stop-at-step $DENSE_STEPS --time-budget-min "$(cap $DENSE_CAP)" --eval-every 0 --save-every 0
 }
+wants() { [[ " $BRANCHES " == *" $1 "* ]]; }
 stage_branches() {
   $PY -m mixsga convert "$RUN/dense/ckpt" "$RUN/mix0" --ratios 3:1:6
   local mix="--init $RUN/mix0 --ratios 3:1:6 $BRANCH --eval-every 100000 --eval-windows 32 --save-every 0"
-  $TRAIN $mix --out "$RUN/mixsga" --eval-at-start --snapshot-steps "$ABL_STEPS,$GQA_STEPS" --time-budget-min "$(cap 6)"
-  $TRAIN --init "$RUN/dense/ckpt" $BRANCH --out "$RUN/dense-cont" --eval-every 100000 --eval-windows 32 --save-every 0 \
-    --time-budget-min "$(cap 6)"
-  $TRAIN $mix --out "$RUN/gqa2" --static-group 2 --stop-at-step $GQA_STEPS --snapshot-steps "$ABL_STEPS" --time-budget-min "$(cap 6)"
-  $TRAIN $mix --out "$RUN/abl-lmgrad" --router-lm-grad --stop-at-step $ABL_STEPS --time-budget-min "$(cap 6)"
-  $TRAIN $mix --out "$RUN/abl-random" --random-router --stop-at-step $ABL_STEPS --time-budget-min "$(cap 6)"
+  local snaps=""  # mixsga snapshots at the short branches' step counts (compared at equal steps)
+  { wants gqa2 || wants abl-lmgrad || wants abl-random; } && snaps="--snapshot-steps $ABL_STEPS,$GQA_STEPS"
+  local c; c=$(cap $BRANCH_CAP)
+  if wants mixsga; then $TRAIN $mix --out "$RUN/mixsga" --eval-at-start $snaps --time-budget-min "$c"; fi
+  if wants dense-cont; then $TRAIN --init "$RUN/dense/ckpt" $BRANCH --out "$RUN/dense-cont" --eval-every 100000 \
+    --eval-windows 32 --save-every 0 --time-budget-min "$c"; fi
+  if wants gqa2; then $TRAIN $mix --out "$RUN/gqa2" --static-group 2 --stop-at-step $GQA_STEPS --snapshot-steps "$ABL_STEPS" --time-budget-min "$c"; fi
+  if wants abl-lmgrad; then $TRAIN $mix --out "$RUN/abl-lmgrad" --router-lm-grad --stop-at-step $ABL_STEPS --time-budget-min "$c"; fi
+  if wants abl-random; then $TRAIN $mix --out "$RUN/abl-random" --random-router --stop-at-step $ABL_STEPS --time-budget-min "$c"; fi
+  return 0
 }
 stage_eval() {
   mkdir -p "$RUN/eval"

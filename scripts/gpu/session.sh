@@ -76,7 +76,7 @@ case "${1:-}" in
     fresh_dist "$REPO"
     CKPT=${DEFAULT_CKPT:-$RUNS/mixsga/ckpt}  # the shipped model's checkpoint
     [ -f /root/models/default/manifest.json ] || python3 -m mixsga export "$CKPT" /root/models/default \
-      --name mixsga-default --cuda --cpu-weights int8
+      --name mixsga-default --cuda --cpu-weights mixed
     cp "$TL"/out/*.json "$BENCH"/ 2>/dev/null || true
     cd /root/rt
     B="./node dist/bench.js --suite gpu"

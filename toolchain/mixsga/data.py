@@ -33,14 +33,14 @@ def open_shards(data_dir, split):
     return [np.memmap(f, dtype=np.uint16, mode="r") for f in shard_files(data_dir, split)]
 
 
-def fim_row(window, rng, seq_len, fim_rate, spm_rate):
+def fim_row(window, rng, seq_len, fim_rate, spm_rate, line_rate=0.0):
     """Window of raw tokens -> (input ids, labels) of length seq_len, FIM applied per document piece."""
     w = np.asarray(window, dtype=np.int64)
     starts = np.flatnonzero(w == BOS)
     cuts = np.unique(np.concatenate([[0], starts, [len(w)]]))
     out = []
     for a, b in zip(cuts[:-1], cuts[1:]):
-        out.extend(apply_fim(w[a:b], rng, fim_rate, spm_rate) if fim_rate > 0 else w[a:b].tolist())
+        out.extend(apply_fim(w[a:b], rng, fim_rate, spm_rate, line_rate) if fim_rate > 0 else w[a:b].tolist())
         if len(out) >= seq_len:
             break
     ids = np.full(seq_len, EOS, dtype=np.int64)
@@ -55,11 +55,11 @@ class Batches:
     """Random FIM-packed training rows from one rank's slice of the train shards."""
 
     def __init__(self, data_dir, seq_len, rows, seed=0, rank=0, world_size=1, fim_rate=0.5, spm_rate=0.5,
-                 split="train"):
+                 split="train", line_rate=0.0):
         self.shards = open_shards(data_dir, split)
         self.seq_len, self.rows, self.seed = seq_len, rows, seed
         self.rank, self.world = rank, world_size
-        self.fim_rate, self.spm_rate = fim_rate, spm_rate
+        self.fim_rate, self.spm_rate, self.line_rate = fim_rate, spm_rate, line_rate
         # This rank's [lo, hi) token range in each shard; shards too small to split are shared.
         self.ranges = []
         for m in self.shards:
@@ -77,7 +77,8 @@ class Batches:
         f = int(rng.choice(len(self.shards), p=self.p)) if len(self.shards) > 1 else 0
         lo, hi = self.ranges[f]
         start = int(rng.integers(lo, max(lo + 1, hi - self.seq_len + 1)))
-        return fim_row(self.shards[f][start:start + self.seq_len], rng, self.seq_len, self.fim_rate, self.spm_rate)
+        return fim_row(self.shards[f][start:start + self.seq_len], rng, self.seq_len, self.fim_rate, self.spm_rate,
+                       self.line_rate)
 
     def get(self, step, micro):
         """Rows for optimizer step `step`, micro-batch `micro`: int64 tensors [rows, seq_len]."""

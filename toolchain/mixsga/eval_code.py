@@ -450,7 +450,10 @@ def run(args) -> int:
     res = {"model": model_desc, "config": {
         "sets": names, "limit": args.limit, "multi_subset": args.multi_subset, "seed": args.seed,
         "timeout_s": args.timeout, "max_new_tokens": args.max_new_tokens, "eval_dir": str(eval_dir),
-        "route_bias": args.route_bias, "fim_always": args.fim_always, "decoding": "greedy", "js_note":
+        "route_bias": args.route_bias, "fim_always": args.fim_always, "decoding": "greedy",
+        "runner": "canonical" if args.canonical else (f"onnx:{args.variant}" if (Path(args.model) / "manifest.json").is_file()
+                                                     else "pytorch"),
+        "js_note":
             "JS HumanEval_51_remove_vowels: raw newline in a test string literal repaired (escaped); 161 tasks"},
         **res}
     print(format_table(res["sets"]))

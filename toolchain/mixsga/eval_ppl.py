@@ -71,7 +71,8 @@ def run(args):
         raise UserError(f"--seq-len {args.seq_len} exceeds max_position_embeddings {model.cfg.max_position_embeddings}")
     print(f"[eval_ppl] {args.model}: {len(windows)} windows x {args.seq_len} tokens on {device}")
     methods = args.methods.split(",") if args.methods else None
-    rows = evaluate_model(model, windows, batch=args.batch, methods=methods)
+    budgets = [float(b) for b in args.budgets.split(",")] if args.budgets else BUDGETS
+    rows = evaluate_model(model, windows, batch=args.batch, budgets=budgets, methods=methods)
     print(format_table(rows))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +91,7 @@ def register(sub):
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--methods", help="comma list of full,mixsga,mixsga-argmax,gqa,window,h2o (default all)")
+    p.add_argument("--budgets", help="comma list of KV fractions (default 0.25,0.35,0.5,0.75,1.0)")
     p.add_argument("--device")
     p.add_argument("--out", help="JSON results file")
     p.set_defaults(func=run)

@@ -124,10 +124,11 @@ def register(sub):
     p.add_argument("output", nargs="?", help="model folder to write")
     p.add_argument("--name", help="manifest name (default: output folder name)")
     p.add_argument("--cuda", action="store_true", help="also write model.cuda.onnx (fp16 weights and KV)")
-    p.add_argument("--cpu-weights", choices=["float32", "int8", "int4"], default="float32",
-                   help="weights of model.cpu.onnx: float32 (default), int8 (MatMulInteger), int4 (MatMulNBits)")
+    p.add_argument("--cpu-weights", choices=["float32", "int8", "int4", "mixed"], default="float32",
+                   help="weights of model.cpu.onnx: float32 (default), int8 (DynamicQuantizeMatMul), int4 "
+                        "(MatMulNBits), mixed (int8, the MLP down projections int4)")
     p.add_argument("--cpu-embedding", choices=["auto", "int8", "float32"], default="auto",
-                   help="with --cpu-weights int8|int4 and tied embeddings: store the embedding/lm_head matrix once "
+                   help="with --cpu-weights int8|int4|mixed and tied embeddings: store the embedding/lm_head matrix once "
                         "as int8 with one scale per vocab row (auto = int8 when tied; float32 = keep it fp32)")
     p.add_argument("--skip-cpu", action="store_true", help="with --cuda: write only model.cuda.onnx")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device the checkpoint is loaded on (export itself runs on the CPU)")

@@ -21,7 +21,8 @@ it (from the logits and the loop's final caches).
 
 Precision: the float16 variant keeps weights, activations and KV in fp16; RMSNorm statistics (inside the ORT
 kernels), router logits/argmax and the output logits are fp32. CPU weights may be int8 (DynamicQuantizeMatMul,
-symmetric per output column) or int4 (MatMulNBits, blocks of 32); attention, norms and routers stay fp32.
+symmetric per output column), int4 (MatMulNBits, blocks of 32) or mixed (int8, down projections int4);
+attention, norms and routers stay fp32.
 """
 import numpy as np
 import onnx
@@ -154,7 +155,11 @@ class ModelWeights:
     def __init__(self, model, consts, dtype, weights, embedding="auto"):
         cfg = model.cfg
         self.cfg, self.dtype = cfg, dtype
-        w = Weights(consts, dtype, weights)
+        # "mixed": int8 everywhere but the MLP's down projection, int4. The down projection's input (the SwiGLU
+        # product) carries outliers that int8's single dynamic scale per activation tensor loses on a well-trained
+        # model (docs/model-format.md); int4 MatMulNBits quantises activations per block instead.
+        w = Weights(consts, dtype, "int8" if weights == "mixed" else weights)
+        w_down = Weights(consts, dtype, "int4") if weights == "mixed" else w
         H, D, nq = cfg.num_kv_heads, cfg.head_dim, cfg.num_attention_heads
         sd = {k: _np(v) for k, v in model.state_dict().items()}
         emb = sd["model.embed_tokens.weight"]  # [V, hidden]
@@ -186,7 +191,7 @@ class ModelWeights:
                 "o": w.linear(p + "o", sd[a + "o_proj.weight"].T),
                 "gate": w.linear(p + "gate", sd[p + "mlp.gate_proj.weight"].T),
                 "up": w.linear(p + "up", sd[p + "mlp.up_proj.weight"].T),
-                "down": w.linear(p + "down", sd[p + "mlp.down_proj.weight"].T),
+                "down": w_down.linear(p + "down", sd[p + "mlp.down_proj.weight"].T),
                 # routers: fp32 in the CPU variant (never quantised: a flipped route changes a token's KV size)
                 "router": Weights(consts, dtype if dtype == "float16" else "float32", "float32").linear(
                     p + "router", sd[a + "router.weight"].T),
@@ -277,8 +282,8 @@ def decoder(b, W, ids, pos, past, seqlens, total, route_bias):
 # ---------------------------------------------------------------------------------------------------- graph
 
 def build(model, dtype="float32", weights="float32", embedding="auto") -> onnx.ModelProto:
-    """The whole model file for one variant: dtype float32|float16 (activations, KV), weights float32|int8|int4
-    (CPU) or the dtype itself; embedding auto|int8|float32 (tied embedding stored as int8 with quantised weights)."""
+    """The whole model file for one variant: dtype float32|float16 (activations, KV), weights float32|int8|int4|
+    mixed (CPU; mixed = int8 with int4 down projections) or the dtype itself; embedding auto|int8|float32 (tied embedding stored as int8 with quantised weights)."""
     cfg = model.cfg
     assert cfg.is_mixsga, "export needs a mixSGA-converted model"
     if cfg.head_dim % 16:

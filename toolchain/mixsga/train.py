@@ -212,7 +212,7 @@ def run(args):
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
     batches = Batches(args.data, args.seq_len, micro, seed=args.seed, rank=rank, world_size=world,
-                      fim_rate=args.fim_rate, spm_rate=args.spm_rate)
+                      fim_rate=args.fim_rate, spm_rate=args.spm_rate, line_rate=args.fim_line_rate)
     val = fixed_windows(args.data, args.eval_windows, args.seq_len) if args.eval_every else None
     log = None
     if master:
@@ -350,6 +350,8 @@ def register(sub):
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--fim-rate", type=float, default=0.5)
     p.add_argument("--spm-rate", type=float, default=0.5, help="share of FIM documents in SPM order")
+    p.add_argument("--fim-line-rate", type=float, default=0.0,
+                   help="share of FIM documents cut at line starts (middle = 1-3 whole lines; default: token cuts only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the model (opt-in)")
     g = p.add_argument_group("mixSGA")

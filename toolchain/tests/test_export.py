@@ -42,7 +42,7 @@ FP16_MIN_MARGIN = 0.02
 # int8/int4 weights vs the fp32 graph (this model: |logits| <~ 7). Smoke bounds: on random Gaussian weights
 # (std 0.1) per-column int8 with dynamically quantised activations and block-32 int4 both perturb K by a few % of
 # its range and routes flip downstream; trained weights must be judged on eval_ppl.
-QUANT_LOGIT_ATOL = {"int8": 5.0, "int4": 5.0}
+QUANT_LOGIT_ATOL = {"int8": 5.0, "int4": 5.0, "mixed": 5.0}
 QUANT_TOP1_MIN = 0.5
 # decode-step budget: nodes per layer in the Loop body (18 documented) plus the per-step overhead (position and
 # sequence-length arithmetic, final norm, lm_head, argmax, stop check, router-logit output)
@@ -329,7 +329,7 @@ def test_fp16_variant_close_to_fp32_reference(model, fp16, bias):
 def quantized(model, tmp_path_factory):
     d = tmp_path_factory.mktemp("quant")
     paths = {}
-    for kind in ("int8", "int4"):
+    for kind in ("int8", "int4", "mixed"):
         paths[kind] = d / f"{kind}.onnx"
         export_onnx(model, paths[kind], "float32", kind)
     return paths
@@ -348,12 +348,17 @@ def quant_agreement(ref_sess, quant_sess, seed):
     return float(np.mean(top1)), worst
 
 
-@pytest.mark.parametrize("kind", ["int8", "int4"])
+@pytest.mark.parametrize("kind", ["int8", "int4", "mixed"])
 def test_quantized_cpu_weights(fp32, fp32_onnx, quantized, kind):
     path = quantized[kind]
     g = onnx.load(str(path)).graph
-    quant_op = {"int8": "DynamicQuantizeMatMul", "int4": "MatMulNBits"}[kind]
-    assert [n.op_type for n in g.node].count(quant_op) == 5 * L  # qkv, o, gate, up, down of every layer
+    ops = [n.op_type for n in g.node]
+    if kind == "mixed":  # int8 q/K/V, o, gate, up; int4 down (chunk graph; the loop body is the same)
+        assert ops.count("DynamicQuantizeMatMul") == 4 * L and ops.count("MatMulNBits") == L
+        assert all(n.input[1].endswith("down.int4") for n in g.node if n.op_type == "MatMulNBits")
+    else:
+        quant_op = {"int8": "DynamicQuantizeMatMul", "int4": "MatMulNBits"}[kind]
+        assert ops.count(quant_op) == 5 * L  # qkv, o, gate, up, down of every layer
     # the only float weight matrices left in the layers are the routers [hidden, E], kept fp32 (a flipped
     # route changes a token's KV size); embedding and lm_head of this untied model stay float too
     mats = [tuple(t.dims) for t in g.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 2
@@ -369,7 +374,8 @@ def test_quantized_cpu_weights(fp32, fp32_onnx, quantized, kind):
 
 
 def test_quantized_sizes_ordered(fp32_onnx, quantized):
-    assert quantized["int4"].stat().st_size < quantized["int8"].stat().st_size < 0.6 * fp32_onnx.stat().st_size
+    sizes = {k: p.stat().st_size for k, p in quantized.items()}
+    assert sizes["int4"] < sizes["mixed"] < sizes["int8"] < 0.6 * fp32_onnx.stat().st_size
 
 
 TIED = CFG.replace(tie_word_embeddings=True)
@@ -393,7 +399,7 @@ def embedding_output(path, ids):
     return sess.run([name], feeds(empty_cache(), ids, list(range(len(ids)))))[0]
 
 
-@pytest.mark.parametrize("kind", ["int8", "int4"])
+@pytest.mark.parametrize("kind", ["int8", "int4", "mixed"])
 def test_tied_embedding_stored_once_as_int8(tied, tmp_path, kind):
     """int8|int4 weights with tied embeddings: one int8 [hidden, V] matrix (one scale per vocab row) serves the
     Gather and the lm_head, in the chunk and in the loop body; no float [V, hidden] copy is left;

@@ -178,8 +178,8 @@ def test_model_card_numbers(tmp_path):
     assert f"{TRUNK * TPS:,} (trunk) + {BRANCH * TPS:,} (branch) = {total:,} tokens" in text
     assert re.search(r"dense-cont [\d,]+ \+ [\d,]+ = " + re.escape(f"{total:,}") + r" tokens → equal", text)
     assert _table_row(text, "`gqa2`")[3:6] == [str(GQA), f"{GQA * TPS:,}", f"{TPS:,}"]
-    assert f"export TOTAL_STEPS={TRUNK + BRANCH} DENSE_STEPS={TRUNK} GQA_STEPS={GQA} ABL_STEPS={ABL}" in text
-    assert "scripts/train-default.sh branches runs/default" in text
+    assert (f"TOTAL_STEPS={TRUNK + BRANCH} DENSE_STEPS={TRUNK} GQA_STEPS={GQA} ABL_STEPS={ABL} FIM_LINE_RATE=0 "
+            'BRANCHES="mixsga dense-cont gqa2 abl-lmgrad abl-random" scripts/train-default.sh all runs/default') in text
 
     # facts and code evals as before
     assert "5.0%" in text and "single-line infilling pass@1 ≥ 0.30" in text
@@ -240,3 +240,26 @@ def test_shipped_model_from_another_run(tmp_path):
     assert "--shipped" in text and text.index("## The shipped model") < text.index("# Study")
     with pytest.raises(UserError):
         model_card.build(res, code, out, corpus, img, doc, shipped=tmp_path / "nowhere")
+
+
+def test_shipped_run_with_equal_compute_reference(tmp_path):
+    """A shipped run that has dense-cont (the trunk continued as long as mixsga): its ratio is at equal compute,
+    checked against the target and against window / H2O at 50%; the reproduce block gives its step counts."""
+    res, code, corpus, doc = _write(tmp_path)
+    out, img = tmp_path / "docs" / "model-card.md", tmp_path / "docs" / "img"
+    new = tmp_path / "new" / "train"
+    (new / "eval").mkdir(parents=True)
+    (new / "eval" / "mixsga.json").write_text(json.dumps({"rows": _mix_rows(9.0, {0.5: 6.0}, 6.001, 0.506, 7.3)}))
+    (new / "eval" / "dense.json").write_text(json.dumps({"rows": [_row("full", 1.0, 1.0, 5.5)]}))
+    cont = [_row("full", 1.0, 1.0, 5.4)] + [_row("window", b, b + 0.001, 5.9 if b == 0.5 else 6.5) for b in model_card.BUDGETS[:-1]] \
+        + [_row("h2o", b, b + 0.001, 5.8 if b == 0.5 else 6.4) for b in model_card.BUDGETS[:-1]]
+    (new / "eval" / "dense-cont.json").write_text(json.dumps({"rows": cont}))
+    for name, steps in (("dense", 14), ("mixsga", 4), ("dense-cont", 4)):
+        (new / name).mkdir()
+        (new / name / "log.jsonl").write_text(json.dumps({"step": steps, "loss": 2.0, "tokens": steps * 1000}) + "\n")
+    model_card.build(res, code, out, corpus, img, doc, shipped=new.parent)
+    text = out.read_text()
+    assert "**1.111×** at **equal** compute" in text and "18,000 tokens" in text  # 6.0 / 5.4; 14k + 4k
+    assert "target ≤ 1.03× **not met**" in text and "50%: **not lower**" in text  # 6.0 > window 5.9, H2O 5.8
+    assert "| dense-cont (trunk continued 4,000 tokens), full KV | | | | | 5.400 | |" in text
+    assert "TOTAL_STEPS=18 DENSE_STEPS=14" in text and "scripts/train-default.sh all runs/default " in text
