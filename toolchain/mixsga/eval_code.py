@@ -436,10 +436,12 @@ def run(args) -> int:
         model_desc = "canonical"
     else:
         rb = [float(x) for x in args.route_bias.split(",")] if args.route_bias else None
+        # the ONNX options are used only when the folder is an ONNX model (load_completer decides)
         completer = load_completer(args.model, variant=args.variant, threads=args.threads, route_bias=rb,
-                                   fim_always=args.fim_always, prefix_at_start=args.prefix_at_start) \
-            if (Path(args.model) / "manifest.json").is_file() else load_completer(args.model)
+                                   fim_always=args.fim_always, prefix_at_start=args.prefix_at_start)
         model_desc = str(args.model)
+    runner = "canonical" if args.canonical else (
+        f"onnx:{args.variant}" if isinstance(completer, OnnxCompleter) else "pytorch")
 
     def progress(i, n):
         if i % 50 == 0 or i == n:
@@ -451,9 +453,7 @@ def run(args) -> int:
         "sets": names, "limit": args.limit, "multi_subset": args.multi_subset, "seed": args.seed,
         "timeout_s": args.timeout, "max_new_tokens": args.max_new_tokens, "eval_dir": str(eval_dir),
         "route_bias": args.route_bias, "fim_always": args.fim_always, "decoding": "greedy",
-        "runner": "canonical" if args.canonical else (f"onnx:{args.variant}" if (Path(args.model) / "manifest.json").is_file()
-                                                     else "pytorch"),
-        "js_note":
+        "runner": runner, "js_note":
             "JS HumanEval_51_remove_vowels: raw newline in a test string literal repaired (escaped); 161 tasks"},
         **res}
     print(format_table(res["sets"]))

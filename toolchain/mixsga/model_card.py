@@ -742,10 +742,10 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
     if codes:
         models = sorted({c[4] for c in codes.values() if c[4]})
         runners = {c[1].get("runner", "pytorch") for c in codes.values()}
-        how = ("the exported model's CPU file through `mixsga.eval_code.OnnxCompleter` — ONNX Runtime, the engine's "
+        how = ("The exported model's CPU file through `mixsga.eval_code.OnnxCompleter` — ONNX Runtime, the engine's "
                "graph, prompt layout and stop rules —" if runners <= {"onnx:cpu"} else
                "PyTorch checkpoint through `mixsga.generate.TorchCompleter`")
-        w(f"{how[0].upper() + how[1:]} (FIM SPM prompt, decode-time argmax routing "
+        w(f"{how} (FIM SPM prompt, decode-time argmax routing "
           "over per-expert KV caches, as the extension decodes), greedy, one sample per task; each program run in "
           "the sandbox (`mixsga.sandbox`, 20 s timeout). Sets marked 'first N' were cut (file order: the Python sets then cover only the early HumanEval problems; MultiPL-E files are not in problem order) to fit the time "
           "on the loaded 2-core CPU; their pass@1 has a wide interval (95% Wilson score interval shown)."
