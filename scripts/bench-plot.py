@@ -200,7 +200,7 @@ def main():
             r = json.load(fh)
         stem = os.path.splitext(os.path.basename(fn))[0]
         loaded[stem] = r
-        if r.get("engine") == "pytorch-eager":
+        if str(r.get("engine", "")).startswith("pytorch"):
             continue  # plotted with the matching GPU-suite file (plot_groups)
         try:
             (plot_gpu if r.get("suite") == "gpu" else plot_completion)(r, stem, a.out)

@@ -14,6 +14,13 @@
 #                                           (scripts/gpu/unpack.sh), export the trained model, run the engine's GPU
 #                                           suite on CUDA and CPU EPs, the completion suite and the PyTorch
 #                                           reference; results in $BENCH
+#   scripts/gpu/session.sh shipped          detached: the shipped model as carried (models/default files collected into
+#                                           /root/models/default, not re-exported): CUDA EP vs CPU EP on its fp16 file
+#                                           (scripts/gpu/ep-diff.js), the engine's GPU and completion suites on CUDA,
+#                                           CUDA-vs-CPU completions (scripts/gpu/agree.sh); the TinyLlama-shaped export
+#                                           and its GPU suite; with CEILING=1 also the PyTorch references (eager, CUDA
+#                                           graphs) and a dense static-KV CUDA-graph step
+#                                           (scripts/gpu/static-decode-ceiling.py); in $BENCH
 #   scripts/gpu/session.sh smoke            quick CUDA check of the graph (placement, one decode run), in the call
 #   scripts/gpu/session.sh fetch            into $OUT for the trip back: the trained mixSGA checkpoint (fp16, 15 MB
 #                                           parts), runs.tgz (logs, eval JSON, configs), bench.tgz (bench JSON)
@@ -70,6 +77,40 @@ case "${1:-}" in
     [ -n "${DEFAULT_CKPT:-}" ] && rm -rf /root/default-ckpt && cp -r "$DEFAULT_CKPT" /root/default-ckpt
     REPO=/root/repo-bench DEFAULT_CKPT=${DEFAULT_CKPT:+/root/default-ckpt} setsid nohup bash /root/repo-bench/scripts/gpu/session.sh bench-run > "$BENCH/bench.log" 2>&1 < /dev/null &
     echo "started bench: $BENCH/bench.log" ;;
+  shipped)
+    snapshot_repo /root/repo-bench
+    mkdir -p "$BENCH"
+    REPO=/root/repo-bench setsid nohup bash /root/repo-bench/scripts/gpu/session.sh shipped-run > "$BENCH/bench.log" 2>&1 < /dev/null &
+    echo "started: $BENCH/bench.log" ;;
+  shipped-run)
+    export PYTHONPATH=$REPO/toolchain
+    [ -x /root/rt/node ] || bash "$REPO/scripts/gpu/unpack.sh" assemble
+    fresh_dist "$REPO"
+    M=/root/models/default
+    (cd "$M" && python3 -c 'import json,hashlib,sys; m=json.load(open("manifest.json")); bad=[f for f,h in m["files"].items() if hashlib.sha256(open(f,"rb").read()).hexdigest()!=h]; print("manifest sha256:", "ok" if not bad else bad); sys.exit(1 if bad else 0)')
+    # the TinyLlama-shaped export runs beside the checks below (CPU-bound, niced)
+    [ -f "$TL/model/manifest.json" ] || [ -n "${NO_TINYLLAMA:-}" ] || bash "$REPO/scripts/gpu/session.sh" tinyllama
+    cd /root/rt
+    B="./node dist/bench.js --suite gpu"
+    run() { echo "== $*"; timeout "$@" || echo "FAILED (rc $?): $*"; }
+    # CUDA EP vs CPU EP on the same fp16 file: the graph's loop, one token per run, a second run on a cache
+    python3 "$REPO/scripts/gpu/ep-diff-model.py" --case-only "$BENCH/ep-case"
+    NODE_PATH=/root/rt/node_modules run 200 ./node "$REPO/scripts/gpu/ep-diff.js" "$M/model.cuda.onnx" "$BENCH/ep-case/case.json" "$BENCH/ep-diff-default.json" cuda cpu
+    run 150 $B --model "$M" --device cuda --out "$BENCH/gpu-default-cuda.json"
+    run 200 bash "$REPO/scripts/gpu/agree.sh" ./node dist/cli.js "$M" cuda "$BENCH/agree-cuda" 24
+    run 120 bash "$REPO/scripts/gpu/agree.sh" ./node dist/cli.js "$M" cpu "$BENCH/agree-cpu" 24
+    run 100 ./node dist/bench.js --model "$M" --device cuda --iterations 20 --out "$BENCH/completion-cuda.json"
+    for i in $(seq 1 60); do [ -f "$TL/model/manifest.json" ] && break; sleep 5; done
+    if [ -f "$TL/model/manifest.json" ]; then
+      run 240 $B --model "$TL/model" --device cuda --profile-runs 0 --out "$BENCH/gpu-tinyllama-cuda.json"
+      run 120 $B --model "$TL/model" --device cuda --decode-steps 1,8,32 --budgets 50 --contexts 2048 --profile-runs 0 --prefill 2048 --out "$BENCH/gpu-tinyllama-cuda-steps.json"
+    fi
+    if [ -n "${CEILING:-}" ]; then
+      (cd "$REPO" && run 120 python3 scripts/gpu/static-decode-ceiling.py --out "$BENCH/ceiling.json")
+      (cd "$REPO" && run 150 python3 -m mixsga.bench_torch --device cuda --cuda-graph --out "$BENCH/torch-tinyllama-cudagraph.json")
+      (cd "$REPO" && run 170 python3 -m mixsga.bench_torch --device cuda --out "$BENCH/torch-tinyllama.json")
+    fi
+    nvidia-smi > "$BENCH/nvidia-smi.txt"; ls -la "$BENCH"; echo BENCH DONE ;;
   bench-run)
     export PYTHONPATH=$REPO/toolchain
     [ -x /root/rt/node ] || bash "$REPO/scripts/gpu/unpack.sh" assemble

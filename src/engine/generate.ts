@@ -32,7 +32,8 @@ export async function generate(a: GenerateArgs): Promise<GenerateResult> {
   for (;;) {
     for (const id of batch) {
       ids.push(id);
-      const raw = a.decode(ids);
+      // a stop id's own text ('<fim_middle>', '</s>') is not part of the completion
+      const raw = a.decode(a.rules.isStopId(id) ? ids.slice(0, -1) : ids);
       text = a.healed && raw.startsWith(a.healed) ? raw.slice(a.healed.length) : raw;
       const d = a.rules.check(text, ids);
       if (d.stop) return { text: d.text, ids, stop: d.stop };

@@ -6,7 +6,7 @@
 import type { ModelTokenizer } from './tokenizer';
 
 export class StopMasks {
-  /** EOS and FIM tokens: generation ends there in every mode. */
+  /** EOS, BOS, <unk> and the FIM tokens: generation ends there in every mode (none of them is code). */
   readonly stopIds: Set<number>;
   /** Nothing stops (prefill runs). */
   readonly none: Uint8Array;
@@ -18,7 +18,9 @@ export class StopMasks {
   constructor(private readonly tok: ModelTokenizer) {
     const V = tok.manifest.architecture.vocab_size;
     const fim = tok.manifest.fim;
-    this.stopIds = new Set([tok.eos, ...(fim ? [fim.pad_id, fim.file_sep_id, fim.prefix_id, fim.suffix_id, fim.middle_id] : [])]);
+    const unk = tok.unk;
+    this.stopIds = new Set([tok.eos, tok.bos, ...(unk !== undefined ? [unk] : []),
+      ...(fim ? [fim.pad_id, fim.file_sep_id, fim.prefix_id, fim.suffix_id, fim.middle_id] : [])]);
     this.none = new Uint8Array(V);
     this.eos = new Uint8Array(V);
     for (const id of this.stopIds) if (id < V) this.eos[id] = 1;

@@ -36,7 +36,11 @@ export class StopRules {
     this.nextLine = (sufLines.slice(1).find((l) => l.trim() !== '') ?? '').trim();
   }
 
-  /** Checks after each generated token; `text` is all generated text so far, `ids` all generated ids. */
+  /** A stop id ends generation; its own text ('<fim_middle>', '</s>') is never part of the completion. */
+  isStopId(id: number): boolean { return this.c.stopIds.has(id); }
+
+  /** Checks after each generated token; `text` is all generated text so far (without a final stop id's text),
+   *  `ids` all generated ids. */
   check(text: string, ids: number[]): StopDecision {
     const last = ids[ids.length - 1];
     if (last !== undefined && this.c.stopIds.has(last)) return { stop: 'eos', text: this.finish(text) };
@@ -67,6 +71,8 @@ export class StopRules {
       }
       if (this.repeatsLines(lines)) return { stop: 'repetition', text: this.finish(this.dropRepeats(lines)) };
     }
+    const loop = this.textLoop(text);
+    if (loop !== null) return { stop: 'repetition', text: this.finish(text.slice(0, loop)) };
     if (this.repeatsTokens(ids)) return { stop: 'repetition', text: this.finish(text) };
     if (ids.length >= this.c.maxTokens) return { stop: 'max-tokens', text: this.finish(text) };
     return { stop: null, text };
@@ -118,6 +124,21 @@ export class StopRules {
     const out: string[] = [];
     for (const l of lines.slice(0, -1)) if (!(l.trim() && out.length && out[out.length - 1] === l)) out.push(l);
     return out.join('\n');
+  }
+
+  /**
+   * A loop at the end of the text: the same unit of 3–40 characters three times in a row, where the unit holds a
+   * word of 3+ letters and is not one repeated character (so '0, 0, 0', '----' and '#ffffff' are not loops, but
+   * 'MaxMaxMax' and 'x.config.config.config' are). Returns where the second copy starts, so one copy is kept.
+   */
+  private textLoop(text: string): number | null {
+    const n = text.length;
+    for (let p = 3; p <= 40 && 3 * p <= n; p++) {
+      const unit = text.slice(n - p);
+      if (!/[A-Za-z_]{3}/.test(unit) || /^(.)\1*$/s.test(unit)) continue;
+      if (text.slice(n - 2 * p, n - p) === unit && text.slice(n - 3 * p, n - 2 * p) === unit) return n - 2 * p;
+    }
+    return null;
   }
 
   /** The last ≥ 16 ids are a period-p loop (p ≤ 8) repeated at least 3 times. */

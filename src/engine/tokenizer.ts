@@ -74,6 +74,8 @@ export class ModelTokenizer {
   }
 
   get bos(): number { return this.manifest.tokenizer.bos_id; }
+  /** Id of the unknown-token piece ('<unk>'), if the vocabulary has one: never text a completion should show. */
+  get unk(): number | undefined { return this.tok.token_to_id('<unk>') ?? undefined; }
   get eos(): number { return this.manifest.tokenizer.eos_id; }
   get addBos(): boolean { return this.manifest.tokenizer.add_bos; }
 

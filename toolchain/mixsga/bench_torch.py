@@ -1,10 +1,14 @@
 """PyTorch eager reference for the engine's speed figures: the same chunk semantics as the ONNX graph
 (`forward_chunk`: per-expert past caches, pooled in-chunk K/V), timed on one device.
 
-    python -m mixsga.bench_torch --checkpoint DIR | --shape tinyllama  [--device cuda] [--dtype float16]
+    python -m mixsga.bench_torch [--checkpoint DIR] [--device cuda] [--dtype float16] [--cuda-graph]
 
 Prints a table and writes JSON: prefill tokens/s for 512- and 2048-token prompts, decode tokens/s at 256/1024/2048
-context for KV budgets 100/75/50/25% (capacity ratios 1:0:0, 1:1:0, 3:1:6, 0:0:1), peak GPU memory."""
+context for KV budgets 100/75/50/25% (capacity ratios 1:0:0, 1:1:0, 3:1:6, 0:0:1), peak GPU memory.
+
+--cuda-graph captures each timed call in one CUDA graph and replays it: the same kernels without the host's
+per-kernel launch cost, i.e. what the GPU itself needs for a step (the ceiling a runtime without launch overhead
+could reach). forward_chunk has no host syncs, and each configuration's inputs keep their shapes, so it captures."""
 import argparse
 import json
 import platform
@@ -32,6 +36,21 @@ def synthetic_past(model, context, ratios, dtype, device):
              for h, t in zip(model.cfg.expert_kv_heads(), sizes)] for _ in range(model.cfg.num_layers)]
 
 
+def cuda_graphed(fn):
+    """fn captured in a CUDA graph; returns its replay. Warm-up on a side stream first (cuBLAS handles, the
+    allocator), as torch.cuda.graph requires; the outputs live in the graph's private pool."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
 def timed(fn, device, repeat):
     fn()  # warm-up (kernel selection, allocator)
     if device == "cuda":
@@ -46,6 +65,8 @@ def timed(fn, device, repeat):
 
 @torch.no_grad()
 def run(args):
+    if args.cuda_graph and args.device != "cuda":
+        raise SystemExit("--cuda-graph needs --device cuda")
     dtype = getattr(torch, args.dtype)
     if args.checkpoint:
         model = load_checkpoint(args.checkpoint)
@@ -56,12 +77,13 @@ def run(args):
             model = convert(MixSGAForCausalLM(ModelConfig(**TINYLLAMA)))
     model = model.to(device=args.device, dtype=dtype).eval()
     bias = torch.zeros(model.cfg.num_experts, dtype=dtype, device=args.device)
+    wrap = cuda_graphed if args.cuda_graph else (lambda fn: fn)
     rows = []
     for n in (512, 2048):
         ids = torch.randint(0, 32000, (1, n), device=args.device)
         past = model.empty_past(dtype, args.device)
-        s = timed(lambda: model.forward_chunk(ids, torch.arange(n, device=args.device)[None], bias, past),
-                  args.device, args.repeat)
+        pos = torch.arange(n, device=args.device)[None]
+        s = timed(wrap(lambda: model.forward_chunk(ids, pos, bias, past)), args.device, args.repeat)
         rows.append({"kind": "prefill", "tokens": n, "ms": s * 1e3, "tokens_per_s": n / s})
     for budget, ratios in BUDGETS.items():
         for ctx in (256, 1024, 2048):
@@ -70,12 +92,12 @@ def run(args):
             past = synthetic_past(model, ctx, ratios, dtype, args.device)
             ids = torch.randint(0, 32000, (1, 1), device=args.device)
             pos = torch.tensor([[ctx]], device=args.device)
-            s = timed(lambda: model.forward_chunk(ids, pos, bias, past), args.device, args.repeat * 4)
+            s = timed(wrap(lambda: model.forward_chunk(ids, pos, bias, past)), args.device, args.repeat * 4)
             kv_bytes = sum(k.numel() * k.element_size() * 2 for layer in past for k, _ in layer)
             peak = torch.cuda.max_memory_allocated() if args.device == "cuda" else None
             rows.append({"kind": "decode", "budget": budget, "context": ctx, "ms": s * 1e3, "tokens_per_s": 1 / s,
                          "kv_bytes": kv_bytes, "gpu_peak_bytes": peak})
-    result = {"engine": "pytorch-eager", "torch": torch.__version__, "device": args.device,
+    result = {"engine": "pytorch-cudagraph" if args.cuda_graph else "pytorch-eager", "torch": torch.__version__, "device": args.device,
               "device_name": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor(),
               "dtype": args.dtype, "model": args.checkpoint or "tinyllama-1.1b-shape (random weights)",
               "params": model.num_params(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -95,6 +117,7 @@ def main():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float16")
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--cuda-graph", action="store_true", help="time CUDA-graph replays of each call (no launch cost)")
     p.add_argument("--out")
     run(p.parse_args())
 

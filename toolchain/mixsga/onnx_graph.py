@@ -2,8 +2,9 @@
 `onnx.helper` from a mixSGA model's weights. One graph does prefill and greedy decoding:
 
   1. the chunk: S prompt tokens on top of the per-expert past caches, one pass through the layers;
-  2. a Loop of up to `gen_steps` greedy decode steps that keeps the growing KV cache on the device (the host
-     cannot keep tensors on the GPU between runs from onnxruntime-node, so the decode loop lives in the graph);
+  2. a Loop of up to `gen_steps` greedy decode steps that keeps the KV cache on the device, in buffers with room
+     for every step (the host cannot keep tensors on the GPU between runs from onnxruntime-node, so the decode
+     loop lives in the graph);
   3. the K/V of every token processed (chunk + generated) pooled to its routed expert and grouped by expert, so
      the host appends each expert's block with one copy.
 
@@ -363,7 +364,14 @@ def build(model, dtype="float32", weights="float32", embedding="auto") -> onnx.M
     body = helper.make_graph(bb.nodes, "decode_step", body_in, body_out)
 
     first2 = b.op("Reshape", [first, b.c([1, 1])])
-    loop_in = ["gen_steps", cond0, first2] + [x for p in presents for x in p]
+    # The loop's caches are buffers with room for every step: [1, H, T+S+gen_steps, D], the tail filled step by
+    # step at the index seqlens_k names. Why not grow them by one token per step: ONNX Runtime 1.29's CUDA
+    # GroupQueryAttention sizes a decode step's present like its past buffer (it expects a max-length buffer),
+    # so a growing cache lost every step's new key and value on the GPU (the CPU kernel grew it). Both kernels
+    # read only the first seqlens_k+1 positions, so the unfilled tail is never attended.
+    room = b.op("Concat", [b.c([0, 0, 0, 0, 0, 0]), b.op("Reshape", ["gen_steps", b.c([1])]), b.c([0])], axis=0)
+    buffers = [b.op("Pad", [x, room]) for p in presents for x in p]
+    loop_in = ["gen_steps", cond0, first2] + buffers
     n_state = 1 + 2 * L
     outs = b.op("Loop", loop_in, n_out=n_state + 2, body=body)
     final = outs[1:n_state]  # the caches after the last step: key, value of layer 0, 1, ...
@@ -380,8 +388,11 @@ def build(model, dtype="float32", weights="float32", embedding="auto") -> onnx.M
                                     ["scores"], name="scores"))
     b.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
     b.nodes.append(helper.make_node("Identity", [tokens], ["tokens"], name="tokens_out"))
-    # K/V of the processed tokens = positions T.. of the final caches (as attention saw them: routed, post-RoPE)
-    kv_all = b.op("Slice", [b.op("Concat", final, axis=0), b.op("Reshape", [T, b.c([1])]), b.c([2 ** 62]), b.c([2])])
+    # K/V of the processed tokens = positions T .. T+N-1 of the final caches (as attention saw them: routed,
+    # post-RoPE); N = the chunk plus the steps the loop ran (the buffers' tail past it was never written)
+    N = b.op("Gather", [b.op("Shape", [rl_all]), b.c(0)], axis=0)
+    kv_all = b.op("Slice", [b.op("Concat", final, axis=0), b.op("Reshape", [T, b.c([1])]),
+                            b.op("Reshape", [b.op("Add", [T, N]), b.c([1])]), b.c([2])])
     kv_all = b.op("Transpose", [b.op("Reshape", [kv_all, b.c([L, 2, H, -1, D])])], perm=[0, 3, 1, 2, 4])  # [L, N, 2, H, D]
     for e, g in enumerate(groups):
         idx = b.op("Transpose", [b.op("NonZero", [b.op("Equal", [route_all, b.c(e)])])], perm=[1, 0])  # [n_e, 2]
@@ -395,7 +406,7 @@ def build(model, dtype="float32", weights="float32", embedding="auto") -> onnx.M
     outputs += [vi(f"kv.{e}", kvt, [f"n_{e}", 2, he, D]) for e, he in enumerate(cfg.expert_kv_heads())]
     graph = helper.make_graph(b.nodes, "mixsga", inputs, outputs, initializer=consts.inits)
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", MS_OPSET)],
-                          producer_name="mixsga", producer_version="2")
+                          producer_name="mixsga", producer_version="3")
     m.ir_version = 8
     return m
 

@@ -548,6 +548,24 @@ def test_decode_step_node_budget(model):
         assert slope <= STEP_NODES_PER_LAYER, (dtype, weights, per)
 
 
+def test_decode_loop_caches_are_buffers_with_room_for_every_step(model):
+    """The Loop carries each layer's K and V as a buffer of T+S+gen_steps positions (Pad by gen_steps), not a cache
+    grown by one token per step: ORT 1.29's CUDA GroupQueryAttention sizes a decode step's present like its past,
+    so a growing cache dropped every step's key and value on the GPU (found by scripts/gpu/ep-diff.js on the H200;
+    the CPU kernel grew it, so only this structure can be checked here)."""
+    proto = build(model, "float16", "float16")
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    loop = next(n for n in proto.graph.node if n.op_type == "Loop")
+    caches = loop.input[3:]
+    assert len(caches) == 2 * model.cfg.num_layers
+    for name in caches:
+        pad = producer[name]
+        assert pad.op_type == "Pad", name
+        pads = producer[pad.input[1]]
+        assert pads.op_type == "Concat" and any(producer.get(i) is not None and "gen_steps" in producer[i].input
+                                                for i in pads.input), name
+
+
 def test_export_refuses_head_dim_not_multiple_of_16(tmp_path):
     """ORT's GroupQueryAttention applies RoPE only for head sizes that are multiples of 16: a clear error, no file."""
     m = make_model(CFG.replace(head_dim=8, num_layers=1), seed=2)
