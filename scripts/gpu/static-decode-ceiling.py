@@ -3,7 +3,7 @@ decoder (random weights) written for speed — static KV buffers, fused q/k/v an
 grouped KV heads — with the whole step captured in one CUDA graph and replayed. Not the model the engine runs
 (no experts, no routing), a ceiling for the hardware: docs/benchmarks.md compares the engine's step against it.
 
-    python3 scripts/gpu/static-decode-ceiling.py --out ceiling.json [--contexts 256,1024,2048]
+    PYTHONPATH=toolchain python3 scripts/gpu/static-decode-ceiling.py --out ceiling.json [--contexts 256,1024,2048]
 """
 import argparse
 import json
@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 
 import torch
 import torch.nn.functional as F
+
+from mixsga.bench_torch import cuda_graphed  # PYTHONPATH=toolchain
 
 L, D, I, HQ, HKV, HD, V, MAXLEN = 22, 2048, 5632, 32, 4, 64, 32000, 2048
 
@@ -63,22 +65,14 @@ def main():
         return (rms(h, lnf) @ lm).argmax(-1)
 
     with torch.no_grad():
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                step()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            out = step()
+        replay = cuda_graphed(step)
         rows = []
         for ctx in [int(x) for x in a.contexts.split(",")]:
             ctx = min(ctx, MAXLEN - 1)
             pos.fill_(ctx)
             mask.fill_(0)
             mask[..., ctx + 1:] = float("-inf")  # cached positions 0..ctx (the step's own key included)
-            for kind, fn in (("cuda-graph", graph.replay), ("eager", step)):
+            for kind, fn in (("cuda-graph", replay), ("eager", step)):
                 fn()
                 torch.cuda.synchronize()
                 t = time.perf_counter()
@@ -88,7 +82,6 @@ def main():
                 ms = (time.perf_counter() - t) / a.repeat * 1e3
                 rows.append({"context": ctx, "mode": kind, "ms": ms, "tokens_per_s": 1e3 / ms})
                 print(f"{kind:10s} context {ctx:5d}: {ms:7.3f} ms/token  {1e3 / ms:8.1f} tok/s")
-        del out
     res = {"what": "dense TinyLlama-1.1B-shape fp16 decode step, static KV, one CUDA graph (ceiling; not the engine)",
            "torch": torch.__version__, "device_name": torch.cuda.get_device_name(),
            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": rows}
