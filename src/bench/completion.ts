@@ -169,6 +169,7 @@ export async function runCompletionSuite(a: Args): Promise<{ result: Record<stri
       latencyMs: stats(lat[k]),
       prefillTokens: stats(traces[k].map((t) => t.prefillTokens)), reusedTokens: stats(traces[k].map((t) => t.reusedTokens)),
       generatedTokens: stats(traces[k].map((t) => t.generatedTokens)),
+      modelTokens: stats(traces[k].map((t) => t.modelTokens)),
     });
     const result = {
       suite: 'completion', model: manifest.name, modelDir: dir, device: st.device, deviceSetting: device,

@@ -47,6 +47,9 @@ export interface RequestTrace {
   /** Prompt tokens that had to be computed for this request. */
   prefillTokens: number;
   generatedTokens: number;
+  /** Tokens the graph's decode loop picked, kept or not (≥ generatedTokens: the loop stops only at stop ids and,
+   *  in single-line mode, newline tokens; the host's other rules stop later picks from being used). */
+  modelTokens: number;
   /** Until the first generated tokens were available (the run over the prompt's last chunk also picks them). */
   prefillMs: number;
   /** The rest of generation (further runs of the graph's decode loop). */

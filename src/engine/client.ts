@@ -21,7 +21,7 @@ export interface EngineStartOptions extends EngineOptions {
 interface Pending { call: Call; resolve: (v: unknown) => void; reject: (e: Error) => void }
 
 const emptyTrace = (requestId: number, docId: string, reason: string, stop: RequestTrace['stopReason'] = 'error'): RequestTrace => ({
-  requestId, docId, reusedTokens: 0, prefillTokens: 0, generatedTokens: 0, prefillMs: 0, decodeMs: 0, totalMs: 0,
+  requestId, docId, reusedTokens: 0, prefillTokens: 0, generatedTokens: 0, modelTokens: 0, prefillMs: 0, decodeMs: 0, totalMs: 0,
   stopReason: stop, noSuggestionReason: reason, budgetActions: [],
 });
 

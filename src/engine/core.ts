@@ -46,7 +46,7 @@ export class EngineCore {
   }
 
   private trace(requestId: number, docId: string): RequestTrace {
-    return { requestId, docId, reusedTokens: 0, prefillTokens: 0, generatedTokens: 0, prefillMs: 0, decodeMs: 0,
+    return { requestId, docId, reusedTokens: 0, prefillTokens: 0, generatedTokens: 0, modelTokens: 0, prefillMs: 0, decodeMs: 0,
       totalMs: 0, stopReason: 'empty', budgetActions: [] };
   }
 
@@ -129,6 +129,7 @@ export class EngineCore {
       const tFirst = Date.now();
       trace.prefillMs = tFirst - t0; // until the first batch of tokens: the last prompt chunk's run picks them
       if (typeof p === 'string') { keepTruncate = p !== 'cancelled'; return done('', p); }
+      trace.modelTokens = p.tokens.length;
       let pos = prompt.ids.length + p.tokens.length - 1; // position of the pending (picked, not fed) token
       const g = await generate({
         first: p.tokens, rules, healed: prompt.healed, deadline, cancel, maxTokens: maxNew,
@@ -137,6 +138,7 @@ export class EngineCore {
           const out = await this.runChunk(req.docId, [last], pos, trace,
             { steps: Math.min(max, this.decodeSteps) - 1, stopMask });
           pos += out.tokens.length;
+          trace.modelTokens += out.tokens.length;
           return out.tokens;
         },
       });
