@@ -28,7 +28,7 @@ function numbers(t) {
 }
 
 /** past.l.e feeds from a run's outputs: kv.e rows are grouped by layer, in token order within a layer. */
-function pastFrom(out, sess) {
+function pastFrom(out) {
   const route = out.route.data, L = out.route.dims[0], n = route.length / L, past = {};
   const offset = [0, 0, 0];
   for (let l = 0; l < L; l++) {
@@ -56,7 +56,7 @@ function mergePast(a, b) {
   return out;
 }
 
-async function runOn(ep, sess, ids = c.ids, start = 0, past = {}, genSteps = c.gen_steps ?? 8) {
+async function runOn(sess, ids = c.ids, start = 0, past = {}, genSteps = c.gen_steps ?? 8) {
   const S = ids.length;
   const feeds = {
     ...past,
@@ -113,28 +113,26 @@ async function runOn(ep, sess, ids = c.ids, start = 0, past = {}, genSteps = c.g
     return rows;
   };
   const result = { model, epA, epB, runs: {} };
-  const [oa, ob] = [await runOn(epA, sa), await runOn(epB, sb)];
+  const [oa, ob] = [await runOn(sa), await runOn(sb)];
   const runs = [['prompt', oa, ob]];
   if (c.ids2) {
-    const { past, n } = pastFrom(ob, sb);
-    runs.push(['cached', await runOn(epA, sa, c.ids2, n, past), await runOn(epB, sb, c.ids2, n, past)]);
+    const { past, n } = pastFrom(ob);
+    runs.push(['cached', await runOn(sa, c.ids2, n, past), await runOn(sb, c.ids2, n, past)]);
   }
   // one token per run (gen_steps 0), each EP on its own cache: what the engine does without the graph's loop
   if (c.stepwise) {
-    const walk = async (ep, sess) => {
+    const walk = async (sess) => {
       const toks = [];
-      let out = await runOn(ep, sess, c.ids, 0, {}, 0), pos = c.ids.length, past = pastFrom(out, sess).past;
-      for (let i = 0; i < c.stepwise; i++) {
+      let out = await runOn(sess, c.ids, 0, {}, 0), past = pastFrom(out).past;
+      for (let pos = c.ids.length; toks.length < c.stepwise; pos++) {
         const t = Number(out.tokens.data[0]);
         toks.push(t);
-        const prev = past;
-        out = await runOn(ep, sess, [t], pos, prev, 0);
-        past = mergePast(prev, pastFrom(out, sess).past);
-        pos += 1;
+        out = await runOn(sess, [t], pos, past, 0);
+        past = mergePast(past, pastFrom(out).past);
       }
       return toks;
     };
-    result.stepwise = { [epA]: await walk(epA, sa), [epB]: await walk(epB, sb) };
+    result.stepwise = { [epA]: await walk(sa), [epB]: await walk(sb) };
     console.log(`== one token per run: ${JSON.stringify(result.stepwise)}`);
   }
   for (const [what, xa, xb] of runs) {

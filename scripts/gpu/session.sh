@@ -87,7 +87,7 @@ case "${1:-}" in
     [ -x /root/rt/node ] || bash "$REPO/scripts/gpu/unpack.sh" assemble
     fresh_dist "$REPO"
     M=/root/models/default
-    (cd "$M" && python3 -c 'import json,hashlib,sys; m=json.load(open("manifest.json")); bad=[f for f,h in m["files"].items() if hashlib.sha256(open(f,"rb").read()).hexdigest()!=h]; print("manifest sha256:", "ok" if not bad else bad); sys.exit(1 if bad else 0)')
+    python3 -m mixsga export --verify "$M"  # the carried files against their manifest's sha256
     # the TinyLlama-shaped export runs beside the checks below (CPU-bound, niced)
     [ -f "$TL/model/manifest.json" ] || [ -n "${NO_TINYLLAMA:-}" ] || bash "$REPO/scripts/gpu/session.sh" tinyllama
     cd /root/rt

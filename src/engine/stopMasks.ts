@@ -17,10 +17,8 @@ export class StopMasks {
 
   constructor(private readonly tok: ModelTokenizer) {
     const V = tok.manifest.architecture.vocab_size;
-    const fim = tok.manifest.fim;
     const unk = tok.unk;
-    this.stopIds = new Set([tok.eos, tok.bos, ...(unk !== undefined ? [unk] : []),
-      ...(fim ? [fim.pad_id, fim.file_sep_id, fim.prefix_id, fim.suffix_id, fim.middle_id] : [])]);
+    this.stopIds = new Set([...tok.specialIds, ...(unk !== undefined ? [unk] : [])]);
     this.none = new Uint8Array(V);
     this.eos = new Uint8Array(V);
     for (const id of this.stopIds) if (id < V) this.eos[id] = 1;
