@@ -10,11 +10,13 @@
 #   gqa2        static GQA-2 (every token on the group-2 expert), GQA_STEPS of the same schedule
 #   abl-lmgrad, abl-random   router with LM gradient / random router, ABL_STEPS of the same schedule
 #
-#   scripts/train-default.sh all        [RUN]   # every stage below in order, one detached job (~14 min)
+#   scripts/train-default.sh all        [RUN]   # every stage below in order, one detached job (~26 min on one H200 with the defaults: trunk 11, branches 7, extend 6, shards + eval 2)
 #   scripts/train-default.sh shards     [RUN]   # corpus -> $SHARDS (skipped if $SHARDS/meta.json exists)
 #   scripts/train-default.sh dense      [RUN]   # the dense trunk
 #   scripts/train-default.sh branches   [RUN]   # convert + the branches above, one after the other
-#   scripts/train-default.sh eval       [RUN]   # eval_ppl for every checkpoint, concurrently
+#   scripts/train-default.sh extend     [RUN]   # long-context phase: mixsga and dense-cont continued at 2048 tokens
+#   scripts/train-default.sh eval       [RUN]   # eval_ppl for every checkpoint, concurrently (1024 and 2048 windows)
+#   scripts/train-default.sh shards,extend,eval [RUN]   # several stages in order, one detached job
 #   scripts/train-default.sh status     [RUN]   # last log lines of every run
 #
 # RUN defaults to runs/default. Env: SHARDS (token shard dir, default $RUN/shards), CORPUS (corpus dir for the
@@ -22,7 +24,9 @@
 # ABL_STEPS, BRANCHES (which branches to train), FIM_LINE_RATE, and the size overrides below for a CPU dry run.
 #
 # Defaults = the shipped model's recipe (2026-12-01, late conversion): dense 1400 of an 1800-step cosine, then
-# mixsga and dense-cont for 400 steps each, FIM with line cuts. The equal-compute study of docs/model-card.md
+# mixsga and dense-cont for 400 steps each, FIM with line cuts; then (extend) both continued for 300 steps on
+# 2048-token windows, since the engine's prompts reach 1536+ positions and a model trained on 1024-token windows
+# falls apart past position 1024 (held-out ppl 6 -> 21 -> 118 per 512 positions). The equal-compute study of docs/model-card.md
 # (early conversion, every branch) is
 #   TOTAL_STEPS=610 DENSE_STEPS=153 GQA_STEPS=76 ABL_STEPS=76 FIM_LINE_RATE=0 \
 #     BRANCHES="mixsga dense-cont gqa2 abl-lmgrad abl-random" scripts/train-default.sh all runs/study
@@ -39,18 +43,22 @@ FIM_LINE_RATE=${FIM_LINE_RATE:-0.5}  # share of FIM documents cut at line starts
 GQA_STEPS=${GQA_STEPS:-229}       # static GQA-2 branch, compared with mixsga's snapshot at the same step
 ABL_STEPS=${ABL_STEPS:-76}        # router ablations, compared with mixsga's snapshot at the same step
 BRANCH_STEPS=$((TOTAL_STEPS - DENSE_STEPS))
+EXTEND_STEPS=${EXTEND_STEPS:-300} # long-context phase (extend): steps on EXTEND_SEQ-token windows, LR 1e-4 -> 3e-5
+EXTEND_SEQ=${EXTEND_SEQ:-2048}
+EXTEND_BRANCHES=${EXTEND_BRANCHES:-mixsga dense-cont}
 MIN_SCALE=${MIN_SCALE:-1}         # multiplies every time cap (safety nets; the runs are step-budgeted)
 # Time caps: ~1.2x the H200's measured seconds per step (dense 0.49, branches 0.53), so a slow machine anneals
 # early instead of overrunning the GPU session; scale with MIN_SCALE.
 DENSE_CAP=$(python3 -c "print(round($DENSE_STEPS * 0.58 / 60 + 1, 1))")
 BRANCH_CAP=$(python3 -c "print(round($BRANCH_STEPS * 0.62 / 60 + 1, 1))")
+EXTEND_CAP=$(python3 -c "print(round($EXTEND_STEPS * 0.8 / 60 + 1, 1))")
 SELF=$(readlink -f "$0")
 cd "$(dirname "$SELF")/.."     # repo root; RUN and SHARDS are relative to it
 export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0} PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/toolchain:${PYTHONPATH:-}
 mkdir -p "$RUN"
 
 # Overridable for a CPU dry run of the whole pipeline (tiny model, tiny batches).
-MODEL_SIZE=${MODEL_SIZE:-default}; SEQ=${SEQ:-1024}; BATCH_TOKENS=${BATCH_TOKENS:-262144}; MB=${MB:-32}
+MODEL_SIZE=${MODEL_SIZE:-default}; SEQ=${SEQ:-1024}; BATCH_TOKENS=${BATCH_TOKENS:-262144}; MB=${MB:-32}; EMB=${EMB:-$((MB * SEQ / EXTEND_SEQ > 0 ? MB * SEQ / EXTEND_SEQ : 1))}
 TRAIN="$PY -m mixsga train --data $SHARDS --seq-len $SEQ --batch-tokens $BATCH_TOKENS --micro-batch $MB --fim-line-rate $FIM_LINE_RATE"
 cap() { python3 -c "print(round($1 * $MIN_SCALE, 2))"; }
 # The trunk's LR at DENSE_STEPS of its cosine (peak 1e-3, floor 1e-4) starts every branch; each branch anneals to
@@ -81,11 +89,42 @@ stage_branches() {
   if wants abl-random; then $TRAIN $mix --out "$RUN/abl-random" --random-router --stop-at-step $ABL_STEPS --time-budget-min "$c"; fi
   return 0
 }
+stage_extend() {
+  # The branches' weights continued on EXTEND_SEQ-token windows (same data, FIM, fresh AdamW, 10 warmup steps to
+  # the branches' floor LR 1e-4, cosine to 3e-5): every branch gets the same phase, so they stay at equal compute.
+  local b
+  for b in $EXTEND_BRANCHES; do
+    [ -f "$RUN/$b/ckpt/config.json" ] || { echo "extend: no $RUN/$b/ckpt, skipped"; continue; }
+    $PY -m mixsga train --data $SHARDS --seq-len $EXTEND_SEQ --batch-tokens $BATCH_TOKENS --micro-batch $EMB \
+      --fim-line-rate $FIM_LINE_RATE --init "$RUN/$b/ckpt" --out "$RUN/$b-${EXTEND_SEQ}" --lr 1e-4 --min-lr-ratio 0.3 \
+      --warmup-steps 10 --max-steps $EXTEND_STEPS --eval-every 100000 --eval-windows 16 --save-every 0 \
+      --seed 1 --time-budget-min "$(cap $EXTEND_CAP)"
+  done
+}
 stage_eval() {
   mkdir -p "$RUN/eval"
   local ev="$PY -m mixsga eval_ppl --data $SHARDS --windows ${EVAL_WINDOWS:-64} --seq-len $SEQ --batch 16"
-  $ev --model "$RUN/dense-cont/ckpt" --out "$RUN/eval/dense-cont.json" > "$RUN/eval/dense-cont.txt" 2>&1 &
-  $ev --model "$RUN/dense/ckpt" --methods full --out "$RUN/eval/dense.json" > "$RUN/eval/dense.txt" 2>&1 &
+  local ev2="$PY -m mixsga eval_ppl --data $SHARDS --windows ${EVAL_WINDOWS:-64} --seq-len $EXTEND_SEQ --batch 8"
+  if [ -f "$RUN/dense-cont/ckpt/config.json" ]; then
+    $ev --model "$RUN/dense-cont/ckpt" --out "$RUN/eval/dense-cont.json" > "$RUN/eval/dense-cont.txt" 2>&1 &
+  fi
+  if [ -f "$RUN/dense/ckpt/config.json" ]; then
+    $ev --model "$RUN/dense/ckpt" --methods full --out "$RUN/eval/dense.json" > "$RUN/eval/dense.txt" 2>&1 &
+  fi
+  # long context: every extended branch and the branch it started from, on EXTEND_SEQ-token windows (and the
+  # extended ones on SEQ windows too, to show the phase costs nothing at short range)
+  local b m
+  for b in $EXTEND_BRANCHES; do
+    for m in "$b" "$b-${EXTEND_SEQ}"; do
+      [ -f "$RUN/$m/ckpt/config.json" ] || continue
+      local how="--methods full,mixsga,mixsga-argmax"
+      [[ $b == dense* ]] && how="--methods full,window,h2o"
+      $ev2 --model "$RUN/$m/ckpt" $how --out "$RUN/eval/$m-at${EXTEND_SEQ}.json" > "$RUN/eval/$m-at${EXTEND_SEQ}.txt" 2>&1 &
+      if [ "$m" != "$b" ]; then
+        $ev --model "$RUN/$m/ckpt" $how --out "$RUN/eval/$m.json" > "$RUN/eval/$m.txt" 2>&1 &
+      fi
+    done
+  done
   for m in mixsga mixsga/ckpt-step$GQA_STEPS mixsga/ckpt-step$ABL_STEPS gqa2 gqa2/ckpt-step$ABL_STEPS abl-lmgrad abl-random; do
     local dir="$RUN/$m"; [ -d "$dir/ckpt" ] && dir="$dir/ckpt"
     [ -f "$dir/config.json" ] || continue
@@ -95,17 +134,19 @@ stage_eval() {
   wait
   tail -n 12 "$RUN"/eval/*.txt
 }
-stage_all() { stage_shards; stage_dense; stage_branches; stage_eval; echo ALL DONE; }
+stage_all() { stage_shards; stage_dense; stage_branches; stage_extend; stage_eval; echo ALL DONE; }
 
 case "$STAGE" in
   status)
     for f in "$RUN"/*.log "$RUN"/*/log.jsonl; do [ -f "$f" ] && { echo "== $f"; tail -n 2 "$f"; }; done; exit 0 ;;
-  shards|dense|branches|eval|all)
+  *)
+    for s in ${STAGE//,/ }; do
+      case "$s" in shards|dense|branches|extend|eval|all) ;; *) echo "unknown stage $s" >&2; exit 2 ;; esac
+    done
     if [ -z "${MIXSGA_FOREGROUND:-}" ]; then
-      MIXSGA_FOREGROUND=1 setsid nohup "$SELF" "$STAGE" "$RUN" > "$RUN/$STAGE.log" 2>&1 < /dev/null &
-      echo "started $STAGE (pid $!); log: $RUN/$STAGE.log; check: $SELF status $RUN"
+      MIXSGA_FOREGROUND=1 setsid nohup "$SELF" "$STAGE" "$RUN" > "$RUN/${STAGE//,/-}.log" 2>&1 < /dev/null &
+      echo "started $STAGE (pid $!); log: $RUN/${STAGE//,/-}.log; check: $SELF status $RUN"
       exit 0
     fi
-    "stage_$STAGE" ;;
-  *) echo "unknown stage $STAGE" >&2; exit 2 ;;
+    for s in ${STAGE//,/ }; do "stage_$s"; done ;;
 esac

@@ -5,8 +5,10 @@
 #
 #   scripts/gpu/session.sh collect DIR      copy a carried part folder (.gpu/xfer/<part>) into $STAGE
 #   scripts/gpu/session.sh train            reassemble the corpus, then shards -> dense trunk -> branches (mixSGA,
-#                                           dense reference, GQA-2, ablations) -> eval_ppl, detached
-#                                           (scripts/train-default.sh all), in $RUNS
+#                                           dense reference, GQA-2, ablations) -> long-context phase -> eval_ppl,
+#                                           detached (scripts/train-default.sh all), in $RUNS; TRAIN_STAGES picks
+#                                           stages (e.g. shards,extend,eval after `seed`)
+#   scripts/gpu/session.sh seed DIR NAME    a carried checkpoint folder as $RUNS/NAME/ckpt, for later stages
 #   scripts/gpu/session.sh tinyllama        detached: random TinyLlama-1.1B-shaped HF checkpoint -> convert ->
 #                                           fp16 ONNX (scripts/gpu-export-tinyllama.sh), in /root/tl
 #   scripts/gpu/session.sh status           progress of the detached jobs
@@ -22,8 +24,9 @@
 #                                           graphs) and a dense static-KV CUDA-graph step
 #                                           (scripts/gpu/static-decode-ceiling.py); in $BENCH
 #   scripts/gpu/session.sh smoke            quick CUDA check of the graph (placement, one decode run), in the call
-#   scripts/gpu/session.sh fetch            into $OUT for the trip back: the trained mixSGA checkpoint (fp16, 15 MB
-#                                           parts), runs.tgz (logs, eval JSON, configs), bench.tgz (bench JSON)
+#   scripts/gpu/session.sh fetch            into $OUT for the trip back: the trained checkpoint $RUNS/$FETCH_RUN
+#                                           (default mixsga-2048; fp16, 15 MB parts), runs.tgz (logs, eval JSON,
+#                                           configs), bench.tgz (bench JSON)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 STAGE=${STAGE:-/root/stage}; RUNS=${RUNS:-/root/runs}; REPO=${REPO:-/root/repo}; OUT=${OUT:-/tmp/out}
@@ -36,6 +39,8 @@ snapshot_repo() {  # a stable copy in $1: later calls re-sync the working tree, 
 fresh_dist() { [ -d "$1/dist" ] && rm -rf /root/rt/dist && cp -r "$1/dist" /root/rt/dist; }  # dist/ travels via carry
 case "${1:-}" in
   collect) mkdir -p "$STAGE" && cp -r "$2"/. "$STAGE"/ && ls "$STAGE" ;;
+  seed) mkdir -p "$RUNS/$3" && rm -rf "$RUNS/$3/ckpt.tmp" && cp -r "$2" "$RUNS/$3/ckpt.tmp" \
+          && rm -rf "$RUNS/$3/ckpt" && mv "$RUNS/$3/ckpt.tmp" "$RUNS/$3/ckpt" && ls -la "$RUNS/$3/ckpt" ;;
   train)
     snapshot_repo "$REPO"
     # near-duplicate removal needs datasketch, which the GPU machine lacks: carried as a wheel in .whl/
@@ -48,7 +53,7 @@ case "${1:-}" in
     cd "$REPO"
     CORPUS=/root/corpus SHARDS=/root/shards PY=python3 \
       SHARDS_CMD="${SHARDS_CMD:-python3 -m mixsga shards --corpus /root/corpus --site-packages $SP --out /root/shards --workers 12}" \
-      bash scripts/train-default.sh all "$RUNS"
+      bash scripts/train-default.sh "${TRAIN_STAGES:-all}" "$RUNS"
     ;;
   tinyllama)
     snapshot_repo "$REPO"
@@ -115,7 +120,7 @@ case "${1:-}" in
     export PYTHONPATH=$REPO/toolchain
     [ -x /root/rt/node ] || bash "$REPO/scripts/gpu/unpack.sh" assemble
     fresh_dist "$REPO"
-    CKPT=${DEFAULT_CKPT:-$RUNS/mixsga/ckpt}  # the shipped model's checkpoint
+    CKPT=${DEFAULT_CKPT:-$RUNS/mixsga-2048/ckpt}; [ -d "$CKPT" ] || CKPT=$RUNS/mixsga/ckpt  # the shipped model's checkpoint
     [ -f /root/models/default/manifest.json ] || python3 -m mixsga export "$CKPT" /root/models/default \
       --name mixsga-default --cuda --cpu-weights mixed
     cp "$TL"/out/*.json "$BENCH"/ 2>/dev/null || true
@@ -141,8 +146,10 @@ case "${1:-}" in
   fetch)
     mkdir -p "$OUT"
     export PYTHONPATH=$REPO/toolchain
-    if [ -f "$RUNS/mixsga/ckpt/model.safetensors" ]; then
-      python3 - "$RUNS/mixsga/ckpt" /root/fetch <<'PY'
+    FETCH_RUN=${FETCH_RUN:-mixsga-2048}
+    if [ -f "$RUNS/$FETCH_RUN/ckpt/model.safetensors" ]; then
+      rm -rf /root/fetch
+      python3 - "$RUNS/$FETCH_RUN/ckpt" /root/fetch <<'PY'
 import sys, shutil, pathlib
 from safetensors.torch import load_file, save_file
 src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]); dst.mkdir(parents=True, exist_ok=True)

@@ -13,11 +13,13 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from mixsga.baselines import BUDGETS, methods_for
 from mixsga.checkpoint import load_checkpoint
 from mixsga.data import fixed_windows
 from mixsga.errors import UserError
+from mixsga.model import Routing
 
 
 @torch.no_grad()
@@ -47,6 +49,37 @@ def evaluate_model(model, windows, batch=8, budgets=BUDGETS, methods=None, log=p
     return rows
 
 
+@torch.no_grad()
+def position_profile(model, windows, buckets, batch=8):
+    """Held-out perplexity per position bucket (equal slices of the window), for the routings the extension uses:
+    decode-style argmax and the trained-ratio expert-choice for a mixSGA model, dense attention otherwise. Shows
+    whether the model holds up at positions it was (not) trained on; RoPE models fall apart past their training
+    length."""
+    device = next(model.parameters()).device
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    model.eval()
+    S = windows.shape[1]
+    if S % buckets:
+        raise UserError(f"--position-buckets {buckets} does not divide --seq-len {S}")
+    modes = ([("mixsga-argmax", Routing("argmax")),
+              ("mixsga", Routing("expert_choice", ratios=tuple(model.cfg.ratios)))] if model.cfg.is_mixsga
+             else [("full", Routing("dense"))])
+    out = []
+    for name, routing in modes:
+        sums = torch.zeros(buckets, dtype=torch.float64)
+        for i in range(0, len(windows), batch):
+            ids = windows[i:i + batch].to(device)
+            with autocast:
+                logits = model(ids, routing=routing).logits
+            nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")
+            nll = F.pad(nll, (1, 0), value=float("nan"))  # position p holds the loss of predicting token p
+            sums += nll.reshape(len(ids), buckets, S // buckets).nanmean(-1).sum(0).double().cpu()
+        loss = (sums / len(windows)).tolist()
+        out.append({"method": name, "bucket_tokens": S // buckets,
+                    "ppl": [round(math.exp(min(x, 50)), 4) for x in loss], "loss": [round(x, 5) for x in loss]})
+    return out
+
+
 def format_table(rows):
     methods = list(dict.fromkeys(r["method"] for r in rows))
     budgets = sorted({r["budget"] for r in rows if r["budget"] is not None})
@@ -70,16 +103,20 @@ def run(args):
     if args.seq_len > model.cfg.max_position_embeddings:
         raise UserError(f"--seq-len {args.seq_len} exceeds max_position_embeddings {model.cfg.max_position_embeddings}")
     print(f"[eval_ppl] {args.model}: {len(windows)} windows x {args.seq_len} tokens on {device}")
-    methods = args.methods.split(",") if args.methods else None
+    methods = [] if args.methods == "none" else args.methods.split(",") if args.methods else None
     budgets = [float(b) for b in args.budgets.split(",")] if args.budgets else BUDGETS
-    rows = evaluate_model(model, windows, batch=args.batch, budgets=budgets, methods=methods)
+    rows = evaluate_model(model, windows, batch=args.batch, budgets=budgets, methods=methods) if methods != [] else []
     print(format_table(rows))
+    profile = position_profile(model, windows, args.position_buckets, args.batch) if args.position_buckets else None
+    for r in profile or []:
+        print(f"  by position ({r['bucket_tokens']} per bucket) {r['method']:14s} " + " ".join(f"{x:.3f}" for x in r["ppl"]))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"model": str(args.model), "windows": len(windows),
                                               "seq_len": args.seq_len, "mixsga": model.cfg.is_mixsga,
                                               "trained_ratios": list(model.cfg.ratios) if model.cfg.is_mixsga else None,
-                                              "rows": rows}, indent=1) + "\n")
+                                              "rows": rows, **({"by_position": profile} if profile else {})},
+                                             indent=1) + "\n")
     return 0
 
 
@@ -90,7 +127,10 @@ def register(sub):
     p.add_argument("--windows", type=int, default=64)
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--methods", help="comma list of full,mixsga,mixsga-argmax,gqa,window,h2o (default all)")
+    p.add_argument("--methods", help="comma list of full,mixsga,mixsga-argmax,gqa,window,h2o (default all; "
+                   "'none' with --position-buckets for the profile alone)")
+    p.add_argument("--position-buckets", type=int, default=0,
+                   help="also report perplexity per position bucket (K equal slices of each window)")
     p.add_argument("--budgets", help="comma list of KV fractions (default 0.25,0.35,0.5,0.75,1.0)")
     p.add_argument("--device")
     p.add_argument("--out", help="JSON results file")

@@ -16,6 +16,12 @@ scripts/train-default.sh writes (docs/training.md, "Recipe: one dense trunk, bra
                                      snapshot: <run>.json, mixsga-ckpt-step<N>.json, gqa2-ckpt-step<N>.json
   EVALS/*.json                       eval_code results (sets: n, passed, pass@1; config)
   CORPUS/stats.json, CORPUS/decontam.json   corpus sources, licences, drops, decontamination signatures
+  --extension EXT, --long-study LC   runs of the long-context phase (scripts/train-default.sh extend): EXT the
+                                     shipped checkpoint continued on 2048-token windows, LC a smaller equal-compute
+                                     run with the phase on both branches. Each has train/eval/<b>.json (1024-token
+                                     windows), <b>-at2048.json (2048) for b and its extension b-2048,
+                                     train/<b>-2048/log.jsonl; EXT/local-ppl/*-2048.json hold eval_ppl's
+                                     --position-buckets profile on the dev box's windows.
 The equal-step comparison points (the script's ABL_STEPS and GQA_STEPS) are read from the snapshot eval files'
 names: gqa2 is snapshotted at ABL_STEPS, mixsga at ABL_STEPS and GQA_STEPS.
 Plots (matplotlib, Agg) go to IMG/model-card-*.png, linked relative to the card.
@@ -425,9 +431,16 @@ def shipped_section(w, ship, study_mix_rows, study_tokens):
     s50 = ppl_at(study_mix_rows, "mixsga", 0.5)
     w("## The shipped model")
     w("")
+    ext = ship.get("ext_tokens")
     w(f"`models/default` holds the mixSGA model of the run in `{ship['dir']}` (dense {ship['tok']['dense']:,} tokens, "
-      f"then mixSGA continued pretraining {ship['tok']['mixsga']:,} tokens; {ship['tokens']:,} in all), exported by "
-      "`python -m mixsga export` from that run's checkpoint. The study below (an earlier run with every branch and "
+      f"then mixSGA continued pretraining {ship['tok']['mixsga']:,} tokens"
+      + (f", then a long-context phase of {ext:,} tokens on 2048-token windows (next section)" if ext else "")
+      + f"; {ship['tokens']:,} in all), exported by `python -m mixsga export` from "
+      + ("the phase's checkpoint. The perplexities in this section are the branch's before the phase, the only "
+         "ones with an equal-compute dense reference (that run's dense-cont checkpoint was not kept, so it could not "
+         "be given the phase too; the smaller run further below gives both branches the phase). " if ext else
+         "that run's checkpoint. ")
+      + "The study below (an earlier run with every branch and "
       "ablation) is not shipped: it is worse in absolute terms"
       + (f" (held-out ppl at 50% KV {s50['ppl']:.3f} vs the shipped {m50['ppl']:.3f}; it saw {study_tokens:,} tokens)"
          if s50 and m50 else "") + ". Held-out windows come from each run's own shards (the same corpus, "
@@ -437,7 +450,7 @@ def shipped_section(w, ship, study_mix_rows, study_tokens):
         w("| shipped run (its own eval files) | 25% | 35% | 50% | 75% | 100% | argmax decode |")
         w("|---|---|---|---|---|---|---|")
         cells = [fmt_ppl(ppl_at(ship["mix"], "mixsga", b)) for b in BUDGETS]
-        w(f"| mixSGA expert-choice (the shipped model) | {' | '.join(cells)} | "
+        w(f"| mixSGA expert-choice (the shipped {'branch, before its long-context phase' if ext else 'model'}) | {' | '.join(cells)} | "
           + (f"{am['ppl']:.3f} at {am['kv_fraction']:.1%} KV" if am else "n/a") + " |")
         if cont:
             for method, label in (("window", "sliding window + 4 sinks on dense-cont"), ("h2o", "H2O (approx.) on dense-cont")):
@@ -449,7 +462,7 @@ def shipped_section(w, ship, study_mix_rows, study_tokens):
         if cont:
             r = m50["ppl"] / cont["ppl"]
             win, h2o = ppl_at(ship["cont"], "window", 0.5), ppl_at(ship["cont"], "h2o", 0.5)
-            w(f"Shipped mixSGA@50% / dense-cont full KV = **{r:.3f}×** at **equal** compute (dense-cont saw the same "
+            w(f"Shipped {'branch ' if ext else ''}mixSGA@50% / dense-cont full KV = **{r:.3f}×** at **equal** compute (dense-cont saw the same "
               f"{ship['tok']['dense'] + ship['tok']['dense-cont']:,} tokens): target ≤ {TARGET_PPL_RATIO}× "
               f"{'met' if r <= TARGET_PPL_RATIO else '**not met**'}"
               + (f"; against sliding window + sinks ({win['ppl']:.3f}) and H2O ({h2o['ppl']:.3f}) on dense-cont at "
@@ -463,8 +476,150 @@ def shipped_section(w, ship, study_mix_rows, study_tokens):
         w("")
 
 
+def long_facts(results: Path, seq: int = 2048) -> dict | None:
+    """A run with the long-context phase: per branch b (mixsga, dense-cont) the eval rows of b and of its extension
+    b-SEQ on 1024- and SEQ-token windows, the phase's tokens, and the dev-box position profiles."""
+    train = results / "train"
+    ev = train / "eval"
+    if not (ev / f"mixsga-{seq}-at{seq}.json").is_file():
+        return None
+    f = {"dir": results, "seq": seq, "rows": {}, "tok": {}, "steps": {}}
+    for b in ("dense", "mixsga", "dense-cont", f"mixsga-{seq}", f"dense-cont-{seq}"):
+        f["rows"][b] = ppl_rows(ev, b)
+        f["rows"][f"{b}@{seq}"] = ppl_rows(ev, f"{b}-at{seq}")
+        logged = [r for r in run_log(train / b / "log.jsonl") if "tokens" in r]
+        f["tok"][b] = max((r["tokens"] for r in logged), default=0)
+        f["steps"][b] = max((r.get("step", 0) for r in logged), default=0)
+    f["ext_steps"] = f["steps"][f"mixsga-{seq}"]
+    f["profiles"] = {p.stem: (read_json(p) or {}).get("by_position") for p in sorted((results / "local-ppl").glob(f"*-{seq}.json"))}
+    f["profile_meta"] = {p.stem: read_json(p) for p in sorted((results / "local-ppl").glob(f"*-{seq}.json"))}
+    return f
+
+
+def plot_profile(profiles: dict, labels: dict, path: Path, title: str):
+    """Perplexity per position bucket, one line per (checkpoint, routing); log y axis."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    for name, prof in profiles.items():
+        for r in prof or []:
+            n = r["bucket_tokens"]
+            xs = [n * i + n / 2 for i in range(len(r["ppl"]))]
+            ax.plot(xs, r["ppl"], "-o" if r["method"] == "mixsga-argmax" else "--", ms=4,
+                    label=f"{labels.get(name, name)}: {r['method']}")
+    ax.axvline(1024, color="grey", lw=1, ls=":", label="1024 (training length before the phase)")
+    ax.set_yscale("log")
+    ax.set_xlabel("position in the window (bucket centre)")
+    ax.set_ylabel("held-out perplexity")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6.5)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def extension_section(w, ext, img: Path, rel: str, date: str):
+    """The shipped checkpoint before and after its long-context phase, on the same held-out windows."""
+    n = ext["seq"]
+    rows, tok = ext["rows"], ext["tok"]
+    w(f"## Long context: the shipped model's {n}-token phase")
+    w("")
+    w(f"The engine's prompts reach 1,536 positions (src/engine/prompt.ts) and a file's cache up to {n}, but the r3 branch was trained "
+      f"on 1024-token windows; RoPE models fall apart past their training length. The shipped checkpoint is therefore "
+      f"that branch continued for {tok[f'mixsga-{n}']:,} tokens on {n}-token windows (`scripts/train-default.sh "
+      f"extend`; same data and FIM, LR 1e-4 → 3e-5), evaluated here with the branch it started from on the same held-out "
+      f"windows (`{ext['dir']}`).")
+    w("")
+    w(f"| checkpoint | windows | mixSGA 3:1:6 (50%) | argmax decode (KV) | all tokens full KV |")
+    w("|---|---|---|---|---|")
+    for b, label in (("mixsga", "r3 branch (trained on 1024)"), (f"mixsga-{n}", f"+ {n}-token phase (**shipped**)")):
+        for key, win in ((b, 1024), (f"{b}@{n}", n)):
+            r = rows.get(key) or []
+            am = ppl_at(r, "mixsga-argmax")
+            w(f"| {label} | {win} | {fmt_ppl(ppl_at(r, 'mixsga', 0.5))} | "
+              + (f"{am['ppl']:.3f} ({am['kv_fraction']:.1%})" if am else "n/a") + f" | {fmt_ppl(ppl_at(r, 'full', 1.0))} |")
+    w("")
+    a, b = ppl_at(rows.get(f"mixsga@{n}") or [], "mixsga", 0.5), ppl_at(rows.get(f"mixsga-{n}@{n}") or [], "mixsga", 0.5)
+    a1, b1 = ppl_at(rows.get("mixsga") or [], "mixsga", 0.5), ppl_at(rows.get(f"mixsga-{n}") or [], "mixsga", 0.5)
+    if a and b and a1 and b1:
+        w(f"On {n}-token windows the phase takes held-out perplexity at 50% KV from {a['ppl']:.3f} to {b['ppl']:.3f} "
+          f"({b['ppl'] / a['ppl'] - 1:+.0%}); on 1024-token windows it changes {a1['ppl']:.3f} → {b1['ppl']:.3f} "
+          f"({b1['ppl'] / a1['ppl'] - 1:+.1%}), so nothing is lost at short range.")
+        w("")
+    profs = {k: v for k, v in ext["profiles"].items() if v}
+    if profs:
+        labels = {k: ("before the phase" if k.startswith("r3-") else "shipped") for k in profs}
+        plot_profile(profs, labels, img / "model-card-position.png",
+                     f"Held-out perplexity by position, {n}-token windows of the npm + Debian held-out packages ({date})")
+        meta = next(iter(ext["profile_meta"].values())) or {}
+        w(f"![perplexity by position]({rel}/model-card-position.png)")
+        w("")
+        first = next(iter(profs.values()))[0]
+        k = len(first["ppl"])
+        w(f"By position ({meta.get('windows', '?')} windows × {n} tokens of the npm + Debian held-out packages, on the "
+          f"dev box; `local-ppl/` in the run folder):")
+        w("")
+        w("| checkpoint | routing | " + " | ".join(f"{i * first['bucket_tokens']}–{(i + 1) * first['bucket_tokens'] - 1}"
+                                              for i in range(k)) + " |")
+        w("|---|---|" + "---|" * k)
+        for name, prof in profs.items():
+            for r in prof:
+                w(f"| {labels[name]} (`{name}`) | {r['method']} | " + " | ".join(f"{x:.3f}" for x in r["ppl"]) + " |")
+        w("")
+
+
+def long_study_section(w, lc):
+    """Equal compute with the long-context phase on both branches: does mixSGA gain on windowed baselines when the
+    context is longer?"""
+    n = lc["seq"]
+    rows, tok = lc["rows"], lc["tok"]
+    mix, cont = rows.get(f"mixsga-{n}@{n}") or [], rows.get(f"dense-cont-{n}@{n}") or []
+    if not (mix and cont):
+        return
+    w(f"## Equal compute with the {n}-token phase (a smaller run)")
+    w("")
+    w(f"`{lc['dir']}`: a dense trunk of {tok['dense']:,} tokens, then `mixsga` and `dense-cont` for "
+      f"{tok['mixsga']:,} tokens each, then both through the same {n}-token phase ({tok[f'mixsga-{n}']:,} tokens each): "
+      f"{tok['dense'] + tok['mixsga'] + tok[f'mixsga-{n}']:,} tokens per model. The sliding window and H2O run on "
+      f"dense-cont-{n} at inference (untrained), on {n}-token windows, so at 50% each keeps {n // 2} tokens.")
+    w("")
+    w(f"| {n}-token windows | 25% | 35% | 50% | 75% | 100% |")
+    w("|---|---|---|---|---|---|")
+    w(f"| mixSGA expert-choice (mixsga-{n}) | " + " | ".join(fmt_ppl(ppl_at(mix, "mixsga", b)) for b in BUDGETS) + " |")
+    for m, label in (("window", "sliding window + 4 sinks"), ("h2o", "H2O (approx.)")):
+        w(f"| {label} on dense-cont-{n} | " + " | ".join(fmt_ppl(ppl_at(cont, m, b)) for b in BUDGETS[:-1]) + " | |")
+    full = ppl_at(cont, "full", 1.0)
+    w(f"| dense-cont-{n}, full KV | | | | | {fmt_ppl(full)} |")
+    w("")
+    m50, am = ppl_at(mix, "mixsga", 0.5), ppl_at(mix, "mixsga-argmax")
+    win, h2o = ppl_at(cont, "window", 0.5), ppl_at(cont, "h2o", 0.5)
+    short_m, short_c = ppl_at(rows.get(f"mixsga-{n}") or [], "mixsga", 0.5), ppl_at(rows.get(f"dense-cont-{n}") or [], "full", 1.0)
+    if m50 and full:
+        r = m50["ppl"] / full["ppl"]
+        lower = win and h2o and m50["ppl"] < min(win["ppl"], h2o["ppl"])
+        w(f"mixSGA@50% / full KV at {n} tokens = **{r:.3f}×**"
+          + (f" (argmax decode {am['ppl'] / full['ppl']:.3f}× at {am['kv_fraction']:.1%} KV)" if am else "")
+          + f"; target ≤ {TARGET_PPL_RATIO}×: {'met' if r <= TARGET_PPL_RATIO else '**not met**'}"
+          + (f"; on 1024-token windows {short_m['ppl'] / short_c['ppl']:.3f}×" if short_m and short_c else "")
+          + (f". Against the window ({win['ppl']:.3f}) and H2O ({h2o['ppl']:.3f}) at 50%: "
+             f"{'lower' if lower else '**not lower**'}" if win and h2o else "")
+          + ("" if lower or not (win and h2o) else
+             ": a longer context does not turn the comparison on this small model, where the pooled K/V heads cost "
+             "more than dropping the far half of the context")
+          + ".")
+        w("")
+    before = rows.get(f"dense-cont@{n}") or []
+    bf, bw = ppl_at(before, "full", 1.0), ppl_at(before, "window", 0.5)
+    if bf and bw:
+        w(f"Before the phase, dense-cont on {n}-token windows: full KV {bf['ppl']:.3f}, but the window at 50% "
+          f"{bw['ppl']:.3f} — the window never shows the model a distance beyond {n // 2}, and RoPE depends only on "
+          "distances, so it stays in the trained range; full attention does not.")
+        w("")
+
+
 def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path, training_doc: Path,
-          date: str = DATE, machine: str = MACHINE, shipped: Path | None = None) -> dict:
+          date: str = DATE, machine: str = MACHINE, shipped: Path | None = None, extension: Path | None = None,
+          long_study: Path | None = None) -> dict:
     train = results / "train"
     if not train.is_dir():
         raise UserError(f"{results}: no train/ folder")
@@ -499,6 +654,15 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
     ship = shipped_facts(shipped) if shipped else None
     if shipped and not ship:
         raise UserError(f"--shipped {shipped}: no train/eval/mixsga.json")
+    ext = long_facts(extension) if extension else None
+    if extension and not ext:
+        raise UserError(f"--extension {extension}: no train/eval/mixsga-2048-at2048.json")
+    lc = long_facts(long_study) if long_study else None
+    if long_study and not lc:
+        raise UserError(f"--long-study {long_study}: no train/eval/mixsga-2048-at2048.json")
+    if ship and ext:
+        ship["ext_tokens"] = ext["tok"][f"mixsga-{ext['seq']}"]
+        ship["tokens"] += ship["ext_tokens"]
 
     L = []
     w = L.append
@@ -517,6 +681,10 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
 
     if ship:
         shipped_section(w, ship, mix_rows, trunk_tok + facts["mixsga"]["tokens"])
+        if ext:
+            extension_section(w, ext, img, rel, date)
+        if lc:
+            long_study_section(w, lc)
         w("# Study: mixSGA vs full KV at equal compute")
         w("")
     # (1) perplexity vs KV
@@ -902,9 +1070,20 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
     if ship:
         st = ship["steps"]
         w(f"# the shipped model: the defaults of scripts/train-default.sh (TOTAL_STEPS={st['dense'] + st['mixsga']} "
-          f"DENSE_STEPS={st['dense']}, branches mixsga + dense-cont, FIM line cuts)")
-        w("scripts/train-default.sh all runs/default                   # shards -> dense -> convert 3:1:6 -> branches -> eval_ppl")
-        w("python -m mixsga export runs/default/mixsga/ckpt models/default --name mixsga-default --cuda --cpu-weights mixed")
+          f"DENSE_STEPS={st['dense']}, branches mixsga + dense-cont, FIM line cuts"
+          + (f", then EXTEND_STEPS={ext['ext_steps']} on {ext['seq']}-token windows" if ext else "") + ")")
+        w("scripts/train-default.sh all runs/default                   # shards -> dense -> convert 3:1:6 -> branches -> "
+          + ("extend -> " if ext else "") + "eval_ppl")
+        w(f"python -m mixsga export runs/default/mixsga{'-' + str(ext['seq']) if ext else ''}/ckpt models/default "
+          "--name mixsga-default --cuda --cpu-weights mixed")
+        if ext:
+            w(f"# ({date}: the phase ran on the r3 branch's checkpoint carried to the GPU machine as fp16: "
+              "scripts/gpu/session.sh seed <ckpt> mixsga, then TRAIN_STAGES=shards,extend,eval EXTEND_BRANCHES=mixsga "
+              "scripts/gpu/session.sh train)")
+        if lc:
+            ls = lc["steps"]
+            w(f"TOTAL_STEPS={ls['dense'] + ls['mixsga']} DENSE_STEPS={ls['dense']} EXTEND_STEPS={lc['ext_steps']} "
+              "scripts/train-default.sh all runs/lc   # the smaller equal-compute run with the phase")
         w(f"python -m mixsga eval_code --model models/default --sets single --out {evals}/single.json   # and the other sets")
         w("# this card's study (early conversion, every branch)")
         w(f"{study_env} scripts/train-default.sh all runs/study")
@@ -913,10 +1092,11 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
         w("python -m mixsga export runs/default/mixsga/ckpt models/default --name mixsga-default --cuda --cpu-weights mixed")
         w(f"python -m mixsga eval_code --model models/default --sets single --out {evals}/single.json")
     w(f"python -m mixsga model_card --results {results} --evals {evals} --out {out} --date {date}"
-      + (f" --shipped {ship['dir']}" if ship else ""))
+      + (f" --shipped {ship['dir']}" if ship else "") + (f" --extension {ext['dir']}" if ext else "")
+      + (f" --long-study {lc['dir']}" if lc else ""))
     w("```")
     w("")
-    w("Each stage of `scripts/train-default.sh` (shards, dense, branches, eval, or all) runs detached (log in "
+    w("Each stage of `scripts/train-default.sh` (shards, dense, branches, extend, eval, all, or a comma list) runs detached (log in "
       "`<run>/<stage>.log`; `scripts/train-default.sh status <run>` shows progress). A CPU dry run of the whole "
       "pipeline: docs/training.md.")
     w("")
@@ -925,9 +1105,11 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
 
 
 def run(args):
+    opt = lambda x: Path(x) if x else None  # noqa: E731
     nums = build(Path(args.results), Path(args.evals), Path(args.out),
                  Path(args.corpus) if args.corpus else None, Path(args.img), Path(args.training_doc),
-                 date=args.date, machine=args.machine, shipped=Path(args.shipped) if args.shipped else None)
+                 date=args.date, machine=args.machine, shipped=opt(args.shipped), extension=opt(args.extension),
+                 long_study=opt(args.long_study))
     print(f"wrote {args.out}")
     for k, v in nums.items():
         print(f"  {k}: {v}")
@@ -945,6 +1127,8 @@ def register(sub):
     p.add_argument("--date", default=DATE, help=f"date of the run, in the title and plots (default {DATE})")
     p.add_argument("--machine", default=MACHINE, help="machine the results come from, in words")
     p.add_argument("--shipped", help="results folder of the run whose model ships, when it is not this study's")
+    p.add_argument("--extension", help="results folder of the shipped checkpoint's long-context phase")
+    p.add_argument("--long-study", help="results folder of an equal-compute run with the long-context phase")
     p.set_defaults(func=lambda a: run(_defaults(a)))
 
 

@@ -59,3 +59,25 @@ def test_kv_accounting():
     notes = {(n, b): note for n, b, note, _ in methods_for(m, 64)}
     # static GQA at 50% is every token on the group-2 expert (the paper's GQA baseline), not a positional mix
     assert notes[("gqa", 0.5)] == "group 2" and notes[("gqa", 0.25)] == "group 4"
+
+
+@torch.no_grad()
+def test_position_profile_splits_the_window_loss_by_position():
+    """eval_ppl --position-buckets: per-bucket losses of a dense model average back to the window loss (bucket 0
+    has one position fewer: nothing predicts the first token), and a mixSGA model gets its two decode routings."""
+    from mixsga.eval_ppl import position_profile
+    from mixsga.errors import UserError
+    import pytest
+
+    m, ids = model_and_ids()
+    dense = MixSGAForCausalLM(ModelConfig(**{**CFG, "expert_group_sizes": ()})).init_weights(std=0.2, seed=0).eval()
+    prof = position_profile(dense, ids, buckets=4, batch=1)
+    assert [r["method"] for r in prof] == ["full"] and prof[0]["bucket_tokens"] == 12 and len(prof[0]["loss"]) == 4
+    whole = dense(ids, labels=ids, routing=Routing("dense")).loss.item()
+    n = [11, 12, 12, 12]
+    assert math.isclose(sum(l * k for l, k in zip(prof[0]["loss"], n)) / sum(n), whole, rel_tol=1e-3)
+    assert len(set(prof[0]["loss"])) == 4  # positions differ
+    mix = position_profile(m, ids, buckets=2, batch=2)
+    assert [r["method"] for r in mix] == ["mixsga-argmax", "mixsga"]
+    with pytest.raises(UserError):
+        position_profile(m, ids, buckets=5)

@@ -263,3 +263,64 @@ def test_shipped_run_with_equal_compute_reference(tmp_path):
     assert "target ≤ 1.03× **not met**" in text and "50%: **not lower**" in text  # 6.0 > window 5.9, H2O 5.8
     assert "| dense-cont (trunk continued 4,000 tokens), full KV | | | | | 5.400 | |" in text
     assert "TOTAL_STEPS=18 DENSE_STEPS=14" in text and "scripts/train-default.sh all runs/default " in text
+
+
+def _long_run(root, *, mix_long=5.7, cont_long=5.0, window_long=6.8):
+    """A run folder of the long-context phase: mixsga / dense-cont and their -2048 extensions, each evaluated on
+    1024- and 2048-token windows, the phase's logs, and a dev-box position profile."""
+    train = root / "train"
+    ev = train / "eval"
+    ev.mkdir(parents=True)
+    mix = lambda ec, am: [_row("full", 1.0, 1.0, ec + 3)] + [  # noqa: E731
+        _row("mixsga", b, b + 0.002, ec if b == 0.5 else ec + 1) for b in model_card.BUDGETS] + [
+        _row("mixsga-argmax", None, 0.505, am)]
+    cont = lambda full, win: [_row("full", 1.0, 1.0, full)] + [  # noqa: E731
+        _row("window", b, b, win if b == 0.5 else win + 0.5) for b in model_card.BUDGETS[:-1]] + [
+        _row("h2o", b, b, win + 0.2 if b == 0.5 else win + 0.7) for b in model_card.BUDGETS[:-1]]
+    files = {"mixsga": mix(6.3, 6.3), "mixsga-at2048": mix(18.9, 18.5), "mixsga-2048": mix(6.2, 6.2),
+             "mixsga-2048-at2048": mix(mix_long, mix_long), "dense-cont-2048": cont(5.2, 5.5),
+             "dense-cont-2048-at2048": cont(cont_long, window_long), "dense-cont-at2048": cont(12.7, 7.3)}
+    for name, rows in files.items():
+        (ev / f"{name}.json").write_text(json.dumps({"rows": rows}))
+    for name, steps in (("dense", 30), ("mixsga", 10), ("dense-cont", 10), ("mixsga-2048", 5), ("dense-cont-2048", 5)):
+        (train / name).mkdir()
+        (train / name / "log.jsonl").write_text(json.dumps({"step": steps, "loss": 2.0, "tokens": steps * 1000}) + "\n")
+    (root / "local-ppl").mkdir()
+    for name, ppl in (("r3-2048", [8.0, 8.1, 25.0, 150.0]), ("r3x-2048", [8.0, 7.5, 7.0, 6.9])):
+        prof = [{"method": m, "bucket_tokens": 512, "ppl": ppl, "loss": ppl} for m in ("mixsga-argmax", "mixsga")]
+        (root / "local-ppl" / f"{name}.json").write_text(json.dumps({"windows": 32, "seq_len": 2048, "rows": [],
+                                                                     "by_position": prof}))
+    return root
+
+
+def test_long_context_phase_sections(tmp_path):
+    """--extension / --long-study: before/after the 2048-token phase on the same windows, the position profile
+    (table + plot), and the equal-compute ratio at 2048 tokens against the target and the window / H2O."""
+    res, code, corpus, doc = _write(tmp_path)
+    out, img = tmp_path / "docs" / "model-card.md", tmp_path / "docs" / "img"
+    ship = tmp_path / "ship" / "train"
+    (ship / "eval").mkdir(parents=True)
+    (ship / "eval" / "mixsga.json").write_text(json.dumps({"rows": _mix_rows(9.0, {0.5: 6.0}, 6.001, 0.506, 7.3)}))
+    for name, steps in (("dense", 14), ("mixsga", 4)):
+        (ship / name).mkdir()
+        (ship / name / "log.jsonl").write_text(json.dumps({"step": steps, "loss": 2.0, "tokens": steps * 1000}) + "\n")
+    ext, lc = _long_run(tmp_path / "ext"), _long_run(tmp_path / "lc")
+    model_card.build(res, code, out, corpus, img, doc, shipped=ship.parent, extension=ext, long_study=lc)
+    text = out.read_text()
+    assert "then a long-context phase of 5,000 tokens on 2048-token windows" in text and "23,000 in all" in text
+    assert "| + 2048-token phase (**shipped**) | 2048 | 5.700 | 5.700 (50.5%) | 8.700 |" in text
+    assert "| r3 branch (trained on 1024) | 2048 | 18.900 | 18.500 (50.5%) | 21.900 |" in text
+    assert "from 18.900 to 5.700 (-70%)" in text and "6.300 → 6.200 (-1.6%)" in text
+    assert "| shipped (`r3x-2048`) | mixsga-argmax | 8.000 | 7.500 | 7.000 | 6.900 |" in text
+    assert (img / "model-card-position.png").stat().st_size > 5000
+    assert "**1.140×**" in text and "target ≤ 1.03×: **not met**" in text  # 5.7 / 5.0
+    assert "on 1024-token windows 1.192×" in text  # 6.2 / 5.2
+    assert "Against the window (6.800) and H2O (7.000) at 50%: **not lower**" not in text  # 5.7 < 6.8: lower
+    assert "at 50%: lower." in text
+    assert "EXTEND_STEPS=5 on 2048-token windows" in text and "--extension" in text and "--long-study" in text
+    assert "TOTAL_STEPS=40 DENSE_STEPS=30 EXTEND_STEPS=5" in text
+    model_card.build(res, code, out, corpus, img, doc, shipped=ship.parent, long_study=_long_run(
+        tmp_path / "lc2", mix_long=7.7, window_long=6.8))
+    assert "**not lower**: a longer context does not turn the comparison" in out.read_text()
+    with pytest.raises(UserError):
+        model_card.build(res, code, out, corpus, img, doc, shipped=ship.parent, extension=tmp_path / "nowhere")
