@@ -22,10 +22,14 @@ from mixsga.errors import UserError
 from mixsga.model import Routing
 
 
+def _device_and_autocast(model):
+    device = next(model.parameters()).device
+    return device, torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
 @torch.no_grad()
 def evaluate_model(model, windows, batch=8, budgets=BUDGETS, methods=None, log=print):
-    device = next(model.parameters()).device
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    device, autocast = _device_and_autocast(model)
     model.eval()
     S = windows.shape[1]
     rows = []
@@ -55,8 +59,7 @@ def position_profile(model, windows, buckets, batch=8):
     decode-style argmax and the trained-ratio expert-choice for a mixSGA model, dense attention otherwise. Shows
     whether the model holds up at positions it was (not) trained on; RoPE models fall apart past their training
     length."""
-    device = next(model.parameters()).device
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    device, autocast = _device_and_autocast(model)
     model.eval()
     S = windows.shape[1]
     if S % buckets:

@@ -491,8 +491,8 @@ def long_facts(results: Path, seq: int = 2048) -> dict | None:
         f["tok"][b] = max((r["tokens"] for r in logged), default=0)
         f["steps"][b] = max((r.get("step", 0) for r in logged), default=0)
     f["ext_steps"] = f["steps"][f"mixsga-{seq}"]
-    f["profiles"] = {p.stem: (read_json(p) or {}).get("by_position") for p in sorted((results / "local-ppl").glob(f"*-{seq}.json"))}
-    f["profile_meta"] = {p.stem: read_json(p) for p in sorted((results / "local-ppl").glob(f"*-{seq}.json"))}
+    f["profile_meta"] = {p.stem: read_json(p) or {} for p in sorted((results / "local-ppl").glob(f"*-{seq}.json"))}
+    f["profiles"] = {name: m.get("by_position") for name, m in f["profile_meta"].items()}
     return f
 
 
@@ -551,7 +551,7 @@ def extension_section(w, ext, img: Path, rel: str, date: str):
         labels = {k: ("before the phase" if k.startswith("r3-") else "shipped") for k in profs}
         plot_profile(profs, labels, img / "model-card-position.png",
                      f"Held-out perplexity by position, {n}-token windows of the npm + Debian held-out packages ({date})")
-        meta = next(iter(ext["profile_meta"].values())) or {}
+        meta = next(iter(ext["profile_meta"].values()))
         w(f"![perplexity by position]({rel}/model-card-position.png)")
         w("")
         first = next(iter(profs.values()))[0]
