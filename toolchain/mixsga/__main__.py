@@ -18,8 +18,10 @@ COMMANDS = [
     "eval_ppl",    # held-out perplexity vs KV budget (mixSGA and baselines)
     "eval_code",   # HumanEval / infilling / MultiPL-E pass@1
     "export",      # checkpoint -> ONNX model folder with manifest
+    "from_onnx",   # shipped model folder -> checkpoint (studies continue from the shipped weights)
     "fixture",     # tiny random model + test vectors for the TypeScript engine
     "model_card",  # docs/model-card.md and plots from eval results
+    "kv_report",   # KV policies at equal bytes (docs/kv-policy.json)
 ]
 
 

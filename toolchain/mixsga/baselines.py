@@ -19,6 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from mixsga import kv_policy
 from mixsga.model import Routing, rope_cos_sin, expand_heads
 from mixsga.routing import capacities
 
@@ -130,11 +131,46 @@ def forward_h2o(model, ids, cap):
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1))
 
 
+# Quantised caches at equal bytes (fractions of the fp16 full cache, scales counted); windowed (cap) where the
+# quantised cache alone exceeds the budget. int4/int2 follow KIVI: keys per channel over 32-token groups, values
+# per token, a 32-token full-precision residual band.
+QUANTISED = {
+    "int8": "band=0,stores=g1-int8",
+    "int4": "band=32,stores=g1-int4c",
+    "int4-token": "band=0,stores=g1-int4",
+    "int2": "band=32,stores=g1-int2c",
+}
+
+
+def policy_rows(name, pol, S, budgets, H, D, note, routed_by="router"):
+    """Rows for one KV policy at each budget. routed_by: 'router' (expert-choice over the model's router
+    scores at the rule's ratios) or 'pattern' (a fixed interleaved pattern at those ratios: an untrained
+    candidate)."""
+    rows = []
+    for b in budgets:
+        if b >= 1.0:
+            continue
+        p, ratios = kv_policy.for_budget(pol, b, S, H, D)
+
+        def fn(m, ids, p=p, ratios=ratios):
+            experts = None
+            if ratios is not None and routed_by == "pattern":
+                experts = static_pattern(*ids.shape, [round(r * 1000) for r in ratios], ids.device)
+            o = m(ids, labels=ids, routing=Routing("policy", policy=p, ratios=ratios, experts=experts),
+                  return_logits=False)
+            return o.loss, sum(p.held_fraction(e, H, D) for e in o.experts) / len(o.experts)
+        how = f"cap {p.cap}" if p.cap else ("ratios " + ":".join(f"{r:.2f}" for r in ratios) if ratios else "fits")
+        rows.append((name, b, f"{note}; {how}", fn))
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------- methods
 
-def methods_for(model, S, budgets=BUDGETS):
-    """(method, budget, note, fn) where fn(model, ids) -> (loss, kv_fraction)."""
+def methods_for(model, S, budgets=BUDGETS, candidates=()):
+    """(method, budget, note, fn) where fn(model, ids) -> (loss, kv_fraction). candidates: extra untrained
+    KV-policy specs, routed by a fixed pattern (method name 'cand:<spec>')."""
     rows = []
+    H, D = model.cfg.num_kv_heads, model.cfg.head_dim
 
     def dense(m, ids):
         return m(ids, labels=ids, routing=Routing("dense"), return_logits=False).loss, 1.0
@@ -179,4 +215,11 @@ def methods_for(model, S, budgets=BUDGETS):
             return forward_h2o(m, ids, cap), held_fraction_of_cap(ids.shape[1], cap)
         rows.append(("window", b, f"{SINKS} sinks + {cap - SINKS} recent (cap {cap})", win))
         rows.append(("h2o", b, f"{cap - cap // 2} heavy + {cap // 2} recent (cap {cap})", h2o))
+    for name, spec in QUANTISED.items():
+        rows += policy_rows(name, kv_policy.policy(spec), S, budgets, H, D, spec)
+    if model.cfg.kv_policy:
+        rows += policy_rows("proposed", kv_policy.policy(model.cfg.kv_policy), S, budgets, H, D,
+                            model.cfg.kv_policy)
+    for spec in candidates:
+        rows += policy_rows("cand:" + spec, kv_policy.policy(spec), S, budgets, H, D, spec, routed_by="pattern")
     return rows

@@ -27,6 +27,9 @@ class ModelConfig:
     # mixSGA: empty tuple = a dense (unconverted) model with no routers.
     expert_group_sizes: tuple = ()
     ratios: tuple = DEFAULT_RATIOS
+    # Age-aware KV policy (kv_policy.policy spec, e.g. "band=32,stores=g1-int8|g1-int4|g2-int4"): a model
+    # trained to read old tokens through routed stores; its routers score the stores. Empty = none.
+    kv_policy: str = ""
     bos_token_id: int = 1
     eos_token_id: int = 2
 
@@ -54,6 +57,14 @@ class ModelConfig:
     @property
     def num_experts(self) -> int:
         return len(self.expert_group_sizes)
+
+    @property
+    def router_outputs(self) -> int:
+        """Scores per token of a layer's router: one per mixSGA expert, or per store of the KV policy."""
+        if self.kv_policy:
+            from mixsga.kv_policy import policy
+            return len(policy(self.kv_policy).stores)
+        return self.num_experts
 
     def expert_kv_heads(self) -> list:
         return [self.num_kv_heads // g for g in self.expert_group_sizes]
@@ -97,6 +108,7 @@ class ModelConfig:
                 tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
                 expert_group_sizes=tuple(m.get("group_sizes", ())),
                 ratios=tuple(m.get("ratios", DEFAULT_RATIOS)),
+                kv_policy=d.get("kv_policy", ""),
                 bos_token_id=d.get("bos_token_id", 1) if d.get("bos_token_id") is not None else 1,
                 eos_token_id=d.get("eos_token_id", 2) if isinstance(d.get("eos_token_id", 2), int) else 2,
             )
@@ -127,6 +139,8 @@ class ModelConfig:
         }
         if self.is_mixsga:
             d["mixsga"] = {"group_sizes": list(self.expert_group_sizes), "ratios": list(self.ratios)}
+        if self.kv_policy:
+            d["kv_policy"] = self.kv_policy
         return d
 
     @classmethod

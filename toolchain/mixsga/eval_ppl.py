@@ -28,13 +28,13 @@ def _device_and_autocast(model):
 
 
 @torch.no_grad()
-def evaluate_model(model, windows, batch=8, budgets=BUDGETS, methods=None, log=print):
+def evaluate_model(model, windows, batch=8, budgets=BUDGETS, methods=None, log=print, candidates=()):
     device, autocast = _device_and_autocast(model)
     model.eval()
     S = windows.shape[1]
     rows = []
-    for name, budget, note, fn in methods_for(model, S, budgets):
-        if methods and name not in methods:
+    for name, budget, note, fn in methods_for(model, S, budgets, candidates):
+        if methods and name not in methods and not name.startswith("cand:"):
             continue
         t0 = time.time()
         loss_sum, kv_sum, n = 0.0, 0.0, 0
@@ -48,7 +48,7 @@ def evaluate_model(model, windows, batch=8, budgets=BUDGETS, methods=None, log=p
         loss = loss_sum / n
         rows.append({"method": name, "budget": budget, "kv_fraction": round(kv_sum / n, 4), "loss": round(loss, 5),
                      "ppl": round(math.exp(min(loss, 50)), 4), "note": note})
-        log(f"  {name:14s} {'' if budget is None else f'{budget:.0%}':>5s} kv={kv_sum / n:.3f} "
+        log(f"  {name[:40]:14s} {'' if budget is None else f'{budget:.0%}':>5s} kv={kv_sum / n:.3f} "
             f"ppl={math.exp(min(loss, 50)):.3f}  ({time.time() - t0:.1f}s)")
     return rows
 
@@ -108,7 +108,9 @@ def run(args):
     print(f"[eval_ppl] {args.model}: {len(windows)} windows x {args.seq_len} tokens on {device}")
     methods = [] if args.methods == "none" else args.methods.split(",") if args.methods else None
     budgets = [float(b) for b in args.budgets.split(",")] if args.budgets else BUDGETS
-    rows = evaluate_model(model, windows, batch=args.batch, budgets=budgets, methods=methods) if methods != [] else []
+    candidates = [c for c in (args.candidates or "").split(";") if c]
+    rows = evaluate_model(model, windows, batch=args.batch, budgets=budgets, methods=methods,
+                          candidates=candidates) if methods != [] else []
     print(format_table(rows))
     profile = position_profile(model, windows, args.position_buckets, args.batch) if args.position_buckets else None
     for r in profile or []:
@@ -130,8 +132,10 @@ def register(sub):
     p.add_argument("--windows", type=int, default=64)
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--methods", help="comma list of full,mixsga,mixsga-argmax,gqa,window,h2o (default all; "
-                   "'none' with --position-buckets for the profile alone)")
+    p.add_argument("--methods", help="comma list of full,mixsga,mixsga-argmax,gqa,window,h2o,int8,int4,"
+                   "int4-token,int2,proposed (default all; 'none' with --position-buckets for the profile alone)")
+    p.add_argument("--candidates", help="';'-separated untrained KV-policy specs to try (kv_policy.policy), routed "
+                   "by a fixed pattern at the rule's ratios")
     p.add_argument("--position-buckets", type=int, default=0,
                    help="also report perplexity per position bucket (K equal slices of each window)")
     p.add_argument("--budgets", help="comma list of KV fractions (default 0.25,0.35,0.5,0.75,1.0)")

@@ -82,13 +82,17 @@ class Routing:
           'expert_choice' progressive expert-choice with `ratios` (training, prefill, paper default);
           'argmax'        per-token argmax of router logits + route_bias (decode; causal);
           'fixed'         `experts` given ([B, S] expert ids, same in every layer) - static GQA baselines,
-                          random-router ablations, tests.
+                          random-router ablations, tests;
+          'policy'        an age-aware KV policy (`policy`, kv_policy.Policy): sinks and the recent band read in
+                          full, older tokens through their store; stores by expert-choice over the router's
+                          scores at `ratios`, or `experts` when given, or store 0 for a model without router.
     """
     mode: str = "dense"
     ratios: tuple = None
     route_bias: torch.Tensor = None
     experts: torch.Tensor = None
     straight_through: bool = False  # also train the router from the LM loss (departure from the paper)
+    policy: object = None  # kv_policy.Policy for mode 'policy'
 
 
 @dataclass
@@ -108,8 +112,8 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.hidden_size, self.nkv * self.hd, bias=False)
         self.o_proj = nn.Linear(self.nq * self.hd, cfg.hidden_size, bias=False)
         self.group_sizes = cfg.expert_group_sizes or DEFAULT_GROUP_SIZES
-        if cfg.is_mixsga:
-            self.router = nn.Linear(cfg.hidden_size, cfg.num_experts)
+        if cfg.is_mixsga or cfg.kv_policy:
+            self.router = nn.Linear(cfg.hidden_size, cfg.router_outputs)
             init_router(self.router)
 
     def project(self, x, cos, sin):
@@ -122,8 +126,10 @@ class Attention(nn.Module):
     def route(self, x, routing: Routing) -> LayerRouting:
         if routing.mode == "dense":
             return LayerRouting(experts=torch.zeros(x.shape[:2], dtype=torch.long, device=x.device))
-        if routing.mode == "fixed":
+        if routing.mode == "fixed" or (routing.mode == "policy" and routing.experts is not None):
             return LayerRouting(experts=routing.experts)
+        if routing.mode == "policy" and (routing.ratios is None or not hasattr(self, "router")):
+            return LayerRouting(experts=torch.zeros(x.shape[:2], dtype=torch.long, device=x.device))
         logits = self.router(x)
         if routing.mode == "argmax":
             return LayerRouting(experts=argmax_route(logits, routing.route_bias), logits=logits)
@@ -153,7 +159,20 @@ class Attention(nn.Module):
         B, _, S, _ = o.shape
         return self.o_proj(o.transpose(1, 2).reshape(B, S, self.nq * self.hd))
 
+    def forward_policy(self, x, cos, sin, routing: Routing):
+        """Attention over [K; K as stored] under the policy's band mask (kv_policy): exact age-aware semantics."""
+        q, k, v = self.project(x, cos, sin)
+        lr = self.route(x, routing)
+        soft = None
+        if routing.straight_through and lr.logits is not None:
+            soft = torch.softmax(lr.logits.float(), dim=-1)
+        k_old, v_old, kept = routing.policy.old_view(k, v, lr.experts, soft)
+        mask = routing.policy.attention_mask(x.shape[1], kept, x.device)
+        return self.attend(q, torch.cat([k, k_old], dim=2), torch.cat([v, v_old], dim=2), mask), lr
+
     def forward(self, x, cos, sin, routing: Routing, attn_mask=None):
+        if routing.mode == "policy":
+            return self.forward_policy(x, cos, sin, routing)
         q, k, v = self.project(x, cos, sin)
         lr = self.route(x, routing)
         k = self.mix_experts(k, lr, routing.straight_through)
@@ -241,6 +260,8 @@ class MixSGAForCausalLM(nn.Module):
     def forward(self, input_ids, labels=None, routing: Routing = None, position_ids=None, attn_mask=None,
                 return_logits=True):
         routing = routing or (Routing("expert_choice") if self.cfg.is_mixsga else Routing("dense"))
+        if routing.mode == "expert_choice" and self.cfg.kv_policy:
+            raise ValueError("a KV-policy model routes with Routing('policy', policy=..., ratios=...)")
         B, S = input_ids.shape
         if position_ids is None:
             position_ids = torch.arange(S, device=input_ids.device).expand(B, S)

@@ -31,6 +31,7 @@ from mixsga.checkpoint import load_checkpoint, save_checkpoint
 from mixsga.config import ModelConfig, parse_ratios
 from mixsga.data import Batches, Prefetcher, fixed_windows
 from mixsga.errors import UserError
+from mixsga import kv_policy
 from mixsga.model import MixSGAForCausalLM, Routing
 from mixsga.routing import capacities, route_shares
 
@@ -76,6 +77,10 @@ def build_model(args, rank):
             raise UserError(f"--config-json: {e}") from None
         return MixSGAForCausalLM(cfg).init_weights(seed=args.seed)
     model = load_checkpoint(args.init)
+    if args.strip_routers:
+        kv_policy.strip_routers(model)
+    if args.kv_policy:
+        kv_policy.attach(model, args.kv_policy)
     if args.ratios:
         if not model.cfg.is_mixsga:
             raise UserError(f"--ratios given but {args.init} is a dense checkpoint; run `convert` first")
@@ -87,6 +92,12 @@ def build_model(args, rank):
 
 def make_routing(args, cfg, B, S, step, micro, device):
     """The routing for one micro-batch."""
+    if cfg.kv_policy:
+        # budget-conditioned: micro-batches cycle through the budgets, so one router serves all of them
+        budgets = [float(b) for b in args.policy_budgets.split(",")]
+        b = budgets[(step * 1009 + micro) % len(budgets)]
+        pol, ratios = kv_policy.for_budget(kv_policy.policy(cfg.kv_policy), b, S, cfg.num_kv_heads, cfg.head_dim)
+        return Routing("policy", policy=pol, ratios=ratios, straight_through=args.router_lm_grad)
     if not cfg.is_mixsga:
         if args.static_group:
             raise UserError("--static-group needs a converted (mixSGA) checkpoint")
@@ -127,14 +138,21 @@ def evaluate(model, windows, rank, world, device, autocast, batch=8):
     model.eval()
     mine = windows[rank::world]
     modes = ["expert_choice", "argmax"] if model.cfg.is_mixsga else ["dense"]
+    if model.cfg.kv_policy:  # the policy at the middle of its training budgets (25 % -> 35 %, ...)
+        modes = ["dense", "policy"]
     sums = torch.zeros(len(modes) + 1, device=device)
     E = max(1, model.cfg.num_experts)
     counts = torch.zeros(model.cfg.num_layers, E, device=device)
     for i in range(0, len(mine), batch):
         ids = mine[i:i + batch].to(device)
         for j, mode in enumerate(modes):
+            routing = Routing(mode)
+            if mode == "policy":
+                pol, ratios = kv_policy.for_budget(kv_policy.policy(model.cfg.kv_policy), 0.35, ids.shape[1],
+                                                   model.cfg.num_kv_heads, model.cfg.head_dim)
+                routing = Routing("policy", policy=pol, ratios=ratios)
             with autocast:
-                out = model(ids, labels=ids, routing=Routing(mode), return_logits=False)
+                out = model(ids, labels=ids, routing=routing, return_logits=False)
             sums[j] += out.loss.float() * len(ids)
             if mode == "argmax":
                 for l, ex in enumerate(out.experts):
@@ -187,8 +205,8 @@ def run(args):
     if args.seq_len > cfg.max_position_embeddings:
         raise UserError(f"--seq-len {args.seq_len} exceeds the model's max_position_embeddings "
                         f"{cfg.max_position_embeddings}")
-    if cfg.is_mixsga and (args.random_router or args.static_group or
-                          (args.aux_weight == 0 and not args.router_lm_grad)):
+    if (cfg.is_mixsga or cfg.kv_policy) and (args.random_router or args.static_group or
+                                             (args.aux_weight == 0 and not args.router_lm_grad)):
         for layer in model.model.layers:  # routers get no gradient in these modes: freeze them (and DDP is happy)
             layer.self_attn.router.requires_grad_(False)
     model.to(device)
@@ -235,7 +253,7 @@ def run(args):
     stop_at = args.stop_at_step or args.max_steps or float("inf")
     snapshots = {int(x) for x in args.snapshot_steps.split(",") if x.strip()} if args.snapshot_steps else set()
     t_log, tok_log = time.time(), 0
-    E = max(1, cfg.num_experts)
+    E = max(1, cfg.router_outputs)
     while True:
         elapsed = time.time() - t_start
         progress = step / args.max_steps if args.max_steps else 0.0
@@ -277,7 +295,7 @@ def run(args):
             loss_sum += o.loss.detach()
             if o.aux_loss is not None:
                 aux_sum += o.aux_loss.detach()
-            if cfg.is_mixsga and o.router_logits[0] is not None and log_now:
+            if o.router_logits and o.router_logits[0] is not None and log_now:
                 for l, lg in enumerate(o.router_logits):  # decode-time (argmax) choice on training tokens
                     route_counts[l] += torch.bincount(lg.detach().argmax(-1).reshape(-1), minlength=E)
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
@@ -296,7 +314,7 @@ def run(args):
                    "tokens": step * tokens_per_step,
                    "tok_per_s_per_gpu": round(tok_log / world / max(now - t_log, 1e-9)),
                    "elapsed_s": round(now - t_start, 1)}
-            if cfg.is_mixsga and not (args.random_router or args.static_group):
+            if (cfg.is_mixsga or cfg.kv_policy) and not (args.random_router or args.static_group):
                 rec["aux"] = round(stats[1].item(), 5)
                 rc = stats[2:].reshape(cfg.num_layers, E)
                 if rc.sum() > 0:
@@ -357,6 +375,12 @@ def register(sub):
     g = p.add_argument_group("mixSGA")
     g.add_argument("--ratios", help="capacity ratios, e.g. 3:1:6 (default: the checkpoint's)")
     g.add_argument("--aux-weight", type=float, default=DEFAULT_AUX_WEIGHT, help="alpha, consistency loss weight")
+    g.add_argument("--kv-policy", help="train an age-aware KV policy (kv_policy spec, e.g. "
+                   "'band=32,stores=g1-int8|g1-int4|g2-int4'); fresh routers score its stores")
+    g.add_argument("--policy-budgets", default="0.25,0.35,0.5", help="KV budgets the policy trains at, cycled "
+                   "over micro-batches (fractions of the fp16 full cache)")
+    g.add_argument("--strip-routers", action="store_true", help="drop a mixSGA checkpoint's routers and train "
+                   "dense (the full-KV reference branch)")
     g.add_argument("--router-lm-grad", action="store_true", help="straight-through LM gradient into the router")
     g.add_argument("--random-router", action="store_true", help="ablation: random per-token experts at the ratios")
     g.add_argument("--static-group", type=int, default=0, help="baseline: every token on the expert with this "

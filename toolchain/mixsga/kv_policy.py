@@ -1,0 +1,215 @@
+"""Age-aware token-wise KV policies: which view of each cached token a query reads, and what the cache holds.
+
+A policy keeps the first `sinks` tokens and the newest `band` tokens (counted back from the reading query) at full
+KV: every head, fp16. A token older than the band is read through its *store*, the expert its router chose among
+`stores`: K/V heads mean-pooled in groups of `group` (mixSGA's experts), quantised to `bits` (kv_quant), or
+evicted (`group` 0). `cap` > 0 also evicts every non-sink key older than `cap` tokens (a sliding window).
+
+One definition covers every cache the study compares at equal bytes:
+  proposed   band + routed stores that differ in heads and precision (issue 19's age-aware mixSGA)
+  int8/int4  one quantised store for every token (int4: KIVI's per-channel keys with a full-precision residual
+             band); windowed with `cap` where the quantised cache alone exceeds the budget
+  trained window: band only, every older token on the evict store
+
+Attention reads [K; K_old] (2S keys) under a mask that shows key s to query t in full when t - s < band (or s is a
+sink) and through its store otherwise, so one SDPA call gives the exact semantics in training and evaluation.
+Byte accounting (`held_fraction`) is that of baselines.py: sum over queries of the bytes held, relative to a full
+fp16 cache holding every token, so rows of every method are comparable.
+"""
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from mixsga.kv_quant import bytes_per_head, fake_quant
+from mixsga.model import expand_heads, pool_heads
+
+KIVI_GROUP = 32  # tokens per key scale in channel mode (KIVI's group size)
+
+
+@dataclass(frozen=True)
+class Store:
+    """How one expert stores an old token's K/V."""
+    group: int = 1           # KV heads pooled in groups of this size (1 = every head); 0 = evicted
+    bits: int = 16
+    key_mode: str = "token"  # "token": per token and head; "channel": per key channel over KIVI_GROUP tokens
+    group_channels: int = 0  # channels per (scale, min) in token mode; 0 = the whole head
+
+    @property
+    def name(self) -> str:
+        if self.group == 0:
+            return "evict"
+        return f"g{self.group}-" + ("fp16" if self.bits >= 16 else f"int{self.bits}" + ("c" if self.key_mode == "channel" else ""))
+
+    @property
+    def needs_band(self) -> int:
+        """A channel-mode key group is complete only KIVI_GROUP tokens later: until then it must be read in full."""
+        return KIVI_GROUP if self.bits < 16 and self.key_mode == "channel" else 0
+
+    def fraction(self, H: int, D: int) -> float:
+        """Bytes of one token in this store relative to the full fp16 cache (all H heads, K and V)."""
+        if self.group == 0:
+            return 0.0
+        tg = self.group_channels or D
+        kb = bytes_per_head(D, self.bits, KIVI_GROUP if self.key_mode == "channel" else tg)
+        vb = bytes_per_head(D, self.bits, tg)
+        return (kb + vb) / (self.group * 4 * D)
+
+    def view(self, k, v):
+        """[B, H, S, D] keys/values as this store returns them, expanded back to H heads."""
+        if self.group == 0:
+            return torch.zeros_like(k), torch.zeros_like(v)
+        k, v = pool_heads(k, self.group), pool_heads(v, self.group)
+        tg = self.group_channels or k.shape[-1]
+        k = fake_quant(k, self.bits, -2, KIVI_GROUP) if self.key_mode == "channel" else fake_quant(k, self.bits, -1, tg)
+        v = fake_quant(v, self.bits, -1, tg)
+        return expand_heads(k, self.group), expand_heads(v, self.group)
+
+
+@dataclass(frozen=True)
+class Policy:
+    stores: tuple            # old-token experts, most bytes first
+    band: int = 0
+    sinks: int = 4
+    cap: int = 0
+
+    def fractions(self, H, D):
+        return [s.fraction(H, D) for s in self.stores]
+
+    def base_masks(self, S, device):
+        """([S, S] full-view mask, [S, S] store-view mask) before evictions by store."""
+        t = torch.arange(S, device=device)[:, None]
+        s = torch.arange(S, device=device)[None, :]
+        causal = s <= t
+        near = (t - s < self.band) | (s < self.sinks)
+        inside = (t - s < self.cap) if self.cap else torch.ones_like(causal)
+        return causal & near, causal & ~near & inside
+
+    def attention_mask(self, S, kept, device):
+        """[B, 1, S, 2S] bool over [K; K_old]; kept [B, S] = token not on an evict store."""
+        full, old = self.base_masks(S, device)
+        old = old[None] & kept[:, None, :]
+        return torch.cat([full[None].expand_as(old), old], dim=-1)[:, None]
+
+    def old_view(self, k, v, experts, soft=None):
+        """(k_old, v_old, kept): every token's K/V as its store returns them. experts [B, S] index self.stores.
+        soft [B, S, E] (optional): straight-through weights, so the LM loss reaches the router."""
+        if len(self.stores) == 1 and soft is None:
+            ko, vo = self.stores[0].view(k, v)
+            return ko, vo, torch.full(experts.shape, self.stores[0].group != 0, device=k.device)
+        onehot = F.one_hot(experts, len(self.stores)).to(k.dtype)
+        if soft is not None:
+            onehot = onehot + soft.to(k.dtype) - soft.to(k.dtype).detach()
+        ko, vo = torch.zeros_like(k), torch.zeros_like(v)
+        used = torch.unique(experts).tolist() if soft is None else range(len(self.stores))
+        for e in used:
+            sk, sv = self.stores[e].view(k, v)
+            w = onehot[:, None, :, e, None]
+            ko, vo = ko + w * sk, vo + w * sv
+        evict = torch.tensor([s.group == 0 for s in self.stores], device=k.device)
+        return ko, vo, ~evict[experts]
+
+    # ------------------------------------------------------------------------------------------ accounting
+
+    def pair_counts(self, S, device="cpu"):
+        """Per key position s: (queries reading it in full, queries reading it through its store)."""
+        s = torch.arange(S, device=device, dtype=torch.float64)
+        later = S - s  # queries t >= s
+        full = torch.minimum(later, torch.full_like(later, self.band))
+        reach = torch.minimum(later, torch.full_like(later, self.cap)) if self.cap else later
+        old = (reach - full).clamp(min=0)
+        sink = s < self.sinks
+        return torch.where(sink, later, full), torch.where(sink, torch.zeros_like(old), old)
+
+    def held_fraction(self, experts, H, D) -> float:
+        """Mean over sequences of sum_t bytes held at query t / sum_t bytes of a full fp16 cache."""
+        B, S = experts.shape
+        full, old = self.pair_counts(S, experts.device)
+        f = torch.tensor(self.fractions(H, D), dtype=torch.float64, device=experts.device)[experts]
+        return ((full + old * f).sum(-1) / (S * (S + 1) / 2)).mean().item()
+
+    def ratios_for_budget(self, budget, S, H, D) -> tuple:
+        """The stated rule: the mean store cost c that makes the expected fraction equal `budget`, met by
+        splitting old tokens between the two adjacent stores whose costs bracket c (all on the first store if
+        even it fits, all on the last if nothing does)."""
+        full, old = self.pair_counts(S)
+        total = S * (S + 1) / 2
+        c = (budget * total - full.sum().item()) / max(old.sum().item(), 1e-9)
+        f = self.fractions(H, D)
+        r = [0.0] * len(f)
+        if c >= f[0]:
+            r[0] = 1.0
+        elif c <= f[-1]:
+            r[-1] = 1.0
+        else:
+            i = next(i for i in range(len(f) - 1) if f[i] >= c >= f[i + 1])
+            r[i] = (c - f[i + 1]) / (f[i] - f[i + 1])
+            r[i + 1] = 1.0 - r[i]
+        return tuple(r)
+
+    def with_cap_for_budget(self, budget, S, H, D) -> "Policy":
+        """For a one-store policy: the largest window (cap) whose fraction stays within `budget` (no cap when
+        the store fits)."""
+        ex = torch.zeros(1, S, dtype=torch.long)
+        if Policy(self.stores, self.band, self.sinks, 0).held_fraction(ex, H, D) <= budget + 1e-9:
+            return Policy(self.stores, self.band, self.sinks, 0)
+        lo, hi = max(self.band, self.sinks + 1), S
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if Policy(self.stores, self.band, self.sinks, mid).held_fraction(ex, H, D) <= budget + 1e-9:
+                lo = mid
+            else:
+                hi = mid - 1
+        return Policy(self.stores, self.band, self.sinks, lo)
+
+
+# ---------------------------------------------------------------------------------------------- the candidates
+
+def store(spec: str) -> Store:
+    """'g1-int4' / 'g2-fp16' / 'g1-int4c' (channel-mode keys) / 'evict'."""
+    if spec == "evict":
+        return Store(group=0)
+    g, prec = spec.split("-")
+    bits = 16 if prec == "fp16" else int(prec[3:].rstrip("c"))
+    return Store(group=int(g[1:]), bits=bits, key_mode="channel" if prec.endswith("c") else "token")
+
+
+def policy(spec: str) -> Policy:
+    """'band=32,sinks=4,stores=g1-int8|g1-int4|g2-int4|evict' -> Policy."""
+    kw = dict(x.split("=") for x in spec.split(","))
+    return Policy(stores=tuple(store(s) for s in kw["stores"].split("|")), band=int(kw.get("band", 0)),
+                  sinks=int(kw.get("sinks", 4)), cap=int(kw.get("cap", 0)))
+
+
+def for_budget(pol: Policy, budget, S, H, D):
+    """(policy, ratios) that serve `budget` at sequence length S: a one-store policy is windowed (cap) to fit and
+    routes nothing; a routed policy keeps its band and gets the rule's capacity ratios."""
+    if len(pol.stores) == 1:
+        return pol.with_cap_for_budget(budget, S, H, D), None
+    return pol, pol.ratios_for_budget(budget, S, H, D)
+
+
+def attach(model, spec: str):
+    """Make `model` a KV-policy model: routers sized to the policy's stores (fresh, He-initialised) unless it
+    already has that policy; mixSGA experts dropped (the stores replace them)."""
+    from mixsga.model import init_router
+    if model.cfg.kv_policy == spec:
+        return model
+    model.cfg = model.cfg.replace(kv_policy=spec, expert_group_sizes=())
+    n = len(policy(spec).stores)
+    for layer in model.model.layers:
+        attn = layer.self_attn
+        attn.cfg = model.cfg
+        attn.router = torch.nn.Linear(model.cfg.hidden_size, n).to(attn.q_proj.weight.device)
+        init_router(attn.router)
+    return model
+
+
+def strip_routers(model):
+    """A dense model from a mixSGA one (expert 0 is the original attention): the full-KV reference branch."""
+    model.cfg = model.cfg.replace(expert_group_sizes=(), kv_policy="")
+    for layer in model.model.layers:
+        layer.self_attn.cfg = model.cfg
+        if hasattr(layer.self_attn, "router"):
+            del layer.self_attn.router
+    return model
