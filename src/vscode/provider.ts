@@ -5,7 +5,7 @@ import type { CompletionRequest, ContextSnippet } from '../engine/api';
 import { AdaptiveDebounce, sleep } from './debounce';
 import type { EngineHost } from './engineHost';
 import type { Settings } from './settings';
-import { shapeCompletion, wantsMultiline } from './shaping';
+import { wantsMultiline } from './multiline';
 import type { ProviderTrace, Stats } from './stats';
 import { SuggestionCache } from './suggestionCache';
 import { contextSnippet, textWindow } from './textWindow';
@@ -91,12 +91,13 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
           maxTokens: s.maxTokens,
           multiline,
           timeBudgetMs: REQUEST_TIME_BUDGET_MS,
+          eol: document.eol === vscode.EndOfLine.CRLF ? '\r\n' : '\n',
         };
         const res = await engine.complete(req, ac.signal);
         trace.engine = res.trace;
         this.host.notifyChanged();
         if (ac.signal.aborted) return finish('cancelled', 'the request was cancelled by newer typing');
-        const text = shapeCompletion(res.text, win.prefix, win.suffix, multiline);
+        const text = res.text; // shaped by the engine's post-processing pipeline
         const tr = res.trace;
         this.log.info(
           `#${tr.requestId} ${document.languageId} ${tr.stopReason} reused=${tr.reusedTokens} prefill=${tr.prefillTokens} ` +
