@@ -46,14 +46,13 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
     try {
       const skip = this.skipReason(document);
       if (skip) return finish('skipped', skip);
-      if (context.selectedCompletionInfo) {
-        // A suggest-widget item is selected; our text would not match what the widget inserts.
-        return finish('skipped', 'the suggestion list is open');
-      }
+      // The suggest widget is open with an item selected: complete as if that item were accepted, and show an
+      // inline item that starts with the item's text over its range (VS Code shows it only then).
+      const selected = context.selectedCompletionInfo;
 
       // Typing along a shown suggestion: serve the rest without asking the engine.
       const offset = document.offsetAt(position);
-      const cached = this.cache.lookup(docId, offset, (a, b) =>
+      const cached = selected ? undefined : this.cache.lookup(docId, offset, (a, b) =>
         document.getText(new vscode.Range(document.positionAt(a), document.positionAt(b))),
       );
       if (cached) {
@@ -62,8 +61,10 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
         return { items: [new vscode.InlineCompletionItem(cached, new vscode.Range(position, position))] };
       }
 
-      const win = textWindow(document, position);
-      if (!win.ok) return finish('skipped', win.reason);
+      const found = textWindow(document, position);
+      if (!found.ok) return finish('skipped', found.reason);
+      const win = selected ? withSelectedItem(found, document, position, selected) : found;
+      if (!win) return finish('skipped', 'the selected suggestion does not end at the cursor line');
       if (!this.host.ready) {
         const st = this.host.state;
         return finish('skipped', st.kind === 'failed' ? `the engine failed: ${st.reason}` : `the engine is ${st.kind}`);
@@ -108,9 +109,10 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
         if (!text) {
           return finish('empty', tr.noSuggestionReason ?? (res.text ? 'the model text only repeated what follows the cursor' : `the model stopped (${tr.stopReason}) without text`));
         }
-        this.cache.put(docId, offset, win.prefix, text);
         trace.chars = text.length;
         finish('shown');
+        if (selected) return { items: [new vscode.InlineCompletionItem(selected.text + text, selected.range)] };
+        this.cache.put(docId, offset, win.prefix, text);
         return { items: [new vscode.InlineCompletionItem(text, new vscode.Range(position, position))] };
       } finally {
         sub.dispose();
@@ -157,4 +159,17 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
   clear(): void {
     this.cache.clear();
   }
+}
+
+/**
+ * The text around the cursor as if the suggest widget's selected item were accepted: what the item replaces
+ * (`range`, usually the word typed so far) gives way to its text. Undefined when the range leaves the cursor line.
+ */
+export function withSelectedItem(win: { prefix: string; suffix: string }, document: vscode.TextDocument, position: vscode.Position,
+  selected: vscode.SelectedCompletionInfo): { prefix: string; suffix: string } | undefined {
+  const { start, end } = selected.range;
+  if (start.line !== position.line || end.line !== position.line || start.character > position.character) return undefined;
+  const before = position.character - start.character;
+  const after = Math.max(0, end.character - position.character);
+  return { prefix: win.prefix.slice(0, win.prefix.length - before) + selected.text, suffix: win.suffix.slice(after) };
 }

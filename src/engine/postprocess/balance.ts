@@ -7,6 +7,9 @@ import { cloneState, closerOf, Frame, scan } from './lexer';
 
 export const balance: Filter = {
   cut(text, c) {
+    if (c.splitsToken && text.length > 0) return { at: 0, stop: 'bracket' };
+    // Inside a line comment with text after the cursor: a newline would turn the rest of that comment into code.
+    if (c.before.lineComment && c.restOfLine.trim() !== '' && text.includes('\n')) return { at: text.indexOf('\n'), stop: 'bracket' };
     const base = c.before.stack.length;
     let cut: number | null = null;
     scan(text, cloneState(c.before), c.rules, (e) => {
@@ -21,15 +24,20 @@ export const balance: Filter = {
     let t = text;
     const s = cloneState(c.before);
     scan(t, s, c.rules);
-    if (s.lineComment && s.commentAt >= 0 && c.restOfLine.trim() !== '') {
-      // The comment would swallow what follows the cursor on its line.
-      t = t.slice(0, s.commentAt).trimEnd();
-      return balance.shape!(t, c);
-    }
     const own = s.stack.filter((f) => f.at >= 0);
+    if (s.lineComment && s.commentAt >= 0 && (c.restOfLine.trim() !== '' || own.length)) {
+      // The comment would swallow what follows the cursor on its line, or the closers appended below.
+      return balance.shape!(t.slice(0, s.commentAt).trimEnd(), c);
+    }
     if (own.length === 0) return t;
     t = t.trimEnd();
-    for (const f of own.reverse()) t += closing(t, f, c);
+    for (const f of own.reverse()) {
+      // A dangling escape would escape the closing quote, and '''x'''' would close early and leave a quote open:
+      // neither right before the closer.
+      const triple = f.kind === '"""' || f.kind === "'''";
+      while (/(^|[^\\])(\\\\)*\\$/.test(t) || (triple && t.length > f.at + 3 && t.endsWith(f.kind[0]))) t = t.slice(0, -1);
+      t += closing(t, f, c);
+    }
     return t;
   },
 };
@@ -38,7 +46,8 @@ export const balance: Filter = {
 function closing(text: string, f: Frame, c: PostContext): string {
   const closer = closerOf(f.kind);
   const lastLine = text.lastIndexOf('\n') + 1;
-  if (f.at >= lastLine) return f.kind === '/*' ? ` ${closer}` : closer;
+  // a one-line string that reaches here continues over an escaped newline: it closes where it is
+  if (f.at >= lastLine || f.kind === '"' || f.kind === "'") return f.kind === '/*' ? ` ${closer}` : closer;
   const lineStart = text.lastIndexOf('\n', f.at - 1) + 1;
   const line = lineStart === 0 ? c.cursorLineHead + text.slice(0, text.indexOf('\n')) : text.slice(lineStart, text.indexOf('\n', lineStart));
   return `\n${/^[ \t]*/.exec(line)![0]}${closer}`;

@@ -1,5 +1,5 @@
 // What every filter needs to know about the spot a completion goes into, computed once per request.
-import { cloneState, emptyState, LangRules, langRules, LexState, scan } from './lexer';
+import { cloneState, emptyState, FrameKind, LangRules, langRules, LexState, scan } from './lexer';
 
 export interface PostInput {
   multiline: boolean;
@@ -35,6 +35,8 @@ export interface PostContext {
   before: LexState;
   /** How many of the prefix's innermost open frames nothing after the cursor closes: the completion may close these. */
   free: number;
+  /** The cursor sits inside a two- or three-character token (`/|/`, `"|""`, an escape `\\|n`): any text breaks it. */
+  splitsToken: boolean;
 }
 
 export const indentOf = (line: string): number => /^[ \t]*/.exec(line)![0].replace(/\t/g, '    ').length;
@@ -64,8 +66,15 @@ export function postContext(i: PostInput): PostContext {
   return {
     multiline: i.multiline, prefix, suffix, eol: i.eol ?? '\n', rules, cursorLineHead, restOfLine: sufLines[0],
     nextLine: (sufLines.slice(1).find((l) => l.trim() !== '') ?? '').trim(), blockIndent, expectedIndent, before,
-    free: freeFrames(before, suffix, rules),
+    free: freeFrames(before, suffix, rules), splitsToken: splitsToken(prefix, suffix, rules),
   };
+}
+
+function splitsToken(prefix: string, suffix: string, rules: LangRules): boolean {
+  if (/(^|[^\\])(\\\\)*\\$/.test(prefix)) return true;
+  const marks = [...rules.lineComments, ...(rules.blockComment ? ['/*', '*/'] : []), ...(rules.tripleQuotes ? ['"""', "'''"] : []),
+    ...(rules.backtick === 'template' ? ['${'] : [])];
+  return marks.some((m) => [...m].some((_, k) => k > 0 && prefix.endsWith(m.slice(0, k)) && suffix.startsWith(m.slice(k))));
 }
 
 /** The indentation step of the text: the most common positive difference between consecutive indented lines. */
@@ -99,7 +108,12 @@ function freeFrames(before: LexState, suffix: string, rules: LangRules): number 
     }
     return false;
   });
+  // Closing a string or comment turns what follows into code: only where nothing follows (on its line for a
+  // one-line string, in the whole suffix for the others).
+  const restOfLine = suffix.split('\n', 1)[0];
+  const mayClose = (k: FrameKind): boolean =>
+    '([{'.includes(k) || k === '${' || ((k === '"' || k === "'") ? restOfLine.trim() === '' : suffix.trim() === '');
   let free = 0;
-  for (let d = n - 1; d >= 0 && !closedProperly[d]; d--) free++;
+  for (let d = n - 1; d >= 0 && !closedProperly[d] && mayClose(before.stack[d].kind); d--) free++;
   return free;
 }
