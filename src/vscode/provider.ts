@@ -63,7 +63,7 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
 
       const found = textWindow(document, position);
       if (!found.ok) return finish('skipped', found.reason);
-      const win = selected ? withSelectedItem(found, document, position, selected) : found;
+      const win = selected ? withSelectedItem(found, position, selected) : found;
       if (!win) return finish('skipped', 'the selected suggestion does not end at the cursor line');
       if (!this.host.ready) {
         const st = this.host.state;
@@ -165,7 +165,7 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
  * The text around the cursor as if the suggest widget's selected item were accepted: what the item replaces
  * (`range`, usually the word typed so far) gives way to its text. Undefined when the range leaves the cursor line.
  */
-export function withSelectedItem(win: { prefix: string; suffix: string }, document: vscode.TextDocument, position: vscode.Position,
+export function withSelectedItem(win: { prefix: string; suffix: string }, position: vscode.Position,
   selected: vscode.SelectedCompletionInfo): { prefix: string; suffix: string } | undefined {
   const { start, end } = selected.range;
   if (start.line !== position.line || end.line !== position.line || start.character > position.character) return undefined;

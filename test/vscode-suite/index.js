@@ -101,6 +101,29 @@ exports.run = async function run() {
     assert.strictEqual(String(next[0].insertText), text.slice(1));
   }, 60_000);
 
+  t.test('with the suggest widget open, the inline item extends the selected item over its range', async () => {
+    // `xs.re|` with "reduce" selected in the widget: the model completes after "xs.reduce"; which prompt gets text
+    // depends on the weights, so take the first of a few that does.
+    const cases = [['const total = prices.re', 'reduce'], ['const names = users.ma', 'map'], ['const n = items.fi', 'filter'],
+      ['console.lo', 'log']];
+    const tried = [];
+    let item;
+    for (const [text, word] of cases) {
+      const doc = await untitled('typescript', `const prices = [1, 2];\nconst users = [{ name: 'a' }];\nconst items = [3];\n${text}`);
+      await vscode.window.showTextDocument(doc);
+      const pos = endOf(doc);
+      const typed = text.slice(text.lastIndexOf('.') + 1);
+      const range = new vscode.Range(pos.translate(0, -typed.length), pos);
+      const items = await api.complete(doc, pos, undefined, { range, text: word });
+      tried.push({ text, word, items: items.map((i) => i.insertText), last: api.stats.last && api.stats.last.reason });
+      if (items.length) { item = { got: items[0], word, range }; break; }
+    }
+    assert.ok(item, `no inline item while an item is selected: ${JSON.stringify(tried)}`);
+    const insert = String(item.got.insertText);
+    assert.ok(insert.startsWith(item.word) && insert.length > item.word.length, `the inline item does not extend "${item.word}": ${JSON.stringify(insert)}`);
+    assert.ok(item.got.range && item.got.range.isEqual(item.range), `range ${JSON.stringify(item.got.range)} is not the selected item's`);
+  }, 90_000);
+
   t.test('trigger + commit in a real editor inserts the suggestion (Python)', async () => {
     const doc = await untitled('python', 'def greet(name):\n    message = ');
     const ed = await vscode.window.showTextDocument(doc);
