@@ -9,6 +9,7 @@ import { wantsMultiline } from './multiline';
 import type { ProviderTrace, Stats } from './stats';
 import { SuggestionCache } from './suggestionCache';
 import { contextSnippet, textWindow } from './textWindow';
+import { requestLogLine } from './traceText';
 
 export const SUPPORTED_SCHEMES = ['file', 'untitled'];
 const REQUEST_TIME_BUDGET_MS = 2_000;
@@ -100,12 +101,7 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
         if (ac.signal.aborted) return finish('cancelled', 'the request was cancelled by newer typing');
         const text = res.text; // shaped by the engine's post-processing pipeline
         const tr = res.trace;
-        this.log.info(
-          `#${tr.requestId} ${document.languageId} ${tr.stopReason} reused=${tr.reusedTokens} prefill=${tr.prefillTokens} ` +
-            `gen=${tr.generatedTokens} prefillMs=${tr.prefillMs.toFixed(0)} decodeMs=${tr.decodeMs.toFixed(0)} ` +
-            `total=${tr.totalMs.toFixed(0)}ms debounce=${trace.debounceMs}ms chars=${text.length}` +
-            (tr.budgetActions.length ? ` budget: ${tr.budgetActions.join('; ')}` : ''),
-        );
+        this.log.info(requestLogLine(tr, document.languageId, trace.debounceMs, text.length));
         if (!text) {
           return finish('empty', tr.noSuggestionReason ?? (res.text ? 'the model text only repeated what follows the cursor' : `the model stopped (${tr.stopReason}) without text`));
         }
