@@ -8,6 +8,9 @@ test('a URL path loop is cut at the third copy', () => {
   assert.equal(d.stop, 'repetition');
   assert.equal(d.text, '/api/v2');
   assert.equal(stream(pipeline({ prefix: 'x = cfg' }), '.config.config.config.config').text, '.config');
+  // seen in the e2e run: the first copy without its dot
+  assert.deepEqual(stream(pipeline({ prefix: 'def f(config):\n  ' }), 'return config.config.config.config'), { stop: 'repetition', text: 'return config' });
+  assert.equal(stream(pipeline({ prefix: 'import os\n' }), 'p = os.path.path').stop, null);
 });
 
 test('numbers, separators and hex colours are no loops', () => {

@@ -332,7 +332,6 @@ exports.run = async function run() {
     await vscode.window.showTextDocument(doc);
     await api.complete(doc, endOf(doc));
     const text = await vscode.commands.executeCommand('mixsga.whyNoSuggestion');
-    await vscode.commands.executeCommand('workbench.action.closeMessages');
     assert.match(String(text), /prompt tokens reused from the KV cache, \d+ computed/);
     assert.match(String(text), /\d+ ms in total/);
     assert.match(String(text), /Budget actions: /);
