@@ -184,12 +184,18 @@ async function checkGhostWithSuggestWidget(page, shots, check) {
     }
     await sleep(300);
     open = await widget.isVisible().catch(() => false);
-    ghost = open ? await ghostText(page) : '';
     selected = open ? ((await widget.locator('.monaco-list-row.focused').first().textContent().catch(() => '')) ?? '') : '';
+    // The cursor line as shown, ghost text included (VS Code renders the inline item in pieces; the line has all).
+    const line = open ? await page.evaluate(() => [...document.querySelectorAll('.editor-group-container.active .view-lines .view-line')]
+      .map((e) => (e.textContent || '').replace(/\u00a0/g, ' ')).find((t) => t.includes('return users.')) ?? '') : '';
+    const shownAfterDot = line.slice(line.indexOf('return users.') + 'return users.'.length);
+    const label = /^\w+/.exec(selected.trim())?.[0] ?? '';
+    // ghost text that extends the selected item: more than the item's own label after the dot
+    ghost = label && (await ghostText(page)) && shownAfterDot.startsWith(label) && shownAfterDot.length > label.length ? shownAfterDot : '';
   }
   await page.screenshot({ path: path.join(shots, 'ghost-with-suggest-widget.png') });
-  check('ghost text shows after typing "." in TypeScript with the suggest widget open (an item selected)', open && !!selected.trim() && !!squash(ghost),
-    `widget open=${open} selected=${JSON.stringify(selected.slice(0, 40))} ghost=${JSON.stringify(ghost.slice(0, 80))}`);
+  check('ghost text extends the selected item after typing "." in TypeScript with the suggest widget open', open && !!selected.trim() && !!squash(ghost),
+    `widget open=${open} selected=${JSON.stringify(selected.slice(0, 40))} shown=${JSON.stringify(ghost.slice(0, 80))}`);
   await page.keyboard.press('Escape');
   await page.keyboard.press('Escape');
 }
@@ -207,7 +213,7 @@ async function checkWhyNoSuggestion(page, shots, check) {
 }
 
 /** Issue 14: a number typed into the Set KV Budget quick pick sets that number (no fuzzy match), Custom… stays. */
-async function checkTypedBudget(page, shots, check) {
+async function checkTypedBudget(page, shots, check, userData) {
   await palette(page, 'mixSGA: Set KV Budget');
   await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Custom' }).first().waitFor({ timeout: 10_000 });
   await page.keyboard.type('2', { delay: 10 });
@@ -218,6 +224,24 @@ async function checkTypedBudget(page, shots, check) {
   const g = await waitGauge(page, (x) => x.budget === 2, 10_000, 'budget 2 MB').catch((e) => ({ err: String(e) }));
   check('typing 2 + Enter in the budget quick pick sets 2 MB, and Custom… stays visible while typing', !('err' in g) && customVisible,
     `customVisible=${customVisible} gauge=${JSON.stringify(g)}`);
+  let line = '';
+  for (const end = Date.now() + 10_000; Date.now() < end && !line; await sleep(300)) {
+    line = extensionLog(userData).split('\n').find((l) => /settings changed: .*kvBudgetMB \d+(\.\d+)? → 2\b/.test(l)) ?? '';
+  }
+  check('the log says which setting changed, from what to what', !!line, line || 'no "settings changed: kvBudgetMB … → 2" line');
+}
+
+/** Issue 14: the memory panel beside the editor draws its charts at their real width (11 px labels, not ~5 px)
+ *  and says what its request counts mean. */
+async function checkPanelReadable(page, check) {
+  const frame = page.frameLocator('iframe.webview').frameLocator('iframe');
+  const info = await frame.locator('body').evaluate(() => {
+    const svgs = [...document.querySelectorAll('svg.chart')];
+    const scales = svgs.map((s) => s.getBoundingClientRect().width / Number((s.getAttribute('viewBox') || '0 0 1 1').split(' ')[2]));
+    return { scales, requests: document.getElementById('requests')?.textContent ?? '', width: document.body.clientWidth };
+  }).catch((e) => ({ err: String(e) }));
+  const ok = !info.err && info.scales.length >= 4 && info.scales.every((x) => x > 0.95) && /answered with a suggestion/.test(info.requests);
+  check('memory panel: chart text at full size at the panel\'s width, request counts explained', ok, JSON.stringify(info).slice(0, 400));
 }
 
 export async function runUi({ tools, dirs, workspace, files, tokenCount, shots, fullTokenBytes }) {
@@ -254,7 +278,7 @@ export async function runUi({ tools, dirs, workspace, files, tokenCount, shots, 
     mark('ghost text with the suggest widget open');
     await checkWhyNoSuggestion(page, shots, check);
     mark('Why No Suggestion?');
-    await checkTypedBudget(page, shots, check);
+    await checkTypedBudget(page, shots, check, dirs.userData);
     mark('typed budget');
 
     // Set KV Budget from the command palette: preset list → Custom… → input box.
@@ -344,6 +368,7 @@ export async function runUi({ tools, dirs, workspace, files, tokenCount, shots, 
     await page.screenshot({ path: path.join(shots, 'memory-panel.png') });
     check('memory panel shows the live report (charts drawn)', / MB · /.test(panelText) && bars > 3, `summary=${JSON.stringify(panelText)} rects=${bars}`);
     mark('memory panel');
+    await checkPanelReadable(page, check);
   } catch (e) {
     check('UI flow ran to the end', false, String((e && e.stack) || e));
     await page.screenshot({ path: path.join(shots, 'ui-failure.png') }).catch(() => {});

@@ -48,3 +48,21 @@ test('thousands of budget actions become one short phrase; the request log line 
   assert.match(line, /^#7 typescript newline: 21 chars in 125 ms \(prompt 1200 reused \+ 34 computed/);
   assert.match(line, / budget: demoted 83,800 token-layers/);
 });
+
+test('settings read well in the Settings editor: a title, an order, and a documented minimum budget', async () => {
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const pkg = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8'));
+  const props = pkg.contributes.configuration.properties as Record<string, { order?: number; markdownDescription?: string; description?: string }>;
+  const titles: Record<string, string> = {};
+  for (const [k, v] of Object.entries(props)) {
+    assert.equal(typeof v.order, 'number', `${k} has no order`);
+    const m = /^\*\*([^*]+)\*\* — /.exec(v.markdownDescription ?? '');
+    assert.ok(m, `${k}: no title at the start of its description`);
+    titles[k] = m[1];
+    assert.ok(!/MiB/.test(v.markdownDescription!), `${k} mixes in MiB`);
+  }
+  assert.equal(titles['mixsga.kvBudgetMB'], 'KV Budget (MB)');
+  assert.equal(titles['mixsga.debounceMs'], 'Debounce (ms)');
+  assert.match(props['mixsga.kvBudgetMB'].markdownDescription!, /Sensible minimum: \d+ MB/);
+});
