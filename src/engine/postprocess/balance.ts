@@ -3,7 +3,7 @@
 // of the line by starting a line comment in front of it.
 import type { PostContext } from './context';
 import type { Filter } from './filter';
-import { cloneState, closerOf, Frame, scan } from './lexer';
+import { cloneState, closerOf, endsInEscape, Frame, scan } from './lexer';
 
 export const balance: Filter = {
   cut(text, c) {
@@ -35,7 +35,7 @@ export const balance: Filter = {
       // A dangling escape would escape the closing quote, and '''x'''' would close early and leave a quote open:
       // neither right before the closer.
       const triple = f.kind === '"""' || f.kind === "'''";
-      while (/(^|[^\\])(\\\\)*\\$/.test(t) || (triple && t.length > f.at + 3 && t.endsWith(f.kind[0]))) t = t.slice(0, -1);
+      while (endsInEscape(t) || (triple && t.length > f.at + 3 && t.endsWith(f.kind[0]))) t = t.slice(0, -1);
       t += closing(t, f, c);
     }
     return t;

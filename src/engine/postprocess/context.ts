@@ -1,5 +1,5 @@
 // What every filter needs to know about the spot a completion goes into, computed once per request.
-import { cloneState, emptyState, FrameKind, LangRules, langRules, LexState, scan } from './lexer';
+import { cloneState, emptyState, endsInEscape, FrameKind, LangRules, langRules, LexState, scan } from './lexer';
 
 export interface PostInput {
   multiline: boolean;
@@ -71,7 +71,7 @@ export function postContext(i: PostInput): PostContext {
 }
 
 function splitsToken(prefix: string, suffix: string, rules: LangRules): boolean {
-  if (/(^|[^\\])(\\\\)*\\$/.test(prefix)) return true;
+  if (endsInEscape(prefix)) return true;
   const marks = [...rules.lineComments, ...(rules.blockComment ? ['/*', '*/'] : []), ...(rules.tripleQuotes ? ['"""', "'''"] : []),
     ...(rules.backtick === 'template' ? ['${'] : [])];
   return marks.some((m) => [...m].some((_, k) => k > 0 && prefix.endsWith(m.slice(0, k)) && suffix.startsWith(m.slice(k))));

@@ -121,6 +121,9 @@ export function scan(text: string, state: LexState, rules: LangRules, onEvent?: 
   return text.length;
 }
 
+/** The text ends in an unpaired backslash: whatever comes next is escaped. */
+export const endsInEscape = (text: string): boolean => /(^|[^\\])(\\\\)*\\$/.test(text);
+
 /** How much is open or broken after a whole text: open frames plus errors (the property the pipeline keeps). */
 export function unclosed(text: string, rules: LangRules): number {
   const s = emptyState();
