@@ -18,8 +18,9 @@ export interface MixsgaTestApi {
   provider: MixsgaInlineProvider;
   stats: Stats;
   gauge: Gauge;
-  /** Runs the provider directly, as an explicit trigger would. */
-  complete(doc: vscode.TextDocument, pos: vscode.Position, token?: vscode.CancellationToken): Promise<vscode.InlineCompletionItem[]>;
+  /** Runs the provider directly, as an explicit trigger would (`selected`: the suggest widget's selected item). */
+  complete(doc: vscode.TextDocument, pos: vscode.Position, token?: vscode.CancellationToken,
+    selected?: vscode.SelectedCompletionInfo): Promise<vscode.InlineCompletionItem[]>;
 }
 
 export async function activate(context: vscode.ExtensionContext): Promise<MixsgaTestApi> {
@@ -64,8 +65,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<Mixsga
     provider,
     stats,
     gauge,
-    async complete(doc, pos, token = none) {
-      const r = await provider.provideInlineCompletionItems(doc, pos, { triggerKind: vscode.InlineCompletionTriggerKind.Invoke, selectedCompletionInfo: undefined }, token);
+    async complete(doc, pos, token = none, selected = undefined) {
+      const r = await provider.provideInlineCompletionItems(doc, pos, { triggerKind: vscode.InlineCompletionTriggerKind.Invoke, selectedCompletionInfo: selected }, token);
       return r ? [...r.items] : [];
     },
   };

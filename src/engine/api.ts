@@ -33,6 +33,8 @@ export interface CompletionRequest {
   multiline: boolean;
   /** Wall-clock budget for the whole request; the engine returns what it has when it runs out. */
   timeBudgetMs: number;
+  /** The document's line break: a multi-line completion's lines are joined with it (default '\n'). */
+  eol?: '\n' | '\r\n';
 }
 
 export type StopReason =

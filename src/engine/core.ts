@@ -8,7 +8,7 @@ import { ModelRunner, RunResult } from './runner';
 import { KvBudget, BudgetError } from './budget';
 import { KvShape, fullTokenBytes } from './kvStore';
 import { buildPrompt, defaultLimits } from './prompt';
-import { StopRules } from './stopRules';
+import { PostProcessor } from './postprocess';
 import { generate, CancelToken } from './generate';
 import { StopMasks } from './stopMasks';
 
@@ -116,9 +116,9 @@ export class EngineCore {
     const prompt = buildPrompt(this.tok, req, defaultLimits(this.manifest.architecture.max_position_embeddings, maxNew));
     let keepTruncate = true;
     try {
-      const rules = new StopRules({
+      const rules = new PostProcessor({
         multiline: req.multiline, prefix: req.prefix, suffix: req.suffix, maxTokens: maxNew,
-        stopIds: this.masks.stopIds,
+        stopIds: this.masks.stopIds, languageId: req.languageId, eol: req.eol,
       });
       // The graph may stop early only where the host rules stop for sure: at stop ids and, in single-line mode,
       // at newline tokens (unless the healed text itself holds one).

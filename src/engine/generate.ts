@@ -1,9 +1,9 @@
 // Greedy decoding for one request, on the host side: the model picks tokens in batches (the graph's decode loop,
-// see runner.ts), this file applies the stop rules token by token, honours the time budget and cancellation
+// see runner.ts), this file applies the post-processing pipeline's stop decisions token by token, honours the time budget and cancellation
 // between batches, and asks for more while neither a rule nor the budget says stop. The model is injected, so
 // this file knows no ORT.
 import type { StopReason } from './api';
-import type { StopRules } from './stopRules';
+import type { PostProcessor } from './postprocess';
 
 export interface CancelToken { cancelled: boolean }
 
@@ -13,7 +13,7 @@ export interface GenerateArgs {
   /** Continues after `last` (picked, not yet fed): returns the next tokens, at most `max` of them. */
   more: (last: number, max: number) => Promise<number[]>;
   decode: (ids: number[]) => string;
-  rules: StopRules;
+  rules: PostProcessor;
   /** Healed text the first token starts with ('' = none): it is already in the document. */
   healed: string;
   maxTokens: number;

@@ -1,7 +1,7 @@
 // Vocabulary masks for the graph's greedy decode loop (runner.ts): which tokens end generation inside the graph,
 // and which tokens the first pick may take (token healing). Built once per tokenizer; the masks are read-only.
 //
-// The in-graph stop is only an early exit: the host's stop rules (stopRules.ts) see every token anyway, so a mask
+// The in-graph stop is only an early exit: the host's post-processing (postprocess/) sees every token anyway, so a mask
 // may only hold tokens at which the host stops for sure — stop ids always, newline tokens in single-line mode.
 import type { ModelTokenizer } from './tokenizer';
 

@@ -2,15 +2,19 @@
 // (tests, keybindings) must not wait for a toast to be dismissed.
 import * as vscode from 'vscode';
 import type { DeviceSetting } from '../engine/api';
+import benchmarkSample from 'benchmark-sample';
 import { describeBenchmark, runBenchmark } from './benchmark';
 import type { EngineHost } from './engineHost';
 import type { MemoryPanel } from './memoryPanel';
 import type { MixsgaInlineProvider } from './provider';
-import { KV_BUDGET_MAX_MB, KV_BUDGET_MIN_MB, problemWith, type Settings } from './settings';
+import { pickBudget } from './budgetPick';
+import { MB } from './format';
+import { problemWith, type Settings } from './settings';
 import type { Stats } from './stats';
 import { describeTrace } from './whyNot';
 
-const BUDGET_PRESETS_MB = [8, 16, 32, 64, 128, 256, 512, 1024];
+/** The benchmark engine's own budget: room for its one document at full KV, whatever the user's budget is. */
+const BENCHMARK_BUDGET_MB = 64;
 
 export interface CommandDeps {
   host: EngineHost;
@@ -89,14 +93,16 @@ export function registerCommands(d: CommandDeps): vscode.Disposable[] {
     reg('whyNoSuggestion', () => {
       const text = describeTrace(d.stats.last, d.host.state);
       d.log.info(`why no suggestion: ${text.replace(/\n/g, ' | ')}`);
-      void vscode.window.showInformationMessage(text.split('\n')[0], { modal: false, detail: text }, 'Show Log').then((p) => {
+      // Modal: only a modal message shows its detail, and the detail is the trace (tokens, timings, budget).
+      const [head, ...rest] = text.split('\n');
+      void vscode.window.showInformationMessage(head, { modal: true, detail: rest.join('\n') }, 'Show Log').then((p) => {
         if (p === 'Show Log') d.log.show(true);
       });
+      return text;
     }),
 
     reg('runBenchmark', async () => {
-      const engine = d.host.current;
-      if (!engine || !d.host.ready) {
+      if (!d.host.ready) {
         void vscode.window.showWarningMessage('mixSGA: the engine is not ready; see the mixSGA log.');
         return;
       }
@@ -106,34 +112,21 @@ export function registerCommands(d: CommandDeps): vscode.Disposable[] {
         async (progress, token) => {
           const ac = new AbortController();
           token.onCancellationRequested(() => ac.abort());
-          return runBenchmark(engine, runs, (i) => progress.report({ message: `run ${i + 1}/${runs}`, increment: 100 / runs }), ac.signal);
+          progress.report({ message: 'starting a private engine (your caches stay as they are)…' });
+          const engine = await d.host.privateEngine(BENCHMARK_BUDGET_MB * MB);
+          try {
+            if (engine.state.kind !== 'ready') throw new Error(`the benchmark engine did not start: ${JSON.stringify(engine.state)}`);
+            return await runBenchmark(engine, benchmarkSample, runs,
+              (i) => progress.report({ message: `run ${i + 1}/${runs} on a ~2k-token file`, increment: 100 / runs }), ac.signal);
+          } finally {
+            await engine.dispose();
+          }
         },
       );
       const text = describeBenchmark(result);
       d.log.info(`benchmark: ${text}`);
-      d.host.notifyChanged();
       void vscode.window.showInformationMessage(`mixSGA benchmark: ${text}`);
       return result;
     }),
   ];
-}
-
-async function pickBudget(current: number): Promise<number | undefined> {
-  type Item = vscode.QuickPickItem & { mb?: number };
-  const items: Item[] = BUDGET_PRESETS_MB.map((mb) => ({ label: `${mb} MB`, mb, description: mb === current ? 'current' : undefined }));
-  items.push({ label: 'Custom…', description: `${KV_BUDGET_MIN_MB}–${KV_BUDGET_MAX_MB} MB` });
-  const pick = await vscode.window.showQuickPick(items, { title: 'mixSGA: KV cache budget', placeHolder: `now ${current} MB` });
-  if (!pick) return undefined;
-  if (pick.mb !== undefined) return pick.mb;
-  const text = await vscode.window.showInputBox({
-    title: 'mixSGA: KV cache budget (MB)',
-    value: String(current),
-    prompt: `Memory for the KV caches of all open documents, ${KV_BUDGET_MIN_MB}–${KV_BUDGET_MAX_MB} MB`,
-    validateInput: (v) => {
-      const n = Number(v.trim());
-      if (v.trim() === '' || Number.isNaN(n)) return 'Enter a number of MB';
-      return problemWith('kvBudgetMB', n);
-    },
-  });
-  return text === undefined ? undefined : Number(text.trim());
 }

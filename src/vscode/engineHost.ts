@@ -2,6 +2,7 @@
 // model folder changes, forwards budget/device settings, and reports a failure once instead of on every keystroke.
 import * as vscode from 'vscode';
 import type { DeviceSetting, Engine, EngineOptions, EngineState } from '../engine/api';
+import { budgetAdvice, MB } from './format';
 import { modelFolderProblem, resolveModelDir } from './modelPath';
 import type { Settings } from './settings';
 
@@ -9,7 +10,6 @@ export type HostState = EngineState | { kind: 'stopped' };
 
 export type EngineFactory = (opts: EngineOptions) => Promise<Engine>;
 
-export const MB = 1024 * 1024;
 
 export class EngineHost implements vscode.Disposable {
   private engine: Engine | undefined;
@@ -20,6 +20,12 @@ export class EngineHost implements vscode.Disposable {
   /** What 'auto' resolved to when the engine last became ready with device 'auto'. */
   private autoResolved: 'cuda' | 'cpu' | undefined;
   private requestedDevice: DeviceSetting = 'auto';
+  /** A start is under way (the model is loading): the state is 'loading', not 'stopped'. */
+  private starting = true; // created to be started (activate() starts it right away)
+  /** Budget (MB) last warned about as too small, so one setting gets one warning. */
+  private warnedBudgetMb: number | undefined;
+  /** The last too-small-budget warning (for tests and Why No Suggestion?). */
+  budgetWarning: string | undefined;
   private readonly emitter = new vscode.EventEmitter<HostState>();
   /** Engine state changes and "memory may have changed" after requests. */
   readonly onDidChange = this.emitter.event;
@@ -49,7 +55,7 @@ export class EngineHost implements vscode.Disposable {
   get state(): HostState {
     if (this.engine) return this.engine.state;
     if (this.failure) return { kind: 'failed', reason: this.failure };
-    return { kind: 'stopped' };
+    return this.starting ? { kind: 'loading' } : { kind: 'stopped' };
   }
 
   get ready(): boolean {
@@ -64,6 +70,7 @@ export class EngineHost implements vscode.Disposable {
     this.failure = undefined;
     const problem = modelFolderProblem(model.dir);
     if (problem) return this.fail(gen, problem);
+    this.starting = true;
     this.emitter.fire({ kind: 'loading' });
     this.log.info(`loading model (${model.source}) from ${model.dir}, device ${s.device}, budget ${s.kvBudgetMB} MB`);
     const t0 = Date.now();
@@ -84,17 +91,36 @@ export class EngineHost implements vscode.Disposable {
             this.emitter.fire(st);
           });
           this.log.info(`engine ${engine.state.kind} in ${Date.now() - t0} ms`);
+          if (engine.state.kind === 'ready' && engine.state.deviceNote) this.log.info(`device: ${engine.state.deviceNote}`);
           if (engine.state.kind === 'failed') this.reportOnce(engine.state.reason);
           this.emitter.fire(engine.state);
         } catch (e) {
           this.fail(gen, e instanceof Error ? e.message : String(e));
+        } finally {
+          if (gen === this.generation) this.starting = false;
         }
       },
     );
+    if (this.engine?.state.kind === 'ready') void this.adviseOnBudget();
+  }
+
+  /** Warns once per budget value when it is too small for useful suggestions (see budgetAdvice). */
+  private async adviseOnBudget(): Promise<void> {
+    const mb = this.settings.current.kvBudgetMB;
+    const r = await this.engine?.memory().catch(() => undefined);
+    const advice = r && budgetAdvice(r.budgetBytes, r.fullBytesPerToken);
+    this.budgetWarning = advice?.warning;
+    if (!advice || this.warnedBudgetMb === mb) return;
+    this.warnedBudgetMb = mb;
+    this.log.warn(`small budget: ${advice.warning}`);
+    void vscode.window.showWarningMessage(`mixSGA: ${advice.warning}`, `Set ${advice.minMb} MB`).then((pick) => {
+      if (pick) void vscode.commands.executeCommand('mixsga.setKvBudget', advice.minMb);
+    });
   }
 
   async restart(why: string): Promise<void> {
     this.log.info(`restarting engine: ${why}`);
+    this.starting = true; // the gauge shows loading, not "stopped", in between
     await this.stop();
     await this.start();
   }
@@ -129,6 +155,17 @@ export class EngineHost implements vscode.Disposable {
       });
   }
 
+  /**
+   * A separate engine on the same model and device, with its own caches and budget (the benchmark's): nothing it
+   * does can evict or demote the user's documents. The caller disposes it.
+   */
+  async privateEngine(kvBudgetBytes: number): Promise<Engine> {
+    const s = this.settings.current;
+    const model = resolveModelDir(this.extensionPath, s.modelPath, vscode.workspace.workspaceFolders?.[0]?.uri.fsPath);
+    const st = this.engine?.state;
+    return this.factory({ modelDir: model.dir, device: st?.kind === 'ready' ? st.device : s.device, kvBudgetBytes });
+  }
+
   /** Tell listeners that memory may have changed (after a request or cache clear). */
   notifyChanged(): void {
     this.emitter.fire(this.state);
@@ -140,6 +177,7 @@ export class EngineHost implements vscode.Disposable {
     try {
       const r = await this.engine.setBudget(mb * MB);
       this.log.info(`KV budget set to ${mb} MB (used ${(r.usedBytes / MB).toFixed(2)} MB)`);
+      void this.adviseOnBudget();
     } catch (e) {
       this.log.error(`setBudget failed: ${String(e)}`);
     }
@@ -155,14 +193,18 @@ export class EngineHost implements vscode.Disposable {
     const prev = this.requestedDevice;
     this.requestedDevice = d;
     if (st.kind === 'ready' && (d === st.device || (d === 'auto' && this.autoResolved === st.device))) {
-      this.log.info(`device setting ${prev} → ${d}: already on ${st.device}, no restart`);
+      this.log.info(`device setting ${prev} → ${d}: already running on ${st.device}, no restart`);
       return;
     }
     try {
       const next = await this.engine.setDevice(d);
-      this.log.info(`device setting ${d} → ${next.kind === 'ready' ? next.device : next.kind}`);
+      this.log.info(`device setting ${prev} → ${d}: ${next.kind === 'ready' ? `running on ${next.device}` : `engine ${next.kind}`}`);
       if (next.kind === 'ready' && d === 'auto') this.autoResolved = next.device;
-      if (next.kind === 'ready' && next.deviceNote) void vscode.window.showWarningMessage(`mixSGA: ${next.deviceNote}`);
+      if (next.kind === 'ready' && next.deviceNote) {
+        this.log.warn(`device: ${next.deviceNote}`);
+        // Asked for CUDA explicitly: say it did not work. With 'auto', the CPU is an expected outcome.
+        if (d === 'cuda') void vscode.window.showWarningMessage(`mixSGA: ${next.deviceNote}`);
+      }
     } catch (e) {
       this.log.error(`setDevice failed: ${String(e)}`);
     }

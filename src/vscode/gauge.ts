@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import type { MemoryReport } from '../engine/api';
 import type { EngineHost } from './engineHost';
-import { budgetMb, expertLabel, mb, pct, usedMb } from './format';
+import { budgetMb, expertLabel, MB, mb, pct, shortDeviceNote, usedMb } from './format';
 import type { Settings } from './settings';
 
 const REFRESH_MIN_INTERVAL_MS = 200;
@@ -14,6 +14,12 @@ export class Gauge implements vscode.Disposable {
   private lastRefresh = 0;
   /** Last report, for tests and the panel. */
   report: MemoryReport | undefined;
+  /** What the status bar item shows (for tests). */
+  get shown(): { text: string; tooltip: string; error: boolean } {
+    const t = this.item.tooltip;
+    return { text: this.item.text, tooltip: typeof t === 'string' ? t : (t?.value ?? ''), error: this.item.backgroundColor !== undefined &&
+      this.item.text.includes('$(error)') };
+  }
 
   constructor(
     private readonly host: EngineHost,
@@ -58,19 +64,25 @@ export class Gauge implements vscode.Disposable {
       this.item.tooltip = st.kind === 'loading' ? 'mixSGA: loading the model…' : `mixSGA: restarting (${st.reason})`;
       return;
     }
-    if (st.kind === 'failed' || st.kind === 'stopped') {
+    if (st.kind === 'stopped') {
+      // Only between a stop and the next start (restart, shutdown): nothing is wrong.
+      this.item.text = '$(circle-slash) mixSGA';
+      this.item.tooltip = 'mixSGA: engine not running';
+      return;
+    }
+    if (st.kind === 'failed') {
       this.item.text = '$(error) mixSGA';
-      this.item.tooltip = st.kind === 'failed' ? `mixSGA: not available — ${st.reason}` : 'mixSGA: engine stopped';
+      this.item.tooltip = `mixSGA: not available — ${st.reason}`;
       this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.errorBackground');
       return;
     }
     const r = this.report;
-    const budget = r?.budgetBytes ?? this.settings.current.kvBudgetMB * 1024 * 1024;
+    const budget = r?.budgetBytes ?? this.settings.current.kvBudgetMB * MB;
     const used = r?.usedBytes ?? 0;
     const device = (r?.device ?? st.device).toUpperCase();
     this.item.text = `${off ? '$(circle-slash)' : '$(database)'} ${usedMb(used)}/${budgetMb(budget)} MB · ${device}`;
     if (budget > 0 && used >= 0.9 * budget) this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
-    this.item.tooltip = tooltip(r, off, st.deviceNote);
+    this.item.tooltip = tooltip(r, off, shortDeviceNote(this.settings.current.device, r?.deviceNote ?? st.deviceNote));
   }
 
   dispose(): void {
@@ -80,14 +92,13 @@ export class Gauge implements vscode.Disposable {
   }
 }
 
-function tooltip(r: MemoryReport | undefined, off: boolean, deviceNote?: string): vscode.MarkdownString {
+function tooltip(r: MemoryReport | undefined, off: boolean, note?: string): vscode.MarkdownString {
   const md = new vscode.MarkdownString(undefined, true);
   md.isTrusted = { enabledCommands: ['mixsga.showMemoryReport', 'mixsga.setKvBudget'] };
   md.appendMarkdown(`**mixSGA KV cache**${off ? ' — completions off' : ''}\n\n`);
   if (!r) return md.appendMarkdown('No memory report yet.');
   md.appendMarkdown(`${mb(r.usedBytes)} of ${budgetMb(r.budgetBytes)} MB used (${pct(r.budgetBytes ? r.usedBytes / r.budgetBytes : 0)}) · model \`${r.modelName}\` on ${r.device.toUpperCase()}\n\n`);
-  const note = r.deviceNote ?? deviceNote;
-  if (note) md.appendMarkdown(`$(warning) ${escape(note)}\n\n`);
+  if (note) md.appendMarkdown(`${escape(note)}\n\n`);
   if (r.expertShares.length) {
     md.appendMarkdown('| expert | token share |\n|---|---|\n');
     r.expertShares.forEach((s, e) => md.appendMarkdown(`| ${expertLabel(e)} | ${pct(s)} |\n`));

@@ -89,6 +89,7 @@ export class MemoryPanel implements vscode.Disposable {
 <header>
   <h1>mixSGA KV cache</h1>
   <div id="summary">waiting for the engine…</div>
+  <div id="requests" class="note"></div>
   <div class="actions"><button id="budget">Set budget…</button><button id="clear">Clear caches</button></div>
 </header>
 <section><h2>Used vs budget</h2><svg id="usage" class="chart" role="img" aria-label="KV memory used against the budget"></svg></section>

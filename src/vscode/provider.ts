@@ -5,10 +5,11 @@ import type { CompletionRequest, ContextSnippet } from '../engine/api';
 import { AdaptiveDebounce, sleep } from './debounce';
 import type { EngineHost } from './engineHost';
 import type { Settings } from './settings';
-import { shapeCompletion, wantsMultiline } from './shaping';
+import { wantsMultiline } from './multiline';
 import type { ProviderTrace, Stats } from './stats';
 import { SuggestionCache } from './suggestionCache';
 import { contextSnippet, textWindow } from './textWindow';
+import { requestLogLine } from './traceText';
 
 export const SUPPORTED_SCHEMES = ['file', 'untitled'];
 const REQUEST_TIME_BUDGET_MS = 2_000;
@@ -46,14 +47,13 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
     try {
       const skip = this.skipReason(document);
       if (skip) return finish('skipped', skip);
-      if (context.selectedCompletionInfo) {
-        // A suggest-widget item is selected; our text would not match what the widget inserts.
-        return finish('skipped', 'the suggestion list is open');
-      }
+      // The suggest widget is open with an item selected: complete as if that item were accepted, and show an
+      // inline item that starts with the item's text over its range (VS Code shows it only then).
+      const selected = context.selectedCompletionInfo;
 
       // Typing along a shown suggestion: serve the rest without asking the engine.
       const offset = document.offsetAt(position);
-      const cached = this.cache.lookup(docId, offset, (a, b) =>
+      const cached = selected ? undefined : this.cache.lookup(docId, offset, (a, b) =>
         document.getText(new vscode.Range(document.positionAt(a), document.positionAt(b))),
       );
       if (cached) {
@@ -62,8 +62,10 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
         return { items: [new vscode.InlineCompletionItem(cached, new vscode.Range(position, position))] };
       }
 
-      const win = textWindow(document, position);
-      if (!win.ok) return finish('skipped', win.reason);
+      const found = textWindow(document, position);
+      if (!found.ok) return finish('skipped', found.reason);
+      const win = selected ? withSelectedItem(found, position, selected) : found;
+      if (!win) return finish('skipped', 'the selected suggestion does not end at the cursor line');
       if (!this.host.ready) {
         const st = this.host.state;
         return finish('skipped', st.kind === 'failed' ? `the engine failed: ${st.reason}` : `the engine is ${st.kind}`);
@@ -91,25 +93,22 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
           maxTokens: s.maxTokens,
           multiline,
           timeBudgetMs: REQUEST_TIME_BUDGET_MS,
+          eol: document.eol === vscode.EndOfLine.CRLF ? '\r\n' : '\n',
         };
         const res = await engine.complete(req, ac.signal);
         trace.engine = res.trace;
         this.host.notifyChanged();
         if (ac.signal.aborted) return finish('cancelled', 'the request was cancelled by newer typing');
-        const text = shapeCompletion(res.text, win.prefix, win.suffix, multiline);
+        const text = res.text; // shaped by the engine's post-processing pipeline
         const tr = res.trace;
-        this.log.info(
-          `#${tr.requestId} ${document.languageId} ${tr.stopReason} reused=${tr.reusedTokens} prefill=${tr.prefillTokens} ` +
-            `gen=${tr.generatedTokens} prefillMs=${tr.prefillMs.toFixed(0)} decodeMs=${tr.decodeMs.toFixed(0)} ` +
-            `total=${tr.totalMs.toFixed(0)}ms debounce=${trace.debounceMs}ms chars=${text.length}` +
-            (tr.budgetActions.length ? ` budget: ${tr.budgetActions.join('; ')}` : ''),
-        );
+        this.log.info(requestLogLine(tr, document.languageId, trace.debounceMs, text.length));
         if (!text) {
           return finish('empty', tr.noSuggestionReason ?? (res.text ? 'the model text only repeated what follows the cursor' : `the model stopped (${tr.stopReason}) without text`));
         }
-        this.cache.put(docId, offset, win.prefix, text);
         trace.chars = text.length;
         finish('shown');
+        if (selected) return { items: [new vscode.InlineCompletionItem(selected.text + text, selected.range)] };
+        this.cache.put(docId, offset, win.prefix, text);
         return { items: [new vscode.InlineCompletionItem(text, new vscode.Range(position, position))] };
       } finally {
         sub.dispose();
@@ -156,4 +155,17 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
   clear(): void {
     this.cache.clear();
   }
+}
+
+/**
+ * The text around the cursor as if the suggest widget's selected item were accepted: what the item replaces
+ * (`range`, usually the word typed so far) gives way to its text. Undefined when the range leaves the cursor line.
+ */
+export function withSelectedItem(win: { prefix: string; suffix: string }, position: vscode.Position,
+  selected: vscode.SelectedCompletionInfo): { prefix: string; suffix: string } | undefined {
+  const { start, end } = selected.range;
+  if (start.line !== position.line || end.line !== position.line || start.character > position.character) return undefined;
+  const before = position.character - start.character;
+  const after = Math.max(0, end.character - position.character);
+  return { prefix: win.prefix.slice(0, win.prefix.length - before) + selected.text, suffix: win.suffix.slice(after) };
 }

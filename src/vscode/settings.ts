@@ -89,6 +89,7 @@ export class Settings implements vscode.Disposable {
 
   private reload(initial: boolean): void {
     const cfg = vscode.workspace.getConfiguration('mixsga');
+    const before = this.value;
     const next = { ...this.value };
     const changed: (keyof MixsgaSettings)[] = [];
     const problems: string[] = [];
@@ -113,7 +114,8 @@ export class Settings implements vscode.Disposable {
       void vscode.window.showWarningMessage(`mixSGA: ${p}.`);
     }
     if (!initial && changed.length) {
-      this.log.info(`settings changed: ${changed.join(', ')}`);
+      const show = (v: unknown): string => (Array.isArray(v) ? `[${v.length} items]` : JSON.stringify(v));
+      this.log.info(`settings changed: ${changed.map((k) => `${k} ${show(before[k])} → ${show(next[k])}`).join(', ')}`);
       this.emitter.fire({ changed });
     }
   }

@@ -1,6 +1,7 @@
 // "Why No Suggestion?": the last request's trace in words.
 import type { HostState } from './engineHost';
 import type { ProviderTrace } from './stats';
+import { summariseBudgetActions } from './traceText';
 
 export function describeTrace(t: ProviderTrace | undefined, state: HostState): string {
   const lines: string[] = [];
@@ -31,7 +32,7 @@ export function describeTrace(t: ProviderTrace | undefined, state: HostState): s
         `(${e.decodeMs.toFixed(0)} ms after the first batch); ${e.totalMs.toFixed(0)} ms in total.`,
     );
     if (e.noSuggestionReason) lines.push(`Engine: ${e.noSuggestionReason}`);
-    lines.push(e.budgetActions.length ? `Budget actions: ${e.budgetActions.join('; ')}` : 'Budget actions: none needed.');
+    lines.push(e.budgetActions.length ? `Budget actions: ${summariseBudgetActions(e.budgetActions)}.` : 'Budget actions: none needed.');
   }
   return lines.join('\n');
 }

@@ -1,4 +1,4 @@
-// generate(): the host-side decode loop with the real tokenizer and the real stop rules (the model's batches given).
+// generate(): the host-side decode loop with the real tokenizer and the real post-processing pipeline (the model's batches given).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { ModelTokenizer } from '../../src/engine/tokenizer';
 import { validateManifest } from '../../src/engine/manifest';
 import { StopMasks } from '../../src/engine/stopMasks';
-import { StopRules } from '../../src/engine/stopRules';
+import { PostProcessor } from '../../src/engine/postprocess';
 import { generate } from '../../src/engine/generate';
 import { tinyManifest } from './synth';
 
@@ -18,7 +18,7 @@ const masks = new StopMasks(tok);
 
 /** generate() over fixed batches of ids, as the graph's decode loop would return them. */
 function run(batches: number[][], o: { multiline?: boolean; prefix?: string; suffix?: string } = {}) {
-  const rules = new StopRules({ multiline: o.multiline ?? false, prefix: o.prefix ?? 'x = ', suffix: o.suffix ?? '',
+  const rules = new PostProcessor({ multiline: o.multiline ?? false, prefix: o.prefix ?? 'x = ', suffix: o.suffix ?? '',
     maxTokens: 64, stopIds: masks.stopIds });
   let i = 1;
   return generate({ first: batches[0], more: async () => batches[i++] ?? [], decode: (ids) => tok.decodeFragment(ids),
@@ -31,9 +31,9 @@ test('a FIM, EOS, BOS or <unk> token ends the completion without its text showin
   assert.equal(unk, 0, "the Llama vocabulary's <unk> is id 0");
   for (const stop of [fim.middle_id, fim.prefix_id, fim.suffix_id, fim.pad_id, fim.file_sep_id, manifest.tokenizer.eos_id,
     manifest.tokenizer.bos_id, unk!]) {
-    const g = await run([[...tok.encodeFragment('foo(bar'), stop, ...tok.encodeFragment(' more')]]);
+    const g = await run([[...tok.encodeFragment('foo.bar'), stop, ...tok.encodeFragment(' more')]]);
     assert.equal(g.stop, 'eos', `stop id ${stop}`);
-    assert.equal(g.text, 'foo(bar', `stop id ${stop}: ${JSON.stringify(g.text)}`);
+    assert.equal(g.text, 'foo.bar', `stop id ${stop}: ${JSON.stringify(g.text)}`);
   }
   // the stop id arriving at the start of a later batch (the graph stopped its loop there)
   const g = await run([tok.encodeFragment('a.b'), [fim.middle_id]]);

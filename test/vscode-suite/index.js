@@ -101,6 +101,29 @@ exports.run = async function run() {
     assert.strictEqual(String(next[0].insertText), text.slice(1));
   }, 60_000);
 
+  t.test('with the suggest widget open, the inline item extends the selected item over its range', async () => {
+    // `xs.re|` with "reduce" selected in the widget: the model completes after "xs.reduce"; which prompt gets text
+    // depends on the weights, so take the first of a few that does.
+    const cases = [['const total = prices.re', 'reduce'], ['const names = users.ma', 'map'], ['const n = items.fi', 'filter'],
+      ['console.lo', 'log']];
+    const tried = [];
+    let item;
+    for (const [text, word] of cases) {
+      const doc = await untitled('typescript', `const prices = [1, 2];\nconst users = [{ name: 'a' }];\nconst items = [3];\n${text}`);
+      await vscode.window.showTextDocument(doc);
+      const pos = endOf(doc);
+      const typed = text.slice(text.lastIndexOf('.') + 1);
+      const range = new vscode.Range(pos.translate(0, -typed.length), pos);
+      const items = await api.complete(doc, pos, undefined, { range, text: word });
+      tried.push({ text, word, items: items.map((i) => i.insertText), last: api.stats.last && api.stats.last.reason });
+      if (items.length) { item = { got: items[0], word, range }; break; }
+    }
+    assert.ok(item, `no inline item while an item is selected: ${JSON.stringify(tried)}`);
+    const insert = String(item.got.insertText);
+    assert.ok(insert.startsWith(item.word) && insert.length > item.word.length, `the inline item does not extend "${item.word}": ${JSON.stringify(insert)}`);
+    assert.ok(item.got.range && item.got.range.isEqual(item.range), `range ${JSON.stringify(item.got.range)} is not the selected item's`);
+  }, 90_000);
+
   t.test('trigger + commit in a real editor inserts the suggestion (Python)', async () => {
     const doc = await untitled('python', 'def greet(name):\n    message = ');
     const ed = await vscode.window.showTextDocument(doc);
@@ -244,6 +267,74 @@ exports.run = async function run() {
     // The benchmark's private document is gone afterwards.
     const docs = (await api.host.current.memory()).docs.map((d) => d.docId);
     assert.ok(!docs.some((d) => d.startsWith('mixsga-benchmark:')), `benchmark cache left behind: ${JSON.stringify(docs)}`);
+  }, 60_000);
+
+  t.test('Run Speed Benchmark leaves the user\'s caches alone at a small budget and measures a ~2k-token file', async () => {
+    await setAndSettle('kvBudgetMB', 2);
+    await waitFor('engine budget 2 MB', async () => (await api.host.current.memory()).budgetBytes === 2 * MB, 5_000);
+    const doc = await untitled('typescript', 'export function area(r: number): number {\n  return Math.PI * r * r;\n}\n'.repeat(6) + 'const a = ');
+    await vscode.window.showTextDocument(doc);
+    await api.complete(doc, endOf(doc));
+    const docId = doc.uri.toString();
+    const before = (await api.host.current.memory()).docs.find((x) => x.docId === docId);
+    assert.ok(before && before.tokens > 0, 'the user document was not cached');
+    const r = await vscode.commands.executeCommand('mixsga.runBenchmark');
+    assert.ok(r && r.coldPrefillTokens >= 1000, `the benchmark prompt is not a realistic file: ${JSON.stringify(r)}`);
+    const after = await api.host.current.memory();
+    const same = after.docs.find((x) => x.docId === docId);
+    assert.deepStrictEqual(same && { tokens: same.tokens, bytes: same.bytes }, { tokens: before.tokens, bytes: before.bytes },
+      `the benchmark changed the user's cache: ${JSON.stringify(after.docs)}`);
+    assert.strictEqual(after.budgetBytes, 2 * MB, 'the benchmark changed the budget');
+    await setAndSettle('kvBudgetMB', undefined);
+  }, 120_000);
+
+  t.test('while the model loads the state is "loading", never a stopped/error badge', async () => {
+    const seen = new Set();
+    const restarting = api.host.restart('suite: loading state');
+    for (let i = 0; i < 2_000 && api.host.state.kind !== 'ready'; i++) {
+      seen.add(`${api.host.state.kind}|${api.gauge.shown.error}`);
+      await sleep(5);
+    }
+    await restarting;
+    await waitFor('engine ready again', () => api.host.state.kind === 'ready', 60_000);
+    assert.ok([...seen].some((x) => x.startsWith('loading|')), `never saw loading: ${[...seen]}`);
+    assert.ok(![...seen].some((x) => x.startsWith('stopped|') || x.endsWith('|true')), `stopped or error while loading: ${[...seen]}`);
+  }, 90_000);
+
+  t.test('no CUDA warning on this GPU-less machine beyond one short line in the tooltip; none after choosing cpu', async () => {
+    await api.gauge.refresh();
+    const st = api.host.state;
+    assert.strictEqual(st.kind, 'ready');
+    const tip = api.gauge.shown.tooltip;
+    assert.ok(!tip.includes('$(warning)'), `warning icon in the tooltip: ${tip}`);
+    const cudaLines = tip.split('\n').filter((l) => /cuda/i.test(l));
+    assert.ok(cudaLines.length <= 1 && cudaLines.every((l) => l.length <= 80), `CUDA text in the tooltip: ${JSON.stringify(cudaLines)}`);
+    if (st.device === 'cpu' && api.settings.current.device === 'auto') {
+      await vscode.commands.executeCommand('mixsga.selectDevice', 'cpu');
+      await waitFor('device cpu', () => api.settings.current.device === 'cpu', 5_000);
+      await sleep(300);
+      await api.gauge.refresh();
+      assert.ok(!/cuda/i.test(api.gauge.shown.tooltip), `CUDA note stays after choosing cpu: ${api.gauge.shown.tooltip}`);
+      await setAndSettle('device', undefined);
+    }
+  }, 60_000);
+
+  t.test('a budget too small for useful suggestions is warned about, with a minimum', async () => {
+    await setAndSettle('kvBudgetMB', 0.25);
+    await waitFor('small-budget warning', () => /Use at least \d+ MB/.test(api.host.budgetWarning || ''), 5_000);
+    await setAndSettle('kvBudgetMB', 16);
+    await waitFor('warning gone at 16 MB', () => api.host.budgetWarning === undefined, 5_000);
+    await setAndSettle('kvBudgetMB', undefined);
+  }, 30_000);
+
+  t.test('Why No Suggestion? gives the trace: tokens reused and computed, timings, budget actions', async () => {
+    const doc = await untitled('typescript', 'function sum(xs: number[]) {\n  return xs.');
+    await vscode.window.showTextDocument(doc);
+    await api.complete(doc, endOf(doc));
+    const text = await vscode.commands.executeCommand('mixsga.whyNoSuggestion');
+    assert.match(String(text), /prompt tokens reused from the KV cache, \d+ computed/);
+    assert.match(String(text), /\d+ ms in total/);
+    assert.match(String(text), /Budget actions: /);
   }, 60_000);
 
   t.test('commands run: Toggle, Why No Suggestion?, Clear, Select Device, Show Memory Report', async () => {
