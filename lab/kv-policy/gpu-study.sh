@@ -50,7 +50,7 @@ pipeline() {
   local budgets=0.25,0.35,0.5,0.75 m s
   for s in $EVAL_SEQS; do
     local E="python3 -m mixsga eval_ppl --data $W/shards --windows ${EVAL_WINDOWS:-64} --seq-len $s --batch 8 --budgets $budgets"
-    $E --model "$W/dense-cont/ckpt" --methods full,window,h2o,int8,int4,int4-token,int2 --out "$W/eval/dense-cont-$s.json" > "$W/eval/dense-cont-$s.txt" 2>&1 &
+    $E --model "$W/dense-cont/ckpt" --methods full,window,h2o,int8,int4,int4-token,int2,age-tiered,age-tiered-int2 --out "$W/eval/dense-cont-$s.json" > "$W/eval/dense-cont-$s.txt" 2>&1 &
     $E --model "$W/mixsga/ckpt" --methods full,mixsga,mixsga-argmax --out "$W/eval/mixsga-$s.json" > "$W/eval/mixsga-$s.txt" 2>&1 &
     for m in proposed "${extra[@]%%|*}"; do
       [ -f "$W/$m/ckpt/config.json" ] || continue

@@ -140,17 +140,26 @@ QUANTISED = {
     "int4-token": "band=0,stores=g1-int4",
     "int2": "band=32,stores=g1-int2c",
 }
+# Age cascades (kv_policy.cascade_for_budget): after a 32-token fp16 band keys are read at the first precision
+# while young and at the next as they age; the ages follow from the budget. No router.
+CASCADES = {
+    "age-tiered": "band=32,stores=g1-int8|g1-int4c",
+    "age-tiered-int2": "band=32,stores=g1-int8|g1-int4c|g1-int2c",
+}
 
 
 def policy_rows(name, pol, S, budgets, H, D, note, routed_by="router"):
     """Rows for one KV policy at each budget. routed_by: 'router' (expert-choice over the model's router
-    scores at the rule's ratios) or 'pattern' (a fixed interleaved pattern at those ratios: an untrained
-    candidate)."""
+    scores at the rule's ratios), 'pattern' (a fixed interleaved pattern at those ratios: an untrained
+    candidate) or 'age' (the stores as an age cascade, kv_policy.cascade_for_budget)."""
     rows = []
     for b in budgets:
         if b >= 1.0:
             continue
-        p, ratios = kv_policy.for_budget(pol, b, S, H, D)
+        if routed_by == "age":
+            p, ratios = kv_policy.cascade_for_budget(pol, b, S, H, D), None
+        else:
+            p, ratios = kv_policy.for_budget(pol, b, S, H, D)
 
         def fn(m, ids, p=p, ratios=ratios):
             experts = None
@@ -159,7 +168,8 @@ def policy_rows(name, pol, S, budgets, H, D, note, routed_by="router"):
             o = m(ids, labels=ids, routing=Routing("policy", policy=p, ratios=ratios, experts=experts),
                   return_logits=False)
             return o.loss, sum(p.held_fraction(e, H, D) for e in o.experts) / len(o.experts)
-        how = f"cap {p.cap}" if p.cap else ("ratios " + ":".join(f"{r:.2f}" for r in ratios) if ratios else "fits")
+        how = "; ".join([f"{st.name} to age {a}" for a, st in p.tiers] + [f"cap {p.cap}" if p.cap else ""] +
+                        [("ratios " + ":".join(f"{r:.2f}" for r in ratios)) if ratios else ""]).strip("; ") or "fits"
         rows.append((name, b, f"{note}; {how}", fn))
     return rows
 
@@ -217,6 +227,8 @@ def methods_for(model, S, budgets=BUDGETS, candidates=()):
         rows.append(("h2o", b, f"{cap - cap // 2} heavy + {cap // 2} recent (cap {cap})", h2o))
     for name, spec in QUANTISED.items():
         rows += policy_rows(name, kv_policy.policy(spec), S, budgets, H, D, spec)
+    for name, spec in CASCADES.items():
+        rows += policy_rows(name, kv_policy.policy(spec), S, budgets, H, D, spec, routed_by="age")
     if model.cfg.kv_policy:
         rows += policy_rows("proposed", kv_policy.policy(model.cfg.kv_policy), S, budgets, H, D,
                             model.cfg.kv_policy)

@@ -16,7 +16,7 @@ sink) and through its store otherwise, so one SDPA call gives the exact semantic
 Byte accounting (`held_fraction`) is that of baselines.py: sum over queries of the bytes held, relative to a full
 fp16 cache holding every token, so rows of every method are comparable.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -72,24 +72,41 @@ class Policy:
     band: int = 0
     sinks: int = 4
     cap: int = 0
+    tiers: tuple = ()        # ((until_age, Store), ...): after the band, keys younger than until_age are read
+                             # through that tier's store, whatever their routing (an age cascade); older ones
+                             # through their routed store
 
     def fractions(self, H, D):
         return [s.fraction(H, D) for s in self.stores]
 
+    def age_limits(self):
+        """Upper age bound of the full view, of each tier, and of the routed stores (0 = none)."""
+        return [self.band] + [a for a, _ in self.tiers] + [self.cap]
+
     def base_masks(self, S, device):
-        """([S, S] full-view mask, [S, S] store-view mask) before evictions by store."""
+        """[S, S] masks of the full view, each tier's view and the routed-store view, before evictions."""
         t = torch.arange(S, device=device)[:, None]
         s = torch.arange(S, device=device)[None, :]
-        causal = s <= t
-        near = (t - s < self.band) | (s < self.sinks)
-        inside = (t - s < self.cap) if self.cap else torch.ones_like(causal)
-        return causal & near, causal & ~near & inside
+        age, causal, sink = t - s, s <= t, s < self.sinks
+        masks, lo = [], 0
+        for i, hi in enumerate(self.age_limits()):
+            inside = (age >= lo) & ((age < hi) if hi or i < len(self.age_limits()) - 1 else torch.ones_like(causal))
+            masks.append(causal & (sink | inside) if i == 0 else causal & ~sink & inside)
+            lo = max(lo, hi)
+        return masks
 
     def attention_mask(self, S, kept, device):
-        """[B, 1, S, 2S] bool over [K; K_old]; kept [B, S] = token not on an evict store."""
-        full, old = self.base_masks(S, device)
+        """[B, 1, S, V*S] bool over the views [K; K_tier...; K_store]; kept [B, S] = not on an evict store."""
+        *fixed, old = self.base_masks(S, device)
         old = old[None] & kept[:, None, :]
-        return torch.cat([full[None].expand_as(old), old], dim=-1)[:, None]
+        return torch.cat([m[None].expand_as(old) for m in fixed] + [old], dim=-1)[:, None]
+
+    def views(self, k, v, experts, soft=None):
+        """(keys, values, kept): the full K/V, each tier's, and every token's routed store's, concatenated along
+        the token axis in the order of attention_mask."""
+        ko, vo, kept = self.old_view(k, v, experts, soft)
+        tk, tv = zip(*[st.view(k, v) for _, st in self.tiers]) if self.tiers else ((), ())
+        return torch.cat([k, *tk, ko], dim=2), torch.cat([v, *tv, vo], dim=2), kept
 
     def old_view(self, k, v, experts, soft=None):
         """(k_old, v_old, kept): every token's K/V as its store returns them. experts [B, S] index self.stores.
@@ -112,29 +129,35 @@ class Policy:
     # ------------------------------------------------------------------------------------------ accounting
 
     def pair_counts(self, S, device="cpu"):
-        """Per key position s: (queries reading it in full, queries reading it through its store)."""
+        """Per key position s, the queries reading it through each view: full, each tier, its routed store."""
         s = torch.arange(S, device=device, dtype=torch.float64)
-        later = S - s  # queries t >= s
-        full = torch.minimum(later, torch.full_like(later, self.band))
-        reach = torch.minimum(later, torch.full_like(later, self.cap)) if self.cap else later
-        old = (reach - full).clamp(min=0)
+        later = S - s  # queries t >= s, i.e. ages 0 .. later - 1
+        counts, lo = [], torch.zeros_like(later)
+        limits = self.age_limits()
+        for i, hi in enumerate(limits):
+            top = later if (i == len(limits) - 1 and not hi) else torch.minimum(later, torch.full_like(later, hi))
+            top = torch.maximum(top, lo)
+            counts.append(top - lo)
+            lo = top
         sink = s < self.sinks
-        return torch.where(sink, later, full), torch.where(sink, torch.zeros_like(old), old)
+        return [torch.where(sink, later, counts[0])] + [torch.where(sink, torch.zeros_like(c), c) for c in counts[1:]]
 
     def held_fraction(self, experts, H, D) -> float:
         """Mean over sequences of sum_t bytes held at query t / sum_t bytes of a full fp16 cache."""
         B, S = experts.shape
-        full, old = self.pair_counts(S, experts.device)
+        full, *tier, old = self.pair_counts(S, experts.device)
         f = torch.tensor(self.fractions(H, D), dtype=torch.float64, device=experts.device)[experts]
-        return ((full + old * f).sum(-1) / (S * (S + 1) / 2)).mean().item()
+        fixed = full + sum(c * st.fraction(H, D) for c, (_, st) in zip(tier, self.tiers))
+        return ((fixed + old * f).sum(-1) / (S * (S + 1) / 2)).mean().item()
 
     def ratios_for_budget(self, budget, S, H, D) -> tuple:
         """The stated rule: the mean store cost c that makes the expected fraction equal `budget`, met by
         splitting old tokens between the two adjacent stores whose costs bracket c (all on the first store if
         even it fits, all on the last if nothing does)."""
-        full, old = self.pair_counts(S)
+        full, *tier, old = self.pair_counts(S)
         total = S * (S + 1) / 2
-        c = (budget * total - full.sum().item()) / max(old.sum().item(), 1e-9)
+        fixed = full.sum().item() + sum(c.sum().item() * st.fraction(H, D) for c, (_, st) in zip(tier, self.tiers))
+        c = (budget * total - fixed) / max(old.sum().item(), 1e-9)
         f = self.fractions(H, D)
         r = [0.0] * len(f)
         if c >= f[0]:
@@ -151,16 +174,38 @@ class Policy:
         """For a one-store policy: the largest window (cap) whose fraction stays within `budget` (no cap when
         the store fits)."""
         ex = torch.zeros(1, S, dtype=torch.long)
-        if Policy(self.stores, self.band, self.sinks, 0).held_fraction(ex, H, D) <= budget + 1e-9:
-            return Policy(self.stores, self.band, self.sinks, 0)
-        lo, hi = max(self.band, self.sinks + 1), S
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if Policy(self.stores, self.band, self.sinks, mid).held_fraction(ex, H, D) <= budget + 1e-9:
-                lo = mid
-            else:
-                hi = mid - 1
-        return Policy(self.stores, self.band, self.sinks, lo)
+        uncapped = replace(self, cap=0)
+        if uncapped.held_fraction(ex, H, D) <= budget + 1e-9:
+            return uncapped
+        floor = max([self.band, self.sinks + 1] + [a for a, _ in self.tiers])
+        cap = _largest(floor, S, lambda c: replace(self, cap=c).held_fraction(ex, H, D) <= budget + 1e-9)
+        return replace(self, cap=cap)
+
+
+def _largest(lo, hi, ok):
+    """Largest x in [lo, hi] with ok(x) (ok monotone: true up to some x); lo when none is."""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+    return lo
+
+
+def cascade_for_budget(pol: Policy, budget, S, H, D) -> Policy:
+    """The age cascade's stated rule. `pol.stores` lists precisions from the most bytes down (e.g. int8, int4,
+    int2); after the band, a key is read at the first store while young and at later ones as it ages. The rule
+    takes the most precise pair of adjacent stores that can meet the budget without eviction, and moves the age
+    at which a key drops from the first to the second until the budget is met; if even the last store alone is too
+    big, it is windowed (cap). No router: every token of an age is stored alike."""
+    stores = pol.stores
+    ex = torch.zeros(1, S, dtype=torch.long)
+    only = lambda st, **kw: Policy(stores=(st,), band=pol.band, sinks=pol.sinks, **kw)  # noqa: E731
+    if only(stores[0]).held_fraction(ex, H, D) <= budget + 1e-9:
+        return only(stores[0])
+    for a, b in zip(stores, stores[1:]):
+        if only(b).held_fraction(ex, H, D) <= budget + 1e-9:
+            fits = lambda age: only(b, tiers=((age, a),)).held_fraction(ex, H, D) <= budget + 1e-9  # noqa: E731
+            return only(b, tiers=((_largest(pol.band, S, fits), a),))
+    return only(stores[-1]).with_cap_for_budget(budget, S, H, D)
 
 
 # ---------------------------------------------------------------------------------------------- the candidates

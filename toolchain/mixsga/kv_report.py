@@ -16,7 +16,8 @@ from mixsga.errors import UserError
 
 # method -> arm whose eval file holds it
 SOURCES = {"full": "dense-cont", "window": "dense-cont", "h2o": "dense-cont", "int8": "dense-cont",
-           "int4": "dense-cont", "int4-token": "dense-cont", "int2": "dense-cont", "mixsga": "mixsga",
+           "int4": "dense-cont", "int4-token": "dense-cont", "int2": "dense-cont", "age-tiered": "dense-cont",
+           "age-tiered-int2": "dense-cont", "mixsga": "mixsga",
            "proposed": "proposed"}
 TARGET_BUDGETS = ("0.25", "0.35", "0.5")
 

@@ -160,15 +160,16 @@ class Attention(nn.Module):
         return self.o_proj(o.transpose(1, 2).reshape(B, S, self.nq * self.hd))
 
     def forward_policy(self, x, cos, sin, routing: Routing):
-        """Attention over [K; K as stored] under the policy's band mask (kv_policy): exact age-aware semantics."""
+        """Attention over [K; K per age tier; K as stored] under the policy's age masks (kv_policy): exact
+        age-aware semantics."""
         q, k, v = self.project(x, cos, sin)
         lr = self.route(x, routing)
         soft = None
         if routing.straight_through and lr.logits is not None:
             soft = torch.softmax(lr.logits.float(), dim=-1)
-        k_old, v_old, kept = routing.policy.old_view(k, v, lr.experts, soft)
+        keys, values, kept = routing.policy.views(k, v, lr.experts, soft)
         mask = routing.policy.attention_mask(x.shape[1], kept, x.device)
-        return self.attend(q, torch.cat([k, k_old], dim=2), torch.cat([v, v_old], dim=2), mask), lr
+        return self.attend(q, keys, values, mask), lr
 
     def forward(self, x, cos, sin, routing: Routing, attn_mask=None):
         if routing.mode == "policy":

@@ -124,10 +124,10 @@ def test_policy_training_and_eval_end_to_end(tmp_path, capsys):
     assert m.cfg.kv_policy == spec and m.model.layers[0].self_attn.router.out_features == 4
     res = tmp_path / "eval.json"
     assert main(["eval_ppl", "--model", str(out / "ckpt"), "--data", str(data), "--windows", "4", "--seq-len", "64",
-                 "--methods", "full,proposed,int8,int4", "--budgets", "0.35,0.5", "--out", str(res)]) == 0
+                 "--methods", "full,proposed,int8,int4,age-tiered", "--budgets", "0.35,0.5", "--out", str(res)]) == 0
     rows = json.loads(res.read_text())["rows"]
     got = {(r["method"], r["budget"]) for r in rows}
-    assert {("proposed", 0.35), ("proposed", 0.5), ("int8", 0.35), ("int4", 0.5), ("full", 1.0)} <= got
+    assert {("proposed", 0.35), ("proposed", 0.5), ("int8", 0.35), ("int4", 0.5), ("age-tiered", 0.35), ("full", 1.0)} <= got
     for r in rows:
         assert math.isfinite(r["ppl"])
         if r["method"] in ("proposed", "int8") and r["budget"] < 1:
@@ -141,3 +141,28 @@ def test_strip_routers_gives_the_dense_model(tmp_path, model, ids):
     assert not mix.cfg.is_mixsga and not hasattr(mix.model.layers[0].self_attn, "router")
     save_checkpoint(mix, tmp_path / "d")
     assert loss(load_checkpoint(tmp_path / "d").eval(), ids) == pytest.approx(loss(model, ids), abs=1e-5)
+
+
+def test_an_fp16_tier_is_a_wider_band(model, ids):
+    tiered = kp.Policy(stores=(kp.store("g1-int4"),), band=8, tiers=((40, kp.store("g1-fp16")),))
+    wide = kp.Policy(stores=(kp.store("g1-int4"),), band=40)
+    with torch.no_grad():
+        a = model(ids, routing=Routing("policy", policy=tiered)).logits
+        b = model(ids, routing=Routing("policy", policy=wide)).logits
+    assert torch.allclose(a, b, atol=1e-5)
+    ex = torch.zeros(1, 96, dtype=torch.long)
+    assert tiered.held_fraction(ex, H, D) == pytest.approx(wide.held_fraction(ex, H, D))
+
+
+def test_age_cascade_rule():
+    pol = kp.policy("band=32,stores=g1-int8|g1-int4c|g1-int2c")
+    ex = torch.zeros(1, 2048, dtype=torch.long)
+    at = {b: kp.cascade_for_budget(pol, b, 2048, 4, 48) for b in (0.2, 0.25, 0.35, 0.75)}
+    assert at[0.75].tiers == () and at[0.75].stores[0].bits == 8 and at[0.75].cap == 0  # int8 alone fits
+    assert at[0.35].tiers[0][1].bits == 8 and at[0.35].stores[0].bits == 4  # int8 while young, then int4
+    assert at[0.25].tiers[0][1].bits == 4 and at[0.25].stores[0].bits == 2  # int4 while young, then int2
+    for b in (0.2, 0.25, 0.35):
+        assert at[b].held_fraction(ex, 4, 48) == pytest.approx(b, abs=0.005)
+    assert at[0.25].cap == at[0.35].cap == 0 and at[0.2].cap > 0  # int2 + the fp16 band alone exceed 20 %
+    int4_only = kp.cascade_for_budget(kp.policy("band=32,stores=g1-int8|g1-int4c"), 0.25, 2048, 4, 48)
+    assert int4_only.cap > 0 and int4_only == kp.for_budget(kp.policy("band=32,stores=g1-int4c"), 0.25, 2048, 4, 48)[0]
