@@ -10,6 +10,6 @@ if [ ! -d node_modules/onnxruntime-node ] || [ package-lock.json -nt node_module
   npm ci --no-audit --no-fund
 fi
 npm run --silent build
-if ! python3 -c "import mixsga, torch, transformers, onnxruntime, onnx, onnxscript, pytest, datasketch, matplotlib, hypothesis" 2>/dev/null; then
+if ! python3 -c "import mixsga, torch, transformers, onnxruntime, onnx, onnxscript, pytest, datasketch, matplotlib, hypothesis, ruff" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -c toolchain/constraints.txt -e "toolchain[test,data,eval]"
 fi

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-dev.sh
 status=0
 run() { echo; echo "=== $*"; "$@" || { echo "FAILED: $*"; status=1; }; }
+run python3 -m ruff check toolchain
 run env PYTHONPATH="$PWD/toolchain" python3 -m pytest toolchain/tests -q -p no:cacheprovider
 run npm run --silent test:unit
 run npm run --silent test:integration

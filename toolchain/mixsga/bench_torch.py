@@ -83,7 +83,8 @@ def run(args):
         ids = torch.randint(0, 32000, (1, n), device=args.device)
         past = model.empty_past(dtype, args.device)
         pos = torch.arange(n, device=args.device)[None]
-        s = timed(wrap(lambda: model.forward_chunk(ids, pos, bias, past)), args.device, args.repeat)
+        s = timed(wrap(lambda ids=ids, pos=pos, past=past: model.forward_chunk(ids, pos, bias, past)), args.device,
+                  args.repeat)
         rows.append({"kind": "prefill", "tokens": n, "ms": s * 1e3, "tokens_per_s": n / s})
     for budget, ratios in BUDGETS.items():
         for ctx in (256, 1024, 2048):
@@ -92,7 +93,8 @@ def run(args):
             past = synthetic_past(model, ctx, ratios, dtype, args.device)
             ids = torch.randint(0, 32000, (1, 1), device=args.device)
             pos = torch.tensor([[ctx]], device=args.device)
-            s = timed(wrap(lambda: model.forward_chunk(ids, pos, bias, past)), args.device, args.repeat * 4)
+            s = timed(wrap(lambda ids=ids, pos=pos, past=past: model.forward_chunk(ids, pos, bias, past)),
+                      args.device, args.repeat * 4)
             kv_bytes = sum(k.numel() * k.element_size() * 2 for layer in past for k, _ in layer)
             peak = torch.cuda.max_memory_allocated() if args.device == "cuda" else None
             rows.append({"kind": "decode", "budget": budget, "context": ctx, "ms": s * 1e3, "tokens_per_s": 1 / s,

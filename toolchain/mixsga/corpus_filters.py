@@ -356,13 +356,13 @@ class Decontaminator:
         return json.dumps({"signatures": sorted(self.signatures), "doc_lines": sorted(self.doc_lines)})
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "Decontaminator":
+    def from_json(cls, path: str | Path) -> Decontaminator:
         """Load the index `corpus` writes (decontam.json), for machines that do not have the eval files."""
         d = json.loads(Path(path).read_text())
         return cls({tuple(x) for x in d["signatures"]}, set(d["doc_lines"]))
 
     @classmethod
-    def from_eval_dir(cls, eval_dir: str | Path) -> "Decontaminator":
+    def from_eval_dir(cls, eval_dir: str | Path) -> Decontaminator:
         eval_dir = Path(eval_dir)
         files = sorted(eval_dir.rglob("*.jsonl")) + sorted(eval_dir.rglob("*.jsonl.gz"))
         if not files:

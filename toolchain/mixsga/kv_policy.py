@@ -203,7 +203,7 @@ def cascade_for_budget(pol: Policy, budget, S, H, D) -> Policy:
         return only(stores[0])
     for a, b in zip(stores, stores[1:]):
         if only(b).held_fraction(ex, H, D) <= budget + 1e-9:
-            fits = lambda age: only(b, tiers=((age, a),)).held_fraction(ex, H, D) <= budget + 1e-9  # noqa: E731
+            fits = lambda age, a=a, b=b: only(b, tiers=((age, a),)).held_fraction(ex, H, D) <= budget + 1e-9  # noqa: E731
             return only(b, tiers=((_largest(pol.band, S, fits), a),))
     return only(stores[-1]).with_cap_for_budget(budget, S, H, D)
 

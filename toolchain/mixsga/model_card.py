@@ -530,7 +530,7 @@ def extension_section(w, ext, img: Path, rel: str, date: str):
       f"extend`; same data and FIM, LR 1e-4 → 3e-5), evaluated here with the branch it started from on the same held-out "
       f"windows (`{ext['dir']}`).")
     w("")
-    w(f"| checkpoint | windows | mixSGA 3:1:6 (50%) | argmax decode (KV) | all tokens full KV |")
+    w("| checkpoint | windows | mixSGA 3:1:6 (50%) | argmax decode (KV) | all tokens full KV |")
     w("|---|---|---|---|---|")
     for b, label in (("mixsga", "r3 branch (trained on 1024)"), (f"mixsga-{n}", f"+ {n}-token phase (**shipped**)")):
         for key, win in ((b, 1024), (f"{b}@{n}", n)):

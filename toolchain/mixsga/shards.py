@@ -206,7 +206,7 @@ def run(args) -> int:
             raise UserError(f"site-packages dir not found: {root}")
         files = site_package_files(root, stats)
         val = cf.val_packages({name for name, _, _ in files}, args.val_frac)
-        for name, lic, rel in files:
+        for name, _lic, rel in files:
             if cf.is_test_path(rel) and not cf.keep_test(name, rel, args.keep_tests):
                 stats["drops"]["tests_sampled_out"] += 1
                 continue

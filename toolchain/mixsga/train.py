@@ -33,7 +33,7 @@ from mixsga.data import Batches, Prefetcher, fixed_windows
 from mixsga.errors import UserError
 from mixsga import kv_policy
 from mixsga.model import MixSGAForCausalLM, Routing
-from mixsga.routing import capacities, route_shares
+from mixsga.routing import capacities
 
 # Sizes are picked in docs/training.md: ~23M parameters fit the 80 MB model budget (fp16 + int8 copies).
 PRESETS = {
@@ -389,6 +389,6 @@ def register(sub):
 
 
 if __name__ == "__main__":  # torchrun toolchain/mixsga/train.py ... also works
-    import argparse, sys
+    import sys
     from mixsga.__main__ import main
     sys.exit(main(["train", *sys.argv[1:]]))

@@ -1,7 +1,6 @@
 """Code-eval harness: task loading, stop handling, sandbox outcomes, canonical self-check (fast subset); the ONNX
 completer (model format 2) against PyTorch greedy decoding on a tiny exported model."""
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ except ImportError:  # running from the repository root without an install
 from mixsga import code_tasks, sandbox
 from mixsga.code_tasks import CodeTask, first_line, truncate_at_stops
 from mixsga.errors import UserError
-from mixsga.eval_code import (STUB_MARK, CanonicalCompleter, completer_stop, evaluate, format_table,
+from mixsga.eval_code import (CanonicalCompleter, completer_stop, evaluate, format_table,
                               load_completer)
 
 EVAL_DIR = code_tasks.default_eval_dir()

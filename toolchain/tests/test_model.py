@@ -1,5 +1,4 @@
 """The model against transformers' LlamaForCausalLM, and the mixSGA invariants of the method spec."""
-import json
 import math
 
 import pytest

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from mixsga.__main__ import main
 from mixsga.convert import convert
