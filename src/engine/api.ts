@@ -11,7 +11,12 @@ export interface EngineOptions {
   kvBudgetBytes: number;
   /** ORT intra-op threads; 0 = ORT default. */
   threads?: number;
+  /** Prompt/cache layout (docs/cache-layout.md): "psm" (default) reuses a document's cache at any cursor, "spm" is
+   *  the earlier suffix-first layout, kept for A/B benchmarks. */
+  layout?: PromptLayout;
 }
+
+export type PromptLayout = 'psm' | 'spm';
 
 /** A snippet of another open file, offered as extra context. */
 export interface ContextSnippet {

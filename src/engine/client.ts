@@ -72,7 +72,7 @@ export class EngineClient implements Engine {
       const settle = () => { if (!settled) { settled = true; resolve(); } };
       const w = new Worker(this.workerPath(), {
         workerData: { modelDir: this.opts.modelDir, device: this.opts.device, kvBudgetBytes: this.opts.kvBudgetBytes,
-          threads: this.opts.threads, testHooks: this.opts.testHooks },
+          threads: this.opts.threads, layout: this.opts.layout, testHooks: this.opts.testHooks },
       });
       this.worker = w;
       w.on('message', (m: FromWorker) => {

@@ -1,8 +1,8 @@
 // Messages between EngineClient (extension host) and the engine worker thread.
-import type { CompletionRequest, DeviceSetting } from './api';
+import type { CompletionRequest, DeviceSetting, PromptLayout } from './api';
 
 export interface InitData {
-  modelDir: string; device: DeviceSetting; kvBudgetBytes: number; threads?: number;
+  modelDir: string; device: DeviceSetting; kvBudgetBytes: number; threads?: number; layout?: PromptLayout;
   /** Enables the crash hook used by the integration tests. */
   testHooks?: boolean;
 }
