@@ -59,11 +59,17 @@ function linesBefore(tok: ModelTokenizer, lines: string, room: number): number[]
   return ids.slice(cut);
 }
 
-/** Base ids for a whole document text (background prefill): head, <fim_prefix>, then as much text as fits. */
+/** Base ids for a whole document text (background prefill): head, <fim_prefix>, then the lines that fit. */
 export function spotBase(tok: ModelTokenizer, text: string, context: ContextSnippet[], lim: SpotLimits): number[] {
   const fim = tok.manifest.fim!;
   const head = [...contextHead(tok, context, lim.maxContextTokens), fim.prefix_id];
-  return [...head, ...suffixHead(tok, text, lim.maxPositions - 8 - head.length).ids];
+  const room = lim.maxPositions - 8 - head.length;
+  const ids = tok.encodeFragment(text);
+  if (ids.length <= room) return [...head, ...ids];
+  const nl = tok.encodeFragment('\n');
+  let end = room;
+  if (nl.length === 1) while (end > 0 && ids[end - 1] !== nl[0]) end--;
+  return [...head, ...ids.slice(0, end || room)];
 }
 
 export function buildSpotPrompt(tok: ModelTokenizer, req: { prefix: string; suffix: string; context: ContextSnippet[] },
