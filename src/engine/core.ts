@@ -26,6 +26,8 @@ const PREFILL_CHUNK = { cpu: 256, cuda: 2048 };
 /** Decode steps per model call. The graph's loop keeps the KV cache on the device between steps; each return to
  * the host costs one copy of the cache in, and is where cancellation and the time budget are checked. */
 const DECODE_STEPS = { cpu: 16, cuda: 64 };
+/** Layout psm: text typed since a spot was opened stays in the request's middle up to this many characters. */
+const MAX_MIDDLE_CHARS = 384;
 
 /** Options of the run that ends a chunk: decode steps and the masks for the graph's greedy loop. */
 interface GenSpec { steps: number; stopMask: Uint8Array; firstMask?: Float32Array }
@@ -38,6 +40,8 @@ export class EngineCore {
   private readonly rope: Rope;
   /** The context snippets of each document's last request: a background prefill builds the same base. */
   private readonly lastContext = new Map<string, ContextSnippet[]>();
+  /** Layout psm: each document's last middle start (the text before it, and the suffix it was opened with). */
+  private readonly anchors = new Map<string, { text: string; suffix: string }>();
   private constructor(readonly dir: string, readonly manifest: Manifest, readonly tok: ModelTokenizer,
     readonly loaded: LoadedSession, readonly runner: ModelRunner, budgetBytes: number, layout: PromptLayout) {
     const a = manifest.architecture;
@@ -134,6 +138,13 @@ export class EngineCore {
     return undefined;
   }
 
+  /** Keeps the document's middle start while the user types on from it (same suffix, the text before unchanged). */
+  private anchorFor(req: CompletionRequest): number | undefined {
+    const a = this.anchors.get(req.docId);
+    if (!a || a.suffix !== req.suffix || !req.prefix.startsWith(a.text)) return undefined;
+    return req.prefix.length - a.text.length <= MAX_MIDDLE_CHARS ? a.text.length : undefined;
+  }
+
   async complete(requestId: number, req: CompletionRequest, cancel: CancelToken): Promise<CompletionResult> {
     const t0 = Date.now();
     const deadline = t0 + Math.max(1, req.timeBudgetMs);
@@ -146,9 +157,12 @@ export class EngineCore {
     };
     const maxNew = Math.max(1, Math.min(req.maxTokens, 256));
     const maxPos = this.manifest.architecture.max_position_embeddings;
-    const spot = this.layout === 'psm' ? buildSpotPrompt(this.tok, req, spotLimits(maxPos, maxNew)) : undefined;
+    const spot = this.layout === 'psm' ? buildSpotPrompt(this.tok, req, spotLimits(maxPos, maxNew), this.anchorFor(req)) : undefined;
     const prompt = spot ?? buildPrompt(this.tok, req, defaultLimits(maxPos, maxNew));
-    if (spot) this.lastContext.set(req.docId, req.context);
+    if (spot) {
+      this.lastContext.set(req.docId, req.context);
+      this.anchors.set(req.docId, { text: req.prefix.slice(0, spot.anchor), suffix: req.suffix });
+    }
     let keepTruncate = true;
     try {
       const rules = new StopRules({
@@ -221,8 +235,8 @@ export class EngineCore {
   }
 
   setBudget(bytes: number): string[] { return this.budget.setBudget(bytes); }
-  close(docId: string): void { this.budget.close(docId); }
-  clear(): void { this.budget.clear(); }
+  close(docId: string): void { this.budget.close(docId); this.anchors.delete(docId); this.lastContext.delete(docId); }
+  clear(): void { this.budget.clear(); this.anchors.clear(); }
 
   memory(): MemoryReport {
     const E = this.shape.heads.length, L = this.shape.layers;

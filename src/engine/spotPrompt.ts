@@ -5,6 +5,8 @@
 //            <fim_suffix> suffix-head <fim_middle> cursor line up to the cursor
 // The cursor line's text before the cursor opens the middle (token healing on its last token), so typing on a
 // line only appends to the request's tokens, and a new spot recomputes <fim_suffix> suffix <fim_middle> line only.
+// While the user types on from there (Enter included), the caller may keep the middle's start (`anchor`, a line
+// start in the prefix): the typed lines stay in the middle and every keystroke still only appends.
 // The model was trained with PSM on token cuts (toolchain/mixsga/fim.py): a prefix that ends at a line start and a
 // middle that begins with part of a line are both shapes it saw.
 //
@@ -33,6 +35,8 @@ export const spotLimits = (maxPositions: number, maxNew: number): SpotLimits => 
 
 export interface SpotPrompt extends ViewSpec {
   ids: number[];
+  /** Character offset in the prefix where the middle starts (a line start). */
+  anchor: number;
   healed: string;
   /** Ids worth keeping after the request (all of `ids`: the next keystroke on this line appends to them). */
   keep: number;
@@ -72,14 +76,16 @@ export function spotBase(tok: ModelTokenizer, text: string, context: ContextSnip
   return [...head, ...ids.slice(0, end || room)];
 }
 
+/** `anchor`: where the middle starts, a line start in the prefix (default: the cursor line's start). */
 export function buildSpotPrompt(tok: ModelTokenizer, req: { prefix: string; suffix: string; context: ContextSnippet[] },
-  lim: SpotLimits): SpotPrompt {
+  lim: SpotLimits, anchor?: number): SpotPrompt {
   const fim = tok.manifest.fim;
   if (!fim) throw new Error('the psm layout needs a model with FIM tokens');
   const head = [...contextHead(tok, req.context, lim.maxContextTokens), fim.prefix_id];
-  const nl = req.prefix.lastIndexOf('\n');
-  const line = req.prefix.slice(nl + 1);
-  const before = linesBefore(tok, req.prefix.slice(0, nl + 1), lim.maxPositions - 8 - head.length);
+  const start = anchor ?? req.prefix.lastIndexOf('\n') + 1;
+  if (start > 0 && req.prefix[start - 1] !== '\n') throw new Error(`buildSpotPrompt: anchor ${start} is not a line start`);
+  const line = req.prefix.slice(start);
+  const before = linesBefore(tok, req.prefix.slice(0, start), lim.maxPositions - 8 - head.length);
   let lineIds = tok.encodeFragment(line);
   const base = [...head, ...before];
   if (lineIds.length > lim.middleRoom) { // a very long line: the anchor moves into the line, in steps
@@ -94,5 +100,5 @@ export function buildSpotPrompt(tok: ModelTokenizer, req: { prefix: string; suff
   const over = at + need - lim.maxPositions;
   const from = over > 0 ? Math.min(at, head.length + Math.ceil(over / WINDOW_STEP) * WINDOW_STEP) : head.length;
   const ids = [...base.slice(0, head.length), ...base.slice(from), fim.suffix_id, ...s.ids, fim.middle_id, ...healing.ids];
-  return { ids, healed: healing.removed, keep: ids.length, base, head: head.length, from, at, suffixUsed: s.text };
+  return { ids, anchor: start, healed: healing.removed, keep: ids.length, base, head: head.length, from, at, suffixUsed: s.text };
 }

@@ -66,13 +66,13 @@ test('a jump reuses the cached document up to the cursor line and completes as t
   assert.equal(r.trace.reusedTokens, buildSpotPrompt(eng.tok, { ...far, context: [] }, spotLimits(2048, 24)).at);
 });
 
-test('typing at the spot appends: a keystroke recomputes a few tokens, an edit above a spot is recomputed from the edit', { skip }, async () => {
+test('typing at the spot appends (Enter included): a keystroke recomputes a few tokens; a later spot is recomputed from the edit', { skip }, async () => {
   const eng = await engine();
   const text = clip(eng, 1500, 'src/engine/kvStore.ts');
   await eng.prefillDoc(1, 'typing', '', text, never);
   let c = cursor(text, 0.5);
   await eng.complete(40, request('typing', c), never);
-  for (const ch of ' // t') {
+  for (const ch of ' // t;\n  x') {
     c = { prefix: c.prefix + ch, suffix: c.suffix };
     const r = await eng.complete(41, request('typing', c), never);
     assert.ok(r.trace.prefillTokens <= 3, `keystroke ${JSON.stringify(ch)} recomputed ${r.trace.prefillTokens} tokens`);
@@ -81,7 +81,7 @@ test('typing at the spot appends: a keystroke recomputes a few tokens, an edit a
   const later = cursor(c.prefix + c.suffix, 0.8);
   const r = await eng.complete(42, request('typing', later), never);
   const sp = buildSpotPrompt(eng.tok, { ...later, context: [] }, spotLimits(2048, 24));
-  const edited = eng.tok.encodeFragment(c.prefix.slice(0, c.prefix.lastIndexOf('\n') + 1)).length + 1;
+  const edited = eng.tok.encodeFragment(cursor(text, 0.5).prefix.slice(0, cursor(text, 0.5).prefix.lastIndexOf('\n') + 1)).length + 2;
   assert.ok(r.trace.reusedTokens >= edited && r.trace.reusedTokens < sp.at, `reused ${r.trace.reusedTokens}`);
 });
 
