@@ -36,14 +36,19 @@ export const viewShift = (v: ViewSpec): number => v.from - v.head;
 /** Length of the view's prefix (what a request's own tokens follow). */
 export const viewLength = (v: ViewSpec): number => v.head + v.at - v.from;
 
+/** Appends the given slots (ascending) of `from` to `to`, one copy per run of consecutive slots. */
 function moveRows(from: Segment, slots: number[], to: Segment): void {
-  const E = from.E;
+  const E = from.E, row = from.row;
   to.reserve(slots.length);
-  for (const s of slots) {
-    to.data.set(from.data.subarray(s * from.row, (s + 1) * from.row), to.n * to.row);
-    to.pos[to.n] = from.pos[s];
-    to.scores.set(from.scores.subarray(s * E, (s + 1) * E), to.n * E);
-    to.n++;
+  for (let i = 0; i < slots.length;) {
+    let j = i + 1;
+    while (j < slots.length && slots[j] === slots[j - 1] + 1) j++;
+    const a = slots[i], n = j - i;
+    to.data.set(from.data.subarray(a * row, (a + n) * row), to.n * row);
+    to.pos.set(from.pos.subarray(a, a + n), to.n);
+    to.scores.set(from.scores.subarray(a * E, (a + n) * E), to.n * E);
+    to.n += n;
+    i = j;
   }
 }
 
@@ -56,15 +61,21 @@ export function rotateKeys(seg: Segment, slots: Iterable<number>, delta: number,
     cos[i] = Math.cos(a); sin[i] = Math.sin(a);
   }
   const d: KvArray = seg.data;
-  const get = (k: number) => (f16 ? f16ToF32(d[k]) : d[k]);
-  const set = (k: number, x: number) => { d[k] = f16 ? f32ToF16(x) : x; };
   for (const s of slots) {
     for (let h = 0; h < seg.heads; h++) {
       const o = seg.at(s) + h * D; // keys come first in a row, values follow
-      for (let i = 0; i < half; i++) {
-        const x1 = get(o + i), x2 = get(o + i + half);
-        set(o + i, x1 * cos[i] - x2 * sin[i]);
-        set(o + i + half, x2 * cos[i] + x1 * sin[i]);
+      if (f16) {
+        for (let i = 0; i < half; i++) {
+          const x1 = f16ToF32(d[o + i]), x2 = f16ToF32(d[o + i + half]);
+          d[o + i] = f32ToF16(x1 * cos[i] - x2 * sin[i]);
+          d[o + i + half] = f32ToF16(x2 * cos[i] + x1 * sin[i]);
+        }
+      } else {
+        for (let i = 0; i < half; i++) {
+          const x1 = d[o + i], x2 = d[o + i + half];
+          d[o + i] = x1 * cos[i] - x2 * sin[i];
+          d[o + i + half] = x2 * cos[i] + x1 * sin[i];
+        }
       }
     }
   }
