@@ -49,6 +49,9 @@ export async function runSpotsSuite(a: Args): Promise<{ result: Record<string, u
     const st = engines.get(layouts[0])!.state as { device: string; deviceNote?: string };
     const docId = 'bench:spots';
     const lat = new Map(layouts.map((l) => [l, { typing: [] as number[], newSpot: [] as number[], idlePrefill: [] as number[], open: 0 }]));
+    // CPU time of this process per request (all threads: the engine's worker and ORT's pool; one request runs at a
+    // time): less sensitive to other load on a shared machine than wall time.
+    const cpu = new Map(layouts.map((l) => [l, { typing: [] as number[], newSpot: [] as number[] }]));
     const traces = new Map(layouts.map((l) => [l, { typing: [] as RequestTrace[], newSpot: [] as RequestTrace[] }]));
     const texts = new Map(layouts.map((l) => [l, { typing: [] as string[], newSpot: [] as string[] }]));
     const load: number[][] = [];
@@ -62,9 +65,11 @@ export async function runSpotsSuite(a: Args): Promise<{ result: Record<string, u
     const req = (prefix: string, suffix: string): CompletionRequest => ({ docId, languageId: file.languageId, prefix, suffix,
       context: [], maxTokens, multiline: false, timeBudgetMs });
     const timed = async (l: PromptLayout, kind: Scenario, r: CompletionRequest) => {
-      const s = performance.now();
+      const s = performance.now(), c0 = process.cpuUsage();
       const res = await engines.get(l)!.complete(r);
       lat.get(l)![kind].push(performance.now() - s);
+      const c = process.cpuUsage(c0);
+      cpu.get(l)![kind].push((c.user + c.system) / 1000);
       traces.get(l)![kind].push(res.trace);
       texts.get(l)![kind].push(res.text);
     };
@@ -95,6 +100,7 @@ export async function runSpotsSuite(a: Args): Promise<{ result: Record<string, u
       const ts = traces.get(l)![k];
       return {
         latencyMs: stats(lat.get(l)![k]),
+        cpuMs: stats(cpu.get(l)![k]),
         prefillTokens: stats(ts.map((t) => t.prefillTokens)), reusedTokens: stats(ts.map((t) => t.reusedTokens)),
         generatedTokens: stats(ts.map((t) => t.generatedTokens)),
         withText: texts.get(l)![k].filter((x) => x.length > 0).length,
@@ -139,10 +145,10 @@ export function printSpots(r: any): void {
   for (const [l, x] of Object.entries<any>(r.layouts)) {
     for (const k of ['typing', 'newSpot'] as const) {
       const s = x[k];
-      rows.push([l, k, s.latencyMs.p50, s.latencyMs.p95, s.latencyMs.n, s.prefillTokens.p50, s.reusedTokens.p50, s.generatedTokens.p50, s.withText]);
+      rows.push([l, k, s.latencyMs.p50, s.latencyMs.p95, s.cpuMs.p50, s.cpuMs.p95, s.latencyMs.n, s.prefillTokens.p50, s.reusedTokens.p50, s.generatedTokens.p50, s.withText]);
     }
   }
-  console.log(table(['layout', 'scenario', 'p50 ms', 'p95 ms', 'n', 'prefill tok p50', 'reused tok p50', 'generated p50', 'with text'], rows));
+  console.log(table(['layout', 'scenario', 'p50 ms', 'p95 ms', 'cpu p50 ms', 'cpu p95 ms', 'n', 'prefill tok p50', 'reused tok p50', 'generated p50', 'with text'], rows));
   if (r.ratiosSpmOverPsm) console.log(`spm / psm: typing p50 ×${r.ratiosSpmOverPsm.typingP50}, new spot p50 ×${r.ratiosSpmOverPsm.newSpotP50}, p95 ×${r.ratiosSpmOverPsm.newSpotP95}`);
   if (r.met) console.log(`targets (psm): typing ${r.met.typing ? 'met' : 'NOT met'}, new spot ${r.met.newSpot ? 'met' : 'NOT met'}; load average at start ${r.machine?.loadavgAtStart?.join(' ')}, at end ${r.machine?.loadavgAtEnd?.map(r2).join(' ')}`);
 }
