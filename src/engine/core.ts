@@ -139,7 +139,7 @@ export class EngineCore {
   }
 
   /** Keeps the document's middle start while the user types on from it (same suffix, the text before unchanged). */
-  private anchorFor(req: CompletionRequest): number | undefined {
+  private anchorFor(req: { docId: string; prefix: string; suffix: string }): number | undefined {
     const a = this.anchors.get(req.docId);
     if (!a || a.suffix !== req.suffix || !req.prefix.startsWith(a.text)) return undefined;
     return req.prefix.length - a.text.length <= MAX_MIDDLE_CHARS ? a.text.length : undefined;
@@ -210,14 +210,24 @@ export class EngineCore {
   async prefillDoc(requestId: number, docId: string, prefix: string, suffix: string, cancel: CancelToken): Promise<void> {
     const trace = this.trace(requestId, docId);
     if (this.layout === 'psm') {
-      // The document in document order, as far as it fits: any later cursor's lines before it are a cache prefix.
-      const base = spotBase(this.tok, prefix + suffix, this.lastContext.get(docId) ?? [],
-        spotLimits(this.manifest.architecture.max_position_embeddings, 64));
+      // 1. The document in document order, as far as it fits: any later cursor's lines before it are a cache prefix.
+      const context = this.lastContext.get(docId) ?? [];
+      const lim = spotLimits(this.manifest.architecture.max_position_embeddings, 64);
+      const base = spotBase(this.tok, prefix + suffix, context, lim);
+      const deadline = Date.now() + 60_000;
       const doc = this.budget.touch(docId);
       const v = viewOf(doc);
-      if (v && commonPrefixOf(v.baseIds, base) >= base.length) return; // already cached: keep the open view
-      closeView(doc, this.rope);
-      if (doc.commonPrefix(base) < base.length) await this.prefill(docId, base, trace, cancel, Date.now() + 60_000);
+      if (!v || commonPrefixOf(v.baseIds, base) < base.length) {
+        closeView(doc, this.rope);
+        if (doc.commonPrefix(base) < base.length && typeof await this.prefill(docId, base, trace, cancel, deadline) === 'string') return;
+      }
+      // 2. The spot at the cursor, so that the next keystroke there only appends.
+      const req = { docId, prefix, suffix, context };
+      const sp = buildSpotPrompt(this.tok, req, lim, this.anchorFor(req));
+      if (await this.placeView(docId, sp, trace, cancel, deadline)) return;
+      if (typeof await this.prefill(docId, sp.ids, trace, cancel, deadline) !== 'string') {
+        this.anchors.set(docId, { text: prefix.slice(0, sp.anchor), suffix });
+      }
       return;
     }
     const prompt = buildPrompt(this.tok, { prefix, suffix, context: [] }, defaultLimits(this.manifest.architecture.max_position_embeddings, 64));
