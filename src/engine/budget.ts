@@ -145,6 +145,7 @@ export class KvBudget {
     const ids = [...this.lru.rkeys()];
     for (const id of ids.slice(0, -1)) { if (over() <= 0) break; this.lru.delete(id); }
     const mru = ids[ids.length - 1];
+    if (over() > 0 && mru !== undefined) this.dropHiddenTail(mru, this.lru.peek(mru)!);
     if (over() > 0 && mru !== undefined) this.windowDoc(mru, this.lru.peek(mru)!, over());
     if (over() > 0 && mru !== undefined) this.lru.delete(mru); // budget below even the sink tokens
     this.check();

@@ -201,8 +201,7 @@ export class EngineCore {
       return done('', 'error', `engine error: ${(e as Error).message}`);
     } finally {
       // Keep the prompt (spm: up to <fim_middle>; psm: all of it, in the open view): the next keystroke appends.
-      const doc = this.budget.peek(req.docId);
-      if (keepTruncate && doc && (!spot || viewOf(doc))) this.budget.truncate(req.docId, prompt.keep);
+      if (keepTruncate && this.budget.peek(req.docId)) this.budget.truncate(req.docId, prompt.keep);
     }
   }
 

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DocCache, KvShape } from '../../src/engine/kvStore';
+import { KvBudget } from '../../src/engine/budget';
 import { closeView, dropHiddenTail, openView, rotateKeys, viewOf } from '../../src/engine/spotView';
 import { buildSpotPrompt, spotBase, spotLimits } from '../../src/engine/spotPrompt';
 import { ModelTokenizer } from '../../src/engine/tokenizer';
@@ -139,4 +140,18 @@ test('psm prompt: typing on a line only appends (same view); late lines of a lon
     }
     if (doc === long) assert.ok(prev.from > prev.head, 'a late line in a long file is windowed');
   }
+});
+
+test('budget: admit() frees a view\'s hidden tail before windowing the document it serves', () => {
+  const budget = new KvBudget(shape, 1 << 20, { debug: true });
+  const doc = budget.touch('a');
+  const c = synthChunk(shape, 60, rng(6), () => 2); // all at the coarsest expert: nothing to demote
+  doc.append(c.ids, c.kv);
+  openView(doc, { head: 2, from: 2, at: 20 }, rope);
+  const visible = doc.bytes() - viewOf(doc)!.bytes();
+  budget.setBudget(doc.bytes()); // full: the next token needs room
+  const { actions } = budget.admit('a', 1);
+  assert.ok(actions.some((a) => a.startsWith('dropped a')), actions.join('; '));
+  assert.ok(!actions.some((a) => a.startsWith('windowed')), 'the visible tokens were not windowed');
+  assert.ok(doc.bytes() >= visible - 1e-9 && doc.heldTokens(0) === 20);
 });
