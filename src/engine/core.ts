@@ -174,7 +174,7 @@ export class EngineCore {
       const stopMask = !req.multiline && !prompt.healed.includes('\n') ? this.masks.singleLine : this.masks.eos;
       const firstMask = prompt.healed ? this.masks.healing(prompt.healed) : undefined;
       const placed = spot ? await this.placeView(req.docId, spot, trace, cancel, deadline) : undefined;
-      if (placed) { keepTruncate = false; return done('', placed); }
+      if (placed) { trace.prefillMs = Date.now() - t0; keepTruncate = false; return done('', placed); }
       const p = await this.prefill(req.docId, prompt.ids, trace, cancel, deadline,
         { steps: Math.min(maxNew, this.decodeSteps) - 1, stopMask, firstMask });
       const tFirst = Date.now();
