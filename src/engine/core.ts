@@ -13,7 +13,7 @@ import { buildPrompt, defaultLimits } from './prompt';
 import { StopRules } from './stopRules';
 import { generate, CancelToken } from './generate';
 import { StopMasks } from './stopMasks';
-import { buildSpotPrompt, spotBase, spotLimits, SpotPrompt } from './spotPrompt';
+import { buildSpotPrompt, spotBase, spotLimits, SpotPrompt, SPOT_SUFFIX_TOKENS } from './spotPrompt';
 import { closeView, openView, Rope, viewLength, viewOf } from './spotView';
 
 export interface CoreOptions {
@@ -37,6 +37,8 @@ export class EngineCore {
   readonly shape: KvShape;
   private readonly masks: StopMasks;
   readonly layout: PromptLayout;
+  /** Layout psm: suffix tokens a new spot computes (the bench's suffix suite varies it). */
+  spotSuffixTokens = SPOT_SUFFIX_TOKENS;
   private readonly rope: Rope;
   /** The context snippets of each document's last request: a background prefill builds the same base. */
   private readonly lastContext = new Map<string, ContextSnippet[]>();
@@ -157,7 +159,7 @@ export class EngineCore {
     };
     const maxNew = Math.max(1, Math.min(req.maxTokens, 256));
     const maxPos = this.manifest.architecture.max_position_embeddings;
-    const spot = this.layout === 'psm' ? buildSpotPrompt(this.tok, req, spotLimits(maxPos, maxNew), this.anchorFor(req)) : undefined;
+    const spot = this.layout === 'psm' ? buildSpotPrompt(this.tok, req, spotLimits(maxPos, maxNew, this.spotSuffixTokens), this.anchorFor(req)) : undefined;
     const prompt = spot ?? buildPrompt(this.tok, req, defaultLimits(maxPos, maxNew));
     if (spot) {
       this.lastContext.set(req.docId, req.context);
@@ -211,7 +213,7 @@ export class EngineCore {
     if (this.layout === 'psm') {
       // 1. The document in document order, as far as it fits: any later cursor's lines before it are a cache prefix.
       const context = this.lastContext.get(docId) ?? [];
-      const lim = spotLimits(this.manifest.architecture.max_position_embeddings, 64);
+      const lim = spotLimits(this.manifest.architecture.max_position_embeddings, 64, this.spotSuffixTokens);
       const base = spotBase(this.tok, prefix + suffix, context, lim);
       const deadline = Date.now() + 60_000;
       const doc = this.budget.touch(docId);

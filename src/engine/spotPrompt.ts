@@ -29,8 +29,8 @@ export interface SpotLimits {
 /** The suffix head a new spot recomputes: chosen by bench (docs/benchmarks.md, "new spot"). */
 export const SPOT_SUFFIX_TOKENS = 96;
 
-export const spotLimits = (maxPositions: number, maxNew: number): SpotLimits => ({
-  maxPositions, maxNew, maxSuffixTokens: SPOT_SUFFIX_TOKENS, middleRoom: 128, maxContextTokens: 384,
+export const spotLimits = (maxPositions: number, maxNew: number, maxSuffixTokens = SPOT_SUFFIX_TOKENS): SpotLimits => ({
+  maxPositions, maxNew, maxSuffixTokens, middleRoom: 128, maxContextTokens: 384,
 });
 
 export interface SpotPrompt extends ViewSpec {
