@@ -10,18 +10,12 @@ import { EngineClient } from '../engine/client';
 import type { CompletionRequest, DeviceSetting, PromptLayout, RequestTrace } from '../engine/api';
 import { loadManifest } from '../engine/manifest';
 import { ModelTokenizer } from '../engine/tokenizer';
-import { Args, int, r2, stats, str, table } from './common';
+import { Args, int, r2, rng, stats, str, table } from './common';
 import { makeFiles } from './sources';
 
 const MB = 1 << 20;
 const TARGETS = { typing: { p50: 60, p95: 150 }, newSpot: { p50: 250, p95: 500 } };
 type Scenario = 'typing' | 'newSpot';
-
-/** Deterministic uniform [0, 1) (xorshift32), so both layouts and re-runs see the same spots. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 2 ** 32; };
-}
 
 export async function runSpotsSuite(a: Args): Promise<{ result: Record<string, unknown>; device: string; model: string; ok: boolean }> {
   const device = str(a, 'device', 'auto') as DeviceSetting;

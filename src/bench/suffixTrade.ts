@@ -4,14 +4,13 @@
 import { performance } from 'node:perf_hooks';
 import * as os from 'node:os';
 import { EngineCore } from '../engine/core';
-import { Args, int, nums, r2, stats, str, table } from './common';
+import { Args, int, nums, r2, rng, stats, str, table } from './common';
 import { makeFiles } from './sources';
 
 export async function runSuffixSuite(a: Args): Promise<{ result: Record<string, unknown>; device: string; model: string; ok: boolean }> {
   const sizes = nums(a, 'suffix-sizes', [32, 64, 96, 128, 256]);
   const spots = int(a, 'spots', 16);
-  let seed = int(a, 'seed', 1) || 1;
-  const rand = () => { seed ^= seed << 13; seed >>>= 0; seed ^= seed >>> 17; seed ^= seed << 5; seed >>>= 0; return seed / 2 ** 32; };
+  const rand = rng(int(a, 'seed', 1));
   const core = await EngineCore.create({ modelDir: str(a, 'model', ''), device: 'cpu', kvBudgetBytes: 256 << 20,
     threads: int(a, 'threads', 0), layout: 'psm' });
   try {
