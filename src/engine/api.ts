@@ -113,8 +113,9 @@ export interface Engine {
   /** Fires on every state change and after every request (memory may have changed). */
   onDidChange(listener: (state: EngineState) => void): { dispose(): void };
   complete(req: CompletionRequest, signal?: AbortSignal): Promise<CompletionResult>;
-  /** Fill the document's cache in the background (file opened or focused); cancels on a newer request. */
-  prefill(docId: string, languageId: string, prefix: string, suffix: string): Promise<void>;
+  /** Fill the document's cache in the background (file opened or focused); cancels on a newer request. `context`:
+   *  the snippets the next request will send (the cache starts with them). */
+  prefill(docId: string, languageId: string, prefix: string, suffix: string, context?: ContextSnippet[]): Promise<void>;
   setBudget(bytes: number): Promise<MemoryReport>;
   setDevice(device: DeviceSetting): Promise<EngineState>;
   closeDocument(docId: string): Promise<void>;

@@ -208,11 +208,12 @@ export class EngineCore {
   }
 
   /** Background fill of a document's cache (prompt without generating). */
-  async prefillDoc(requestId: number, docId: string, prefix: string, suffix: string, cancel: CancelToken): Promise<void> {
+  async prefillDoc(requestId: number, docId: string, prefix: string, suffix: string, cancel: CancelToken,
+    context?: ContextSnippet[]): Promise<void> {
     const trace = this.trace(requestId, docId);
     if (this.layout === 'psm') {
       // 1. The document in document order, as far as it fits: any later cursor's lines before it are a cache prefix.
-      const context = this.lastContext.get(docId) ?? [];
+      context ??= this.lastContext.get(docId) ?? [];
       const lim = spotLimits(this.manifest.architecture.max_position_embeddings, 64, this.spotSuffixTokens);
       const base = spotBase(this.tok, prefix + suffix, context, lim);
       const deadline = Date.now() + 60_000;
@@ -231,7 +232,7 @@ export class EngineCore {
       }
       return;
     }
-    const prompt = buildPrompt(this.tok, { prefix, suffix, context: [] }, defaultLimits(this.manifest.architecture.max_position_embeddings, 64));
+    const prompt = buildPrompt(this.tok, { prefix, suffix, context: context ?? [] }, defaultLimits(this.manifest.architecture.max_position_embeddings, 64));
     try {
       await this.prefill(docId, prompt.ids.slice(0, prompt.keep + 1), trace, cancel, Date.now() + 60_000);
     } finally {

@@ -1,5 +1,5 @@
 // Messages between EngineClient (extension host) and the engine worker thread.
-import type { CompletionRequest, DeviceSetting, PromptLayout } from './api';
+import type { CompletionRequest, ContextSnippet, DeviceSetting, PromptLayout } from './api';
 
 export interface InitData {
   modelDir: string; device: DeviceSetting; kvBudgetBytes: number; threads?: number; layout?: PromptLayout;
@@ -9,7 +9,7 @@ export interface InitData {
 
 export type Call =
   | { method: 'complete'; req: CompletionRequest }
-  | { method: 'prefill'; docId: string; languageId: string; prefix: string; suffix: string }
+  | { method: 'prefill'; docId: string; languageId: string; prefix: string; suffix: string; context?: ContextSnippet[] }
   | { method: 'setBudget'; bytes: number }
   | { method: 'closeDocument'; docId: string }
   | { method: 'clearCaches' }

@@ -54,7 +54,7 @@ export class Prefetcher implements vscode.Disposable {
     const rest = doc.getText(new vscode.Range(pos, doc.positionAt(doc.offsetAt(pos) + MAX_REST_CHARS)));
     const t0 = Date.now();
     try {
-      await engine.prefill(doc.uri.toString(), doc.languageId, win.prefix, rest);
+      await engine.prefill(doc.uri.toString(), doc.languageId, win.prefix, rest, this.provider.contextFor(doc));
       this.log.debug(`prefilled ${vscode.workspace.asRelativePath(doc.uri)} in ${Date.now() - t0} ms`);
     } catch (e) {
       this.log.debug(`prefill skipped: ${String(e)}`);

@@ -128,11 +128,12 @@ test('prefill() on open/after edits caches the document and the spot at the curs
   const eng = await engine();
   const text = clip(eng, 1500, 'src/engine/client.ts');
   const c = cursor(text, 0.6);
-  await eng.prefillDoc(60, 'opened', c.prefix, c.suffix, never);
-  const r = await eng.complete(61, request('opened', { prefix: c.prefix + ' ', suffix: c.suffix }), never);
+  const context = [{ path: 'src/other.ts', text: 'export const other = (x: number) => x + 1;\n' }]; // other open files
+  await eng.prefillDoc(60, 'opened', c.prefix, c.suffix, never, context);
+  const r = await eng.complete(61, { ...request('opened', { prefix: c.prefix + ' ', suffix: c.suffix }), context }, never);
   assert.ok(r.trace.prefillTokens <= 3, `first keystroke recomputed ${r.trace.prefillTokens} tokens`);
   // ... and a jump elsewhere still finds the whole document cached.
   const far = cursor(text, 0.9);
-  const j = await eng.complete(62, request('opened', far), never);
-  assert.equal(j.trace.reusedTokens, buildSpotPrompt(eng.tok, { ...far, context: [] }, spotLimits(2048, 24)).at);
+  const j = await eng.complete(62, { ...request('opened', far), context }, never);
+  assert.equal(j.trace.reusedTokens, buildSpotPrompt(eng.tok, { ...far, context }, spotLimits(2048, 24)).at);
 });
