@@ -1,27 +1,38 @@
 // Benchmark entry, bundled to dist/bench.js (runs with dist/ + production node_modules only; docs/benchmarks.md).
-//   node dist/bench.js [--suite completion] [--model DIR] [--device auto|cpu|cuda] [--budgets 1,4,16,64] [--iterations 40] [--out FILE]
+//   node dist/bench.js [--suite completion,spots] [--model DIR] [--device auto|cpu|cuda] [--budgets 1,4,16,64] [--iterations 40] [--out FILE]
+//   node dist/bench.js --suite spots [--spots 24] [--keystrokes 6] [--doc-tokens 2000] [--layouts psm,spm] [--seed 1]
+//   node dist/bench.js --suite suffix [--suffix-sizes 32,64,96,128,256] [--spots 16]
+//   node dist/bench.js --suite lines [--cases 40]   (psm vs spm: exact rest of a cut line)
 //   node dist/bench.js --suite gpu --model DIR --device cuda|cpu [--variant cpu|cuda] [--budgets 100,75,50,25] [--quick]
 // Exit codes: 0 ok, 1 error, 2 the benchmark cannot run as asked here (e.g. CUDA unavailable; the reason is printed).
 import '../engine/fp16Guard'; // before onnxruntime-common loads: Node ≥ 24 Float16Array pitfall (session.ts)
 import { parseArgs, str, defaultModelDir, machineFacts, writeResult, UnavailableError } from './common';
 import { runCompletionSuite, printCompletion } from './completion';
 import { runGpuSuite, printGpu } from './gpu';
+import { runSpotsSuite, printSpots } from './spots';
+import { runSuffixSuite, printSuffix } from './suffixTrade';
+import { runLinesSuite, printLines } from './lineQuality';
 
 async function main(): Promise<number> {
   const a = parseArgs(process.argv.slice(2));
   if (a.help) { console.log(require('node:fs').readFileSync(__filename, 'utf8').split('\n').slice(1, 5).join('\n')); return 0; }
   if (typeof a.model !== 'string') a.model = defaultModelDir();
-  const suite = str(a, 'suite', 'completion');
-  const machine = machineFacts();
-  const run = suite === 'gpu' ? runGpuSuite : suite === 'completion' ? runCompletionSuite : undefined;
-  if (!run) throw new Error(`unknown --suite ${suite} (completion | gpu)`);
-  const { result, device, model } = await run(a);
-  const data = { ...result, machine, argv: process.argv.slice(2),
-    note: 'timings are wall clock on this machine; see machine.loadavgAtStart for other load' };
-  data.machine = { ...machine, loadavgAtEnd: require('node:os').loadavg() };
-  if (suite === 'gpu') printGpu(data); else printCompletion(data);
-  const file = writeResult(typeof a.out === 'string' ? a.out : undefined, device, model, suite === 'gpu' ? 'gpu' + (a.quick ? '-quick' : '') : '', data);
-  console.log(`\nwrote ${file}`);
+  const suites = str(a, 'suite', 'completion,spots').split(',').map((s) => s.trim());
+  const runs = { gpu: [runGpuSuite, printGpu], completion: [runCompletionSuite, printCompletion], spots: [runSpotsSuite, printSpots], suffix: [runSuffixSuite, printSuffix], lines: [runLinesSuite, printLines] } as const;
+  for (const suite of suites) if (!(suite in runs)) throw new Error(`unknown --suite ${suite} (completion | spots | suffix | lines | gpu)`);
+  if (typeof a.out === 'string' && suites.length > 1) throw new Error('--out needs a single --suite');
+  for (const suite of suites as (keyof typeof runs)[]) {
+    const machine = machineFacts();
+    const [run, print] = runs[suite];
+    const { result, device, model } = await run(a);
+    const data = { ...result, machine, argv: process.argv.slice(2),
+      note: 'timings are wall clock on this machine; see machine.loadavgAtStart for other load' };
+    data.machine = { ...machine, loadavgAtEnd: require('node:os').loadavg() };
+    print(data);
+    const suffix = suite === 'gpu' ? 'gpu' + (a.quick ? '-quick' : '') : ['spots', 'suffix', 'lines'].includes(suite) ? suite : '';
+    const file = writeResult(typeof a.out === 'string' ? a.out : undefined, device, model, suffix, data);
+    console.log(`\nwrote ${file}`);
+  }
   return 0;
 }
 

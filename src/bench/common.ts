@@ -51,6 +51,11 @@ export function percentile(xs: number[], p: number): number {
 export const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
 export const stats = (xs: number[]) => ({ n: xs.length, p50: percentile(xs, 50), p95: percentile(xs, 95), mean: mean(xs),
   min: xs.length ? Math.min(...xs) : NaN, max: xs.length ? Math.max(...xs) : NaN });
+/** Deterministic uniform [0, 1) (xorshift32), so compared runs and re-runs see the same cursor spots. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 2 ** 32; };
+}
 export const r2 = (x: number) => (Number.isFinite(x) ? Math.round(x * 100) / 100 : x);
 
 export function ortVersion(): string {

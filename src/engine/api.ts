@@ -11,7 +11,12 @@ export interface EngineOptions {
   kvBudgetBytes: number;
   /** ORT intra-op threads; 0 = ORT default. */
   threads?: number;
+  /** Prompt/cache layout (docs/cache-layout.md): "psm" (default) reuses a document's cache at any cursor, "spm" is
+   *  the earlier suffix-first layout, kept for A/B benchmarks. */
+  layout?: PromptLayout;
 }
+
+export type PromptLayout = 'psm' | 'spm';
 
 /** A snippet of another open file, offered as extra context. */
 export interface ContextSnippet {
@@ -110,8 +115,9 @@ export interface Engine {
   /** Fires on every state change and after every request (memory may have changed). */
   onDidChange(listener: (state: EngineState) => void): { dispose(): void };
   complete(req: CompletionRequest, signal?: AbortSignal): Promise<CompletionResult>;
-  /** Fill the document's cache in the background (file opened or focused); cancels on a newer request. */
-  prefill(docId: string, languageId: string, prefix: string, suffix: string): Promise<void>;
+  /** Fill the document's cache in the background (file opened or focused); cancels on a newer request. `context`:
+   *  the snippets the next request will send (the cache starts with them). */
+  prefill(docId: string, languageId: string, prefix: string, suffix: string, context?: ContextSnippet[]): Promise<void>;
   setBudget(bytes: number): Promise<MemoryReport>;
   setDevice(device: DeviceSetting): Promise<EngineState>;
   closeDocument(docId: string): Promise<void>;

@@ -10,10 +10,12 @@
 //   2. demotes the lowest-importance tokens one expert coarser (importance = the token's router score for the
 //      expert it currently sits in; lowest first, across all documents),
 //   3. evicts least-recently-used other documents,
+//   3½. drops the current document's tokens after the cursor that its open view hides (layout psm),
 //   4. windows the current document: keeps its first `sink` positions and the most recent ones, dropping the
 //      oldest in between (kept tokens keep their positions: RoPE is already applied).
 import { LRUCache } from 'lru-cache';
 import { DocCache, KvShape, RunKv, entryBytes, fullTokenBytes } from './kvStore';
+import { dropHiddenTail } from './spotView';
 
 export interface BudgetOptions {
   /** Positions always kept by windowing (attention sinks). */
@@ -104,6 +106,7 @@ export class KvBudget {
       if (deficit() <= 0) break;
       if (other !== id) this.lru.delete(other); // dispose records the eviction
     }
+    if (deficit() > 0) this.dropHiddenTail(id, doc);
     if (deficit() > 0) this.windowDoc(id, doc, deficit());
     if (deficit() > 0) {
       this.check();
@@ -142,6 +145,7 @@ export class KvBudget {
     const ids = [...this.lru.rkeys()];
     for (const id of ids.slice(0, -1)) { if (over() <= 0) break; this.lru.delete(id); }
     const mru = ids[ids.length - 1];
+    if (over() > 0 && mru !== undefined) this.dropHiddenTail(mru, this.lru.peek(mru)!);
     if (over() > 0 && mru !== undefined) this.windowDoc(mru, this.lru.peek(mru)!, over());
     if (over() > 0 && mru !== undefined) this.lru.delete(mru); // budget below even the sink tokens
     this.check();
@@ -180,6 +184,12 @@ export class KvBudget {
       for (const g of chosen.values()) freedTotal += g.doc.demote(g.l, g.e, g.slots, g.e + 1);
       this.pendingActions.push(`demoted ${count} token-layers (${freedTotal} B)`);
     }
+  }
+
+  /** Step 3½ (layout psm): the document's tokens after the cursor, hidden by its open view, only serve later jumps. */
+  private dropHiddenTail(id: string, doc: DocCache): void {
+    const freed = dropHiddenTail(doc);
+    if (freed > 0) this.pendingActions.push(`dropped ${id}'s cached text after the cursor (${freed} B)`);
   }
 
   /** Step 4: drop the oldest non-sink positions of `doc` until `deficit` bytes are freed (or only sinks remain). */

@@ -3,7 +3,7 @@
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type {
-  CompletionRequest, CompletionResult, DeviceSetting, Engine, EngineOptions, EngineState, MemoryReport, RequestTrace,
+  CompletionRequest, CompletionResult, ContextSnippet, DeviceSetting, Engine, EngineOptions, EngineState, MemoryReport, RequestTrace,
 } from './api';
 import type { Call, FromWorker, ToWorker } from './protocol';
 
@@ -72,7 +72,7 @@ export class EngineClient implements Engine {
       const settle = () => { if (!settled) { settled = true; resolve(); } };
       const w = new Worker(this.workerPath(), {
         workerData: { modelDir: this.opts.modelDir, device: this.opts.device, kvBudgetBytes: this.opts.kvBudgetBytes,
-          threads: this.opts.threads, testHooks: this.opts.testHooks },
+          threads: this.opts.threads, layout: this.opts.layout, testHooks: this.opts.testHooks },
       });
       this.worker = w;
       w.on('message', (m: FromWorker) => {
@@ -178,8 +178,8 @@ export class EngineClient implements Engine {
     }
   }
 
-  async prefill(docId: string, languageId: string, prefix: string, suffix: string): Promise<void> {
-    await this.call<void>({ method: 'prefill', docId, languageId, prefix, suffix }).catch(() => undefined);
+  async prefill(docId: string, languageId: string, prefix: string, suffix: string, context?: ContextSnippet[]): Promise<void> {
+    await this.call<void>({ method: 'prefill', docId, languageId, prefix, suffix, context }).catch(() => undefined);
   }
 
   async setBudget(bytes: number): Promise<MemoryReport> {

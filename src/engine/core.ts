@@ -1,6 +1,8 @@
 // The engine inside the worker thread: model, tokenizer, KV budget and the request pipeline
 // (prompt → reuse cached prefix → chunked prefill under the budget → generate → truncate back to the prompt).
-import type { CompletionRequest, CompletionResult, MemoryReport, RequestTrace, StopReason } from './api';
+// Layout "psm" (docs/cache-layout.md): each document's cache holds the document in document order; a request
+// opens a prefix view of it up to the cursor line (spotView.ts) and computes only its own tokens on top.
+import type { CompletionRequest, CompletionResult, ContextSnippet, MemoryReport, PromptLayout, RequestTrace, StopReason } from './api';
 import { loadManifest, Manifest } from './manifest';
 import { ModelTokenizer } from './tokenizer';
 import { createSession, LoadedSession } from './session';
@@ -11,8 +13,12 @@ import { buildPrompt, defaultLimits } from './prompt';
 import { PostProcessor } from './postprocess';
 import { generate, CancelToken } from './generate';
 import { StopMasks } from './stopMasks';
+import { buildSpotPrompt, spotBase, spotLimits, SpotPrompt, SPOT_SUFFIX_TOKENS } from './spotPrompt';
+import { closeView, openView, Rope, viewLength, viewOf } from './spotView';
 
-export interface CoreOptions { modelDir: string; device: 'auto' | 'cuda' | 'cpu'; kvBudgetBytes: number; threads?: number }
+export interface CoreOptions {
+  modelDir: string; device: 'auto' | 'cuda' | 'cpu'; kvBudgetBytes: number; threads?: number; layout?: PromptLayout;
+}
 
 /** Largest chunk fed to the model in one call during prefill: the GPU takes a whole prompt at once; on the CPU
  * smaller chunks let a superseded request stop sooner. */
@@ -20,6 +26,8 @@ const PREFILL_CHUNK = { cpu: 256, cuda: 2048 };
 /** Decode steps per model call. The graph's loop keeps the KV cache on the device between steps; each return to
  * the host costs one copy of the cache in, and is where cancellation and the time budget are checked. */
 const DECODE_STEPS = { cpu: 16, cuda: 64 };
+/** Layout psm: text typed since a spot was opened stays in the request's middle up to this many characters. */
+const MAX_MIDDLE_CHARS = 384;
 
 /** Options of the run that ends a chunk: decode steps and the masks for the graph's greedy loop. */
 interface GenSpec { steps: number; stopMask: Uint8Array; firstMask?: Float32Array }
@@ -28,9 +36,19 @@ export class EngineCore {
   readonly budget: KvBudget;
   readonly shape: KvShape;
   private readonly masks: StopMasks;
+  readonly layout: PromptLayout;
+  /** Layout psm: suffix tokens a new spot computes (the bench's suffix suite varies it). */
+  spotSuffixTokens = SPOT_SUFFIX_TOKENS;
+  private readonly rope: Rope;
+  /** The context snippets of each document's last request: a background prefill builds the same base. */
+  private readonly lastContext = new Map<string, ContextSnippet[]>();
+  /** Layout psm: each document's last middle start (the text before it, and the suffix it was opened with). */
+  private readonly anchors = new Map<string, { text: string; suffix: string }>();
   private constructor(readonly dir: string, readonly manifest: Manifest, readonly tok: ModelTokenizer,
-    readonly loaded: LoadedSession, readonly runner: ModelRunner, budgetBytes: number) {
+    readonly loaded: LoadedSession, readonly runner: ModelRunner, budgetBytes: number, layout: PromptLayout) {
     const a = manifest.architecture;
+    this.layout = manifest.fim ? layout : 'spm'; // without FIM tokens both are the same left-to-right prompt
+    this.rope = { theta: a.rope_theta ?? 10000, headDim: a.head_dim };
     this.shape = { layers: a.num_layers, heads: manifest.experts.map((e) => e.kv_heads), headDim: a.head_dim,
       dtype: loaded.variant.kv_dtype };
     this.budget = new KvBudget(this.shape, budgetBytes);
@@ -42,7 +60,7 @@ export class EngineCore {
     const tok = ModelTokenizer.load(dir, manifest);
     const loaded = await createSession(dir, manifest, o.device, o.threads ?? 0);
     const runner = new ModelRunner(loaded.ort, loaded.session, manifest, loaded.variant.kv_dtype);
-    return new EngineCore(dir, manifest, tok, loaded, runner, o.kvBudgetBytes);
+    return new EngineCore(dir, manifest, tok, loaded, runner, o.kvBudgetBytes, o.layout ?? 'psm');
   }
 
   private trace(requestId: number, docId: string): RequestTrace {
@@ -102,6 +120,33 @@ export class EngineCore {
     }
   }
 
+  /**
+   * Layout psm: makes the document's cache a view whose prefix is the prompt's text before the cursor line. Keeps
+   * an open view of the same spot (typing on the line); else restores the base, computes the base up to the
+   * cursor line where it is not cached (edits, never-seen text) and opens the view there.
+   */
+  private async placeView(docId: string, sp: SpotPrompt, trace: RequestTrace, cancel: CancelToken, deadline: number):
+    Promise<StopReason | undefined> {
+    const doc = this.budget.touch(docId);
+    const v = viewOf(doc);
+    if (v && v.head === sp.head && v.from === sp.from && v.at === sp.at && doc.commonPrefix(sp.ids) >= viewLength(sp)) return;
+    if (v) closeView(doc, this.rope);
+    if (doc.commonPrefix(sp.base) < sp.at) {
+      const r = await this.prefill(docId, sp.base, trace, cancel, deadline);
+      if (typeof r === 'string') return r;
+    }
+    openView(this.budget.touch(docId), sp, this.rope);
+    if (sp.from > sp.head) trace.budgetActions.push(`view: positions ${sp.head}..${sp.from - 1} hidden, ${sp.at - sp.from} tokens moved down by ${sp.from - sp.head}`);
+    return undefined;
+  }
+
+  /** Keeps the document's middle start while the user types on from it (same suffix, the text before unchanged). */
+  private anchorFor(req: { docId: string; prefix: string; suffix: string }): number | undefined {
+    const a = this.anchors.get(req.docId);
+    if (!a || a.suffix !== req.suffix || !req.prefix.startsWith(a.text)) return undefined;
+    return req.prefix.length - a.text.length <= MAX_MIDDLE_CHARS ? a.text.length : undefined;
+  }
+
   async complete(requestId: number, req: CompletionRequest, cancel: CancelToken): Promise<CompletionResult> {
     const t0 = Date.now();
     const deadline = t0 + Math.max(1, req.timeBudgetMs);
@@ -113,7 +158,13 @@ export class EngineCore {
       return { text, trace };
     };
     const maxNew = Math.max(1, Math.min(req.maxTokens, 256));
-    const prompt = buildPrompt(this.tok, req, defaultLimits(this.manifest.architecture.max_position_embeddings, maxNew));
+    const maxPos = this.manifest.architecture.max_position_embeddings;
+    const spot = this.layout === 'psm' ? buildSpotPrompt(this.tok, req, spotLimits(maxPos, maxNew, this.spotSuffixTokens), this.anchorFor(req)) : undefined;
+    const prompt = spot ?? buildPrompt(this.tok, req, defaultLimits(maxPos, maxNew));
+    if (spot) {
+      this.lastContext.set(req.docId, req.context);
+      this.anchors.set(req.docId, { text: req.prefix.slice(0, spot.anchor), suffix: req.suffix });
+    }
     let keepTruncate = true;
     try {
       const rules = new PostProcessor({
@@ -124,10 +175,13 @@ export class EngineCore {
       // at newline tokens (unless the healed text itself holds one).
       const stopMask = !req.multiline && !prompt.healed.includes('\n') ? this.masks.singleLine : this.masks.eos;
       const firstMask = prompt.healed ? this.masks.healing(prompt.healed) : undefined;
+      const placed = spot ? await this.placeView(req.docId, spot, trace, cancel, deadline) : undefined;
+      if (placed) { trace.prefillMs = Date.now() - t0; keepTruncate = false; return done('', placed); }
       const p = await this.prefill(req.docId, prompt.ids, trace, cancel, deadline,
         { steps: Math.min(maxNew, this.decodeSteps) - 1, stopMask, firstMask });
       const tFirst = Date.now();
       trace.prefillMs = tFirst - t0; // until the first batch of tokens: the last prompt chunk's run picks them
+      trace.reusedTokens = Math.max(0, prompt.ids.length - trace.prefillTokens);
       if (typeof p === 'string') { keepTruncate = p !== 'cancelled'; return done('', p); }
       trace.modelTokens = p.tokens.length;
       let pos = prompt.ids.length + p.tokens.length - 1; // position of the pending (picked, not fed) token
@@ -148,15 +202,37 @@ export class EngineCore {
     } catch (e) {
       return done('', 'error', `engine error: ${(e as Error).message}`);
     } finally {
-      // Keep the prompt up to <fim_middle>: the next keystroke appends to it.
+      // Keep the prompt (spm: up to <fim_middle>; psm: all of it, in the open view): the next keystroke appends.
       if (keepTruncate && this.budget.peek(req.docId)) this.budget.truncate(req.docId, prompt.keep);
     }
   }
 
   /** Background fill of a document's cache (prompt without generating). */
-  async prefillDoc(requestId: number, docId: string, prefix: string, suffix: string, cancel: CancelToken): Promise<void> {
+  async prefillDoc(requestId: number, docId: string, prefix: string, suffix: string, cancel: CancelToken,
+    context?: ContextSnippet[]): Promise<void> {
     const trace = this.trace(requestId, docId);
-    const prompt = buildPrompt(this.tok, { prefix, suffix, context: [] }, defaultLimits(this.manifest.architecture.max_position_embeddings, 64));
+    if (this.layout === 'psm') {
+      // 1. The document in document order, as far as it fits: any later cursor's lines before it are a cache prefix.
+      context ??= this.lastContext.get(docId) ?? [];
+      const lim = spotLimits(this.manifest.architecture.max_position_embeddings, 64, this.spotSuffixTokens);
+      const base = spotBase(this.tok, prefix + suffix, context, lim);
+      const deadline = Date.now() + 60_000;
+      const doc = this.budget.touch(docId);
+      const v = viewOf(doc);
+      if (!v || commonPrefixOf(v.baseIds, base) < base.length) {
+        closeView(doc, this.rope);
+        if (doc.commonPrefix(base) < base.length && typeof await this.prefill(docId, base, trace, cancel, deadline) === 'string') return;
+      }
+      // 2. The spot at the cursor, so that the next keystroke there only appends.
+      const req = { docId, prefix, suffix, context };
+      const sp = buildSpotPrompt(this.tok, req, lim, this.anchorFor(req));
+      if (await this.placeView(docId, sp, trace, cancel, deadline)) return;
+      if (typeof await this.prefill(docId, sp.ids, trace, cancel, deadline) !== 'string') {
+        this.anchors.set(docId, { text: prefix.slice(0, sp.anchor), suffix });
+      }
+      return;
+    }
+    const prompt = buildPrompt(this.tok, { prefix, suffix, context: context ?? [] }, defaultLimits(this.manifest.architecture.max_position_embeddings, 64));
     try {
       await this.prefill(docId, prompt.ids.slice(0, prompt.keep + 1), trace, cancel, Date.now() + 60_000);
     } finally {
@@ -171,8 +247,8 @@ export class EngineCore {
   }
 
   setBudget(bytes: number): string[] { return this.budget.setBudget(bytes); }
-  close(docId: string): void { this.budget.close(docId); }
-  clear(): void { this.budget.clear(); }
+  close(docId: string): void { this.budget.close(docId); this.anchors.delete(docId); this.lastContext.delete(docId); }
+  clear(): void { this.budget.clear(); this.anchors.clear(); }
 
   memory(): MemoryReport {
     const E = this.shape.heads.length, L = this.shape.layers;
@@ -193,6 +269,13 @@ export class EngineCore {
       fullBytesPerToken: fullTokenBytes(this.shape),
     };
   }
+}
+
+function commonPrefixOf(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
 }
 
 export function noSuggestionText(stop: StopReason): string {

@@ -99,6 +99,8 @@ export class Segment {
 export class DocCache {
   ids = new Int32Array(64);
   nIds = 0;
+  /** Tokens moved out of the segments while a prefix view is open (spotView.ts); their bytes count here too. */
+  parked?: { bytes(): number };
   /** segs[l][e] */
   readonly segs: Segment[][];
   constructor(readonly shape: KvShape) {
@@ -113,7 +115,7 @@ export class DocCache {
   bytes(): number {
     let b = this.nIds * ID_BYTES;
     for (const row of this.segs) row.forEach((s, e) => { b += s.n * entryBytes(this.shape, e); });
-    return b;
+    return b + (this.parked?.bytes() ?? 0);
   }
 
   /** Cached entries per layer (tokens still attended to; ≤ nIds after windowing). */

@@ -18,6 +18,8 @@ export interface Architecture {
   num_attention_heads: number;
   num_kv_heads: number;
   head_dim: number;
+  /** RoPE base (default 10000): the engine rotates cached keys when a view moves them (spotView.ts). */
+  rope_theta?: number;
   max_position_embeddings: number;
 }
 

@@ -1,5 +1,6 @@
 // Builds the prompt token ids for a completion request.
 //
+// Layout "spm" (the engine's first layout; "psm", the default, is in spotPrompt.ts and docs/cache-layout.md).
 // FIM (SPM-style), laid out so that typing at the cursor only appends to what the cache already holds:
 //   [BOS] (<file_sep> path \n text)*  <fim_suffix> suffix-head  <fim_prefix> prefix-tail  <fim_middle>
 // Context from other files comes first (it changes least often), then the suffix (unchanged while typing at the
@@ -70,12 +71,12 @@ export function suffixHead(tok: ModelTokenizer, text: string, maxTokens: number)
   }
 }
 
-export function buildPrompt(tok: ModelTokenizer, req: { prefix: string; suffix: string; context: ContextSnippet[] },
-  limits: PromptLimits): Prompt {
+/** [BOS] (<file_sep> path \n text)*: the other files' context every layout starts with. */
+export function contextHead(tok: ModelTokenizer, context: ContextSnippet[], maxContextTokens: number): number[] {
   const fim = tok.manifest.fim;
   const head: number[] = tok.addBos ? [tok.bos] : [];
-  let ctxLeft = limits.maxContextTokens;
-  for (const c of req.context) {
+  let ctxLeft = maxContextTokens;
+  for (const c of context) {
     if (ctxLeft <= 8) break;
     const body = suffixHead(tok, `${c.path}\n${c.text}`, ctxLeft - 1);
     if (body.ids.length === 0) continue;
@@ -84,6 +85,13 @@ export function buildPrompt(tok: ModelTokenizer, req: { prefix: string; suffix: 
     if (!fim) head.push(...tok.encodeFragment('\n'));
     ctxLeft -= body.ids.length + 1;
   }
+  return head;
+}
+
+export function buildPrompt(tok: ModelTokenizer, req: { prefix: string; suffix: string; context: ContextSnippet[] },
+  limits: PromptLimits): Prompt {
+  const fim = tok.manifest.fim;
+  const head = contextHead(tok, req.context, limits.maxContextTokens);
   let suffixUsed = '';
   if (fim) {
     const s = suffixHead(tok, req.suffix, limits.maxSuffixTokens);

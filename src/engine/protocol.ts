@@ -1,15 +1,15 @@
 // Messages between EngineClient (extension host) and the engine worker thread.
-import type { CompletionRequest, DeviceSetting } from './api';
+import type { CompletionRequest, ContextSnippet, DeviceSetting, PromptLayout } from './api';
 
 export interface InitData {
-  modelDir: string; device: DeviceSetting; kvBudgetBytes: number; threads?: number;
+  modelDir: string; device: DeviceSetting; kvBudgetBytes: number; threads?: number; layout?: PromptLayout;
   /** Enables the crash hook used by the integration tests. */
   testHooks?: boolean;
 }
 
 export type Call =
   | { method: 'complete'; req: CompletionRequest }
-  | { method: 'prefill'; docId: string; languageId: string; prefix: string; suffix: string }
+  | { method: 'prefill'; docId: string; languageId: string; prefix: string; suffix: string; context?: ContextSnippet[] }
   | { method: 'setBudget'; bytes: number }
   | { method: 'closeDocument'; docId: string }
   | { method: 'clearCaches' }

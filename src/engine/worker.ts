@@ -24,7 +24,7 @@ let created: Promise<EngineCore | undefined> = Promise.resolve(undefined);
 async function handle(c: EngineCore, id: number, call: Call, token: CancelToken): Promise<unknown> {
   switch (call.method) {
     case 'complete': return c.complete(id, call.req, token);
-    case 'prefill': return c.prefillDoc(id, call.docId, call.prefix, call.suffix, token);
+    case 'prefill': return c.prefillDoc(id, call.docId, call.prefix, call.suffix, token, call.context);
     case 'setBudget': c.setBudget(call.bytes); return c.memory();
     case 'closeDocument': return c.close(call.docId);
     case 'clearCaches': return c.clear();

@@ -131,6 +131,9 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
   }
 
   /** Other open files as extra context: same language first, most recently visible first. */
+  /** The context snippets a request for `doc` sends now (the prefetcher prefills with the same). */
+  contextFor(doc: vscode.TextDocument): ContextSnippet[] { return this.contextFrom(doc, this.settings.current.contextFiles); }
+
   private contextFrom(current: vscode.TextDocument, count: number): ContextSnippet[] {
     if (count <= 0) return [];
     const docs = vscode.workspace.textDocuments.filter(

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { installVsix, prepareDirs } from './codeServer.mjs';
 import { runInHostSuite } from './suite.mjs';
 import { runUi } from './ui.mjs';
+import { runJumpCheck } from './jump.mjs';
 import { createWorkspace, WORKSPACE_SETTINGS } from './workspace.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -65,8 +66,11 @@ function fullTokenBytes(dir) {
 const kvTokenBytes = tokenizerDir ? fullTokenBytes(tokenizerDir) : 548; // 548: fixture-tiny
 
 const all = [];
+// E2E_ONLY=host,ui,jump runs only those parts (default: all).
+const only = process.env.E2E_ONLY ? process.env.E2E_ONLY.split(',') : undefined;
+const want = (part) => !only || only.includes(part);
 // 3. In-host suite (its own workspace: no mixsga.kvBudgetMB there, so the suite's global writes take effect).
-{
+if (want('host')) {
   const dirs = { ...prepareDirs(path.join(WORK, 'suite'), extensions), shots: SHOTS };
   const ws = path.join(dirs.work, 'workspace');
   const { 'mixsga.kvBudgetMB': _omit, ...settings } = WORKSPACE_SETTINGS;
@@ -77,7 +81,7 @@ const all = [];
   mark('in-host suite done');
 }
 // 4. UI test.
-{
+if (want('ui')) {
   const dirs = { ...prepareDirs(path.join(WORK, 'ui'), extensions), shots: SHOTS };
   const ws = path.join(dirs.work, 'workspace');
   const files = createWorkspace(ws, { ...WORKSPACE_SETTINGS, ...modelOverride });
@@ -85,6 +89,15 @@ const all = [];
   all.push(...r.results.map((t) => ({ ...t, name: `ui: ${t.name}` })));
   console.log('ui timings (ms):', JSON.stringify(r.timings));
   mark('UI test done');
+}
+// 5. A new cursor spot in a ~2k-token file: reuse and latency read from the extension's log.
+if (want('jump')) {
+  const dirs = { ...prepareDirs(path.join(WORK, 'jump'), extensions), shots: SHOTS };
+  const ws = path.join(dirs.work, 'workspace');
+  createWorkspace(ws, { ...WORKSPACE_SETTINGS, ...modelOverride });
+  const r = await runJumpCheck({ tools, dirs, workspace: ws, root, tokenCount, shots: SHOTS });
+  all.push(...r.results.map((t) => ({ ...t, name: `jump: ${t.name}` })));
+  mark('jump check done');
 }
 
 const failed = all.filter((t) => !t.ok);

@@ -29,7 +29,7 @@ function longFileBudgetMb(fullTokenBytes) {
 }
 
 /** The extension's own log (the provider logs every request with the budget actions it took). */
-function extensionLog(userData) {
+export function extensionLog(userData) {
   const logs = path.join(userData, 'logs');
   if (!fs.existsSync(logs)) return '';
   for (const session of fs.readdirSync(logs).sort().reverse()) {
@@ -54,7 +54,7 @@ async function readGauge(page) {
   return undefined;
 }
 
-async function waitGauge(page, pred, timeoutMs, what) {
+export async function waitGauge(page, pred, timeoutMs, what) {
   const end = Date.now() + timeoutMs;
   let g;
   while (Date.now() < end) {
@@ -65,7 +65,7 @@ async function waitGauge(page, pred, timeoutMs, what) {
   throw new Error(`gauge: ${what} not reached in ${timeoutMs} ms (last: ${JSON.stringify(g)})`);
 }
 
-async function openFile(page, name) {
+export async function openFile(page, name) {
   // Explorer first (as verified in docs/vscode-e2e.md); Quick Open as a fallback, retried: its file search can lag.
   const active = page.locator('.tabs-container .tab.active', { hasText: name });
   await page.keyboard.press('Escape');

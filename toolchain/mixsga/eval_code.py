@@ -65,6 +65,9 @@ class OnnxCompleter:
     `encodeFragment` (src/engine/tokenizer.ts); `fim_dummy_prefix=True` keeps it.
     If the prompt does not fit max_position_embeddings together with max_new_tokens, the prefix loses tokens at
     its start and (FIM) the suffix at its end (the suffix keeps at most a quarter of the room).
+    The extension's engine prompts PSM with the cursor line's text opening the middle and a shorter suffix, so that
+    its cache can stay in document order (docs/cache-layout.md); this evaluator keeps whole prompts in either
+    order, which the published figures were measured with.
     """
 
     FORMAT_VERSION = 2
