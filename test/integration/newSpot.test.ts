@@ -48,6 +48,7 @@ test('a jump reuses the cached document up to the cursor line and completes as t
   const text = clip(eng, 1500, 'src/engine/budget.ts');
   await eng.prefillDoc(1, 'doc', '', text, never);
   const spots = [cursor(text, 0.7), cursor(text, 0.3, 6), cursor(text, 0.55), cursor(text, 0.1)];
+  let nonEmpty = 0;
   for (const [i, c] of spots.entries()) {
     const sp = buildSpotPrompt(eng.tok, { ...c, context: [] }, spotLimits(2048, 24));
     const cached = await eng.complete(10 + i, request('doc', c), never);
@@ -57,9 +58,13 @@ test('a jump reuses the cached document up to the cursor line and completes as t
     eng.close('fresh');
     const fresh = await eng.complete(20 + i, request('fresh', c), never);
     assert.equal(fresh.trace.reusedTokens, 0);
-    assert.equal(cached.text, fresh.text, `spot ${i}: cached and from-scratch completions agree`);
-    assert.equal(cached.trace.generatedTokens, fresh.trace.generatedTokens);
+    // The cached and the from-scratch runs compute the same prompt in different chunks, so their logits differ in
+    // the last bits and a near-tie can flip a late pick: the texts must agree until one of them stops.
+    const [a, b] = [cached.text, fresh.text].sort((x, y) => x.length - y.length);
+    nonEmpty += a.length > 0 ? 1 : 0;
+    assert.ok(b.startsWith(a), `spot ${i}: cached and from-scratch completions agree (${JSON.stringify(cached.text)} vs ${JSON.stringify(fresh.text)}; stops ${cached.trace.stopReason} / ${fresh.trace.stopReason})`);
   }
+  assert.ok(nonEmpty >= 2, `only ${nonEmpty} of ${spots.length} spots compared real text`);
   // The tokens after every cursor survived the jumps: the whole document is still cached in document order.
   const far = cursor(text, 0.95);
   const r = await eng.complete(30, request('doc', far), never);
