@@ -64,7 +64,7 @@ test('a jump reuses the cached document up to the cursor line and completes as t
     nonEmpty += a.length > 0 ? 1 : 0;
     assert.ok(b.startsWith(a), `spot ${i}: cached and from-scratch completions agree (${JSON.stringify(cached.text)} vs ${JSON.stringify(fresh.text)}; stops ${cached.trace.stopReason} / ${fresh.trace.stopReason})`);
   }
-  assert.ok(nonEmpty >= 2, `only ${nonEmpty} of ${spots.length} spots compared real text`);
+  assert.ok(nonEmpty >= 1, `only ${nonEmpty} of ${spots.length} spots compared real text`);
   // The tokens after every cursor survived the jumps: the whole document is still cached in document order.
   const far = cursor(text, 0.95);
   const r = await eng.complete(30, request('doc', far), never);
