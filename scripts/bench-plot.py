@@ -9,7 +9,7 @@ gpu suite        -> decode-<file>.png (decode tok/s vs context per budget), spli
                     feed build, session.run split into estimated transfer vs the rest, unwrap; stacked bars),
                     prefill-<file>.png; a run with several --decode-steps -> steps-<file>.png (run time vs tokens
                     per run, with the least-squares cost per step and per run)
-PyTorch reference (toolchain/mixsga/bench_torch.py JSON, "engine": "pytorch-eager") -> no plot of its own, but
+PyTorch reference (lab/gpu/bench_torch.py JSON, "engine": "pytorch-eager") -> no plot of its own, but
 combined with the GPU-suite files of the same run (file names <prefix>-gpu-<model>-<ep>.json and
 <prefix>-torch-<model>.json, e.g. 2026-11-29-h200-gpu-tinyllama-cuda.json):
     eps-<prefix>-<model>.png        decode tok/s vs context per budget, CUDA EP vs CPU EP (total and run only)

@@ -1078,8 +1078,8 @@ def build(results: Path, evals: Path, out: Path, corpus: Path | None, img: Path,
           "--name mixsga-default --cuda --cpu-weights mixed")
         if ext:
             w(f"# ({date}: the phase ran on the r3 branch's checkpoint carried to the GPU machine as fp16: "
-              "scripts/gpu/session.sh seed <ckpt> mixsga, then TRAIN_STAGES=shards,extend,eval EXTEND_BRANCHES=mixsga "
-              "scripts/gpu/session.sh train)")
+              "lab/gpu/session.sh seed <ckpt> mixsga, then TRAIN_STAGES=shards,extend,eval EXTEND_BRANCHES=mixsga "
+              "lab/gpu/session.sh train)")
         if lc:
             ls = lc["steps"]
             w(f"TOTAL_STEPS={ls['dense'] + ls['mixsga']} DENSE_STEPS={ls['dense']} EXTEND_STEPS={lc['ext_steps']} "

@@ -551,7 +551,7 @@ def test_decode_step_node_budget(model):
 def test_decode_loop_caches_are_buffers_with_room_for_every_step(model):
     """The Loop carries each layer's K and V as a buffer of T+S+gen_steps positions (Pad by gen_steps), not a cache
     grown by one token per step: ORT 1.29's CUDA GroupQueryAttention sizes a decode step's present like its past,
-    so a growing cache dropped every step's key and value on the GPU (found by scripts/gpu/ep-diff.js on the H200;
+    so a growing cache dropped every step's key and value on the GPU (found by lab/gpu/ep-diff.js on the H200;
     the CPU kernel grew it, so only this structure can be checked here)."""
     proto = build(model, "float16", "float16")
     producer = {o: n for n in proto.graph.node for o in n.output}

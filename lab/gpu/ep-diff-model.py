@@ -1,9 +1,9 @@
-"""A debug copy of a model file for scripts/gpu/ep-diff.js: every main-graph node's first output becomes a graph
+"""A debug copy of a model file for lab/gpu/ep-diff.js: every main-graph node's first output becomes a graph
 output, and so does every decode-loop node's first output up to the first MatMul of layer 1 (as a Loop scan
 output: one row per decode step), plus a case file of real token ids (the start of a repo source file).
 
-    python3 scripts/gpu/ep-diff-model.py models/default/model.cuda.onnx OUT_DIR
-    python3 scripts/gpu/ep-diff-model.py --case-only OUT_DIR      # only case.json (compare a model's own outputs)
+    python3 lab/gpu/ep-diff-model.py models/default/model.cuda.onnx OUT_DIR
+    python3 lab/gpu/ep-diff-model.py --case-only OUT_DIR      # only case.json (compare a model's own outputs)
 """
 import json
 import pathlib

@@ -8,7 +8,7 @@ the block's cost per layer and token. Pairs compute the same function, so the JS
           o MatMul                                                     (revision 2's routed projection)
   gnd     router MatMul -> Add -> ArgMax (fp16), GatherND of the route's pre-pooled q|K|V weights, MatMul, o MatMul
 
-    python3 scripts/gpu/fusion-graphs.py DIR [small] && node scripts/gpu/fusion.js DIR   # JSON on stdout
+    python3 lab/gpu/fusion-graphs.py DIR [small] && node lab/gpu/fusion.js DIR   # JSON on stdout
 """
 import os, sys
 import numpy as np, onnx

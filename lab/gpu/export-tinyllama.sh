@@ -12,7 +12,7 @@
 # of the same structure, to test the script anywhere)  MIXSGA_EXPORT_CPU=1 (also write the fp32 CPU variant)
 #      MIXSGA_ORT_CHECK=0 (skip step 4)  MIXSGA_DEVICE=cuda|cpu (where the checkpoint is loaded; default cuda if available)
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 OUT="${OUT:-$ROOT/out}"
 WORK="${WORK:-/tmp/mixsga-tinyllama}"
 SHAPE="${MIXSGA_TINYLLAMA_SHAPE:-full}"

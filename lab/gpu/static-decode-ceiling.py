@@ -3,7 +3,7 @@ decoder (random weights) written for speed — static KV buffers, fused q/k/v an
 grouped KV heads — with the whole step captured in one CUDA graph and replayed. Not the model the engine runs
 (no experts, no routing), a ceiling for the hardware: docs/benchmarks.md compares the engine's step against it.
 
-    PYTHONPATH=toolchain python3 scripts/gpu/static-decode-ceiling.py --out ceiling.json [--contexts 256,1024,2048]
+    PYTHONPATH=toolchain python3 lab/gpu/static-decode-ceiling.py --out ceiling.json [--contexts 256,1024,2048]
 """
 import argparse
 import json
@@ -14,7 +14,11 @@ from datetime import datetime, timezone
 import torch
 import torch.nn.functional as F
 
-from mixsga.bench_torch import cuda_graphed  # PYTHONPATH=toolchain
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_torch import cuda_graphed  # noqa: E402  (beside this file; mixsga itself via PYTHONPATH=toolchain)
 
 L, D, I, HQ, HKV, HD, V, MAXLEN = 22, 2048, 5632, 32, 4, 64, 32000, 2048
 

@@ -5,7 +5,7 @@ model (docs/benchmarks.md, "Why the TinyLlama decode target is missed"). Writes 
   loop_k0[_cpucond]      a Loop whose body does nothing (stop check on device data / plain CPU passthrough)
   loop_k400[_implicit]   the 400-Add chain as the Loop body (constants shared / 400 outer-scope inputs)
 
-    python3 scripts/gpu/ort-overhead-graphs.py DIR && node scripts/gpu/ort-overhead.js DIR   # JSON on stdout
+    python3 lab/gpu/ort-overhead-graphs.py DIR && node lab/gpu/ort-overhead.js DIR   # JSON on stdout
 """
 import sys, numpy as np, onnx
 from onnx import helper, TensorProto, numpy_helper

@@ -1,7 +1,7 @@
 """PyTorch eager reference for the engine's speed figures: the same chunk semantics as the ONNX graph
 (`forward_chunk`: per-expert past caches, pooled in-chunk K/V), timed on one device.
 
-    python -m mixsga.bench_torch [--checkpoint DIR] [--device cuda] [--dtype float16] [--cuda-graph]
+    python lab/gpu/bench_torch.py [--checkpoint DIR] [--device cuda] [--dtype float16] [--cuda-graph]
 
 Prints a table and writes JSON: prefill tokens/s for 512- and 2048-token prompts, decode tokens/s at 256/1024/2048
 context for KV budgets 100/75/50/25% (capacity ratios 1:0:0, 1:1:0, 3:1:6, 0:0:1), peak GPU memory.

@@ -1,10 +1,10 @@
 // Runs one model file on two execution providers with the same feeds and compares every output: a prompt of real
 // token ids over an empty cache, then `gen_steps` greedy steps in the graph's loop. With a debug copy of the graph
-// whose intermediate tensors are extra outputs (scripts/gpu/ep-diff-model.py), the first node whose output differs
+// whose intermediate tensors are extra outputs (lab/gpu/ep-diff-model.py), the first node whose output differs
 // names the kernel that disagrees. A second run ("cached") feeds `ids2` on top of the cache the first run wrote
 // (EP B's K/V, split per layer and expert as kvStore.append does), the same feeds on both EPs.
 //
-//   node scripts/gpu/ep-diff.js MODEL.onnx CASE.json OUT.json [EP_A=cuda] [EP_B=cpu]
+//   node lab/gpu/ep-diff.js MODEL.onnx CASE.json OUT.json [EP_A=cuda] [EP_B=cpu]
 // CASE.json: {"ids": [...], "ids2": [...], "gen_steps": 8, "outputs": [[name, op_type], ...]} (outputs: node order).
 // Needs onnxruntime-node (NODE_PATH or a node_modules above); fp16 is read as raw bits and converted here.
 'use strict';

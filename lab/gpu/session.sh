@@ -3,28 +3,28 @@
 # to 10 minutes and carries at most 64 MiB, so parts arrive in separate calls; long jobs run detached and write
 # under /root, polled with `status`).
 #
-#   scripts/gpu/session.sh collect DIR      copy a carried part folder (.gpu/xfer/<part>) into $STAGE
-#   scripts/gpu/session.sh train            reassemble the corpus, then shards -> dense trunk -> branches (mixSGA,
+#   lab/gpu/session.sh collect DIR      copy a carried part folder (.gpu/xfer/<part>) into $STAGE
+#   lab/gpu/session.sh train            reassemble the corpus, then shards -> dense trunk -> branches (mixSGA,
 #                                           dense reference, GQA-2, ablations) -> long-context phase -> eval_ppl,
 #                                           detached (scripts/train-default.sh all), in $RUNS; TRAIN_STAGES picks
 #                                           stages (e.g. shards,extend,eval after `seed`)
-#   scripts/gpu/session.sh seed DIR NAME    a carried checkpoint folder as $RUNS/NAME/ckpt, for later stages
-#   scripts/gpu/session.sh tinyllama        detached: random TinyLlama-1.1B-shaped HF checkpoint -> convert ->
-#                                           fp16 ONNX (scripts/gpu-export-tinyllama.sh), in /root/tl
-#   scripts/gpu/session.sh status           progress of the detached jobs
-#   scripts/gpu/session.sh bench            detached, after training: stage Node 22 + engine + CUDA provider
-#                                           (scripts/gpu/unpack.sh), export the trained model, run the engine's GPU
+#   lab/gpu/session.sh seed DIR NAME    a carried checkpoint folder as $RUNS/NAME/ckpt, for later stages
+#   lab/gpu/session.sh tinyllama        detached: random TinyLlama-1.1B-shaped HF checkpoint -> convert ->
+#                                           fp16 ONNX (lab/gpu/export-tinyllama.sh), in /root/tl
+#   lab/gpu/session.sh status           progress of the detached jobs
+#   lab/gpu/session.sh bench            detached, after training: stage Node 22 + engine + CUDA provider
+#                                           (lab/gpu/unpack.sh), export the trained model, run the engine's GPU
 #                                           suite on CUDA and CPU EPs, the completion suite and the PyTorch
 #                                           reference; results in $BENCH
-#   scripts/gpu/session.sh shipped          detached: the shipped model as carried (models/default files collected into
+#   lab/gpu/session.sh shipped          detached: the shipped model as carried (models/default files collected into
 #                                           /root/models/default, not re-exported): CUDA EP vs CPU EP on its fp16 file
-#                                           (scripts/gpu/ep-diff.js), the engine's GPU and completion suites on CUDA,
-#                                           CUDA-vs-CPU completions (scripts/gpu/agree.sh); the TinyLlama-shaped export
+#                                           (lab/gpu/ep-diff.js), the engine's GPU and completion suites on CUDA,
+#                                           CUDA-vs-CPU completions (lab/gpu/agree.sh); the TinyLlama-shaped export
 #                                           and its GPU suite; with CEILING=1 also the PyTorch references (eager, CUDA
 #                                           graphs) and a dense static-KV CUDA-graph step
-#                                           (scripts/gpu/static-decode-ceiling.py); in $BENCH
-#   scripts/gpu/session.sh smoke            quick CUDA check of the graph (placement, one decode run), in the call
-#   scripts/gpu/session.sh fetch            into $OUT for the trip back: the trained checkpoint $RUNS/$FETCH_RUN
+#                                           (lab/gpu/static-decode-ceiling.py); in $BENCH
+#   lab/gpu/session.sh smoke            quick CUDA check of the graph (placement, one decode run), in the call
+#   lab/gpu/session.sh fetch            into $OUT for the trip back: the trained checkpoint $RUNS/$FETCH_RUN
 #                                           (default mixsga-2048; fp16, 15 MB parts), runs.tgz (logs, eval JSON,
 #                                           configs), bench.tgz (bench JSON)
 set -euo pipefail
@@ -59,7 +59,7 @@ case "${1:-}" in
     snapshot_repo "$REPO"
     mkdir -p "$TL/out"
     PYTHONPATH=$REPO/toolchain OUT=$TL/out WORK=$TL MIXSGA_ORT_CHECK=0 setsid nohup nice -n 5 \
-      bash "$REPO/scripts/gpu-export-tinyllama.sh" > "$TL/export.log" 2>&1 < /dev/null &
+      bash "$REPO/lab/gpu/export-tinyllama.sh" > "$TL/export.log" 2>&1 < /dev/null &
     echo "started TinyLlama export: $TL/export.log" ;;
   status)
     [ -d "$REPO" ] && (cd "$REPO" && bash scripts/train-default.sh status "$RUNS" 2>/dev/null | tail -n 24) || true
@@ -69,7 +69,7 @@ case "${1:-}" in
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
   smoke)
     # Placement and a real decode run on CUDA, on whatever model exists (TinyLlama export, else the fixture).
-    [ -x /root/rt/node ] || bash "$ROOT/scripts/gpu/unpack.sh" assemble
+    [ -x /root/rt/node ] || bash "$ROOT/lab/gpu/unpack.sh" assemble
     fresh_dist "$ROOT"
     M=$TL/model; [ -f "$M/manifest.json" ] || M=$ROOT/test/fixtures/fixture-tiny
     cd /root/rt
@@ -80,30 +80,30 @@ case "${1:-}" in
     snapshot_repo /root/repo-bench
     mkdir -p "$BENCH"
     [ -n "${DEFAULT_CKPT:-}" ] && rm -rf /root/default-ckpt && cp -r "$DEFAULT_CKPT" /root/default-ckpt
-    REPO=/root/repo-bench DEFAULT_CKPT=${DEFAULT_CKPT:+/root/default-ckpt} setsid nohup bash /root/repo-bench/scripts/gpu/session.sh bench-run > "$BENCH/bench.log" 2>&1 < /dev/null &
+    REPO=/root/repo-bench DEFAULT_CKPT=${DEFAULT_CKPT:+/root/default-ckpt} setsid nohup bash /root/repo-bench/lab/gpu/session.sh bench-run > "$BENCH/bench.log" 2>&1 < /dev/null &
     echo "started bench: $BENCH/bench.log" ;;
   shipped)
     snapshot_repo /root/repo-bench
     mkdir -p "$BENCH"
-    REPO=/root/repo-bench setsid nohup bash /root/repo-bench/scripts/gpu/session.sh shipped-run > "$BENCH/bench.log" 2>&1 < /dev/null &
+    REPO=/root/repo-bench setsid nohup bash /root/repo-bench/lab/gpu/session.sh shipped-run > "$BENCH/bench.log" 2>&1 < /dev/null &
     echo "started: $BENCH/bench.log" ;;
   shipped-run)
     export PYTHONPATH=$REPO/toolchain
-    [ -x /root/rt/node ] || bash "$REPO/scripts/gpu/unpack.sh" assemble
+    [ -x /root/rt/node ] || bash "$REPO/lab/gpu/unpack.sh" assemble
     fresh_dist "$REPO"
     M=/root/models/default
     python3 -m mixsga export --verify "$M"  # the carried files against their manifest's sha256
     # the TinyLlama-shaped export runs beside the checks below (CPU-bound, niced)
-    [ -f "$TL/model/manifest.json" ] || [ -n "${NO_TINYLLAMA:-}" ] || bash "$REPO/scripts/gpu/session.sh" tinyllama
+    [ -f "$TL/model/manifest.json" ] || [ -n "${NO_TINYLLAMA:-}" ] || bash "$REPO/lab/gpu/session.sh" tinyllama
     cd /root/rt
     B="./node dist/bench.js --suite gpu"
     run() { echo "== $*"; timeout "$@" || echo "FAILED (rc $?): $*"; }
     # CUDA EP vs CPU EP on the same fp16 file: the graph's loop, one token per run, a second run on a cache
-    python3 "$REPO/scripts/gpu/ep-diff-model.py" --case-only "$BENCH/ep-case"
-    NODE_PATH=/root/rt/node_modules run 200 ./node "$REPO/scripts/gpu/ep-diff.js" "$M/model.cuda.onnx" "$BENCH/ep-case/case.json" "$BENCH/ep-diff-default.json" cuda cpu
+    python3 "$REPO/lab/gpu/ep-diff-model.py" --case-only "$BENCH/ep-case"
+    NODE_PATH=/root/rt/node_modules run 200 ./node "$REPO/lab/gpu/ep-diff.js" "$M/model.cuda.onnx" "$BENCH/ep-case/case.json" "$BENCH/ep-diff-default.json" cuda cpu
     run 150 $B --model "$M" --device cuda --out "$BENCH/gpu-default-cuda.json"
-    run 200 bash "$REPO/scripts/gpu/agree.sh" ./node dist/cli.js "$M" cuda "$BENCH/agree-cuda" 24
-    run 120 bash "$REPO/scripts/gpu/agree.sh" ./node dist/cli.js "$M" cpu "$BENCH/agree-cpu" 24
+    run 200 bash "$REPO/lab/gpu/agree.sh" ./node dist/cli.js "$M" cuda "$BENCH/agree-cuda" 24
+    run 120 bash "$REPO/lab/gpu/agree.sh" ./node dist/cli.js "$M" cpu "$BENCH/agree-cpu" 24
     run 100 ./node dist/bench.js --model "$M" --device cuda --iterations 20 --out "$BENCH/completion-cuda.json"
     for i in $(seq 1 60); do [ -f "$TL/model/manifest.json" ] && break; sleep 5; done
     if [ -f "$TL/model/manifest.json" ]; then
@@ -111,14 +111,14 @@ case "${1:-}" in
       run 120 $B --model "$TL/model" --device cuda --decode-steps 1,8,32 --budgets 50 --contexts 2048 --profile-runs 0 --prefill 2048 --out "$BENCH/gpu-tinyllama-cuda-steps.json"
     fi
     if [ -n "${CEILING:-}" ]; then
-      (cd "$REPO" && run 120 python3 scripts/gpu/static-decode-ceiling.py --out "$BENCH/ceiling.json")
-      (cd "$REPO" && run 150 python3 -m mixsga.bench_torch --device cuda --cuda-graph --out "$BENCH/torch-tinyllama-cudagraph.json")
-      (cd "$REPO" && run 170 python3 -m mixsga.bench_torch --device cuda --out "$BENCH/torch-tinyllama.json")
+      (cd "$REPO" && run 120 python3 lab/gpu/static-decode-ceiling.py --out "$BENCH/ceiling.json")
+      (cd "$REPO" && run 150 python3 lab/gpu/bench_torch.py --device cuda --cuda-graph --out "$BENCH/torch-tinyllama-cudagraph.json")
+      (cd "$REPO" && run 170 python3 lab/gpu/bench_torch.py --device cuda --out "$BENCH/torch-tinyllama.json")
     fi
     nvidia-smi > "$BENCH/nvidia-smi.txt"; ls -la "$BENCH"; echo BENCH DONE ;;
   bench-run)
     export PYTHONPATH=$REPO/toolchain
-    [ -x /root/rt/node ] || bash "$REPO/scripts/gpu/unpack.sh" assemble
+    [ -x /root/rt/node ] || bash "$REPO/lab/gpu/unpack.sh" assemble
     fresh_dist "$REPO"
     CKPT=${DEFAULT_CKPT:-$RUNS/mixsga-2048/ckpt}; [ -d "$CKPT" ] || CKPT=$RUNS/mixsga/ckpt  # the shipped model's checkpoint
     [ -f /root/models/default/manifest.json ] || python3 -m mixsga export "$CKPT" /root/models/default \
@@ -135,12 +135,12 @@ case "${1:-}" in
     run 120 $B --model /root/models/default --device cuda --out "$BENCH/gpu-default-cuda.json"
     run 120 $B --model /root/models/default --device cpu --variant cpu --out "$BENCH/gpu-default-cpu.json"
     run 100 ./node dist/bench.js --model /root/models/default --device cuda --iterations 20 --out "$BENCH/completion-cuda.json"
-    (cd "$REPO" && run 150 python3 -m mixsga.bench_torch --device cuda --out "$BENCH/torch-tinyllama.json")
+    (cd "$REPO" && run 150 python3 lab/gpu/bench_torch.py --device cuda --out "$BENCH/torch-tinyllama.json")
     if [ -f "$TL/model/manifest.json" ]; then
       run 120 $B --model "$TL/model" --device cpu --variant cuda --quick --budgets 50 --contexts 256 --prefill 256 \
         --iterations 2 --warmup 1 --profile-runs 0 --decode-steps 4 --out "$BENCH/gpu-tinyllama-cpu.json"
     fi
-    (cd "$REPO" && run 90 python3 -m mixsga.bench_torch --checkpoint "$CKPT" --device cuda --out "$BENCH/torch-default.json")
+    (cd "$REPO" && run 90 python3 lab/gpu/bench_torch.py --checkpoint "$CKPT" --device cuda --out "$BENCH/torch-default.json")
     run 100 ./node dist/bench.js --model /root/models/default --device cpu --iterations 20 --out "$BENCH/completion-cpu.json"
     nvidia-smi > "$BENCH/nvidia-smi.txt"; ls -la "$BENCH"; echo BENCH DONE ;;
   fetch)

@@ -1,6 +1,6 @@
-// Median wall time of session.run for each graph of scripts/gpu/ort-overhead-graphs.py on the CUDA EP, at n = 1
+// Median wall time of session.run for each graph of lab/gpu/ort-overhead-graphs.py on the CUDA EP, at n = 1
 // and n = 65 loop trips (15 timed runs after 5 warm-ups, twice over); perIterMs = (t65 - t1) / 64. Needs
-// onnxruntime-node with the CUDA provider (scripts/gpu/unpack.sh); run it from a folder whose node_modules has it.
+// onnxruntime-node with the CUDA provider (lab/gpu/unpack.sh); run it from a folder whose node_modules has it.
 const ort = require('onnxruntime-node');
 const path = require('path');
 (async () => {

@@ -1,4 +1,4 @@
-// Times the graphs of scripts/gpu/fusion-graphs.py on the CUDA EP (median of 15 runs after 5 warm-ups, at 1 and 65
+// Times the graphs of lab/gpu/fusion-graphs.py on the CUDA EP (median of 15 runs after 5 warm-ups, at 1 and 65
 // loop trips): perLayerUs = (t65 - t1) / 64 / 22. Pairs (mlp5/moe1, pool/gnd) compute the same function: their
 // one-trip outputs are compared (max |diff| relative to max |value|).
 const ort = require('onnxruntime-node');

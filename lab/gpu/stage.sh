@@ -2,7 +2,7 @@
 # Stage, on a machine with npm, what the GPU machine lacks for running the engine there: a Node 22 binary, the
 # engine's production node_modules (linux-x64 only) and ONNX Runtime's CUDA 13 provider libraries of exactly the
 # onnxruntime-node version pinned in package.json. Output: .gpu/xfer/<part>/ folders of <= 46 MiB each (the
-# device tool carries at most 64 MiB per call) plus SHA256SUMS; scripts/gpu/unpack.sh reassembles them there.
+# device tool carries at most 64 MiB per call) plus SHA256SUMS; lab/gpu/unpack.sh reassembles them there.
 #
 # Versions: onnxruntime-node 1.29.0 (package.json) + com.github.asus4.onnxruntime.linux-x64-gpu 0.4.9, an npm
 # repack of the ORT 1.29.0 CUDA 13 build (shared/docs/cuda-execution-provider.md, route A). Node 22 because

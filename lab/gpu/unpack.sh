@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# On the GPU machine: gather the parts that scripts/gpu/stage.sh made (each carried by one device call into
+# On the GPU machine: gather the parts that lab/gpu/stage.sh made (each carried by one device call into
 # $STAGE), then reassemble Node 22 + the engine runtime + the CUDA provider into $RT (default /root/rt).
-#   scripts/gpu/unpack.sh collect .gpu/xfer/cuda0     # once per carried part folder
-#   scripts/gpu/unpack.sh assemble                    # after the last part
+#   lab/gpu/unpack.sh collect .gpu/xfer/cuda0     # once per carried part folder
+#   lab/gpu/unpack.sh assemble                    # after the last part
 set -euo pipefail
 STAGE=${STAGE:-/root/stage}; RT=${RT:-/root/rt}
 case "${1:-}" in

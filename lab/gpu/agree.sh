@@ -4,7 +4,7 @@
 # on model.cuda.onnx writes what the CPU EP writes. Positions: the middle of every 7th line of 20+ characters in
 # src/engine/{core,kvStore,runner}.ts (the same on every machine: the files are tracked).
 #
-#   scripts/gpu/agree.sh NODE CLI_JS MODEL_DIR DEVICE OUT_DIR [MAX_POSITIONS]
+#   lab/gpu/agree.sh NODE CLI_JS MODEL_DIR DEVICE OUT_DIR [MAX_POSITIONS]
 set -euo pipefail
 NODE=$1 CLI=$2 MODEL=$3 DEVICE=$4 OUT=$5 MAX=${6:-1000}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
