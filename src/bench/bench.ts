@@ -13,9 +13,17 @@ import { runSpotsSuite, printSpots } from './spots';
 import { runSuffixSuite, printSuffix } from './suffixTrade';
 import { runLinesSuite, printLines } from './lineQuality';
 
+// Printed by --help (the bundle is minified, so the comment above does not survive in dist/bench.js).
+const USAGE = `node dist/bench.js [--suite completion,spots] [--model DIR] [--device auto|cpu|cuda] [--budgets 1,4,16,64] [--iterations 40] [--out FILE]
+node dist/bench.js --suite spots [--spots 24] [--keystrokes 6] [--doc-tokens 2000] [--layouts psm,spm] [--seed 1]
+node dist/bench.js --suite suffix [--suffix-sizes 32,64,96,128,256] [--spots 16]
+node dist/bench.js --suite lines [--cases 40]   (psm vs spm: exact rest of a cut line)
+node dist/bench.js --suite gpu --model DIR --device cuda|cpu [--variant cpu|cuda] [--budgets 100,75,50,25] [--quick] [--profile-runs N] [--keep-profiles]
+Exit codes: 0 ok, 1 error, 2 the benchmark cannot run as asked here (e.g. CUDA unavailable; the reason is printed).`;
+
 async function main(): Promise<number> {
   const a = parseArgs(process.argv.slice(2));
-  if (a.help) { console.log(require('node:fs').readFileSync(__filename, 'utf8').split('\n').slice(1, 5).join('\n')); return 0; }
+  if (a.help) { console.log(USAGE); return 0; }
   if (typeof a.model !== 'string') a.model = defaultModelDir();
   const suites = str(a, 'suite', 'completion,spots').split(',').map((s) => s.trim());
   const runs = { gpu: [runGpuSuite, printGpu], completion: [runCompletionSuite, printCompletion], spots: [runSpotsSuite, printSpots], suffix: [runSuffixSuite, printSuffix], lines: [runLinesSuite, printLines] } as const;

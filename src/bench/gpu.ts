@@ -238,7 +238,8 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
   }
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const ort: typeof ortTypes = require('onnxruntime-node');
-  const profDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mixsga-bench-prof-'));
+  // a profile folder only when profiling (--profile-runs 0 leaves nothing behind)
+  const profDir = profiled > 0 ? fs.mkdtempSync(path.join(os.tmpdir(), 'mixsga-bench-prof-')) : '';
   const base: ortTypes.InferenceSession.SessionOptions = {
     graphOptimizationLevel: 'all', logSeverityLevel: 3,
     executionProviders: device === 'cuda' ? [{ name: 'cuda', deviceId: 0 }] : ['cpu'],
@@ -251,7 +252,7 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
   let session: ortTypes.InferenceSession;
   const tc = performance.now();
   try {
-    session = await ort.InferenceSession.create(file, { ...base, enableProfiling: profiled > 0, profileFilePrefix: path.join(profDir, 'prof') });
+    session = await ort.InferenceSession.create(file, { ...base, enableProfiling: profiled > 0, ...(profDir ? { profileFilePrefix: path.join(profDir, 'prof') } : {}) });
   } catch (e) {
     const msg = (e as Error).message.split('\n')[0];
     if (device === 'cuda') throw new UnavailableError(`CUDA session could not be created (${msg}); ORT's real reason is on stderr above`);
@@ -341,7 +342,7 @@ export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unk
     try {
       profile = f ? splitProfile(f, labels) : { error: `no profile file written in ${profDir}` };
     } catch (e) { profile = { error: `profile not parsed: ${(e as Error).message.split('\n')[0]}` }; } // timed runs still go ahead
-    if (f && a['keep-profiles'] !== true) fs.rmSync(profDir, { recursive: true, force: true });
+    if (a['keep-profiles'] !== true) fs.rmSync(profDir, { recursive: true, force: true });
     else if (f) log(`profile kept: ${f}`);
     log('profiling done');
   }
