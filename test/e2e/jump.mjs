@@ -1,7 +1,7 @@
 // E2E: a new cursor spot in a ~2k-token file that was opened before (issue 14). The extension prefills the file in
 // document order on open; the cursor then jumps to a line near the end and one character is typed there. The
-// request's reuse and latency are read from the extension's log line ("#N typescript … reused=R prefill=P …
-// total=Tms"): the text before the cursor line must come from the cache (docs/cache-layout.md), so only the
+// request's reuse and latency are read from the extension's log line ("#N typescript STOP: C chars in T ms
+// (prompt R reused + P computed, …"): the text before the cursor line must come from the cache (docs/cache-layout.md), so only the
 // suffix head and the cursor line are computed. Latency is reported, not asserted (shared, loaded machines).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,7 +10,7 @@ import { startCodeServer } from './codeServer.mjs';
 import { extensionLog, openFile, waitGauge } from './ui.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const REQUEST_RE = /#\d+ typescript (\S+) reused=(\d+) prefill=(\d+) .*?total=(\d+)ms/;
+const REQUEST_RE = /#\d+ typescript ([\w-]+): \d+ chars in (\d+) ms \(prompt (\d+) reused \+ (\d+) computed/;
 
 /** The first lines of `source` (a file of this repository), ≈ `tokens` tokens. */
 function clip(source, tokens, tokenCount) {
@@ -62,7 +62,7 @@ export async function runJumpCheck({ tools, dirs, workspace, root, tokenCount, s
     }
     await page.screenshot({ path: path.join(shots, 'jump.png') });
     if (!m) { check('a jump in a ~2k-token file is logged', false, 'no request line in the extension log'); return { results }; }
-    const [, stop, reused, prefill, total] = m;
+    const [, stop, total, reused, prefill] = m;
     const detail = `line ${target + 1} of ${lines.length}, ${before} tokens before it: reused=${reused} prefill=${prefill} total=${total} ms (${stop})`;
     console.log(`[jump] ${detail}`);
     // BOS and <fim_prefix> are cached too; the tokenizer here counts a BOS: ≥ the text's tokens before the line.
