@@ -104,11 +104,12 @@ def fetch_pypi(name: str, cache: Path) -> Path | None:
         with urllib.request.urlopen(api, timeout=60) as r:
             urls = json.load(r)["urls"]
         sdist = next(u for u in urls if u["packagetype"] == "sdist" and u["size"] <= PYPI_MAX_SDIST)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (sdist["filename"] + ".part")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.parent / f"{folder.name}.part"  # the folder appears only with a complete download
         urllib.request.urlretrieve(urllib.parse.urljoin(api, sdist["url"]), tmp)  # mirrors give relative URLs
     except (OSError, ValueError, KeyError, StopIteration):
         return None
+    folder.mkdir(exist_ok=True)
     return tmp.rename(folder / sdist["filename"])
 
 
