@@ -344,7 +344,9 @@ def run(args) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     dedup = cf.Deduper(threshold=args.near_threshold)
-    kept = []  # (source, package, licence, path, lang, text)
+    # Kept documents wait on disk for the split (it needs every package name first): v2 holds gigabytes of text.
+    kept = open(out / "kept.jsonl.tmp", "w+", encoding="utf-8")
+    by_source = defaultdict(set)
     raw = Counter()
     pending = deque()
 
@@ -363,18 +365,17 @@ def run(args) -> int:
             if reason:
                 stats["drops"][reason if reason not in ("exact", "near") else f"dedup_{reason}"] += 1
             else:
-                kept.append(doc)
+                kept.write(json.dumps(doc, ensure_ascii=False) + "\n")
+                by_source[doc[0]].add(doc[1])
 
-    by_source = defaultdict(set)
-    for d in kept:
-        by_source[d[0]].add(d[1])
     val = set()
     for src, pkgs in by_source.items():
         val |= {(src, p) for p in cf.val_packages(sorted(pkgs), args.val_frac)}
 
     counts = defaultdict(Counter)
     tmp = {s: open(out / f"{s}.jsonl", "w", encoding="utf-8") for s in ("train", "val")}
-    for source, package, lic, path, lang, text in kept:
+    kept.seek(0)
+    for source, package, lic, path, lang, text in map(json.loads, kept):
         split = "val" if (source, package) in val else "train"
         rec = {"package": package, "licence": lic, "path": path, "lang": lang, "text": text, "source": source}
         tmp[split].write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -386,6 +387,8 @@ def run(args) -> int:
         c["files"] += 1
         c["bytes"] += len(text.encode())
         stats["licences"][cf.normalize_licence(lic) if " " not in lic.strip() else lic] += 1
+    kept.close()
+    (out / "kept.jsonl.tmp").unlink()
     for s, f in tmp.items():
         f.close()
         _compress(out / f"{s}.jsonl", out / f"{s}.jsonl.xz")
