@@ -2,14 +2,19 @@
 The PKG-INFO headers are those of real sdists (wsproto 1.3.2, defusedxml 0.7.1, alibabacloud_adb20211201 4.5.1),
 plus one that names its licence only by a GPL classifier, as many copyleft projects do."""
 import io
+import json
+import lzma
 import tarfile
 import zipfile
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from mixsga import corpus_filters as cf
 from mixsga.corpus import fetch_pypi, pypi_documents
+
+EVAL = Path("/work/shared/eval")
 
 WSPROTO = """Metadata-Version: 2.4
 Name: wsproto
@@ -61,9 +66,9 @@ def _stats():
     return {"dropped_packages": {}, "drops": Counter()}
 
 
-def _tar_sdist(path, root, pkg_info):
+def _tar_sdist(path, root, pkg_info, files=FILES):
     with tarfile.open(path, "w:gz") as tar:
-        for name, text in FILES.items():
+        for name, text in files.items():
             data = (pkg_info if text is None else text).encode()
             info = tarfile.TarInfo(f"{root}/{name}")
             info.size = len(data)
@@ -118,3 +123,32 @@ def test_fetch_uses_the_cached_sdist_without_the_network(tmp_path, monkeypatch):
     cached = _tar_sdist(tmp_path / "pypi" / "wsproto" / "wsproto-1.3.2.tar.gz", "wsproto-1.3.2", WSPROTO)
     monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: pytest.fail("network used despite cache"))
     assert fetch_pypi("wsproto", tmp_path) == cached
+
+
+@pytest.mark.skipif(not EVAL.is_dir(), reason="needs ../shared/eval for decontamination")
+def test_corpus_from_cached_sdists_splits_by_package_and_keeps_licences(tmp_path):
+    from mixsga.__main__ import main
+    names = ["alpha-lib", "beta-lib", "gamma-lib"]
+    for i, name in enumerate(names):
+        folder = tmp_path / "cache" / "pypi" / name
+        folder.mkdir(parents=True)
+        own = "".join(f"def {name.replace('-', '_')}_{j}(value, scale):\n    return value * scale + {i * 100 + j}\n\n"
+                      for j in range(30))
+        _tar_sdist(folder / f"{name}-1.0.tar.gz", f"{name}-1.0", WSPROTO, dict(FILES, **{"src/own.py": own}))
+    (tmp_path / "none.txt").write_text("# no packages of this kind\n")
+    (tmp_path / "pypi.txt").write_text("\n".join(names) + "\n")
+    assert main(["corpus", "--npm-list", str(tmp_path / "none.txt"), "--deb-list", str(tmp_path / "none.txt"),
+                 "--pypi-list", str(tmp_path / "pypi.txt"), "--cache", str(tmp_path / "cache"),
+                 "--out", str(tmp_path / "out"), "--xfer", str(tmp_path / "xfer"), "--no-fetch",
+                 "--keep-tests", "1", "--workers", "1"]) in (0, None)
+    split_of = {}
+    for split in ("train", "val"):
+        for line in lzma.open(tmp_path / "out" / f"{split}.jsonl.xz", "rt"):
+            rec = json.loads(line)
+            assert (rec["source"], rec["licence"], rec["lang"]) == ("pypi", "MIT", "python")
+            assert split_of.setdefault(rec["package"], split) == split  # a package never straddles the split
+    # Each sdist's own module survives; the two files all sdists share are exact duplicates after the first.
+    assert sorted(split_of) == names and list(split_of.values()).count("val") == 1
+    assert not (tmp_path / "out" / "kept.jsonl.tmp").exists()
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["drops"]["dedup_exact"] == 4 and stats["packages"] == {"pypi": 3}
