@@ -1,5 +1,5 @@
-"""`python -m mixsga corpus`: collect licence-filtered TS/JS (npm) and Python (Debian) source files, filter,
-dedup and decontaminate them, split train/val by package, and write compressed JSONL plus upload-ready parts.
+"""`python -m mixsga corpus`: collect licence-filtered TS/JS (npm) and Python (Debian, PyPI sdists) source files,
+filter, dedup and decontaminate them, split train/val by package, and write compressed JSONL plus upload-ready parts.
 
 Downloads are cached under --cache, so a rerun only fetches what is missing (and --no-fetch uses only the cache).
 """
@@ -16,6 +16,9 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.parse
+import urllib.request
+import zipfile
 from collections import Counter, defaultdict, deque
 from pathlib import Path
 
@@ -83,6 +86,31 @@ def fetch_deb(name: str, cache: Path) -> Path | None:
     for d in debs:
         d.unlink()
     return root
+
+
+PYPI_MAX_SDIST = 60 << 20  # larger sdists are mostly data or vendored binaries
+
+
+def fetch_pypi(name: str, cache: Path) -> Path | None:
+    """The newest sdist of a PyPI project, found through the registry's JSON API. Not `pip download`: for an
+    sdist pip runs the project's build backend to read its metadata, which is slow and executes its code."""
+    folder = cache / "pypi" / _safe(name)
+    got = [f for f in folder.glob("*") if f.suffix in (".gz", ".zip")] if folder.is_dir() else []
+    if got:
+        return got[0]
+    from pip._internal.models.index import PyPI  # the registry address pip itself uses
+    api = f"{PyPI.pypi_url}/{name}/json"
+    try:
+        with urllib.request.urlopen(api, timeout=60) as r:
+            urls = json.load(r)["urls"]
+        sdist = next(u for u in urls if u["packagetype"] == "sdist" and u["size"] <= PYPI_MAX_SDIST)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.parent / f"{folder.name}.part"  # the folder appears only with a complete download
+        urllib.request.urlretrieve(urllib.parse.urljoin(api, sdist["url"]), tmp)  # mirrors give relative URLs
+    except (OSError, ValueError, KeyError, StopIteration):
+        return None
+    folder.mkdir(exist_ok=True)
+    return tmp.rename(folder / sdist["filename"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -159,6 +187,43 @@ def deb_documents(name: str, root: Path, override: str | None, stats: dict):
                 stats["drops"]["licence_file"] += 1
                 continue
             yield name, lic, rel, "python", path.read_text(errors="replace")
+
+
+def _sdist_files(sdist: Path, wanted) -> dict[str, bytes]:
+    """{path inside the project folder: bytes} of the regular files of a .tar.gz/.zip sdist for which wanted(path)
+    holds, read in archive order (a gzip stream cannot seek backwards cheaply)."""
+    out = {}
+    if sdist.suffix == ".zip":
+        with zipfile.ZipFile(sdist) as z:
+            for i in z.infolist():
+                if not i.is_dir() and "/" in i.filename and wanted(i.filename.split("/", 1)[1]):
+                    out[i.filename.split("/", 1)[1]] = z.read(i)
+        return out
+    with tarfile.open(sdist) as tar:
+        for m in tar:
+            if m.isfile() and "/" in m.name and wanted(m.name.split("/", 1)[1]):
+                out[m.name.split("/", 1)[1]] = tar.extractfile(m).read()
+    return out
+
+
+def _sdist_source(path: str) -> bool:
+    dirs = path.lower().split("/")[:-1]
+    return cf.lang_of(path) == "python" and not any(d in _BUNDLE_DIRS or d == "_vendor" for d in dirs)
+
+
+def pypi_documents(name: str, sdist: Path, stats: dict):
+    """Yield the Python files of one sdist, if its PKG-INFO names a permissive licence (vendored copies skipped)."""
+    try:
+        files = _sdist_files(sdist, lambda p: p == "PKG-INFO" or _sdist_source(p))
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as e:
+        stats["dropped_packages"][f"pypi:{name}"] = f"unreadable sdist: {e}"
+        return
+    lic = cf.metadata_licence(files.pop("PKG-INFO", b"").decode("utf-8", "replace"))
+    if not cf.spdx_is_permissive(lic or ""):
+        stats["dropped_packages"][f"pypi:{name}"] = f"licence {lic!r}"
+        return
+    for path in sorted(files):
+        yield name, lic, path, "python", files[path].decode("utf-8", "replace")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -238,36 +303,37 @@ def run(args) -> int:
         raise UserError(f"eval dir not found: {eval_dir} (needed for decontamination)")
     npm_list = _read_list(Path(args.npm_list))
     deb_list = _read_list(Path(args.deb_list))
+    pypi_list = _read_list(Path(args.pypi_list)) if args.pypi_list else []
     decon = cf.Decontaminator.from_eval_dir(eval_dir)
     stats = {"sources": {}, "licences": Counter(), "drops": Counter(), "dropped_packages": {},
              "near_dedup": cf.Deduper().near_enabled}
     deadline = time.time() + args.fetch_minutes * 60
 
+    def deb_docs(row, root):
+        return deb_documents(row[0], root, row[1] if len(row) > 1 else None, stats)
+
+    kinds = [  # (source, list, cached path, fetch, documents)
+        ("npm", npm_list, lambda n: cache / "npm" / f"{_safe(n)}.json", fetch_npm,
+         lambda row, tgz: npm_documents(row[0], tgz, stats)),
+        ("debian", deb_list, lambda n: cache / "deb" / n / "root", fetch_deb, deb_docs),
+        ("pypi", pypi_list, lambda n: cache / "pypi" / _safe(n), fetch_pypi,
+         lambda row, sdist: pypi_documents(row[0], sdist, stats)),
+    ]
+
     def sources():
-        for row in npm_list:
-            cached = (cache / "npm" / f"{_safe(row[0])}.json").exists()
-            if not cached and not args.no_fetch and time.time() > deadline:
-                stats["dropped_packages"][f"npm:{row[0]}"] = "fetch time budget spent"
-                continue
-            tgz = None if args.no_fetch and not (cache / "npm" / f"{_safe(row[0])}.json").exists() \
-                else fetch_npm(row[0], cache)
-            if tgz is None:
-                stats["dropped_packages"][f"npm:{row[0]}"] = "not fetched"
-                continue
-            print(f"npm {row[0]}", file=sys.stderr, flush=True)
-            yield from (("npm",) + d for d in npm_documents(row[0], tgz, stats))
-        for row in deb_list:
-            cached = (cache / "deb" / row[0] / "root").is_dir()
-            if not cached and not args.no_fetch and time.time() > deadline:
-                stats["dropped_packages"][f"deb:{row[0]}"] = "fetch time budget spent"
-                continue
-            root = (cache / "deb" / row[0] / "root") if args.no_fetch else fetch_deb(row[0], cache)
-            if root is None or not root.is_dir():
-                stats["dropped_packages"][f"deb:{row[0]}"] = "not fetched"
-                continue
-            print(f"deb {row[0]}", file=sys.stderr, flush=True)
-            yield from (("debian",) + d for d in deb_documents(row[0], root, row[1] if len(row) > 1 else None,
-                                                                 stats))
+        for source, rows, cached_path, fetch, documents in kinds:
+            tag = {"debian": "deb"}.get(source, source)
+            for row in rows:
+                cached = cached_path(row[0]).exists()
+                if not cached and not args.no_fetch and time.time() > deadline:
+                    stats["dropped_packages"][f"{tag}:{row[0]}"] = "fetch time budget spent"
+                    continue
+                got = None if args.no_fetch and not cached else fetch(row[0], cache)
+                if got is None:
+                    stats["dropped_packages"][f"{tag}:{row[0]}"] = "not fetched"
+                    continue
+                print(f"{tag} {row[0]}", file=sys.stderr, flush=True)
+                yield from ((source,) + d for d in documents(row, got))
 
     def wanted():
         for doc in sources():
@@ -278,7 +344,9 @@ def run(args) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     dedup = cf.Deduper(threshold=args.near_threshold)
-    kept = []  # (source, package, licence, path, lang, text)
+    # Kept documents wait on disk for the split (it needs every package name first): v2 holds gigabytes of text.
+    kept = open(out / "kept.jsonl.tmp", "w+", encoding="utf-8")
+    by_source = defaultdict(set)
     raw = Counter()
     pending = deque()
 
@@ -297,18 +365,17 @@ def run(args) -> int:
             if reason:
                 stats["drops"][reason if reason not in ("exact", "near") else f"dedup_{reason}"] += 1
             else:
-                kept.append(doc)
+                kept.write(json.dumps(doc, ensure_ascii=False) + "\n")
+                by_source[doc[0]].add(doc[1])
 
-    by_source = defaultdict(set)
-    for d in kept:
-        by_source[d[0]].add(d[1])
     val = set()
     for src, pkgs in by_source.items():
         val |= {(src, p) for p in cf.val_packages(sorted(pkgs), args.val_frac)}
 
     counts = defaultdict(Counter)
     tmp = {s: open(out / f"{s}.jsonl", "w", encoding="utf-8") for s in ("train", "val")}
-    for source, package, lic, path, lang, text in kept:
+    kept.seek(0)
+    for source, package, lic, path, lang, text in map(json.loads, kept):
         split = "val" if (source, package) in val else "train"
         rec = {"package": package, "licence": lic, "path": path, "lang": lang, "text": text, "source": source}
         tmp[split].write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -320,6 +387,8 @@ def run(args) -> int:
         c["files"] += 1
         c["bytes"] += len(text.encode())
         stats["licences"][cf.normalize_licence(lic) if " " not in lic.strip() else lic] += 1
+    kept.close()
+    (out / "kept.jsonl.tmp").unlink()
     for s, f in tmp.items():
         f.close()
         _compress(out / f"{s}.jsonl", out / f"{s}.jsonl.xz")
@@ -344,10 +413,11 @@ def run(args) -> int:
 
 
 def register(subparsers):
-    p = subparsers.add_parser("corpus", help="collect licence-filtered TS/JS (npm) and Python (Debian) sources",
+    p = subparsers.add_parser("corpus", help="collect licence-filtered TS/JS (npm) and Python (Debian, PyPI) sources",
                               description=__doc__)
     p.add_argument("--npm-list", default=str(ASSETS / "npm_packages.txt"))
     p.add_argument("--deb-list", default=str(ASSETS / "debian_packages.txt"))
+    p.add_argument("--pypi-list", default=str(ASSETS / "pypi_packages.txt"), help="PyPI sdists ('' for none)")
     p.add_argument("--cache", default=str(REPO / ".cache" / "corpus"), help="download cache")
     p.add_argument("--out", default=str(REPO / ".gpu" / "corpus"))
     p.add_argument("--xfer", default=str(REPO / ".gpu" / "xfer"), help="folder for upload parts p0/, p1/, ...")
