@@ -14,6 +14,7 @@
 //      oldest in between (kept tokens keep their positions: RoPE is already applied).
 import { LRUCache } from 'lru-cache';
 import { DocCache, KvShape, RunKv, entryBytes, fullTokenBytes } from './kvStore';
+import { checkBudgetBytes } from './validate';
 
 export interface BudgetOptions {
   /** Positions always kept by windowing (attention sinks). */
@@ -35,7 +36,10 @@ export class KvBudget {
   readonly steerFrom: number;
   debug: boolean;
 
-  constructor(readonly shape: KvShape, private budget: number, opts: BudgetOptions = {}) {
+  private budget: number;
+
+  constructor(readonly shape: KvShape, budget: number, opts: BudgetOptions = {}) {
+    this.budget = checkBudgetBytes(budget);
     this.sink = opts.sink ?? 4;
     this.steerFrom = opts.steerFrom ?? 0.7;
     this.debug = opts.debug ?? process.env.MIXSGA_DEBUG === '1';
@@ -135,7 +139,7 @@ export class KvBudget {
 
   /** Changes the budget and shrinks the caches to fit: demote, evict LRU, window the most recent document. */
   setBudget(bytes: number): string[] {
-    this.budget = Math.max(0, Math.floor(bytes));
+    this.budget = checkBudgetBytes(bytes); // throws for NaN/Infinity/negative: the old budget stays
     this.pendingActions = [];
     const over = () => this.used() - this.budget;
     if (over() > 0) this.demoteLowest(over());

@@ -6,6 +6,7 @@ import type {
   CompletionRequest, CompletionResult, DeviceSetting, Engine, EngineOptions, EngineState, MemoryReport, RequestTrace,
 } from './api';
 import type { Call, FromWorker, ToWorker } from './protocol';
+import { checkBudgetBytes, checkNumber, requestProblem } from './validate';
 
 export interface EngineStartOptions extends EngineOptions {
   /** Path of the bundled worker; default: worker.js next to this bundle. */
@@ -16,9 +17,12 @@ export interface EngineStartOptions extends EngineOptions {
   restartBackoffMs?: number[];
   /** How long a graceful worker shutdown may take before the worker is terminated (default 5000 ms). */
   shutdownTimeoutMs?: number;
+  /** Deadline of a call without a time budget of its own (default 120 s; memory(): a tenth of it). A complete()
+   *  gets its timeBudgetMs plus this grace. A call past its deadline resolves as if the engine were unavailable. */
+  callTimeoutMs?: number;
 }
 
-interface Pending { call: Call; resolve: (v: unknown) => void; reject: (e: Error) => void }
+interface Pending { call: Call; resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
 
 const emptyTrace = (requestId: number, docId: string, reason: string, stop: RequestTrace['stopReason'] = 'error'): RequestTrace => ({
   requestId, docId, reusedTokens: 0, prefillTokens: 0, generatedTokens: 0, modelTokens: 0, prefillMs: 0, decodeMs: 0, totalMs: 0,
@@ -41,11 +45,14 @@ export class EngineClient implements Engine {
   /** Serialises setDevice()/dispose() so that two of them never spawn or stop workers at the same time. */
   private lifecycle: Promise<unknown> = Promise.resolve();
   private forced = 0;
+  private expired = 0;
 
   private constructor(private opts: EngineStartOptions) {}
 
   /** Starts the worker and waits until it is ready or has failed; never throws for a bad model folder. */
   static async start(opts: EngineStartOptions): Promise<EngineClient> {
+    checkBudgetBytes(opts.kvBudgetBytes); // throws a clear InputError for NaN, Infinity, negatives, non-numbers
+    if (opts.threads !== undefined) checkNumber(opts.threads, 'threads', 0, 1024, true);
     const c = new EngineClient(opts);
     await c.spawn();
     return c;
@@ -94,6 +101,7 @@ export class EngineClient implements Engine {
           const p = this.pending.get(m.id);
           if (!p) return;
           this.pending.delete(m.id);
+          clearTimeout(p.timer);
           if (m.ok) p.resolve(m.value); else p.reject(new Error(m.error));
         }
       });
@@ -121,7 +129,7 @@ export class EngineClient implements Engine {
 
   /** Settles every in-flight call as if the engine were unavailable. */
   private failPending(reason: string): void {
-    for (const [id, p] of this.pending) { this.pending.delete(id); p.resolve(this.fallback(id, p.call, reason)); }
+    for (const [id, p] of this.pending) { this.pending.delete(id); clearTimeout(p.timer); p.resolve(this.fallback(id, p.call, reason)); }
   }
 
   private fallback(id: number, call: Call, reason: string): unknown {
@@ -148,13 +156,35 @@ export class EngineClient implements Engine {
     const why = this.notReadyReason();
     if (why || !this.worker) return Promise.resolve(this.fallback(id, call, why ?? 'no engine worker') as T);
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { call, resolve: resolve as (v: unknown) => void, reject });
+      const ms = this.deadlineMs(call);
+      const timer = setTimeout(() => this.expire(id, ms), ms);
+      this.pending.set(id, { call, resolve: resolve as (v: unknown) => void, reject, timer });
       this.worker!.postMessage({ type: 'call', id, call } satisfies ToWorker);
     });
   }
 
+  private deadlineMs(call: Call): number {
+    const base = this.opts.callTimeoutMs ?? 120_000;
+    if (call.method === 'complete') return call.req.timeBudgetMs + base;
+    return call.method === 'memory' ? Math.max(1000, base / 10) : base;
+  }
+
+  /** A call past its deadline: answered as unavailable, so no caller waits on a stuck engine. */
+  private expire(id: number, ms: number): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    this.expired++;
+    p.resolve(this.fallback(id, p.call, `the engine did not answer within ${(ms / 1000).toFixed(1)} s`));
+  }
+
   async complete(req: CompletionRequest, signal?: AbortSignal): Promise<CompletionResult> {
     const id = this.nextId++;
+    const bad = requestProblem(req);
+    if (bad) {
+      this.last = emptyTrace(id, typeof req?.docId === 'string' ? req.docId : '', `invalid request: ${bad}`);
+      return { text: '', trace: this.last };
+    }
     // Supersede: the previous completion is stale once a newer one is asked for.
     if (this.lastComplete !== undefined && this.pending.has(this.lastComplete) && this.worker) {
       this.worker.postMessage({ type: 'cancel', id: this.lastComplete } satisfies ToWorker);
@@ -182,7 +212,9 @@ export class EngineClient implements Engine {
     await this.call<void>({ method: 'prefill', docId, languageId, prefix, suffix }).catch(() => undefined);
   }
 
+  /** Throws InputError (the engine keeps its budget) for NaN, Infinity, negative or non-numeric `bytes`. */
   async setBudget(bytes: number): Promise<MemoryReport> {
+    checkBudgetBytes(bytes);
     this.opts = { ...this.opts, kvBudgetBytes: bytes }; // a restarted worker keeps the new budget
     const r = await this.call<MemoryReport>({ method: 'setBudget', bytes });
     this.emit();
@@ -248,11 +280,14 @@ export class EngineClient implements Engine {
     });
   }
 
+  /** Calls answered by their deadline instead of the engine (tests, diagnostics). */
+  get expiredCalls(): number { return this.expired; }
+
   /** Workers that did not stop gracefully in time and were terminated (tests, diagnostics). */
   get forcedTerminations(): number { return this.forced; }
 
   /** Test hook: makes the worker exit or throw (honoured only with testHooks). */
-  testCrash(how: 'exit' | 'throw'): void { this.worker?.postMessage({ type: 'testCrash', how } satisfies ToWorker); }
+  testCrash(how: 'exit' | 'throw' | 'hang'): void { this.worker?.postMessage({ type: 'testCrash', how } satisfies ToWorker); }
 
   private emit(): void { for (const l of [...this.listeners]) { try { l(this._state); } catch { /* ignore */ } } }
 

@@ -11,6 +11,7 @@ import { buildPrompt, defaultLimits } from './prompt';
 import { StopRules } from './stopRules';
 import { generate, CancelToken } from './generate';
 import { StopMasks } from './stopMasks';
+import { InputError, requestProblem } from './validate';
 
 export interface CoreOptions { modelDir: string; device: 'auto' | 'cuda' | 'cpu'; kvBudgetBytes: number; threads?: number }
 
@@ -112,6 +113,8 @@ export class EngineCore {
       if (!text) trace.noSuggestionReason = why ?? noSuggestionText(stop);
       return { text, trace };
     };
+    const bad = requestProblem(req);
+    if (bad) return done('', 'error', `invalid request: ${bad}`);
     const maxNew = Math.max(1, Math.min(req.maxTokens, 256));
     const prompt = buildPrompt(this.tok, req, defaultLimits(this.manifest.architecture.max_position_embeddings, maxNew));
     let keepTruncate = true;
@@ -155,6 +158,8 @@ export class EngineCore {
 
   /** Background fill of a document's cache (prompt without generating). */
   async prefillDoc(requestId: number, docId: string, prefix: string, suffix: string, cancel: CancelToken): Promise<void> {
+    const bad = requestProblem({ docId, languageId: '', prefix, suffix, context: [], maxTokens: 1, multiline: false, timeBudgetMs: 0 });
+    if (bad) throw new InputError(`invalid prefill: ${bad}`);
     const trace = this.trace(requestId, docId);
     const prompt = buildPrompt(this.tok, { prefix, suffix, context: [] }, defaultLimits(this.manifest.architecture.max_position_embeddings, 64));
     try {

@@ -18,7 +18,7 @@ export type Call =
 export type ToWorker =
   | { type: 'call'; id: number; call: Call }
   | { type: 'cancel'; id: number }
-  | { type: 'testCrash'; how: 'exit' | 'throw' }
+  | { type: 'testCrash'; how: 'exit' | 'throw' | 'hang' }
   /** Graceful stop: cancel at the next step boundary, release the ORT sessions, exit by itself. */
   | { type: 'shutdown' };
 

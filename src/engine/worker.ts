@@ -49,6 +49,7 @@ function onMessage(m: ToWorker): void {
   if (m.type === 'testCrash') {
     if (!init.testHooks) return;
     if (m.how === 'exit') process.exit(3);
+    if (m.how === 'hang') { const t = Date.now(); while (Date.now() - t < 60_000) { /* a stuck engine */ } return; }
     setImmediate(() => { throw new Error('test hook: worker crash'); });
     return;
   }
@@ -58,6 +59,10 @@ function onMessage(m: ToWorker): void {
     return;
   }
   const c = core;
+  if (call.method === 'memory') { // read-only: answered at once, not behind a running request
+    post({ type: 'result', id, ok: true, value: c.memory() });
+    return;
+  }
   if (call.method === 'complete' || call.method === 'prefill') {
     for (const x of cancels.values()) {
       if (call.method === 'complete' ? (x.method === 'complete' || x.method === 'prefill') : x.method === 'prefill') {

@@ -103,3 +103,22 @@ test('route bias: zero when roomy, coarser-favouring when near the limit', () =>
   assert.throws(() => b.admit('x', 200), /too small/);
   assert.equal(b.used(), 0);
 });
+
+test('bad budgets (NaN, ±Infinity, negative, non-numeric) are refused by name; the previous budget and caches stay', () => {
+  const r = rng(11);
+  assert.throws(() => new KvBudget(shape, -1), /KV budget \(bytes\) must be between 0 and .* \(got -1\)/);
+  const b = new KvBudget(shape, 50 * full, { sink: 2, debug: true });
+  const { reserved } = b.admit('a', 10);
+  const { ids, kv } = synthChunk(shape, 10, r, () => 0);
+  b.commit('a', reserved, ids, kv);
+  const used = b.used();
+  for (const bad of [NaN, Infinity, -Infinity, -5, '2000000', undefined, null]) {
+    assert.throws(() => b.setBudget(bad as number), /KV budget \(bytes\) must be/, String(bad));
+    assert.equal(b.budgetBytes, 50 * full);
+    assert.equal(b.used(), used);
+    assert.equal(b.peek('a')?.nIds, 10);
+  }
+  // enforcement still works after the refusals
+  b.setBudget(20 * full);
+  assert.ok(b.used() <= 20 * full && Number.isFinite(b.used()));
+});

@@ -1,0 +1,94 @@
+// Bad numbers at every boundary (client API, worker protocol, CLI), call deadlines, and fault isolation, on the
+// real fixture model.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { EngineClient } from '../../src/engine/client';
+import type { CompletionRequest } from '../../src/engine/api';
+
+process.env.MIXSGA_DEBUG = '1';
+const FIXTURE = path.resolve(__dirname, '../../../test/fixtures/fixture-tiny');
+const WORKER = path.join(__dirname, 'worker.js');
+const CLI = path.resolve(__dirname, '../../../dist/cli.js');
+const skip = fs.existsSync(path.join(FIXTURE, 'manifest.json')) ? false : `fixture not found at ${FIXTURE}`;
+
+const req = (docId: string, prefix: string, o: Partial<CompletionRequest> = {}): CompletionRequest => ({
+  docId, languageId: 'typescript', prefix, suffix: ';\n', context: [], maxTokens: 8, multiline: false, timeBudgetMs: 60_000, ...o,
+});
+
+test('bad budgets and maxTokens: clear errors, the engine keeps its previous valid state', { skip }, async () => {
+  await assert.rejects(EngineClient.start({ modelDir: FIXTURE, device: 'cpu', kvBudgetBytes: NaN, workerPath: WORKER }),
+    /KV budget \(bytes\) must be a finite number \(got NaN\)/);
+  const budget = 4 << 20;
+  const eng = await EngineClient.start({ modelDir: FIXTURE, device: 'cpu', kvBudgetBytes: budget, workerPath: WORKER });
+  try {
+    assert.equal(eng.state.kind, 'ready');
+    const warm = await eng.complete(req('a', 'const total = items.length + '));
+    assert.notEqual(warm.trace.stopReason, 'error', JSON.stringify(warm.trace));
+    const before = await eng.memory();
+    for (const bad of [NaN, Infinity, -Infinity, -1, 'abc', undefined]) {
+      await assert.rejects(eng.setBudget(bad as number), /KV budget \(bytes\) must be/, String(bad));
+      const m = await eng.memory();
+      assert.equal(m.budgetBytes, budget);
+      assert.equal(m.usedBytes, before.usedBytes);
+    }
+    for (const maxTokens of [NaN, Infinity, -3, 0, 'many']) {
+      const t0 = Date.now();
+      const r = await eng.complete(req('a', 'const total = items.length + ', { maxTokens: maxTokens as number }));
+      assert.equal(r.text, '');
+      assert.equal(r.trace.stopReason, 'error');
+      assert.match(r.trace.noSuggestionReason ?? '', /invalid request: request\.maxTokens must be/);
+      assert.ok(Date.now() - t0 < 5000, 'answered at once, not hung');
+    }
+    const r = await eng.complete(req('a', 'const total = items.length + ', { timeBudgetMs: NaN }));
+    assert.match(r.trace.noSuggestionReason ?? '', /request\.timeBudgetMs must be a finite number/);
+    // Still enforcing the old budget and serving requests.
+    const ok = await eng.complete(req('b', 'function add(a: number, b: number) {\n  return '));
+    assert.notEqual(ok.trace.stopReason, 'error', JSON.stringify(ok.trace));
+    const m = await eng.memory();
+    assert.ok(Number.isFinite(m.usedBytes) && m.usedBytes <= budget && m.docs.length === 2, JSON.stringify(m));
+  } finally { await eng.dispose(); }
+});
+
+test('a stuck engine cannot hang the caller: calls resolve by their deadline', { skip }, async () => {
+  const eng = await EngineClient.start({ modelDir: FIXTURE, device: 'cpu', kvBudgetBytes: 4 << 20, workerPath: WORKER,
+    testHooks: true, callTimeoutMs: 2000 });
+  try {
+    eng.testCrash('hang');
+    const t0 = Date.now();
+    const [m, r] = await Promise.all([eng.memory(), eng.complete(req('a', 'let x = ', { timeBudgetMs: 500 }))]);
+    assert.ok(Date.now() - t0 < 6000, `resolved after ${Date.now() - t0} ms`);
+    assert.match(m.deviceNote ?? '', /did not answer within/);
+    assert.equal(r.text, '');
+    assert.match(r.trace.noSuggestionReason ?? '', /did not answer within 2\.5 s/);
+    assert.ok(eng.expiredCalls >= 2);
+  } finally { await eng.dispose(); }
+});
+
+test('CLI: non-numeric or out-of-range flags and a missing --file give one clear line, no stack', { skip }, () => {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mixsga-cli-')), 'a.ts');
+  fs.writeFileSync(file, 'const a = 1;\n');
+  const cli = (...a: string[]) => spawnSync(process.execPath, [CLI, 'complete', '--model', FIXTURE, '--device', 'cpu', ...a],
+    { encoding: 'utf8', timeout: 60_000 });
+  for (const [flags, msg] of [
+    [['--file', file, '--budget-mb', 'abc'], /^error: --budget-mb must be a number \(got "abc"\)$/],
+    [['--file', file, '--budget-mb', '-2'], /^error: --budget-mb must be between 0 and/],
+    [['--file', file, '--budget-mb', 'Infinity'], /^error: --budget-mb must be a number/],
+    [['--file', file, '--max-tokens', 'abc'], /^error: --max-tokens must be a number \(got "abc"\)$/],
+    [['--file', file, '--max-tokens', 'NaN'], /^error: --max-tokens must be a number/],
+    [['--file', file, '--line', '0'], /^error: --line must be between 1 and/],
+  ] as [string[], RegExp][]) {
+    const r = cli(...flags);
+    assert.equal(r.status, 2, `${flags.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr.trim(), msg);
+  }
+  const missing = cli('--file', '/nonexistent/x.ts');
+  assert.equal(missing.status, 1);
+  assert.equal(missing.stderr.trim(), 'error: cannot read --file /nonexistent/x.ts: ENOENT');
+  const good = cli('--file', file, '--line', '1', '--col', '11', '--max-tokens', '4', '--budget-mb', '2');
+  assert.equal(good.status, 0, good.stderr);
+  assert.match(good.stdout, /--- trace/);
+});
