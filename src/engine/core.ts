@@ -72,6 +72,14 @@ export class EngineCore {
     return out;
   }
 
+  /** Why nothing fits: the budget vs. the bytes every document holds before its first prompt token. */
+  private budgetTooSmall(): string {
+    const b = this.budget, full = fullTokenBytes(this.shape), kb = (x: number) => `${(x / 1024).toFixed(1)} KB`;
+    return `KV budget of ${kb(b.budgetBytes)} cannot hold even one token: a document needs ${kb(b.fixedBytes)} before it ` +
+      `(${b.sink} always-kept attention-sink tokens at ${kb(full)} each, plus ${kb(b.fixedBytes - b.sink * full)} of bookkeeping) ` +
+      `and ${kb(full)} per token; raise it to at least ${kb(b.fixedBytes + full)}`;
+  }
+
   private get prefillChunk(): number { return PREFILL_CHUNK[this.loaded.device]; }
   private get decodeSteps(): number { return DECODE_STEPS[this.loaded.device]; }
 
@@ -81,6 +89,7 @@ export class EngineCore {
    */
   private async prefill(docId: string, ids: number[], trace: RequestTrace, cancel: CancelToken, deadline: number,
     gen?: GenSpec): Promise<RunResult | StopReason> {
+    if (this.budget.maxChunk() <= 0) throw new BudgetError(this.budgetTooSmall());
     const doc = this.budget.touch(docId);
     // At least the last prompt token is recomputed: its logits are needed.
     const reuse = Math.min(doc.commonPrefix(ids), ids.length - 1);
@@ -94,7 +103,7 @@ export class EngineCore {
       // the document's history instead of windowing it away before every chunk.
       const fit = this.budget.maxChunk();
       const n = Math.min(this.prefillChunk, ids.length - pos, fit, Math.max(32, Math.floor(fit / 2)));
-      if (n <= 0) throw new BudgetError(`KV budget of ${this.budget.budgetBytes} bytes cannot hold even one token`);
+      if (n <= 0) throw new BudgetError(this.budgetTooSmall());
       const last = pos + n >= ids.length;
       const out = await this.runChunk(docId, ids.slice(pos, pos + n), pos, trace, last ? gen : undefined);
       pos += n;
