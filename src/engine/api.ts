@@ -99,9 +99,10 @@ export type EngineState =
   | { kind: 'restarting'; reason: string };
 
 /**
- * What src/engine/client.ts's `EngineClient` implements: a handle on the engine running off the extension
- * host's thread (worker thread), restarted when it crashes. Every method is safe to call in any state; while
- * the engine is not ready, complete() resolves to an empty result whose trace says why.
+ * What src/engine/client.ts's `EngineClient` implements: a handle on the engine running in a child process of the
+ * extension host (a native fault cannot take the host down), restarted when it crashes or stops answering. Every
+ * method is safe to call in any state and resolves by a deadline; while the engine is not ready, complete()
+ * resolves to an empty result whose trace says why. Invalid numbers are refused (validate.ts).
  */
 export interface Engine {
   readonly state: EngineState;

@@ -1,4 +1,4 @@
-// The engine inside the worker thread: model, tokenizer, KV budget and the request pipeline
+// The engine inside the engine process (worker.ts): model, tokenizer, KV budget and the request pipeline
 // (prompt → reuse cached prefix → chunked prefill under the budget → generate → truncate back to the prompt).
 import type { CompletionRequest, CompletionResult, MemoryReport, RequestTrace, StopReason } from './api';
 import { loadManifest, Manifest } from './manifest';

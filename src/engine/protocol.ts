@@ -1,4 +1,4 @@
-// Messages between EngineClient (extension host) and the engine worker thread.
+// Messages between EngineClient (extension host) and the engine process (worker.ts), over the fork IPC channel.
 import type { CompletionRequest, DeviceSetting } from './api';
 
 export interface InitData {
@@ -16,11 +16,15 @@ export type Call =
   | { method: 'memory' };
 
 export type ToWorker =
+  | { type: 'init'; init: InitData }
   | { type: 'call'; id: number; call: Call }
   | { type: 'cancel'; id: number }
-  | { type: 'testCrash'; how: 'exit' | 'throw' | 'hang' }
+  | { type: 'testCrash'; how: TestCrash }
   /** Graceful stop: cancel at the next step boundary, release the ORT sessions, exit by itself. */
   | { type: 'shutdown' };
+
+/** Test hooks: exit, an uncaught exception, a stuck event loop, a native abort (SIGABRT, as a runtime fault). */
+export type TestCrash = 'exit' | 'throw' | 'hang' | 'abort';
 
 export type FromWorker =
   | { type: 'ready'; device: 'cuda' | 'cpu'; deviceNote?: string }

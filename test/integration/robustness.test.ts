@@ -53,18 +53,22 @@ test('bad budgets and maxTokens: clear errors, the engine keeps its previous val
   } finally { await eng.dispose(); }
 });
 
-test('a stuck engine cannot hang the caller: calls resolve by their deadline', { skip }, async () => {
+test('a stuck engine cannot hang the caller: calls resolve by their deadline, the engine is restarted', { skip }, async () => {
   const eng = await EngineClient.start({ modelDir: FIXTURE, device: 'cpu', kvBudgetBytes: 4 << 20, workerPath: WORKER,
-    testHooks: true, callTimeoutMs: 2000 });
+    testHooks: true, callTimeoutMs: 5000, restartBackoffMs: [100] });
   try {
+    const pid = eng.pid;
     eng.testCrash('hang');
     const t0 = Date.now();
     const [m, r] = await Promise.all([eng.memory(), eng.complete(req('a', 'let x = ', { timeBudgetMs: 500 }))]);
-    assert.ok(Date.now() - t0 < 6000, `resolved after ${Date.now() - t0} ms`);
-    assert.match(m.deviceNote ?? '', /did not answer within/);
+    assert.ok(Date.now() - t0 < 4000, `resolved after ${Date.now() - t0} ms`);
+    assert.match(m.deviceNote ?? '', /did not answer within 1\.0 s/);
     assert.equal(r.text, '');
-    assert.match(r.trace.noSuggestionReason ?? '', /did not answer within 2\.5 s/);
-    assert.ok(eng.expiredCalls >= 2);
+    assert.match(r.trace.noSuggestionReason ?? '', /did not answer within 1\.0 s \(stuck; restarted\)/);
+    assert.ok(await eng.whenReady(20_000));
+    assert.notEqual(eng.pid, pid);
+    const ok = await eng.complete(req('a', 'let x = '));
+    assert.notEqual(ok.trace.stopReason, 'error', JSON.stringify(ok.trace));
   } finally { await eng.dispose(); }
 });
 
@@ -91,4 +95,33 @@ test('CLI: non-numeric or out-of-range flags and a missing --file give one clear
   const good = cli('--file', file, '--line', '1', '--col', '11', '--max-tokens', '4', '--budget-mb', '2');
   assert.equal(good.status, 0, good.stderr);
   assert.match(good.stdout, /--- trace/);
+});
+
+test('a native abort in the engine mid-run leaves this (host) process alive; the next request is served within 5 s', { skip }, async () => {
+  const eng = await EngineClient.start({ modelDir: FIXTURE, device: 'cpu', kvBudgetBytes: 64 << 20, workerPath: WORKER,
+    testHooks: true, restartBackoffMs: [250, 1000, 4000] });
+  try {
+    assert.equal(eng.state.kind, 'ready');
+    const body = Array.from({ length: 150 }, (_, i) => `  const v${i} = compute(alpha${i}, beta) + ${i};\n`).join('');
+    for (let round = 0; round < 2; round++) { // two crashes: the third restart would wait 4 s by design
+      const pid = eng.pid;
+      // A long prompt keeps session.run() busy; the abort message arrives while it runs.
+      const inflight = eng.complete(req(`doc${round}`, `function f() {\n${body}`, { maxTokens: 64, multiline: true }));
+      await new Promise((r) => setTimeout(r, 50 + round * 30));
+      const t0 = Date.now();
+      eng.testCrash('abort');
+      const r = await inflight;
+      assert.equal(r.text, '');
+      assert.match(r.trace.noSuggestionReason ?? '', /engine process was ended by SIGABRT/, 'aborted while the request ran');
+      let served = false;
+      while (Date.now() - t0 < 5000 && !served) {
+        const next = await eng.complete(req('after', 'const total = items.length + ', { maxTokens: 4 }));
+        served = next.trace.stopReason !== 'error';
+        if (!served) await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.ok(served, `round ${round}: no request served within 5 s of the abort (state ${JSON.stringify(eng.state)})`);
+      assert.notEqual(eng.pid, pid, 'a new engine process');
+    }
+    assert.equal(process.exitCode ?? 0, 0);
+  } finally { await eng.dispose(); }
 });
