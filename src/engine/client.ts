@@ -25,7 +25,16 @@ export interface EngineStartOptions extends EngineOptions {
   /** Deadline of a call without a time budget of its own (default 120 s; memory(): a tenth of it). A complete()
    *  gets its timeBudgetMs plus this grace. A call past its deadline resolves as if the engine were unavailable. */
   callTimeoutMs?: number;
+  /** Environment added for the engine process instead of LEAN_MALLOC_ENV (measurements of the memory settings). */
+  childEnv?: NodeJS.ProcessEnv;
 }
+
+/**
+ * glibc malloc settings for the engine process: few arenas (ORT's thread pool otherwise gets one each, and freed
+ * memory stays in them) and a fixed mmap threshold, so large buffers (KV arrays, run outputs) are mmapped and go
+ * back to the system when freed (the default threshold rises after the first such free, and then they stay).
+ */
+export const LEAN_MALLOC_ENV: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '1048576' };
 
 interface Pending { call: Call; resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
 
@@ -90,8 +99,10 @@ export class EngineClient implements Engine {
       const settle = () => { if (!settled) { settled = true; resolve(); } };
       // In VS Code desktop process.execPath is Electron: ELECTRON_RUN_AS_NODE makes it a plain Node process.
       // No inherited execArgv: the host's --inspect flags would make the child fight for the debug port.
+      // --expose-gc: after caches are dropped the engine collects at once, so their memory is returned promptly.
       const w = fork(this.workerPath(), [], {
-        env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' }, execArgv: [], serialization: 'advanced',
+        env: { ...process.env, ...(this.opts.childEnv ?? LEAN_MALLOC_ENV), ELECTRON_RUN_AS_NODE: '1' },
+        execArgv: ['--expose-gc'], serialization: 'advanced',
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
       this.worker = w;

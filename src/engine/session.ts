@@ -44,8 +44,14 @@ export async function createSession(dir: string, manifest: Manifest, device: Dev
   // Loaded lazily so the Float16Array guard runs first and tests of other modules need no native binding.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const ort: typeof ortTypes = require('onnxruntime-node');
+  // No CPU arena and no memory patterns: the arena keeps its high-water mark for good and a pattern is planned and
+  // kept per distinct input shape (every cache length is one), which grew the engine's RSS ~10 MB/min over a
+  // working session (docs/soak.md). MIXSGA_ORT_ARENA=1 restores ORT's defaults (for A/B measurements only).
+  const arena = process.env.MIXSGA_ORT_ARENA === '1';
   const base: ortTypes.InferenceSession.SessionOptions = {
     graphOptimizationLevel: 'all',
+    enableCpuMemArena: arena,
+    enableMemPattern: arena,
     ...(threads > 0 ? { intraOpNumThreads: threads } : {}),
     logSeverityLevel: 3,
   };

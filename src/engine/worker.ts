@@ -22,13 +22,16 @@ let core: EngineCore | undefined;
 let stopping = false;
 let created: Promise<EngineCore | undefined> = Promise.resolve(undefined);
 
+/** Collects garbage now (the process runs with --expose-gc): dropped KV arrays go back to the system at once. */
+const collect = () => (globalThis as { gc?: () => void }).gc?.();
+
 async function handle(c: EngineCore, id: number, call: Call, token: CancelToken): Promise<unknown> {
   switch (call.method) {
     case 'complete': return c.complete(id, call.req, token);
     case 'prefill': return c.prefillDoc(id, call.docId, call.prefix, call.suffix, token);
-    case 'setBudget': c.setBudget(call.bytes); return c.memory();
-    case 'closeDocument': return c.close(call.docId);
-    case 'clearCaches': return c.clear();
+    case 'setBudget': c.setBudget(call.bytes); collect(); return c.memory();
+    case 'closeDocument': c.close(call.docId); collect(); return;
+    case 'clearCaches': c.clear(); collect(); return;
     case 'memory': return c.memory();
   }
 }
