@@ -236,6 +236,10 @@ export class EngineClient implements Engine {
     try {
       const r = await this.call<CompletionResult>({ method: 'complete', req }, id).catch((e: Error) =>
         ({ text: '', trace: emptyTrace(id, req.docId, `engine error: ${e.message}`) }));
+      // The engine only knows it was cancelled; here we know whether by the caller or by a newer request.
+      if (signal?.aborted && r.trace.stopReason === 'cancelled' && !r.text) {
+        r.trace.noSuggestionReason = 'the request was cancelled by the caller (the editor no longer needs it)';
+      }
       this.last = r.trace;
       return r;
     } finally {

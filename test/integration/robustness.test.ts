@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { EngineClient } from '../../src/engine/client';
 import type { CompletionRequest } from '../../src/engine/api';
 
@@ -123,5 +124,60 @@ test('a native abort in the engine mid-run leaves this (host) process alive; the
       assert.notEqual(eng.pid, pid, 'a new engine process');
     }
     assert.equal(process.exitCode ?? 0, 0);
+  } finally { await eng.dispose(); }
+});
+
+/** A copy of the fixture with tokenizer.json replaced by `body` (a string, or 'dir' for a folder), checksums updated. */
+function fixtureWithTokenizer(body: string | 'dir'): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'mixsga-tok-'));
+  for (const f of fs.readdirSync(FIXTURE)) fs.copyFileSync(path.join(FIXTURE, f), path.join(d, f));
+  const t = path.join(d, 'tokenizer.json');
+  fs.rmSync(t);
+  if (body === 'dir') fs.mkdirSync(t); else fs.writeFileSync(t, body);
+  const m = JSON.parse(fs.readFileSync(path.join(d, 'manifest.json'), 'utf8'));
+  if (body !== 'dir') m.files['tokenizer.json'] = createHash('sha256').update(body).digest('hex');
+  fs.writeFileSync(path.join(d, 'manifest.json'), JSON.stringify(m));
+  return d;
+}
+
+test('errors name their cause: broken tokenizer files, too-small and negative budgets, caller aborts', { skip }, async () => {
+  for (const [body, want] of [
+    ['this is { not json', /tokenizer\.json is not valid JSON: Unexpected token/],
+    ['{"model": {"type": "BPE", "vocab": {}, "merges": []}}', /tokenizer\.json: not a usable tokenizer \(/],
+    ['dir', /tokenizer\.json: is a folder in .*, expected a file/],
+  ] as [string, RegExp][]) {
+    const dir = fixtureWithTokenizer(body);
+    const e = await EngineClient.start({ modelDir: dir, device: 'cpu', kvBudgetBytes: 1 << 20, workerPath: WORKER });
+    assert.equal(e.state.kind, 'failed');
+    const reason = (e.state as { reason: string }).reason;
+    assert.match(reason, want);
+    if (body !== 'dir') assert.ok(reason.includes(path.join(dir, 'tokenizer.json')), `names the file: ${reason}`);
+    await e.dispose();
+  }
+  await assert.rejects(EngineClient.start({ modelDir: FIXTURE, device: 'cpu', kvBudgetBytes: -5 * 2 ** 20, workerPath: WORKER }),
+    /KV budget \(bytes\) must be between 0 and \d+ \(got -5242880\)/);
+
+  const probe = await EngineClient.start({ modelDir: FIXTURE, device: 'cpu', kvBudgetBytes: 1 << 30, workerPath: WORKER });
+  const full = (await probe.memory()).fullBytesPerToken;
+  await probe.dispose();
+  const eng = await EngineClient.start({ modelDir: FIXTURE, device: 'cpu', kvBudgetBytes: 5 * full, workerPath: WORKER });
+  try {
+    const r = await eng.complete(req('a', 'const a = '));
+    assert.equal(r.text, '');
+    assert.match(r.trace.noSuggestionReason ?? '', /cannot hold even one token: a document needs [\d.]+ KB before it \(4 always-kept attention-sink tokens .* bookkeeping\).*raise it to at least/);
+    await eng.setBudget(64 << 20);
+    const body = Array.from({ length: 150 }, (_, i) => `  const v${i} = compute(alpha${i}, beta) + ${i};\n`).join('');
+    const ac = new AbortController();
+    const aborted = eng.complete(req('b', `function f() {\n${body}`, { maxTokens: 64, multiline: true }), ac.signal);
+    setTimeout(() => ac.abort(), 30);
+    const ra = await aborted;
+    if (ra.trace.stopReason === 'cancelled') assert.match(ra.trace.noSuggestionReason ?? '', /cancelled by the caller/);
+    const older = eng.complete(req('c', `function g() {\n${body}`, { maxTokens: 64, multiline: true }));
+    await new Promise((res) => setTimeout(res, 30));
+    const newer = eng.complete(req('c', `function g() {\n${body}  const w = `));
+    const ro = await older;
+    if (ro.trace.stopReason === 'cancelled') assert.match(ro.trace.noSuggestionReason ?? '', /superseded by a newer one/);
+    assert.ok(ra.trace.stopReason === 'cancelled' || ro.trace.stopReason === 'cancelled', 'at least one request was stopped mid-run');
+    await newer;
   } finally { await eng.dispose(); }
 });
