@@ -18,6 +18,7 @@ export const engineEntries = [
   { entryPoints: { cli: 'src/cli.ts' }, outdir: 'dist' },
   { entryPoints: { bench: 'src/bench/bench.ts' }, outdir: 'dist' }, // npm run bench (scripts/bench.mjs, docs/benchmarks.md)
   { entryPoints: { soak: 'src/bench/soak.ts' }, outdir: 'dist' }, // npm run soak (docs/soak.md)
+  { entryPoints: { 'ipc-cost': 'src/bench/ipcCost.ts' }, outdir: 'dist' }, // child process vs worker thread (docs/soak.md)
 ];
 
 export async function buildEngine({ tests = false, production = false } = {}) {

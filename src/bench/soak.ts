@@ -1,8 +1,9 @@
-// `npm run soak -- [--minutes 60] [--docs 50] [--seed 1] [--out FILE] [--model DIR] [--budget-mb 64]`
+// `npm run soak -- [--minutes 60] [--docs 50] [--seed 1] [--out FILE] [--model DIR] [--budget-mb 64] [--marks 15,30,45,60]
+//   [--ort-defaults]` (ORT's arena and memory patterns on, glibc malloc defaults: the memory settings before, for A/B)
 // (bundled to dist/soak.js). A long working day in fast motion against the real engine process (EngineClient,
 // child process, the shipped model on the CPU): documents of 200–20k tokens made of this repository's own code,
 // typing bursts with completions, edits above the cursor, file switches with background prefill, closes, aborted
-// requests, budget changes, and clearCaches at every 15-minute mark. It samples the engine process's RSS, the KV
+// requests, budget changes, and clearCaches at every mark (default every 15 minutes). It samples the engine process's RSS, the KV
 // bytes allocated vs the budget (after every request), latency p50/p95 per 5 minutes and crashes, and writes JSON
 // (rewritten every 5 minutes, so a cut-short run still leaves its data). Plot: scripts/soak-plot.py.
 //
@@ -13,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { EngineClient } from '../engine/client';
 import type { CompletionRequest } from '../engine/api';
-import { ROOT, defaultModelDir, machineFacts, parseArgs, percentile, r2, str, int, writeResult } from './common';
+import { ROOT, defaultModelDir, machineFacts, nums, parseArgs, percentile, r2, str, int, writeResult } from './common';
 
 const MB = 2 ** 20;
 
@@ -83,7 +84,9 @@ async function main(): Promise<void> {
   const workerPath = path.join(__dirname, `.soak-worker-${process.pid}.js`);
   fs.copyFileSync(path.join(__dirname, 'worker.js'), workerPath);
   process.on('exit', () => { try { fs.unlinkSync(workerPath); } catch { /* gone */ } });
-  const eng = await EngineClient.start({ modelDir, device: 'cpu', kvBudgetBytes: baseMB * MB, workerPath });
+  const ortDefaults = a['ort-defaults'] === true;
+  const eng = await EngineClient.start({ modelDir, device: 'cpu', kvBudgetBytes: baseMB * MB, workerPath,
+    ...(ortDefaults ? { childEnv: { MIXSGA_ORT_ARENA: '1' } } : {}) });
   if (eng.state.kind !== 'ready') throw new Error(`engine ${eng.state.kind}: ${JSON.stringify(eng.state)}`);
   let crashes = 0;
   const crashLog: { t: number; state: string }[] = [];
@@ -103,7 +106,7 @@ async function main(): Promise<void> {
   const samples: { t: number; rssMB?: number; hostRssMB: number; kvAllocatedMB: number; budgetMB: number; docs: number; requests: number }[] = [];
   const marks: { minute: number; rssMB?: number; afterClearMB?: number }[] = [];
   let overBudget = 0, maxFill = 0, cur = docs[0], budgetMB = baseMB, actions: Record<string, number> = {};
-  const markAt = [15, 30, 45, 60].filter((m) => m <= minutes);
+  const markAt = nums(a, 'marks', [15, 30, 45, 60]).filter((m) => m <= minutes);
   const count = (k: string) => { actions[k] = (actions[k] ?? 0) + 1; };
 
   const checkBudget = async () => {
@@ -137,20 +140,21 @@ async function main(): Promise<void> {
       w.push({ fromMin: from, toMin: from + 5, requests: rs.length, p50Ms: r2(percentile(ok.map((r) => r.ms), 50)),
         p95Ms: r2(percentile(ok.map((r) => r.ms), 95)), errors: rs.filter((r) => r.stop === 'error').length,
         crashes: crashLog.filter((c) => c.t >= from && c.t < from + 5).length,
-        rssMaxMB: r2(Math.max(...ss.map((s) => s.rssMB ?? 0))), kvAllocatedMaxMB: r2(Math.max(...ss.map((s) => s.kvAllocatedMB))) });
+        rssMaxMB: ss.length ? r2(Math.max(...ss.map((s) => s.rssMB ?? 0))) : null,
+        kvAllocatedMaxMB: ss.length ? r2(Math.max(...ss.map((s) => s.kvAllocatedMB))) : null });
     }
     return w;
   };
   const report = (done: boolean) => {
     const at = (m: number) => marks.find((x) => x.minute === m)?.rssMB;
-    const base = at(15);
-    const within10 = markAt.filter((m) => m !== 45).map((m) => ({ minute: m, rssMB: at(m) !== undefined ? r2(at(m)!) : null,
-      vs15: base && at(m) ? r2(at(m)! / base - 1) : null }));
+    const base = at(markAt[0]);
+    const vsFirst = markAt.map((m) => ({ minute: m, rssMB: at(m) ?? null, vsFirstMark: base && at(m) ? r2(at(m)! / base - 1) : null }));
     return {
-      tool: 'soak', done, flags: { minutes, docs: nDocs, seed, budgetMB: baseMB, model: modelDir, device: 'cpu' }, machine: facts,
+      tool: 'soak', done, flags: { minutes, docs: nDocs, seed, budgetMB: baseMB, model: modelDir, device: 'cpu', marks: markAt, ortDefaults },
+      machine: facts,
       loadavgAtEnd: os.loadavg().map(r2),
       elapsedMin: r2(tmin()), requests: requests.length, actions, crashes, crashLog, overBudgetMoments: overBudget,
-      maxFill: r2(maxFill), idleColdMB: idleColdMB && r2(idleColdMB), idleMB: idleMB && r2(idleMB), marks, rssVs15: within10,
+      maxFill: r2(maxFill), idleColdMB: idleColdMB && r2(idleColdMB), idleMB: idleMB && r2(idleMB), marks, rssVsFirstMark: vsFirst,
       docTokensApprox: docs.map((d) => Math.round(d.text.length / 3.3)), windows: windows(), samples,
     };
   };
