@@ -70,6 +70,7 @@ export interface CompletionResult {
 export interface DocumentMemory {
   docId: string;
   tokens: number;
+  /** Bytes the document's cache allocates (capacity and fixed bookkeeping: what the budget counts). */
   bytes: number;
   /** Tokens held by each expert (index = expert id). */
   expertTokens: number[];
@@ -77,6 +78,7 @@ export interface DocumentMemory {
 }
 
 export interface MemoryReport {
+  /** Bytes all caches allocate plus any open reservation; never above budgetBytes. */
   usedBytes: number;
   budgetBytes: number;
   device: 'cuda' | 'cpu' | 'none';
