@@ -19,6 +19,7 @@ export const engineEntries = [
   { entryPoints: { bench: 'src/bench/bench.ts' }, outdir: 'dist' }, // npm run bench (scripts/bench.mjs, docs/benchmarks.md)
   { entryPoints: { soak: 'src/bench/soak.ts' }, outdir: 'dist' }, // npm run soak (docs/soak.md)
   { entryPoints: { 'ipc-cost': 'src/bench/ipcCost.ts' }, outdir: 'dist' }, // child process vs worker thread (docs/soak.md)
+  { entryPoints: { 'mem-ab': 'src/bench/memAB.ts' }, outdir: 'dist' }, // engine memory settings A/B (docs/soak.md)
 ];
 
 export async function buildEngine({ tests = false, production = false } = {}) {

@@ -86,7 +86,7 @@ async function main(): Promise<void> {
   process.on('exit', () => { try { fs.unlinkSync(workerPath); } catch { /* gone */ } });
   const ortDefaults = a['ort-defaults'] === true;
   const eng = await EngineClient.start({ modelDir, device: 'cpu', kvBudgetBytes: baseMB * MB, workerPath,
-    ...(ortDefaults ? { childEnv: { MIXSGA_ORT_ARENA: '1' } } : {}) });
+    ...(ortDefaults ? { childEnv: { MIXSGA_ORT_MEM: 'arena,patterns' } } : {}) });
   if (eng.state.kind !== 'ready') throw new Error(`engine ${eng.state.kind}: ${JSON.stringify(eng.state)}`);
   let crashes = 0;
   const crashLog: { t: number; state: string }[] = [];
@@ -103,7 +103,8 @@ async function main(): Promise<void> {
   const idleMB = rssMB(eng.pid);
 
   const requests: { t: number; ms: number; stop: string; prefill: number; reused: number }[] = [];
-  const samples: { t: number; rssMB?: number; hostRssMB: number; kvAllocatedMB: number; budgetMB: number; docs: number; requests: number }[] = [];
+  const samples: { t: number; rssMB?: number; hostRssMB: number; kvAllocatedMB: number; budgetMB: number; docs: number; requests: number;
+    engineHeapMB?: number; engineArrayBuffersMB?: number }[] = [];
   const marks: { minute: number; rssMB?: number; afterClearMB?: number }[] = [];
   let overBudget = 0, maxFill = 0, cur = docs[0], budgetMB = baseMB, actions: Record<string, number> = {};
   const markAt = nums(a, 'marks', [15, 30, 45, 60]).filter((m) => m <= minutes);
@@ -119,7 +120,8 @@ async function main(): Promise<void> {
   const sample = async () => {
     const m = await checkBudget();
     samples.push({ t: r2(tmin()), rssMB: rssMB(eng.pid), hostRssMB: r2(process.memoryUsage().rss / MB), kvAllocatedMB: r2(m.usedBytes / MB),
-      budgetMB: r2(m.budgetBytes / MB), docs: m.docs.length, requests: requests.length });
+      budgetMB: r2(m.budgetBytes / MB), docs: m.docs.length, requests: requests.length,
+      engineHeapMB: m.process?.heapUsedMB, engineArrayBuffersMB: m.process?.arrayBuffersMB });
   };
   const request = (d: Doc, signal?: AbortSignal): Promise<void> => {
     const other = docs[Math.floor(rand() * docs.length)];

@@ -92,6 +92,8 @@ export interface MemoryReport {
   perLayerShares: number[][];
   /** Bytes one token takes at full KV (all layers, expert 0), for context. */
   fullBytesPerToken: number;
+  /** The engine process's memory (MB): resident, JS heap, external and array buffers (absent while not running). */
+  process?: { rssMB: number; heapUsedMB: number; externalMB: number; arrayBuffersMB: number };
 }
 
 export type EngineState =

@@ -30,7 +30,7 @@ export class EngineCore {
   readonly shape: KvShape;
   private readonly masks: StopMasks;
   private constructor(readonly dir: string, readonly manifest: Manifest, readonly tok: ModelTokenizer,
-    readonly loaded: LoadedSession, readonly runner: ModelRunner, budgetBytes: number) {
+    public loaded: LoadedSession, public runner: ModelRunner, budgetBytes: number, private readonly threads: number) {
     const a = manifest.architecture;
     this.shape = { layers: a.num_layers, heads: manifest.experts.map((e) => e.kv_heads), headDim: a.head_dim,
       dtype: loaded.variant.kv_dtype };
@@ -43,7 +43,7 @@ export class EngineCore {
     const tok = ModelTokenizer.load(dir, manifest);
     const loaded = await createSession(dir, manifest, o.device, o.threads ?? 0);
     const runner = new ModelRunner(loaded.ort, loaded.session, manifest, loaded.variant.kv_dtype);
-    return new EngineCore(dir, manifest, tok, loaded, runner, o.kvBudgetBytes);
+    return new EngineCore(dir, manifest, tok, loaded, runner, o.kvBudgetBytes, o.threads ?? 0);
   }
 
   private trace(requestId: number, docId: string): RequestTrace {
@@ -186,7 +186,19 @@ export class EngineCore {
 
   setBudget(bytes: number): string[] { return this.budget.setBudget(bytes); }
   close(docId: string): void { this.budget.close(docId); }
-  clear(): void { this.budget.clear(); }
+
+  /**
+   * Drops every cache and gives ORT's memory back: the CPU arena keeps its high-water mark for the session's
+   * life, so the session is created afresh (same device) and the old one released. Call only between runs.
+   */
+  async clear(): Promise<void> {
+    this.budget.clear();
+    const next = await createSession(this.dir, this.manifest, this.loaded.device, this.threads);
+    const old = this.loaded;
+    this.loaded = { ...next, ...(old.deviceNote && !next.deviceNote ? { deviceNote: old.deviceNote } : {}) };
+    this.runner = new ModelRunner(next.ort, next.session, this.manifest, next.variant.kv_dtype);
+    await old.session.release();
+  }
 
   memory(): MemoryReport {
     const E = this.shape.heads.length, L = this.shape.layers;
@@ -202,11 +214,17 @@ export class EngineCore {
     return {
       usedBytes: this.budget.used(), budgetBytes: this.budget.budgetBytes, device: this.loaded.device,
       ...(this.loaded.deviceNote ? { deviceNote: this.loaded.deviceNote } : {}),
-      modelName: this.manifest.name, docs, expertShares: shares,
+      modelName: this.manifest.name, docs, expertShares: shares, process: processMemory(),
       perLayerShares: perLayer.map((r) => { const s = r.reduce((a, b) => a + b, 0); return r.map((x) => (s ? x / s : 0)); }),
       fullBytesPerToken: fullTokenBytes(this.shape),
     };
   }
+}
+
+/** The engine process's memory in MB (where growth is: JS heap, array buffers, or native). */
+function processMemory(): MemoryReport['process'] {
+  const m = process.memoryUsage(), mb = (x: number) => Math.round((x / 2 ** 20) * 10) / 10;
+  return { rssMB: mb(m.rss), heapUsedMB: mb(m.heapUsed), externalMB: mb(m.external), arrayBuffersMB: mb(m.arrayBuffers) };
 }
 
 export function noSuggestionText(stop: StopReason): string {
