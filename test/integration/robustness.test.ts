@@ -46,11 +46,17 @@ test('bad budgets and maxTokens: clear errors, the engine keeps its previous val
     }
     const r = await eng.complete(req('a', 'const total = items.length + ', { timeBudgetMs: NaN }));
     assert.match(r.trace.noSuggestionReason ?? '', /request\.timeBudgetMs must be a finite number/);
+    // clearCaches drops every cache and starts a fresh ORT session (its arena goes back); requests go on.
+    await eng.clearCaches();
+    const cleared = await eng.memory();
+    assert.equal(cleared.docs.length, 0);
+    assert.equal(cleared.usedBytes, 0);
+    assert.ok((cleared.process?.rssMB ?? 0) > 0, 'the engine process reports its memory');
     // Still enforcing the old budget and serving requests.
     const ok = await eng.complete(req('b', 'function add(a: number, b: number) {\n  return '));
     assert.notEqual(ok.trace.stopReason, 'error', JSON.stringify(ok.trace));
     const m = await eng.memory();
-    assert.ok(Number.isFinite(m.usedBytes) && m.usedBytes <= budget && m.docs.length === 2, JSON.stringify(m));
+    assert.ok(Number.isFinite(m.usedBytes) && m.usedBytes <= budget && m.docs.length === 1, JSON.stringify(m));
   } finally { await eng.dispose(); }
 });
 
