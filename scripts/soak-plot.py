@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Plots a soak result (npm run soak): engine RSS, allocated KV bytes vs the budget, latency p50/p95 per 5 minutes.
+"""Plots a soak result (npm run soak): engine RSS, allocated KV bytes vs the budget, latency p50/p95 per 5 minutes;
+prints the must-show figures as Markdown (for docs/soak.md).
 
 usage: python3 scripts/soak-plot.py docs/results/soak-DATE.json [docs/img/soak-DATE.png]
 """
@@ -47,6 +48,33 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     print(f"wrote {out}")
+    print(summary(d))
+
+
+def summary(d: dict) -> str:
+    """The must-show figures: crashes, over-budget moments, RSS at the marks vs the first, after clearCaches vs idle."""
+    marks = d.get("marks", [])
+    first = marks[0]["rssMB"] if marks else None
+    idle = d.get("idleMB")
+    lines = [
+        f"- {d['elapsedMin']:.0f} minutes, {d['requests']} completion requests ({', '.join(f'{k} {v}' for k, v in d['actions'].items())}), "
+        f"{d['machine']['cores']} cores ({d['machine']['cpuModel']}), load {d['machine']['loadavgAtStart'][0]} at the start and "
+        f"{d.get('loadavgAtEnd', ['?'])[0]} at the end, {d['machine']['date'][:16]} UTC",
+        f"- **crashes: {d['crashes']}**; **moments where allocated KV bytes exceeded the budget: {d['overBudgetMoments']}** "
+        f"(checked after every request; highest fill {d['maxFill']:.2f} of the budget)",
+        f"- idle RSS of the engine process {idle} MB (after loading and one warm-up request; {d.get('idleColdMB')} MB before it)",
+        "",
+        "| minute | RSS MB | vs first mark | 3 s after clearCaches, MB | vs idle |",
+        "|---|---|---|---|---|",
+    ]
+    for m in marks:
+        vs = f"{(m['rssMB'] / first - 1) * 100:+.1f} %" if first else ""
+        after = m.get("afterClearMB")
+        lines.append(f"| {m['minute']} | {m['rssMB']} | {vs} | {after} | {after - idle:+.1f} MB |" if after and idle else f"| {m['minute']} | {m['rssMB']} | {vs} | | |")
+    lines += ["", "| minutes | requests | p50 ms | p95 ms | errors | crashes | RSS max MB | KV allocated max MB |", "|---|---|---|---|---|---|---|---|"]
+    for w in d["windows"]:
+        lines.append(f"| {w['fromMin']}–{w['toMin']} | {w['requests']} | {w['p50Ms']} | {w['p95Ms']} | {w['errors']} | {w['crashes']} | {w['rssMaxMB']} | {w['kvAllocatedMaxMB']} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
