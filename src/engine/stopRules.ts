@@ -46,7 +46,7 @@ export class StopRules {
     if (last !== undefined && this.c.stopIds.has(last)) return { stop: 'eos', text: this.finish(text) };
     if (!this.c.multiline) {
       const nl = text.indexOf('\n');
-      if (nl >= 0) return { stop: 'newline', text: this.finish(text.slice(0, nl)) };
+      if (nl >= 0) return { stop: 'newline', text: this.finish(text.slice(0, nl).replace(/\r$/, '')) }; // CRLF files
     }
     const br = this.bracketCut(text);
     if (br !== null) return { stop: 'bracket', text: this.finish(text.slice(0, br)) };

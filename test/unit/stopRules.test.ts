@@ -23,6 +23,11 @@ test('single-line stops at newline', () => {
   assert.deepEqual(runText(r, 'foo(1)\nbar'), { stop: 'newline', text: 'foo(1)' });
 });
 
+test('single-line in a CRLF file: no stray carriage return before the newline', () => {
+  const r = new StopRules(ctx({ multiline: false, prefix: 'x = 1;\r\ny = ' }));
+  assert.deepEqual(runText(r, 'foo(1);\r\nbar'), { stop: 'newline', text: 'foo(1);' });
+});
+
 test('multi-line stops at a dedent below the cursor block', () => {
   const r = new StopRules(ctx({ prefix: 'def f():\n    x = 1\n    ' }));
   const d = runText(r, 'return x\n\ndef g():\n');
