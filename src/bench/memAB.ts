@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { EngineClient, LEAN_MALLOC_ENV } from '../engine/client';
 import type { CompletionRequest } from '../engine/api';
-import { ROOT, defaultModelDir, machineFacts, parseArgs, r2, stats, int, writeResult } from './common';
+import { ROOT, defaultModelDir, machineFacts, parseArgs, processRssMB, r2, stats, int, writeResult } from './common';
 
 const CONFIGS: { name: string; env: NodeJS.ProcessEnv }[] = [
   { name: 'ORT arena+patterns on, lean malloc', env: { ...LEAN_MALLOC_ENV, MIXSGA_ORT_MEM: 'arena,patterns' } },
@@ -18,9 +18,7 @@ const CONFIGS: { name: string; env: NodeJS.ProcessEnv }[] = [
   { name: 'ORT arena+patterns off, glibc defaults', env: { MIXSGA_ORT_MEM: '' } },
 ];
 
-const rss = (pid?: number) => {
-  try { return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024; } catch { return NaN; }
-};
+const rss = (pid?: number) => processRssMB(pid) ?? NaN;
 
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));

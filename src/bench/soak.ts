@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { EngineClient } from '../engine/client';
 import type { CompletionRequest } from '../engine/api';
-import { ROOT, defaultModelDir, machineFacts, nums, parseArgs, percentile, r2, str, int, writeResult } from './common';
+import { ROOT, defaultModelDir, machineFacts, nums, parseArgs, percentile, processRssMB, r2, str, int, writeResult } from './common';
 
 const MB = 2 ** 20;
 
@@ -30,13 +30,7 @@ function rng(seed: number): () => number {
   };
 }
 
-function rssMB(pid: number | undefined): number | undefined {
-  if (!pid) return undefined;
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : undefined;
-  } catch { return undefined; }
-}
+const rssMB = processRssMB;
 
 /** This repository's source files (TypeScript, Python): the soak's documents are built from real code. */
 function corpus(): { ext: string; text: string }[] {
