@@ -30,7 +30,7 @@ export class EngineCore {
   readonly shape: KvShape;
   private readonly masks: StopMasks;
   private constructor(readonly dir: string, readonly manifest: Manifest, readonly tok: ModelTokenizer,
-    public loaded: LoadedSession, public runner: ModelRunner, budgetBytes: number, private readonly threads: number) {
+    readonly loaded: LoadedSession, readonly runner: ModelRunner, budgetBytes: number) {
     const a = manifest.architecture;
     this.shape = { layers: a.num_layers, heads: manifest.experts.map((e) => e.kv_heads), headDim: a.head_dim,
       dtype: loaded.variant.kv_dtype };
@@ -43,7 +43,7 @@ export class EngineCore {
     const tok = ModelTokenizer.load(dir, manifest);
     const loaded = await createSession(dir, manifest, o.device, o.threads ?? 0);
     const runner = new ModelRunner(loaded.ort, loaded.session, manifest, loaded.variant.kv_dtype);
-    return new EngineCore(dir, manifest, tok, loaded, runner, o.kvBudgetBytes, o.threads ?? 0);
+    return new EngineCore(dir, manifest, tok, loaded, runner, o.kvBudgetBytes);
   }
 
   private trace(requestId: number, docId: string): RequestTrace {
@@ -187,18 +187,6 @@ export class EngineCore {
   setBudget(bytes: number): string[] { return this.budget.setBudget(bytes); }
   close(docId: string): void { this.budget.close(docId); }
 
-  /**
-   * Drops every cache and gives ORT's memory back: the CPU arena keeps its high-water mark for the session's
-   * life, so the session is created afresh (same device) and the old one released. Call only between runs.
-   */
-  async clear(): Promise<void> {
-    this.budget.clear();
-    const next = await createSession(this.dir, this.manifest, this.loaded.device, this.threads);
-    const old = this.loaded;
-    this.loaded = { ...next, ...(old.deviceNote && !next.deviceNote ? { deviceNote: old.deviceNote } : {}) };
-    this.runner = new ModelRunner(next.ort, next.session, this.manifest, next.variant.kv_dtype);
-    await old.session.release();
-  }
 
   memory(): MemoryReport {
     const E = this.shape.heads.length, L = this.shape.layers;

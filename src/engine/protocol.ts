@@ -12,7 +12,6 @@ export type Call =
   | { method: 'prefill'; docId: string; languageId: string; prefix: string; suffix: string }
   | { method: 'setBudget'; bytes: number }
   | { method: 'closeDocument'; docId: string }
-  | { method: 'clearCaches' }
   | { method: 'memory' };
 
 export type ToWorker =

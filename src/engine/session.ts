@@ -49,7 +49,7 @@ export async function createSession(dir: string, manifest: Manifest, device: Dev
   const ort: typeof ortTypes = require('onnxruntime-node');
   // ORT's memory settings, MIXSGA_ORT_MEM = comma list of 'arena', 'patterns'. The CPU arena stays: without it
   // every run's buffers are fresh allocations (2x slower on this model, docs/soak.md); it stops growing at the
-  // working set of the largest run and is given back by clearCaches (a new session). Memory patterns are off: one
+  // working set of the largest run and is given back by clearCaches (a new engine process). Memory patterns are off: one
   // is planned and kept per distinct input shape, and every cache length is a new one.
   const mem = (process.env.MIXSGA_ORT_MEM ?? ORT_MEM_DEFAULT).split(',');
   const base: ortTypes.InferenceSession.SessionOptions = {

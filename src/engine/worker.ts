@@ -31,7 +31,6 @@ async function handle(c: EngineCore, id: number, call: Call, token: CancelToken)
     case 'prefill': return c.prefillDoc(id, call.docId, call.prefix, call.suffix, token);
     case 'setBudget': c.setBudget(call.bytes); collect(); return c.memory();
     case 'closeDocument': c.close(call.docId); collect(); return;
-    case 'clearCaches': await c.clear(); collect(); return;
     case 'memory': return c.memory();
   }
 }

@@ -46,8 +46,11 @@ test('bad budgets and maxTokens: clear errors, the engine keeps its previous val
     }
     const r = await eng.complete(req('a', 'const total = items.length + ', { timeBudgetMs: NaN }));
     assert.match(r.trace.noSuggestionReason ?? '', /request\.timeBudgetMs must be a finite number/);
-    // clearCaches drops every cache and starts a fresh ORT session (its arena goes back); requests go on.
+    // clearCaches drops every cache by starting a fresh engine process (all its memory goes back); requests go on.
+    const pid = eng.pid;
     await eng.clearCaches();
+    assert.equal(eng.state.kind, 'ready');
+    assert.notEqual(eng.pid, pid);
     const cleared = await eng.memory();
     assert.equal(cleared.docs.length, 0);
     assert.equal(cleared.usedBytes, 0);
