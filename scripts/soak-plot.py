@@ -2,7 +2,8 @@
 """Plots a soak result (npm run soak): engine RSS, allocated KV bytes vs the budget, latency p50/p95 per 5 minutes;
 prints the must-show figures as Markdown (for docs/soak.md).
 
-usage: python3 scripts/soak-plot.py docs/results/soak-DATE.json [docs/img/soak-DATE.png]
+usage: python3 scripts/soak-plot.py docs/results/soak-DATE.json [docs/img/soak-DATE.png] [--doc docs/soak.md]
+  --doc: also writes the figures into that file, between <!-- soak-results --> and <!-- /soak-results -->.
 """
 import json
 import sys
@@ -15,8 +16,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def main() -> None:
-    src = Path(sys.argv[1])
-    out = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("docs/img") / (src.stem + ".png")
+    args = sys.argv[1:]
+    doc = None
+    if "--doc" in args:
+        i = args.index("--doc")
+        doc = Path(args[i + 1])
+        del args[i:i + 2]
+    src = Path(args[0])
+    out = Path(args[1]) if len(args) > 1 else Path("docs/img") / (src.stem + ".png")
     d = json.loads(src.read_text())
     s = d["samples"]
     t = [x["t"] for x in s]
@@ -48,7 +55,16 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     print(f"wrote {out}")
-    print(summary(d))
+    text = summary(d)
+    print(text)
+    if doc:
+        body = doc.read_text()
+        start, end = "<!-- soak-results -->", "<!-- /soak-results -->"
+        a, b = body.index(start) + len(start), body.index(end)
+        status = "" if d.get("done") else f"**Partial: the run was still going; figures up to minute {d['elapsedMin']:.0f}.**\n\n"
+        body = body[:a] + f"\n{status}![soak]({Path('img') / out.name})\n\n{text}\n\nData: [{src.name}](results/{src.name}).\n" + body[b:]
+        doc.write_text(body)
+        print(f"wrote {doc}")
 
 
 def summary(d: dict) -> str:
