@@ -1,4 +1,4 @@
-// Engine bundles: dist/worker.js (the inference worker thread) and dist/cli.js; with --tests also the test
+// Engine bundles: dist/worker.js (the engine process) and dist/cli.js; with --tests also the test
 // files into out/test/. onnxruntime-node stays external (native binding, loaded from node_modules at run time).
 // The extension bundle (esbuild.mjs) must build `engineEntries` too, so dist/worker.js sits next to
 // dist/extension.js: EngineClient finds the worker as path.join(__dirname, 'worker.js').
@@ -17,6 +17,9 @@ export const engineEntries = [
   { entryPoints: { worker: 'src/engine/worker.ts' }, outdir: 'dist' },
   { entryPoints: { cli: 'src/cli.ts' }, outdir: 'dist' },
   { entryPoints: { bench: 'src/bench/bench.ts' }, outdir: 'dist' }, // npm run bench (scripts/bench.mjs, docs/benchmarks.md)
+  { entryPoints: { soak: 'src/bench/soak.ts' }, outdir: 'dist' }, // npm run soak (docs/soak.md)
+  { entryPoints: { 'ipc-cost': 'src/bench/ipcCost.ts' }, outdir: 'dist' }, // child process vs worker thread (docs/soak.md)
+  { entryPoints: { 'mem-ab': 'src/bench/memAB.ts' }, outdir: 'dist' }, // engine memory settings A/B (docs/soak.md)
 ];
 
 export async function buildEngine({ tests = false, production = false } = {}) {

@@ -7,6 +7,15 @@ import * as path from 'node:path';
 import { EngineClient } from './engine/client';
 import { loadManifest } from './engine/manifest';
 import type { DeviceSetting } from './engine/api';
+import { InputError, checkNumber, MAX_BUDGET_BYTES } from './engine/validate';
+
+/** A numeric flag: absent → `dflt`; present → a finite number in [min, max], else InputError naming the flag. */
+function numFlag(raw: string | true | undefined, name: string, dflt: number, min: number, max: number, integer: boolean): number {
+  if (raw === undefined) return dflt;
+  const v = raw === true || raw.trim() === '' ? NaN : Number(raw);
+  if (!Number.isFinite(v)) throw new InputError(`--${name} must be a number (got ${raw === true ? 'no value' : JSON.stringify(raw)})`);
+  return checkNumber(v, `--${name}`, min, max, integer);
+}
 
 function args(argv: string[]): { cmd: string; flags: Record<string, string | true> } {
   const flags: Record<string, string | true> = {};
@@ -29,13 +38,33 @@ async function main(): Promise<number> {
   const model = str('model');
   if ((cmd !== 'complete' && cmd !== 'info') || !model) { console.error(usage); return 2; }
   const device = (str('device') ?? 'auto') as DeviceSetting;
-  const budget = Math.round(Number(str('budget-mb') ?? 64) * 1024 * 1024);
+  if (!['auto', 'cuda', 'cpu'].includes(device)) { console.error(`error: --device must be auto, cuda or cpu (got ${JSON.stringify(device)})`); return 2; }
+  let budget: number, maxTokens: number, timeMs: number, line: number, col: number;
+  try {
+    budget = Math.round(numFlag(flags['budget-mb'], 'budget-mb', 64, 0, MAX_BUDGET_BYTES / 2 ** 20, false) * 2 ** 20);
+    maxTokens = numFlag(flags['max-tokens'], 'max-tokens', 64, 1, 512, true);
+    timeMs = numFlag(flags['time-ms'], 'time-ms', 5000, 0, 3_600_000, false);
+    line = numFlag(flags.line, 'line', 1, 1, Number.MAX_SAFE_INTEGER, true);
+    col = numFlag(flags.col, 'col', 1, 1, Number.MAX_SAFE_INTEGER, true);
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    return 2;
+  }
   if (cmd === 'info') {
     try {
       const { manifest } = loadManifest(model);
       console.log(JSON.stringify({ name: manifest.name, architecture: manifest.architecture, experts: manifest.experts,
         fim: manifest.fim !== null, variants: Object.keys(manifest.variants) }, null, 2));
     } catch (e) { console.error(`error: ${(e as Error).message}`); return 1; }
+  }
+  let text = '';
+  const file = str('file');
+  if (cmd === 'complete') {
+    if (!file) { console.error(usage); return 2; }
+    try { text = fs.readFileSync(file, 'utf8'); } catch (e) {
+      console.error(`error: cannot read --file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      return 1;
+    }
   }
   const engine = await EngineClient.start({ modelDir: path.resolve(model), device, kvBudgetBytes: budget });
   try {
@@ -47,18 +76,14 @@ async function main(): Promise<number> {
       console.log(JSON.stringify({ state: engine.state, memory: await engine.memory() }, null, 2));
       return 0;
     }
-    const file = str('file');
-    if (!file) { console.error(usage); return 2; }
-    const text = fs.readFileSync(file, 'utf8');
     const lines = text.split('\n');
-    const line = Math.max(1, Number(str('line') ?? 1)), col = Math.max(1, Number(str('col') ?? 1));
     const before = lines.slice(0, line - 1).join('\n') + (line > 1 ? '\n' : '');
     const cur = lines[line - 1] ?? '';
     const offset = before.length + Math.min(col - 1, cur.length);
     const res = await engine.complete({
-      docId: path.resolve(file), languageId: path.extname(file).slice(1), prefix: text.slice(0, offset),
-      suffix: text.slice(offset), context: [], maxTokens: Number(str('max-tokens') ?? 64),
-      multiline: flags.multiline === true, timeBudgetMs: Number(str('time-ms') ?? 5000),
+      docId: path.resolve(file!), languageId: path.extname(file!).slice(1), prefix: text.slice(0, offset),
+      suffix: text.slice(offset), context: [], maxTokens,
+      multiline: flags.multiline === true, timeBudgetMs: timeMs,
     });
     console.log(res.text);
     console.log('--- trace');
@@ -69,4 +94,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((code) => { process.exitCode = code; }, (e) => { console.error(e); process.exitCode = 1; });
+main().then((code) => { process.exitCode = code; }, (e) => { console.error(`error: ${(e as Error).message}`); process.exitCode = 1; });

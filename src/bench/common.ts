@@ -85,6 +85,15 @@ export function gpuMemUsedMiB(): number | undefined {
   } catch { return undefined; }
 }
 
+/** Resident memory of a process in MB (Linux /proc), or undefined where it cannot be read. */
+export function processRssMB(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : undefined;
+  } catch { return undefined; }
+}
+
 export function machineFacts(): Record<string, unknown> {
   const cpus = os.cpus();
   let load: number[] = [];

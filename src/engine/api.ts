@@ -77,6 +77,7 @@ export interface CompletionResult {
 export interface DocumentMemory {
   docId: string;
   tokens: number;
+  /** Bytes the document's cache allocates (capacity and fixed bookkeeping: what the budget counts). */
   bytes: number;
   /** Tokens held by each expert (index = expert id). */
   expertTokens: number[];
@@ -84,6 +85,7 @@ export interface DocumentMemory {
 }
 
 export interface MemoryReport {
+  /** Bytes all caches allocate plus any open reservation; never above budgetBytes. */
   usedBytes: number;
   budgetBytes: number;
   device: 'cuda' | 'cpu' | 'none';
@@ -97,6 +99,8 @@ export interface MemoryReport {
   perLayerShares: number[][];
   /** Bytes one token takes at full KV (all layers, expert 0), for context. */
   fullBytesPerToken: number;
+  /** The engine process's memory (MB): resident, JS heap, external and array buffers (absent while not running). */
+  process?: { rssMB: number; heapUsedMB: number; externalMB: number; arrayBuffersMB: number };
 }
 
 export type EngineState =
@@ -106,9 +110,10 @@ export type EngineState =
   | { kind: 'restarting'; reason: string };
 
 /**
- * What src/engine/client.ts's `EngineClient` implements: a handle on the engine running off the extension
- * host's thread (worker thread), restarted when it crashes. Every method is safe to call in any state; while
- * the engine is not ready, complete() resolves to an empty result whose trace says why.
+ * What src/engine/client.ts's `EngineClient` implements: a handle on the engine running in a child process of the
+ * extension host (a native fault cannot take the host down), restarted when it crashes or stops answering. Every
+ * method is safe to call in any state and resolves by a deadline; while the engine is not ready, complete()
+ * resolves to an empty result whose trace says why. Invalid numbers are refused (validate.ts).
  */
 export interface Engine {
   readonly state: EngineState;

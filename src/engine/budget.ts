@@ -1,11 +1,15 @@
 // THE place the KV budget is enforced. One budget in bytes covers the caches of all documents.
 //
 // Invariant (checked by assertInvariant; on in tests and when MIXSGA_DEBUG=1):
-//     Σ_docs DocCache.bytes() + reserved ≤ budget        at every moment between operations.
+//     Σ_docs DocCache.bytes() + reserved ≤ budget        at every moment between operations,
+// where DocCache.bytes() is what the document's arrays *allocate* (capacity, plus a fixed per-document overhead;
+// kvStore.ts), not what its tokens use. commit() hands the run's reservation to DocCache.append as the most it
+// may allocate, so spare capacity never takes the caches past the budget.
 //
 // Routing happens inside the graph, so before a model run we reserve the worst case for the chunk (every new
 // token at expert 0 in every layer, see kvStore.fullTokenBytes) and after the run commit() appends the actual
 // K/V and releases the reservation (actual ≤ reserved). To make room for a reservation, admit() in order:
+//   0. trims spare capacity (arrays cut to their used size),
 //   1. steers route_bias so new tokens go to coarser experts as the cache fills (routeBias),
 //   2. demotes the lowest-importance tokens one expert coarser (importance = the token's router score for the
 //      expert it currently sits in; lowest first, across all documents),
@@ -14,8 +18,9 @@
 //   4. windows the current document: keeps its first `sink` positions and the most recent ones, dropping the
 //      oldest in between (kept tokens keep their positions: RoPE is already applied).
 import { LRUCache } from 'lru-cache';
-import { DocCache, KvShape, RunKv, entryBytes, fullTokenBytes } from './kvStore';
+import { DocCache, KvShape, RunKv, docOverheadBytes, entryBytes, fullTokenBytes } from './kvStore';
 import { dropHiddenTail } from './spotView';
+import { checkBudgetBytes } from './validate';
 
 export interface BudgetOptions {
   /** Positions always kept by windowing (attention sinks). */
@@ -37,7 +42,10 @@ export class KvBudget {
   readonly steerFrom: number;
   debug: boolean;
 
-  constructor(readonly shape: KvShape, private budget: number, opts: BudgetOptions = {}) {
+  private budget: number;
+
+  constructor(readonly shape: KvShape, budget: number, opts: BudgetOptions = {}) {
+    this.budget = checkBudgetBytes(budget);
     this.sink = opts.sink ?? 4;
     this.steerFrom = opts.steerFrom ?? 0.7;
     this.debug = opts.debug ?? process.env.MIXSGA_DEBUG === '1';
@@ -64,18 +72,38 @@ export class KvBudget {
   peek(id: string): DocCache | undefined { return this.lru.peek(id); }
   lastUsedAt(id: string): number { return this.lastUsed.get(id) ?? 0; }
 
-  /** The document's cache, created if needed, marked most recently used. */
+  /**
+   * The document's cache, created if needed, marked most recently used. A new document's fixed overhead is made
+   * room for like a reservation (spare trimmed, then least recently used documents evicted).
+   */
   touch(id: string): DocCache {
     let d = this.lru.get(id);
-    if (!d) { d = new DocCache(this.shape); this.lru.set(id, d); }
+    if (!d) {
+      const need = docOverheadBytes(this.shape);
+      this.makeRoom(() => this.used() + need - this.budget);
+      for (const other of [...this.lru.rkeys()]) { if (this.used() + need <= this.budget) break; this.lru.delete(other); }
+      if (this.used() + need > this.budget) {
+        throw new BudgetError(`KV budget of ${this.budget} B cannot hold a document's fixed ${need} B of bookkeeping`);
+      }
+      d = new DocCache(this.shape);
+      this.lru.set(id, d);
+    }
     this.lastUsed.set(id, Date.now());
     return d;
   }
 
+  /** Bytes that are never available to tokens of a document: its fixed overhead and its sink tokens. */
+  get fixedBytes(): number { return docOverheadBytes(this.shape) + this.sink * fullTokenBytes(this.shape); }
+
   /** Largest chunk admit() can ever satisfy for one document (all else evicted, windowed to the sinks). */
   maxChunk(): number {
-    const sinkBytes = this.sink * fullTokenBytes(this.shape);
-    return Math.max(0, Math.floor((this.budget - sinkBytes) / fullTokenBytes(this.shape)));
+    return Math.max(0, Math.floor((this.budget - this.fixedBytes) / fullTokenBytes(this.shape)));
+  }
+
+  /** Step 0: trims spare capacity, least recently used documents first, until `deficit()` ≤ 0. */
+  private makeRoom(deficit: () => number): void {
+    if (deficit() <= 0) return;
+    for (const id of [...this.lru.rkeys()]) { if (deficit() <= 0) break; this.lru.peek(id)?.trimSpare(); }
   }
 
   /**
@@ -101,6 +129,7 @@ export class KvBudget {
     this.pendingActions = [];
     const doc = this.touch(id);
     const deficit = () => this.used() + need - this.budget;
+    this.makeRoom(deficit);
     if (deficit() > 0) this.demoteLowest(deficit());
     for (const other of [...this.lru.rkeys()]) {
       if (deficit() <= 0) break;
@@ -121,7 +150,7 @@ export class KvBudget {
   commit(id: string, reservation: number, ids: ArrayLike<number>, kv: RunKv): void {
     this.reserved -= reservation;
     const doc = this.lru.peek(id);
-    if (doc) doc.append(ids, kv); // the document may have been closed meanwhile
+    if (doc) doc.append(ids, kv, reservation); // allocates at most the reservation (may have been closed meanwhile)
     this.check();
   }
 
@@ -138,9 +167,10 @@ export class KvBudget {
 
   /** Changes the budget and shrinks the caches to fit: demote, evict LRU, window the most recent document. */
   setBudget(bytes: number): string[] {
-    this.budget = Math.max(0, Math.floor(bytes));
+    this.budget = checkBudgetBytes(bytes); // throws for NaN/Infinity/negative: the old budget stays
     this.pendingActions = [];
     const over = () => this.used() - this.budget;
+    this.makeRoom(over);
     if (over() > 0) this.demoteLowest(over());
     const ids = [...this.lru.rkeys()];
     for (const id of ids.slice(0, -1)) { if (over() <= 0) break; this.lru.delete(id); }
@@ -151,6 +181,10 @@ export class KvBudget {
     this.check();
     return this.pendingActions.splice(0);
   }
+
+  /** Brings the allocation back within the budget after a change made outside admit() (a prefix view opened or
+   * closed, spotView.ts: its copy of the document's ids is new memory), with setBudget's steps. */
+  enforce(): string[] { return this.setBudget(this.budget); }
 
   close(id: string): void { this.lru.delete(id); this.pendingActions = []; this.check(); }
   clear(): void { this.lru.clear(); this.pendingActions = []; this.check(); }

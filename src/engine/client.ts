@@ -1,24 +1,42 @@
-// EngineClient: the extension host's handle on the engine worker (dist/worker.js next to the bundle). Talks to it
-// with request ids, supersedes stale requests, and restarts a crashed worker with bounded retries and backoff.
+// EngineClient: the extension host's handle on the engine process (dist/worker.js next to the bundle, started with
+// child_process.fork). Talks to it with request ids, supersedes stale requests, gives every call a deadline, and
+// restarts a crashed or unresponsive engine with bounded retries and backoff.
+//
+// A process rather than a worker thread: a native abort or segfault in onnxruntime (a CUDA error, an out-of-memory
+// abort) and a forced stop end only the engine process. Worker.terminate() during a native call aborted the whole
+// host process ("terminate called after throwing an instance of 'Napi::Error'"); killing a child process is safe.
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { fork, ChildProcess } from 'node:child_process';
 import type {
   CompletionRequest, CompletionResult, ContextSnippet, DeviceSetting, Engine, EngineOptions, EngineState, MemoryReport, RequestTrace,
 } from './api';
-import type { Call, FromWorker, ToWorker } from './protocol';
+import type { Call, FromWorker, TestCrash, ToWorker } from './protocol';
+import { checkBudgetBytes, checkNumber, requestProblem } from './validate';
 
 export interface EngineStartOptions extends EngineOptions {
-  /** Path of the bundled worker; default: worker.js next to this bundle. */
+  /** Path of the bundled engine process script; default: worker.js next to this bundle. */
   workerPath?: string;
-  /** Enables the worker's crash hook (tests only). */
+  /** Enables the engine process's crash hooks (tests only). */
   testHooks?: boolean;
   /** Restart delays; their count bounds the retries before `failed`. */
   restartBackoffMs?: number[];
-  /** How long a graceful worker shutdown may take before the worker is terminated (default 5000 ms). */
+  /** How long a graceful shutdown may take before the engine process is killed (default 5000 ms). */
   shutdownTimeoutMs?: number;
+  /** Deadline of a call without a time budget of its own (default 120 s; memory(): a tenth of it). A complete()
+   *  gets its timeBudgetMs plus this grace. A call past its deadline resolves as if the engine were unavailable. */
+  callTimeoutMs?: number;
+  /** Environment added for the engine process instead of LEAN_MALLOC_ENV (measurements of the memory settings). */
+  childEnv?: NodeJS.ProcessEnv;
 }
 
-interface Pending { call: Call; resolve: (v: unknown) => void; reject: (e: Error) => void }
+/**
+ * glibc malloc settings for the engine process: few arenas (ORT's thread pool otherwise gets one each, and freed
+ * memory stays in them) and a fixed mmap threshold, so large buffers (KV arrays, run outputs) are mmapped and go
+ * back to the system when freed (the default threshold rises after the first such free, and then they stay).
+ */
+export const LEAN_MALLOC_ENV: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '1048576' };
+
+interface Pending { call: Call; resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
 
 const emptyTrace = (requestId: number, docId: string, reason: string, stop: RequestTrace['stopReason'] = 'error'): RequestTrace => ({
   requestId, docId, reusedTokens: 0, prefillTokens: 0, generatedTokens: 0, modelTokens: 0, prefillMs: 0, decodeMs: 0, totalMs: 0,
@@ -27,7 +45,7 @@ const emptyTrace = (requestId: number, docId: string, reason: string, stop: Requ
 
 export class EngineClient implements Engine {
   private _state: EngineState = { kind: 'loading' };
-  private worker?: Worker;
+  private worker?: ChildProcess;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly listeners = new Set<(s: EngineState) => void>();
@@ -41,11 +59,14 @@ export class EngineClient implements Engine {
   /** Serialises setDevice()/dispose() so that two of them never spawn or stop workers at the same time. */
   private lifecycle: Promise<unknown> = Promise.resolve();
   private forced = 0;
+  private expired = 0;
 
   private constructor(private opts: EngineStartOptions) {}
 
   /** Starts the worker and waits until it is ready or has failed; never throws for a bad model folder. */
   static async start(opts: EngineStartOptions): Promise<EngineClient> {
+    checkBudgetBytes(opts.kvBudgetBytes); // throws a clear InputError for NaN, Infinity, negatives, non-numbers
+    if (opts.threads !== undefined) checkNumber(opts.threads, 'threads', 0, 1024, true);
     const c = new EngineClient(opts);
     await c.spawn();
     return c;
@@ -65,16 +86,29 @@ export class EngineClient implements Engine {
 
   private workerPath(): string { return this.opts.workerPath ?? path.join(__dirname, 'worker.js'); }
 
-  /** Spawns a worker; resolves once it reports ready or failure (or dies). */
+  /** Sends to an engine process; a message to one that is gone is dropped (its 'exit' handles the rest). */
+  private send(w: ChildProcess | undefined, m: ToWorker): void {
+    if (!w?.connected) return;
+    try { w.send(m); } catch { /* the channel closed meanwhile */ }
+  }
+
+  /** Starts an engine process; resolves once it reports ready or failure (or dies). */
   private spawn(): Promise<void> {
     return new Promise((resolve) => {
       let settled = false;
       const settle = () => { if (!settled) { settled = true; resolve(); } };
-      const w = new Worker(this.workerPath(), {
-        workerData: { modelDir: this.opts.modelDir, device: this.opts.device, kvBudgetBytes: this.opts.kvBudgetBytes,
-          threads: this.opts.threads, layout: this.opts.layout, testHooks: this.opts.testHooks },
+      // In VS Code desktop process.execPath is Electron: ELECTRON_RUN_AS_NODE makes it a plain Node process.
+      // No inherited execArgv: the host's --inspect flags would make the child fight for the debug port.
+      // --expose-gc: after caches are dropped the engine collects at once, so their memory is returned promptly.
+      const w = fork(this.workerPath(), [], {
+        env: { ...process.env, ...(this.opts.childEnv ?? LEAN_MALLOC_ENV), ELECTRON_RUN_AS_NODE: '1' },
+        execArgv: ['--expose-gc'], serialization: 'advanced',
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
       this.worker = w;
+      this.send(w, { type: 'init', init: { modelDir: this.opts.modelDir, device: this.opts.device,
+        kvBudgetBytes: this.opts.kvBudgetBytes, threads: this.opts.threads, layout: this.opts.layout,
+        testHooks: this.opts.testHooks } });
       w.on('message', (m: FromWorker) => {
         // A worker being stopped may still report ready/initError: it is no longer ours.
         if ((m.type === 'ready' || m.type === 'initError') && this.worker !== w) { settle(); return; }
@@ -94,18 +128,22 @@ export class EngineClient implements Engine {
           const p = this.pending.get(m.id);
           if (!p) return;
           this.pending.delete(m.id);
+          clearTimeout(p.timer);
           if (m.ok) p.resolve(m.value); else p.reject(new Error(m.error));
         }
       });
-      w.on('error', (e) => this.onCrash(w, `engine worker crashed: ${e.message}`));
-      w.on('exit', (code) => { this.onCrash(w, `engine worker exited (code ${code})`); settle(); });
+      w.on('error', (e) => { this.onCrash(w, `engine process failed: ${e.message}`); settle(); });
+      w.on('exit', (code, signal) => {
+        this.onCrash(w, `engine process ${signal ? `was ended by ${signal}` : `exited (code ${code})`}`);
+        settle();
+      });
     });
   }
 
-  private onCrash(w: Worker, reason: string): void {
+  private onCrash(w: ChildProcess, reason: string): void {
     if (this.worker !== w || this.disposed) return; // already handled, or an intended stop
     this.worker = undefined;
-    void w.terminate(); // it is dying already (exit/uncaught error): no native call can be running
+    if (w.exitCode === null && w.signalCode === null) w.kill('SIGKILL'); // failing but alive: a process may be killed
     this.failPending(reason);
     // A worker that ran a while before dying starts a fresh retry series.
     if (this.readyAt && Date.now() - this.readyAt > 60_000) this.attempts = 0;
@@ -121,7 +159,7 @@ export class EngineClient implements Engine {
 
   /** Settles every in-flight call as if the engine were unavailable. */
   private failPending(reason: string): void {
-    for (const [id, p] of this.pending) { this.pending.delete(id); p.resolve(this.fallback(id, p.call, reason)); }
+    for (const [id, p] of this.pending) { this.pending.delete(id); clearTimeout(p.timer); p.resolve(this.fallback(id, p.call, reason)); }
   }
 
   private fallback(id: number, call: Call, reason: string): unknown {
@@ -146,21 +184,50 @@ export class EngineClient implements Engine {
 
   private call<T>(call: Call, id = this.nextId++): Promise<T> {
     const why = this.notReadyReason();
-    if (why || !this.worker) return Promise.resolve(this.fallback(id, call, why ?? 'no engine worker') as T);
+    if (why || !this.worker) return Promise.resolve(this.fallback(id, call, why ?? 'no engine process') as T);
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { call, resolve: resolve as (v: unknown) => void, reject });
-      this.worker!.postMessage({ type: 'call', id, call } satisfies ToWorker);
+      const ms = this.deadlineMs(call);
+      const timer = setTimeout(() => this.expire(id, ms), ms);
+      this.pending.set(id, { call, resolve: resolve as (v: unknown) => void, reject, timer });
+      this.send(this.worker, { type: 'call', id, call });
     });
+  }
+
+  private deadlineMs(call: Call): number {
+    const base = this.opts.callTimeoutMs ?? 120_000;
+    if (call.method === 'complete') return call.req.timeBudgetMs + base;
+    return call.method === 'memory' ? Math.max(1000, base / 10) : base;
+  }
+
+  /**
+   * A call past its deadline: answered as unavailable, so no caller waits on a stuck engine. memory() is answered
+   * at once by a live engine, so when it expires the engine is stuck: it is killed and restarted. Any other expired
+   * call sends such a probe.
+   */
+  private expire(id: number, ms: number): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    this.expired++;
+    const why = `the engine did not answer within ${(ms / 1000).toFixed(1)} s`;
+    p.resolve(this.fallback(id, p.call, why));
+    const w = this.worker;
+    if (p.call.method === 'memory') { if (w) this.onCrash(w, `${why} (stuck; restarted)`); } else void this.memory();
   }
 
   async complete(req: CompletionRequest, signal?: AbortSignal): Promise<CompletionResult> {
     const id = this.nextId++;
+    const bad = requestProblem(req);
+    if (bad) {
+      this.last = emptyTrace(id, typeof req?.docId === 'string' ? req.docId : '', `invalid request: ${bad}`);
+      return { text: '', trace: this.last };
+    }
     // Supersede: the previous completion is stale once a newer one is asked for.
-    if (this.lastComplete !== undefined && this.pending.has(this.lastComplete) && this.worker) {
-      this.worker.postMessage({ type: 'cancel', id: this.lastComplete } satisfies ToWorker);
+    if (this.lastComplete !== undefined && this.pending.has(this.lastComplete)) {
+      this.send(this.worker, { type: 'cancel', id: this.lastComplete });
     }
     this.lastComplete = id;
-    const onAbort = () => this.worker?.postMessage({ type: 'cancel', id } satisfies ToWorker);
+    const onAbort = () => this.send(this.worker, { type: 'cancel', id });
     if (signal?.aborted) {
       const r = { text: '', trace: emptyTrace(id, req.docId, 'the request was cancelled', 'cancelled') };
       this.last = r.trace;
@@ -170,6 +237,10 @@ export class EngineClient implements Engine {
     try {
       const r = await this.call<CompletionResult>({ method: 'complete', req }, id).catch((e: Error) =>
         ({ text: '', trace: emptyTrace(id, req.docId, `engine error: ${e.message}`) }));
+      // The engine only knows it was cancelled; here we know whether by the caller or by a newer request.
+      if (signal?.aborted && r.trace.stopReason === 'cancelled' && !r.text) {
+        r.trace.noSuggestionReason = 'the request was cancelled by the caller (the editor no longer needs it)';
+      }
       this.last = r.trace;
       return r;
     } finally {
@@ -182,30 +253,28 @@ export class EngineClient implements Engine {
     await this.call<void>({ method: 'prefill', docId, languageId, prefix, suffix, context }).catch(() => undefined);
   }
 
+  /** Throws InputError (the engine keeps its budget) for NaN, Infinity, negative or non-numeric `bytes`. */
   async setBudget(bytes: number): Promise<MemoryReport> {
-    this.opts = { ...this.opts, kvBudgetBytes: bytes }; // a restarted worker keeps the new budget
+    checkBudgetBytes(bytes);
+    this.opts = { ...this.opts, kvBudgetBytes: bytes }; // a restarted engine keeps the new budget
     const r = await this.call<MemoryReport>({ method: 'setBudget', bytes });
     this.emit();
     return r;
   }
 
   /**
-   * Stops a worker gracefully: asks it to shut down (it cancels its current call at the next model step, releases
-   * its ORT session and exits by itself) and waits for its exit. Worker.terminate() while the worker is inside a
-   * native onnxruntime call can abort the whole process (`terminate called after throwing an instance of
-   * 'Napi::Error'`), so it is used only if the worker has not exited after `shutdownTimeoutMs`.
+   * Stops an engine process gracefully: asks it to shut down (it cancels its current call at the next model step,
+   * releases its ORT session and exits by itself) and waits for its exit; kills it if it has not exited after
+   * `shutdownTimeoutMs` (safe for this process, unlike terminating a thread inside a native call).
    */
-  private stopWorker(w: Worker): Promise<void> {
+  private stopWorker(w: ChildProcess): Promise<void> {
     return new Promise<void>((resolve) => {
       let done = false;
       const finish = () => { if (!done) { done = true; clearTimeout(timer); resolve(); } };
       w.once('exit', finish);
-      const timer = setTimeout(() => {
-        this.forced++;
-        void w.terminate().then(finish, finish);
-      }, this.opts.shutdownTimeoutMs ?? 5000);
-      try { w.postMessage({ type: 'shutdown' } satisfies ToWorker); } catch { /* already gone: 'exit' follows */ }
-      if (w.threadId === -1) finish(); // exited before we listened
+      const timer = setTimeout(() => { this.forced++; w.kill('SIGKILL'); }, this.opts.shutdownTimeoutMs ?? 5000);
+      this.send(w, { type: 'shutdown' });
+      if (w.exitCode !== null || w.signalCode !== null) finish(); // exited before we listened
     });
   }
 
@@ -216,16 +285,21 @@ export class EngineClient implements Engine {
     return r;
   }
 
-  /** Restarts the worker on the new device (the caches are dropped: the KV dtype may differ). */
+  /** Restarts the engine process on the new device (the caches are dropped: the KV dtype may differ). */
   setDevice(device: DeviceSetting): Promise<EngineState> {
     this.opts = { ...this.opts, device };
+    return this.respawn('the engine is switching device');
+  }
+
+  /** Stops the engine process gracefully and starts a fresh one (one lifecycle operation at a time). */
+  private respawn(why: string): Promise<EngineState> {
     return this.serial(async () => {
       if (this.disposed) return this._state;
       const old = this.worker;
       this.worker = undefined;
       clearTimeout(this.restartTimer);
       this.attempts = 0;
-      this.failPending('the engine is switching device');
+      this.failPending(why);
       this.setState({ kind: 'loading' });
       if (old) await this.stopWorker(old);
       if (this.disposed) return this._state;
@@ -235,7 +309,12 @@ export class EngineClient implements Engine {
   }
 
   async closeDocument(docId: string): Promise<void> { await this.call({ method: 'closeDocument', docId }).catch(() => undefined); this.emit(); }
-  async clearCaches(): Promise<void> { await this.call({ method: 'clearCaches' }).catch(() => undefined); this.emit(); }
+  /**
+   * Drops every cache by starting a fresh engine process (about a second without suggestions): everything the old
+   * one held goes back to the system — KV arrays, ORT's arena and what glibc's heap kept after freeing. Clearing
+   * inside the process left 45–65 MB above idle (docs/soak.md).
+   */
+  async clearCaches(): Promise<void> { await this.respawn('the caches are being cleared'); this.emit(); }
   memory(): Promise<MemoryReport> { return this.call<MemoryReport>({ method: 'memory' }); }
   lastTrace(): RequestTrace | undefined { return this.last; }
 
@@ -248,11 +327,17 @@ export class EngineClient implements Engine {
     });
   }
 
-  /** Workers that did not stop gracefully in time and were terminated (tests, diagnostics). */
+  /** Calls answered by their deadline instead of the engine (tests, diagnostics). */
+  get expiredCalls(): number { return this.expired; }
+
+  /** Engine processes that did not stop gracefully in time and were killed (tests, diagnostics). */
   get forcedTerminations(): number { return this.forced; }
 
-  /** Test hook: makes the worker exit or throw (honoured only with testHooks). */
-  testCrash(how: 'exit' | 'throw'): void { this.worker?.postMessage({ type: 'testCrash', how } satisfies ToWorker); }
+  /** Test hook: makes the engine process exit, throw, hang or abort (honoured only with testHooks). */
+  testCrash(how: TestCrash): void { this.send(this.worker, { type: 'testCrash', how }); }
+
+  /** The engine process's id (diagnostics, the soak's RSS sampling). */
+  get pid(): number | undefined { return this.worker?.pid; }
 
   private emit(): void { for (const l of [...this.listeners]) { try { l(this._state); } catch { /* ignore */ } } }
 
@@ -267,7 +352,7 @@ export class EngineClient implements Engine {
     if (w) stops.push(this.stopWorker(w));
     await Promise.all(stops);
     // A worker spawned by a setDevice() that was past its disposed check when we were called.
-    const late = this.worker as Worker | undefined;
+    const late = this.worker as ChildProcess | undefined;
     this.worker = undefined;
     if (late) await this.stopWorker(late);
   }

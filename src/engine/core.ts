@@ -1,4 +1,4 @@
-// The engine inside the worker thread: model, tokenizer, KV budget and the request pipeline
+// The engine inside the engine process (worker.ts): model, tokenizer, KV budget and the request pipeline
 // (prompt → reuse cached prefix → chunked prefill under the budget → generate → truncate back to the prompt).
 // Layout "psm" (docs/cache-layout.md): each document's cache holds the document in document order; a request
 // opens a prefix view of it up to the cursor line (spotView.ts) and computes only its own tokens on top.
@@ -15,6 +15,7 @@ import { generate, CancelToken } from './generate';
 import { StopMasks } from './stopMasks';
 import { buildSpotPrompt, spotBase, spotLimits, SpotPrompt, SPOT_SUFFIX_TOKENS } from './spotPrompt';
 import { closeView, openView, Rope, viewLength, viewOf } from './spotView';
+import { InputError, requestProblem } from './validate';
 
 export interface CoreOptions {
   modelDir: string; device: 'auto' | 'cuda' | 'cpu'; kvBudgetBytes: number; threads?: number; layout?: PromptLayout;
@@ -89,6 +90,14 @@ export class EngineCore {
     return out;
   }
 
+  /** Why nothing fits: the budget vs. the bytes every document holds before its first prompt token. */
+  private budgetTooSmall(): string {
+    const b = this.budget, full = fullTokenBytes(this.shape), kb = (x: number) => `${(x / 1024).toFixed(1)} KB`;
+    return `KV budget of ${kb(b.budgetBytes)} cannot hold even one token: a document needs ${kb(b.fixedBytes)} before it ` +
+      `(${b.sink} always-kept attention-sink tokens at ${kb(full)} each, plus ${kb(b.fixedBytes - b.sink * full)} of bookkeeping) ` +
+      `and ${kb(full)} per token; raise it to at least ${kb(b.fixedBytes + full)}`;
+  }
+
   private get prefillChunk(): number { return PREFILL_CHUNK[this.loaded.device]; }
   private get decodeSteps(): number { return DECODE_STEPS[this.loaded.device]; }
 
@@ -98,6 +107,7 @@ export class EngineCore {
    */
   private async prefill(docId: string, ids: number[], trace: RequestTrace, cancel: CancelToken, deadline: number,
     gen?: GenSpec): Promise<RunResult | StopReason> {
+    if (this.budget.maxChunk() <= 0) throw new BudgetError(this.budgetTooSmall());
     const doc = this.budget.touch(docId);
     // At least the last prompt token is recomputed: its logits are needed.
     const reuse = Math.min(doc.commonPrefix(ids), ids.length - 1);
@@ -111,7 +121,7 @@ export class EngineCore {
       // the document's history instead of windowing it away before every chunk.
       const fit = this.budget.maxChunk();
       const n = Math.min(this.prefillChunk, ids.length - pos, fit, Math.max(32, Math.floor(fit / 2)));
-      if (n <= 0) throw new BudgetError(`KV budget of ${this.budget.budgetBytes} bytes cannot hold even one token`);
+      if (n <= 0) throw new BudgetError(this.budgetTooSmall());
       const last = pos + n >= ids.length;
       const out = await this.runChunk(docId, ids.slice(pos, pos + n), pos, trace, last ? gen : undefined);
       pos += n;
@@ -130,12 +140,14 @@ export class EngineCore {
     const doc = this.budget.touch(docId);
     const v = viewOf(doc);
     if (v && v.head === sp.head && v.from === sp.from && v.at === sp.at && doc.commonPrefix(sp.ids) >= viewLength(sp)) return;
-    if (v) closeView(doc, this.rope);
+    if (v) { closeView(doc, this.rope); trace.budgetActions.push(...this.budget.enforce()); }
     if (doc.commonPrefix(sp.base) < sp.at) {
       const r = await this.prefill(docId, sp.base, trace, cancel, deadline);
       if (typeof r === 'string') return r;
     }
     openView(this.budget.touch(docId), sp, this.rope);
+    trace.budgetActions.push(...this.budget.enforce());
+    if (!viewOf(this.budget.touch(docId))) return 'error'; // the budget could not hold the view (document evicted)
     if (sp.from > sp.head) trace.budgetActions.push(`view: positions ${sp.head}..${sp.from - 1} hidden, ${sp.at - sp.from} tokens moved down by ${sp.from - sp.head}`);
     return undefined;
   }
@@ -157,6 +169,8 @@ export class EngineCore {
       if (!text) trace.noSuggestionReason = why ?? noSuggestionText(stop);
       return { text, trace };
     };
+    const bad = requestProblem(req);
+    if (bad) return done('', 'error', `invalid request: ${bad}`);
     const maxNew = Math.max(1, Math.min(req.maxTokens, 256));
     const maxPos = this.manifest.architecture.max_position_embeddings;
     const spot = this.layout === 'psm' ? buildSpotPrompt(this.tok, req, spotLimits(maxPos, maxNew, this.spotSuffixTokens), this.anchorFor(req)) : undefined;
@@ -210,6 +224,8 @@ export class EngineCore {
   /** Background fill of a document's cache (prompt without generating). */
   async prefillDoc(requestId: number, docId: string, prefix: string, suffix: string, cancel: CancelToken,
     context?: ContextSnippet[]): Promise<void> {
+    const bad = requestProblem({ docId, languageId: '', prefix, suffix, context: [], maxTokens: 1, multiline: false, timeBudgetMs: 0 });
+    if (bad) throw new InputError(`invalid prefill: ${bad}`);
     const trace = this.trace(requestId, docId);
     if (this.layout === 'psm') {
       // 1. The document in document order, as far as it fits: any later cursor's lines before it are a cache prefix.
@@ -221,6 +237,7 @@ export class EngineCore {
       const v = viewOf(doc);
       if (!v || commonPrefixOf(v.baseIds, base) < base.length) {
         closeView(doc, this.rope);
+        trace.budgetActions.push(...this.budget.enforce());
         if (doc.commonPrefix(base) < base.length && typeof await this.prefill(docId, base, trace, cancel, deadline) === 'string') return;
       }
       // 2. The spot at the cursor, so that the next keystroke there only appends.
@@ -264,7 +281,7 @@ export class EngineCore {
     return {
       usedBytes: this.budget.used(), budgetBytes: this.budget.budgetBytes, device: this.loaded.device,
       ...(this.loaded.deviceNote ? { deviceNote: this.loaded.deviceNote } : {}),
-      modelName: this.manifest.name, docs, expertShares: shares,
+      modelName: this.manifest.name, docs, expertShares: shares, process: processMemory(),
       perLayerShares: perLayer.map((r) => { const s = r.reduce((a, b) => a + b, 0); return r.map((x) => (s ? x / s : 0)); }),
       fullBytesPerToken: fullTokenBytes(this.shape),
     };
@@ -276,6 +293,12 @@ function commonPrefixOf(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let i = 0;
   while (i < n && a[i] === b[i]) i++;
   return i;
+}
+
+/** The engine process's memory in MB (where growth is: JS heap, array buffers, or native). */
+function processMemory(): MemoryReport['process'] {
+  const m = process.memoryUsage(), mb = (x: number) => Math.round((x / 2 ** 20) * 10) / 10;
+  return { rssMB: mb(m.rss), heapUsedMB: mb(m.heapUsed), externalMB: mb(m.external), arrayBuffersMB: mb(m.arrayBuffers) };
 }
 
 export function noSuggestionText(stop: StopReason): string {

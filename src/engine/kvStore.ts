@@ -1,19 +1,21 @@
 // Per-document KV cache in mixSGA layout: for every layer l and expert e, the tokens routed there, pooled to
 // H_e heads. Pure data structure (no ORT); the budget policy lives in budget.ts.
 //
-// Memory layout of one segment (layer l, expert e) with capacity C (grown ×1.5, never shrunk below use):
+// Memory layout of one segment (layer l, expert e) with capacity C ≥ n entries:
 //   data    : KV dtype array [C][2][H_e][D], token-major: per token its key heads, then its value heads. The
 //             first n rows are exactly the graph input past.{l}.{e} [1, n, 2, H_e, D], so a feed is a
 //             zero-copy view (Float32Array for kv_dtype float32, Uint16Array of fp16 bits for float16)
 //   pos     : Int32Array [C]      the token's absolute position (= its index in the document's prompt ids)
 //   scores  : Float32Array [C][E] the token's router scores at this layer (ranks tokens for demotion)
-// Per document: ids : Int32Array [N] token ids of the cached prompt prefix (including tokens windowed out,
-// so prefix matching still works after windowing).
+// Per document: ids : Int32Array [C_ids ≥ N] token ids of the cached prompt prefix (including tokens windowed
+// out, so prefix matching still works after windowing).
 //
-// Counted bytes (what the budget sees), exact for the entries held:
-//   per segment entry: 2·H_e·D·bpe (K+V) + 4 (pos) + 4·E (scores);   per document token id: 4.
-// Spare capacity (preallocated growth) is not counted; it is at most half of a segment's used size
-// plus 16 entries and is released when a document is dropped.
+// Counted bytes (what the budget sees) = what is allocated, not what is used:
+//   Σ_segments C·(2·H_e·D·bpe + 4 + 4·E)  +  4·C_ids  +  docOverheadBytes (a fixed estimate of the JS objects:
+//   SEG_OVERHEAD per segment + DOC_OVERHEAD_BASE per document, independent of the token count).
+// Spare capacity (C − n) is therefore counted too. It is granted on append only out of the caller's allowance
+// (the budget's reservation for the run), at most max(16, n/2) entries per array; removing tokens (truncate,
+// window, demote) shrinks an array whose spare exceeds that, and trimSpare() drops all of it.
 import type { KvDtype } from './manifest';
 import { f16ToF32, f32ToF16 } from './fp16';
 
@@ -33,6 +35,14 @@ export const entryBytes = (s: KvShape, e: number) =>
   2 * s.heads[e] * s.headDim * bytesPerElem(s.dtype) + 4 + 4 * s.heads.length;
 /** Worst-case bytes for one new token (every layer at expert 0) plus its id. */
 export const fullTokenBytes = (s: KvShape) => s.layers * entryBytes(s, 0) + ID_BYTES;
+/** Estimated bytes of V8 objects per segment (Segment + 3 typed arrays with their ArrayBuffers). */
+export const SEG_OVERHEAD = 640;
+/** Estimated bytes of V8 objects per document besides its segments (DocCache, arrays, ids, LRU entry). */
+export const DOC_OVERHEAD_BASE = 1024;
+/** Fixed bytes one document counts even when empty. */
+export const docOverheadBytes = (s: KvShape) => DOC_OVERHEAD_BASE + s.layers * s.heads.length * SEG_OVERHEAD;
+/** Most spare entries an array keeps beyond its n used ones. */
+export const spareFor = (n: number) => Math.max(16, Math.ceil(n / 2));
 
 /**
  * What one model run hands back for the tokens it processed (graph outputs `route`, `scores`, `kv.{e}`,
@@ -62,11 +72,26 @@ export class Segment {
   private alloc(n: number): KvArray {
     return this.dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n);
   }
-  /** Makes room for `extra` more entries (amortised O(1) per entry). */
-  reserve(extra: number): void {
+  /** Bytes one entry takes in the three arrays. */
+  get entryBytes(): number { return this.row * this.data.BYTES_PER_ELEMENT + 4 + 4 * this.E; }
+  /** Bytes allocated by the three arrays (capacity, not use). */
+  allocatedBytes(): number { return this.data.byteLength + this.pos.byteLength + this.scores.byteLength; }
+  /** Makes room for `extra` more entries plus up to `spare` more; returns the bytes newly allocated. */
+  reserve(extra: number, spare = 0): number {
     const need = this.n + extra;
-    if (need <= this.cap) return;
-    const cap = Math.max(need, Math.ceil(this.cap * 1.5), 16);
+    if (need <= this.cap) return 0;
+    const before = this.allocatedBytes();
+    this.resize(need + Math.max(0, spare));
+    return this.allocatedBytes() - before;
+  }
+  /** Shrinks the arrays to n + `spare` entries when they hold more; returns the bytes given back. */
+  fit(spare = 0): number {
+    if (this.cap <= this.n + spare) return 0;
+    const before = this.allocatedBytes();
+    this.resize(this.n + spare);
+    return before - this.allocatedBytes();
+  }
+  private resize(cap: number): void {
     const data = this.alloc(cap * this.row);
     data.set(this.data.subarray(0, this.n * this.row));
     const pos = new Int32Array(cap); pos.set(this.pos.subarray(0, this.n));
@@ -97,10 +122,11 @@ export class Segment {
 }
 
 export class DocCache {
-  ids = new Int32Array(64);
+  ids = new Int32Array(0);
   nIds = 0;
-  /** Tokens moved out of the segments while a prefix view is open (spotView.ts); their bytes count here too. */
-  parked?: { bytes(): number };
+  /** Tokens moved out of the segments while a prefix view is open (spotView.ts); their bytes count here too:
+   * bytes() = allocated (what the budget counts), usedBytes() = in use (reports). */
+  parked?: { bytes(): number; usedBytes(): number };
   /** segs[l][e] */
   readonly segs: Segment[][];
   constructor(readonly shape: KvShape) {
@@ -111,11 +137,32 @@ export class DocCache {
 
   get tokenIds(): Int32Array { return this.ids.subarray(0, this.nIds); }
 
-  /** Bytes held, per the layout at the top of this file. */
+  /** Bytes allocated, per the layout at the top of this file (what the budget counts). */
   bytes(): number {
+    let b = docOverheadBytes(this.shape) + this.ids.byteLength + (this.parked?.bytes() ?? 0);
+    for (const row of this.segs) for (const s of row) b += s.allocatedBytes();
+    return b;
+  }
+
+  /** Bytes of the entries in use (no spare capacity, no overhead): for reports. */
+  usedBytes(): number {
     let b = this.nIds * ID_BYTES;
     for (const row of this.segs) row.forEach((s, e) => { b += s.n * entryBytes(this.shape, e); });
-    return b + (this.parked?.bytes() ?? 0);
+    return b + (this.parked?.usedBytes() ?? 0);
+  }
+
+  /** Drops all spare capacity (exact-size arrays); returns the bytes given back. */
+  trimSpare(): number {
+    let freed = this.fitIds(0);
+    for (const row of this.segs) for (const s of row) freed += s.fit(0);
+    return freed;
+  }
+
+  private fitIds(spare: number): number {
+    if (this.ids.length <= this.nIds + spare) return 0;
+    const before = this.ids.byteLength;
+    this.ids = this.ids.slice(0, this.nIds + spare);
+    return before - this.ids.byteLength;
   }
 
   /** Cached entries per layer (tokens still attended to; ≤ nIds after windowing). */
@@ -131,27 +178,41 @@ export class DocCache {
 
   /**
    * Appends the tokens a run processed: their ids (positions nIds..nIds+n-1) and, per layer and expert, the
-   * run's pooled K/V rows — one contiguous copy per (layer, expert).
+   * run's pooled K/V rows — one contiguous copy per (layer, expert). Arrays that must grow get exactly what
+   * they need plus spare capacity paid out of `allowance` bytes (the part of it the exact growth leaves).
    */
-  append(ids: ArrayLike<number>, run: RunKv): void {
-    const S = ids.length, start = this.nIds, E = this.shape.heads.length;
+  append(ids: ArrayLike<number>, run: RunKv, allowance = Infinity): void {
+    const S = ids.length, start = this.nIds, E = this.shape.heads.length, L = this.shape.layers;
     if (run.n !== S) throw new Error(`append: ${S} ids but the run processed ${run.n} tokens`);
+    const counts = Array.from({ length: L }, (_, l) => {
+      const c = new Array<number>(E).fill(0);
+      for (let t = 0; t < S; t++) c[run.route[l * S + t]]++;
+      return c;
+    });
+    // Exact growth first; what the allowance leaves is shared out as spare capacity.
+    let spareLeft = allowance - (this.nIds + S > this.ids.length ? (this.nIds + S - this.ids.length) * ID_BYTES : 0);
+    this.segs.forEach((row, l) => row.forEach((seg, e) => {
+      if (seg.n + counts[l][e] > seg.cap) spareLeft -= (seg.n + counts[l][e] - seg.cap) * seg.entryBytes;
+    }));
+    const spare = (n: number, perEntry: number) => {
+      const k = Math.max(0, Math.min(spareFor(n), Math.floor(spareLeft / perEntry)));
+      spareLeft -= k * perEntry;
+      return k;
+    };
     if (this.nIds + S > this.ids.length) {
-      const grown = new Int32Array(Math.max(this.nIds + S, this.ids.length * 2));
+      const grown = new Int32Array(this.nIds + S + spare(this.nIds + S, ID_BYTES));
       grown.set(this.tokenIds);
       this.ids = grown;
     }
     for (let t = 0; t < S; t++) this.ids[start + t] = ids[t];
     this.nIds += S;
     const offset = new Array<number>(E).fill(0); // next row of run.kv[e]
-    for (let l = 0; l < this.shape.layers; l++) {
+    for (let l = 0; l < L; l++) {
       const route = run.route.subarray(l * S, (l + 1) * S);
-      const counts = new Array<number>(E).fill(0);
-      for (let t = 0; t < S; t++) counts[route[t]]++;
       this.segs[l].forEach((seg, e) => {
-        const c = counts[e];
+        const c = counts[l][e];
         if (c === 0) return;
-        seg.reserve(c);
+        if (seg.n + c > seg.cap) seg.reserve(c, spare(seg.n + c, seg.entryBytes));
         const src = run.kv[e];
         if ((offset[e] + c) * seg.row > src.length) throw new Error(`append: kv.${e} has too few rows for layer ${l}`);
         seg.data.set(src.subarray(offset[e] * seg.row, (offset[e] + c) * seg.row), seg.n * seg.row);
@@ -172,19 +233,21 @@ export class DocCache {
   truncate(n: number): void {
     if (n >= this.nIds) return;
     this.nIds = n;
+    this.fitIds(spareFor(n));
     for (const row of this.segs) for (const s of row) {
       let any = false;
       for (let i = 0; i < s.n; i++) if (s.pos[i] >= n) { any = true; break; }
-      if (any) s.compact((i) => s.pos[i] < n);
+      if (any) { s.compact((i) => s.pos[i] < n); s.fit(spareFor(s.n)); }
     }
   }
 
   /**
    * Moves the given slots of segment (l, e) to the coarser expert e2 > e, mean-pooling their stored heads again
-   * (exact: mean of equal-size adjacent group means). Returns bytes freed.
+   * (exact: mean of equal-size adjacent group means). Both arrays end exactly sized. Returns bytes freed.
    */
   demote(l: number, e: number, slots: number[], e2: number): number {
     if (slots.length === 0) return 0;
+    const before = this.bytes();
     if (!(e2 > e)) throw new Error(`demote: expert ${e2} is not coarser than ${e}`);
     const src = this.segs[l][e], dst = this.segs[l][e2], D = this.shape.headDim, E = this.shape.heads.length;
     const r = src.heads / dst.heads, f16 = this.shape.dtype === 'float16';
@@ -209,8 +272,10 @@ export class DocCache {
       dst.scores.set(src.scores.subarray(s * E, (s + 1) * E), slot * E);
       dst.n++;
     }
-    const moved = src.compact((i) => !moving[i]);
-    return moved * (entryBytes(this.shape, e) - entryBytes(this.shape, e2));
+    src.compact((i) => !moving[i]);
+    src.fit(0);
+    dst.fit(0);
+    return before - this.bytes();
   }
 
   /**
@@ -219,7 +284,7 @@ export class DocCache {
    */
   window(sink: number, keepFrom: number): number {
     const before = this.bytes();
-    for (const row of this.segs) for (const s of row) s.compact((i) => s.pos[i] < sink || s.pos[i] >= keepFrom);
+    for (const row of this.segs) for (const s of row) { s.compact((i) => s.pos[i] < sink || s.pos[i] >= keepFrom); s.fit(0); }
     return before - this.bytes();
   }
 

@@ -123,6 +123,7 @@ export function loadManifest(dir: string, opts: { checkHashes?: boolean } = {}):
         if (isVariant && f !== manifest.variants.cpu?.file) continue;
         throw new ManifestError(`${f}: listed in manifest.json but missing from ${dir}`);
       }
+      if (fs.statSync(p).isDirectory()) throw new ManifestError(`${f}: is a folder in ${dir}, expected a file`);
       const got = sha256File(p);
       if (got !== String(want).toLowerCase()) {
         throw new ManifestError(`${f}: sha256 mismatch (manifest ${want}, file ${got}) — the model folder is corrupt or was modified`);

@@ -38,25 +38,43 @@ export interface Prompt {
 
 const QUANTUM = 512;
 
-/** Tail of `text` starting at a line boundary, at most `maxTokens` tokens. */
+/** Start of the last ~`capChars` characters of `text`, moved forward to a line boundary; quantised (see top). */
+function lineAlignedStart(text: string, capChars: number): number {
+  if (text.length <= capChars) return 0;
+  const start = Math.ceil((text.length - capChars) / QUANTUM) * QUANTUM;
+  const nl = text.indexOf('\n', start - 1);
+  return nl < 0 ? text.length : nl + 1;
+}
+
+/**
+ * Tail of `text`, at most `maxTokens` tokens, starting at a line boundary. A cursor line longer than half the
+ * room (minified code) would leave no room for the lines before it, so it is cut inside instead: its tail (at a
+ * quantised offset) gets about half the room and the lines before it the rest.
+ */
 export function prefixTail(tok: ModelTokenizer, text: string, maxTokens: number): { text: string; ids: number[] } {
+  if (!(maxTokens >= 1)) return { text: '', ids: [] };
+  const lineStart = text.lastIndexOf('\n') + 1;
   let capChars = maxTokens * 4;
   for (;;) {
-    let start = 0;
-    if (text.length > capChars) {
-      start = Math.ceil((text.length - capChars) / QUANTUM) * QUANTUM;
-      const nl = text.indexOf('\n', start - 1);
-      start = nl < 0 ? text.length : nl + 1;
+    let t: string;
+    const lineCap = Math.floor(capChars / 2);
+    if (text.length - lineStart > lineCap) {
+      const cut = Math.max(lineStart, Math.floor((text.length - lineCap) / QUANTUM) * QUANTUM);
+      const before = text.slice(0, lineStart);
+      t = before.slice(lineAlignedStart(before, capChars - (text.length - cut))) + text.slice(cut);
+    } else {
+      t = text.slice(lineAlignedStart(text, capChars));
     }
-    const t = text.slice(start);
     const ids = tok.encodeFragment(t);
-    if (ids.length <= maxTokens || capChars < 16) return ids.length <= maxTokens ? { text: t, ids } : { text: '', ids: [] };
+    if (ids.length <= maxTokens) return { text: t, ids };
+    if (capChars < 16) return { text: '', ids: [] };
     capChars = Math.floor(capChars * 0.75);
   }
 }
 
 /** Head of `text` ending at a line boundary (the cursor line is always kept whole if it fits), ≤ maxTokens. */
 export function suffixHead(tok: ModelTokenizer, text: string, maxTokens: number): { text: string; ids: number[] } {
+  if (!(maxTokens >= 1)) return { text: '', ids: [] };
   let capChars = maxTokens * 4;
   for (;;) {
     let t = text.slice(0, capChars);

@@ -1,4 +1,4 @@
-// Messages between EngineClient (extension host) and the engine worker thread.
+// Messages between EngineClient (extension host) and the engine process (worker.ts), over the fork IPC channel.
 import type { CompletionRequest, ContextSnippet, DeviceSetting, PromptLayout } from './api';
 
 export interface InitData {
@@ -12,15 +12,18 @@ export type Call =
   | { method: 'prefill'; docId: string; languageId: string; prefix: string; suffix: string; context?: ContextSnippet[] }
   | { method: 'setBudget'; bytes: number }
   | { method: 'closeDocument'; docId: string }
-  | { method: 'clearCaches' }
   | { method: 'memory' };
 
 export type ToWorker =
+  | { type: 'init'; init: InitData }
   | { type: 'call'; id: number; call: Call }
   | { type: 'cancel'; id: number }
-  | { type: 'testCrash'; how: 'exit' | 'throw' }
+  | { type: 'testCrash'; how: TestCrash }
   /** Graceful stop: cancel at the next step boundary, release the ORT sessions, exit by itself. */
   | { type: 'shutdown' };
+
+/** Test hooks: exit, an uncaught exception, a stuck event loop, a native abort (SIGABRT, as a runtime fault). */
+export type TestCrash = 'exit' | 'throw' | 'hang' | 'abort';
 
 export type FromWorker =
   | { type: 'ready'; device: 'cuda' | 'cpu'; deviceNote?: string }

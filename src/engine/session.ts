@@ -39,13 +39,23 @@ export function cudaUnavailableReason(): string | undefined {
   return undefined;
 }
 
+/** ORT memory settings used unless MIXSGA_ORT_MEM says otherwise (A/B measurements: docs/soak.md). */
+export const ORT_MEM_DEFAULT = 'arena';
+
 export async function createSession(dir: string, manifest: Manifest, device: DeviceSetting, threads = 0):
   Promise<LoadedSession> {
   // Loaded lazily so the Float16Array guard runs first and tests of other modules need no native binding.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const ort: typeof ortTypes = require('onnxruntime-node');
+  // ORT's memory settings, MIXSGA_ORT_MEM = comma list of 'arena', 'patterns'. The CPU arena stays: without it
+  // every run's buffers are fresh allocations (2x slower on this model, docs/soak.md); it stops growing at the
+  // working set of the largest run and is given back by clearCaches (a new engine process). Memory patterns are off: one
+  // is planned and kept per distinct input shape, and every cache length is a new one.
+  const mem = (process.env.MIXSGA_ORT_MEM ?? ORT_MEM_DEFAULT).split(',');
   const base: ortTypes.InferenceSession.SessionOptions = {
     graphOptimizationLevel: 'all',
+    enableCpuMemArena: mem.includes('arena'),
+    enableMemPattern: mem.includes('patterns'),
     ...(threads > 0 ? { intraOpNumThreads: threads } : {}),
     logSeverityLevel: 3,
   };

@@ -25,7 +25,10 @@ export interface OpenView extends ViewSpec {
   baseIds: Int32Array;
   /** hidden[l][e]: the hidden entries of segment (l, e), with their base positions. */
   hidden: Segment[][];
+  /** Allocated bytes of the hidden entries and the base's ids (the budget counts them). */
   bytes(): number;
+  /** Bytes of the hidden entries in use (reports). */
+  usedBytes(): number;
 }
 
 /** RoPE of the model: θ_i = base^(−2i/D) on pairs (i, i + D/2) (rotate-half layout, as GroupQueryAttention's). */
@@ -92,7 +95,8 @@ export function openView(doc: DocCache, spec: ViewSpec, rope: Rope): void {
   doc.segs.forEach((row, l) => row.forEach((s, e) => {
     const slots: number[] = [];
     for (let i = 0; i < s.n; i++) if (hide(s.pos[i])) slots.push(i);
-    if (slots.length) { moveRows(s, slots, hidden[l][e]); s.compact((i) => !hide(s.pos[i])); }
+    // the moved rows' room is given back at once, so the allocated total does not grow by the hidden copy
+    if (slots.length) { moveRows(s, slots, hidden[l][e]); s.compact((i) => !hide(s.pos[i])); s.fit(0); }
     if (shift === 0) return;
     const band: number[] = [];
     for (let i = 0; i < s.n; i++) if (s.pos[i] >= from) { band.push(i); s.pos[i] -= shift; }
@@ -102,7 +106,8 @@ export function openView(doc: DocCache, spec: ViewSpec, rope: Rope): void {
   doc.ids.copyWithin(head, from, at);
   doc.nIds = head + at - from;
   const view: OpenView = { head, from, at, baseIds, hidden,
-    bytes: () => hidden.reduce((b, row) => row.reduce((c, s) => c + s.n * (s.row * (f16 ? 2 : 4) + 4 + 4 * s.E), b), 0)
+    bytes: () => hidden.reduce((b, row) => row.reduce((c, s) => c + s.allocatedBytes(), b), 0) + view.baseIds.byteLength,
+    usedBytes: () => hidden.reduce((b, row) => row.reduce((c, s) => c + s.n * (s.row * (f16 ? 2 : 4) + 4 + 4 * s.E), b), 0)
       + (view.baseIds.length - viewLength(view)) * 4 };
   doc.parked = view;
 }
@@ -134,7 +139,7 @@ export function dropHiddenTail(doc: DocCache): number {
   const v = viewOf(doc);
   if (!v) return 0;
   const before = v.bytes();
-  for (const row of v.hidden) for (const s of row) s.compact((i) => s.pos[i] < v.at);
+  for (const row of v.hidden) for (const s of row) { s.compact((i) => s.pos[i] < v.at); s.fit(0); }
   v.baseIds = v.baseIds.slice(0, v.at);
   return before - v.bytes();
 }

@@ -14,6 +14,17 @@ export interface Healing {
   removed: string;
 }
 
+/** Parses a JSON file; the error names the file and says what is wrong (missing, a folder, not JSON). */
+function readJson(file: string): unknown {
+  let text: string;
+  try { text = fs.readFileSync(file, 'utf8'); } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(code === 'EISDIR' ? `${file} is a folder, expected a JSON file`
+      : code === 'ENOENT' ? `${file} is missing` : `${file}: cannot be read (${(e as Error).message})`);
+  }
+  try { return JSON.parse(text); } catch (e) { throw new Error(`${file} is not valid JSON: ${(e as Error).message}`); }
+}
+
 export class ModelTokenizer {
   private texts?: string[];
   private readonly marker: number[];
@@ -57,17 +68,22 @@ export class ModelTokenizer {
     return new ModelTokenizer(new Tokenizer(json, cfg ?? {}), manifest, plain);
   }
 
+  /** Loads the model folder's tokenizer; every failure names the file it comes from. */
   static load(dir: string, manifest: Manifest): ModelTokenizer {
-    const json = JSON.parse(fs.readFileSync(path.join(dir, manifest.tokenizer.file), 'utf8'));
+    const file = path.join(dir, manifest.tokenizer.file);
+    const json = readJson(file);
     const cfgPath = path.join(dir, manifest.tokenizer.config);
-    const cfg = fs.existsSync(cfgPath) ? JSON.parse(fs.readFileSync(cfgPath, 'utf8')) : {};
-    const t = ModelTokenizer.fromJson(json, cfg, manifest);
+    const cfg = fs.existsSync(cfgPath) ? readJson(cfgPath) : {};
+    let t: ModelTokenizer;
+    try { t = ModelTokenizer.fromJson(json, cfg, manifest); } catch (e) {
+      throw new Error(`${file}: not a usable tokenizer (${(e as Error).message})`);
+    }
     const f = manifest.fim;
     if (f) {
       // The manifest's FIM ids are authoritative; a tokenizer that disagrees would build wrong prompts.
       for (const [name, id] of [[f.prefix, f.prefix_id], [f.middle, f.middle_id], [f.suffix, f.suffix_id]] as const) {
         const got = t.tok.token_to_id(name);
-        if (got !== undefined && got !== id) throw new Error(`tokenizer.json maps ${name} to ${got}, manifest says ${id}`);
+        if (got !== undefined && got !== id) throw new Error(`${file} maps ${name} to ${got}, manifest says ${id}`);
       }
     }
     return t;

@@ -1,19 +1,20 @@
-// Worker thread entry (bundled to dist/worker.js): owns onnxruntime and the KV caches. Runs one call at a time;
-// a newer complete() cancels older complete()/prefill() calls, a newer prefill() cancels older prefills.
+// Engine process entry (bundled to dist/worker.js, started by EngineClient with child_process.fork): owns
+// onnxruntime and the KV caches. A separate process, not a worker thread, so that a native abort or segfault in
+// the runtime (or a forced stop) ends only this process, never the editor's extension host. Runs one call at a
+// time; a newer complete() cancels older complete()/prefill() calls, a newer prefill() cancels older prefills;
+// memory() is answered at once.
 //
 // Shutdown is graceful ({type:'shutdown'}): every call is cancelled (generation and prefill stop at the next model
-// step), the queue drains, the ORT session is released, and the worker exits by itself. The client terminates a
-// worker only as a last resort: Worker.terminate() during a native session.run()/create() can abort the whole
-// process (`terminate called after throwing an instance of 'Napi::Error'`).
+// step), the queue drains, the ORT session is released, and the process exits by itself. The client kills it
+// only when it does not exit in time or stops answering. If the client goes away, the process exits too.
 import './fp16Guard';
-import { parentPort, workerData } from 'node:worker_threads';
 import { EngineCore } from './core';
 import type { Call, FromWorker, InitData, ToWorker } from './protocol';
 import type { CancelToken } from './generate';
 
-const port = parentPort!;
-const init = workerData as InitData;
-const post = (m: FromWorker) => port.postMessage(m);
+if (!process.send) throw new Error('worker.js is the engine process: start it with child_process.fork (IPC channel)');
+const post = (m: FromWorker) => { if (process.connected) process.send!(m); };
+let init: InitData;
 
 const cancels = new Map<number, { method: Call['method']; token: CancelToken }>();
 let queue: Promise<void> = Promise.resolve();
@@ -21,13 +22,15 @@ let core: EngineCore | undefined;
 let stopping = false;
 let created: Promise<EngineCore | undefined> = Promise.resolve(undefined);
 
+/** Collects garbage now (the process runs with --expose-gc): dropped KV arrays go back to the system at once. */
+const collect = () => (globalThis as { gc?: () => void }).gc?.();
+
 async function handle(c: EngineCore, id: number, call: Call, token: CancelToken): Promise<unknown> {
   switch (call.method) {
     case 'complete': return c.complete(id, call.req, token);
     case 'prefill': return c.prefillDoc(id, call.docId, call.prefix, call.suffix, token, call.context);
-    case 'setBudget': c.setBudget(call.bytes); return c.memory();
-    case 'closeDocument': return c.close(call.docId);
-    case 'clearCaches': return c.clear();
+    case 'setBudget': c.setBudget(call.bytes); collect(); return c.memory();
+    case 'closeDocument': c.close(call.docId); collect(); return;
     case 'memory': return c.memory();
   }
 }
@@ -40,15 +43,17 @@ async function shutdown(): Promise<void> {
   await queue; // the running call ends at its next step boundary; queued ones are answered without running
   try { await c?.release(); } catch { /* exiting anyway */ }
   core = undefined;
-  process.exit(0); // inside a worker this ends only the worker, and no native call is in progress now
+  process.exit(0); // no native call is in progress now
 }
 
-function onMessage(m: ToWorker): void {
+function onMessage(m: Exclude<ToWorker, { type: 'init' }>): void {
   if (m.type === 'shutdown') { void shutdown(); return; }
   if (m.type === 'cancel') { const c = cancels.get(m.id); if (c) c.token.cancelled = true; return; }
   if (m.type === 'testCrash') {
-    if (!init.testHooks) return;
+    if (!init?.testHooks) return;
     if (m.how === 'exit') process.exit(3);
+    if (m.how === 'abort') { setImmediate(() => process.abort()); return; } // a native fault, mid-run if one is running
+    if (m.how === 'hang') { const t = Date.now(); while (Date.now() - t < 60_000) { /* a stuck engine */ } return; }
     setImmediate(() => { throw new Error('test hook: worker crash'); });
     return;
   }
@@ -58,6 +63,10 @@ function onMessage(m: ToWorker): void {
     return;
   }
   const c = core;
+  if (call.method === 'memory') { // read-only: answered at once, not behind a running request
+    post({ type: 'result', id, ok: true, value: c.memory() });
+    return;
+  }
   if (call.method === 'complete' || call.method === 'prefill') {
     for (const x of cancels.values()) {
       if (call.method === 'complete' ? (x.method === 'complete' || x.method === 'prefill') : x.method === 'prefill') {
@@ -80,9 +89,8 @@ function onMessage(m: ToWorker): void {
   });
 }
 
-async function main(): Promise<void> {
-  // Listening from the start: a shutdown may arrive while the session is still being created.
-  port.on('message', onMessage);
+async function start(data: InitData): Promise<void> {
+  init = data;
   let c: EngineCore;
   try {
     const p = EngineCore.create(init);
@@ -97,4 +105,9 @@ async function main(): Promise<void> {
   post({ type: 'ready', device: c.loaded.device, ...(c.loaded.deviceNote ? { deviceNote: c.loaded.deviceNote } : {}) });
 }
 
-void main();
+// Listening from the start: a shutdown may arrive while the session is still being created. The first message
+// is the init data.
+process.on('message', (m: ToWorker) => {
+  if (m.type === 'init') void start(m.init); else onMessage(m);
+});
+process.on('disconnect', () => process.exit(0)); // the client is gone: nobody needs this engine

@@ -1,12 +1,24 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { KvBudget } from '../../src/engine/budget';
-import { KvShape, fullTokenBytes } from '../../src/engine/kvStore';
+import { KvBudget, BudgetError } from '../../src/engine/budget';
+import { KvShape, fullTokenBytes, docOverheadBytes } from '../../src/engine/kvStore';
 import { synthChunk, rng } from './synth';
 
 const shape: KvShape = { layers: 2, heads: [4, 2, 1], headDim: 8, dtype: 'float32' };
 const full = fullTokenBytes(shape);
+const overhead = docOverheadBytes(shape);
+
+/** What all documents' typed arrays really allocate (buffer sizes) plus the stated fixed overhead per document. */
+function allocated(b: KvBudget): number {
+  let sum = 0;
+  for (const id of b.docIds()) {
+    const d = b.peek(id)!;
+    sum += overhead + d.ids.buffer.byteLength;
+    for (const s of d.segs.flat()) sum += s.data.buffer.byteLength + s.pos.buffer.byteLength + s.scores.buffer.byteLength;
+  }
+  return sum;
+}
 
 type Op =
   | { t: 'type'; doc: number; n: number; route: number }
@@ -25,8 +37,12 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 
 function run(ops: Op[], budgetTokens: number, seed: number) {
   const r = rng(seed);
-  const b = new KvBudget(shape, budgetTokens * full, { sink: 2, debug: true });
-  const ok = () => assert.ok(b.used() <= b.budgetBytes, `${b.used()} > ${b.budgetBytes}`);
+  const b = new KvBudget(shape, overhead + budgetTokens * full, { sink: 2, debug: true });
+  const ok = () => {
+    const real = allocated(b) + b.reservedBytes;
+    assert.ok(real <= b.budgetBytes, `allocated ${real} > budget ${b.budgetBytes}`);
+    assert.equal(b.used(), real, 'the budget counts exactly what is allocated');
+  };
   for (const op of ops) {
     const id = 'doc' in op ? `doc${op.doc}` : '';
     switch (op.t) {
@@ -52,23 +68,27 @@ function run(ops: Op[], budgetTokens: number, seed: number) {
         if (d) b.truncate(id, Math.floor(d.nIds * op.keep));
         break;
       }
-      case 'switch': b.touch(id); break;
+      case 'switch':
+        try { b.touch(id); } catch (e) {
+          assert.ok(e instanceof BudgetError && b.budgetBytes < overhead, String(e));
+        }
+        break;
       case 'close': b.close(id); break;
-      case 'budget': b.setBudget(op.tokens * full); break;
+      case 'budget': b.setBudget(op.tokens * full + (op.tokens % 7 ? overhead : 0)); break;
     }
     ok();
     assert.equal(b.reservedBytes, 0);
   }
 }
 
-test('budget invariant: bytes held ≤ budget after every operation (randomized sequences)', () => {
+test('budget invariant: bytes allocated ≤ budget after every operation (randomized sequences)', () => {
   fc.assert(fc.property(fc.array(opArb, { minLength: 1, maxLength: 60 }), fc.integer({ min: 3, max: 100 }), fc.nat(),
     (ops, budgetTokens, seed) => run(ops, budgetTokens, seed + 1)), { numRuns: 300 });
 });
 
 test('admission order: demote first, then evict other documents, then window the current one', () => {
   const r = rng(9);
-  const b = new KvBudget(shape, 30 * full, { sink: 2, debug: true });
+  const b = new KvBudget(shape, 30 * full + 2 * overhead, { sink: 2, debug: true });
   const add = (id: string, n: number, e = 0) => {
     const { reserved, actions } = b.admit(id, n);
     const { ids, kv } = synthChunk(shape, n, r, () => e);
@@ -101,5 +121,24 @@ test('route bias: zero when roomy, coarser-favouring when near the limit', () =>
   const bias = b.routeBias(95);
   assert.ok(bias[0] === 0 && bias[1] > 0 && bias[2] > bias[1]);
   assert.throws(() => b.admit('x', 200), /too small/);
-  assert.equal(b.used(), 0);
+  assert.equal(b.used(), overhead, 'only the new document\'s fixed bookkeeping, no reservation left behind');
+});
+
+test('bad budgets (NaN, ±Infinity, negative, non-numeric) are refused by name; the previous budget and caches stay', () => {
+  const r = rng(11);
+  assert.throws(() => new KvBudget(shape, -1), /KV budget \(bytes\) must be between 0 and .* \(got -1\)/);
+  const b = new KvBudget(shape, 50 * full, { sink: 2, debug: true });
+  const { reserved } = b.admit('a', 10);
+  const { ids, kv } = synthChunk(shape, 10, r, () => 0);
+  b.commit('a', reserved, ids, kv);
+  const used = b.used();
+  for (const bad of [NaN, Infinity, -Infinity, -5, '2000000', undefined, null]) {
+    assert.throws(() => b.setBudget(bad as number), /KV budget \(bytes\) must be/, String(bad));
+    assert.equal(b.budgetBytes, 50 * full);
+    assert.equal(b.used(), used);
+    assert.equal(b.peek('a')?.nIds, 10);
+  }
+  // enforcement still works after the refusals
+  b.setBudget(20 * full);
+  assert.ok(b.used() <= 20 * full && Number.isFinite(b.used()));
 });

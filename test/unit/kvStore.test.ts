@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DocCache, KvShape, entryBytes, ID_BYTES } from '../../src/engine/kvStore';
+import { DocCache, KvShape, entryBytes, ID_BYTES, docOverheadBytes, spareFor } from '../../src/engine/kvStore';
 import { f16ToF32, f32ToF16 } from '../../src/engine/fp16';
 import { FullKv, poolRef, synthChunk, rng } from './synth';
 
@@ -15,7 +15,14 @@ const stored = (doc: DocCache, l: number, e: number, slot: number, which: 'k' | 
 const close = (a: number[][], b: number[][], tol = 1e-6) =>
   a.forEach((r, i) => r.forEach((x, d) => assert.ok(Math.abs(x - b[i][d]) <= tol, `${x} vs ${b[i][d]}`)));
 
+/** What the document's typed arrays really allocate (their buffers' sizes), plus the stated fixed overhead. */
 function recount(doc: DocCache): number {
+  let b = docOverheadBytes(doc.shape) + doc.ids.buffer.byteLength;
+  doc.segs.forEach((row) => row.forEach((s) => { b += s.data.buffer.byteLength + s.pos.buffer.byteLength + s.scores.buffer.byteLength; }));
+  return b;
+}
+/** Bytes of the entries in use, from the arrays' used parts. */
+function usedCount(doc: DocCache): number {
   let b = doc.tokenIds.byteLength;
   doc.segs.forEach((row) => row.forEach((s) => {
     b += s.feed().byteLength + s.pos.subarray(0, s.n).byteLength + s.scores.subarray(0, s.n * s.E).byteLength;
@@ -47,7 +54,12 @@ test('append pools each token to its routed expert (vs naive reference) and coun
   }
   assert.equal(doc.nIds, 16);
   const perTok = doc.segs.flat().reduce((a, s, i) => a + s.n * entryBytes(shape, i % 3), 0);
-  assert.equal(doc.bytes(), perTok + 16 * ID_BYTES);
+  assert.equal(doc.usedBytes(), perTok + 16 * ID_BYTES);
+  assert.equal(doc.usedBytes(), usedCount(doc));
+  for (const s of doc.segs.flat()) assert.ok(s.cap - s.n <= spareFor(s.n), `spare ${s.cap - s.n} for ${s.n}`);
+  assert.equal(doc.trimSpare() > 0, true);
+  assert.equal(doc.bytes(), recount(doc));
+  assert.equal(doc.bytes(), usedCount(doc) + docOverheadBytes(shape), 'trimmed: allocation = use + overhead');
 });
 
 test('demote e→e\' equals pooling the original full-res K/V to e\'', () => {
@@ -55,6 +67,7 @@ test('demote e→e\' equals pooling the original full-res K/V to e\'', () => {
   const doc = new DocCache(shape);
   const { ids, kv, full } = synthChunk(shape, 12, r, () => 0); // all at expert 0
   doc.append(ids, kv);
+  doc.trimSpare();
   const before = doc.bytes();
   const freed = doc.demote(1, 0, [0, 3, 5], 1);
   assert.equal(before - doc.bytes(), freed);
@@ -132,5 +145,28 @@ test('fp16 KV: pooling in float, stored as half bits', () => {
   assert.equal(seg.data instanceof Uint16Array, true);
   assert.equal(f16ToF32(f32ToF16(1.5)), 1.5);
   assert.equal(f16ToF32(f32ToF16(-0.0001)).toFixed(6), '-0.000100');
+  assert.equal(doc.bytes(), recount(doc));
+});
+
+test('allocation follows use: append pays spare only from its allowance; truncate and window give memory back', () => {
+  const r = rng(7);
+  const doc = new DocCache(shape);
+  const { ids, kv } = synthChunk(shape, 40, r);
+  doc.append(ids, kv, 40 * (shape.layers * entryBytes(shape, 0) + ID_BYTES)); // the budget's worst-case reservation
+  assert.ok(doc.bytes() - docOverheadBytes(shape) <= 40 * (shape.layers * entryBytes(shape, 0) + ID_BYTES));
+  const tight = new DocCache(shape);
+  tight.append(ids, kv, 0);
+  assert.equal(tight.bytes(), usedCount(tight) + docOverheadBytes(shape), 'no allowance: exact sizes');
+  assert.equal(tight.bytes(), recount(tight));
+  for (let i = 0; i < 5; i++) { const c = synthChunk(shape, 40, r); doc.append(c.ids, c.kv); }
+  const big = doc.bytes();
+  doc.truncate(10);
+  assert.equal(doc.bytes(), recount(doc));
+  for (const s of doc.segs.flat()) assert.ok(s.cap <= s.n + spareFor(s.n), `cap ${s.cap} for ${s.n} after truncate`);
+  assert.ok(doc.ids.length <= 10 + spareFor(10));
+  assert.ok(doc.bytes() < big / 4, `${doc.bytes()} vs ${big}`);
+  for (let i = 0; i < 5; i++) { const c = synthChunk(shape, 40, r); doc.append(c.ids, c.kv); }
+  doc.window(4, doc.nIds - 8);
+  for (const s of doc.segs.flat()) assert.equal(s.cap, s.n, 'windowing leaves exact sizes');
   assert.equal(doc.bytes(), recount(doc));
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ModelTokenizer } from '../../src/engine/tokenizer';
-import { buildPrompt, defaultLimits } from '../../src/engine/prompt';
+import { buildPrompt, defaultLimits, prefixTail, suffixHead } from '../../src/engine/prompt';
 import { validateManifest } from '../../src/engine/manifest';
 import { tinyManifest } from './synth';
 
@@ -82,4 +82,31 @@ test('append-only: typing at the cursor extends the cached prompt (old prompt mi
   assert.ok(maxRecompute <= 8, `max recompute ${maxRecompute}`);
   // The prefix window (prompt bound) moves once per 512 typed characters at most.
   assert.ok(bigJumps <= Math.ceil(typed.length / 512) + 1, `big recomputes ${bigJumps}`);
+});
+
+test('a 10,000-character minified cursor line: cut inside it, the earlier lines stay in the prompt', () => {
+  const earlier = Array.from({ length: 40 }, (_, i) => `const value${i} = compute(${i}, options);\n`).join('');
+  const minified = Array.from({ length: 800 }, (_, i) => `a${i}=f(b${i},${i});`).join('').slice(0, 10_000);
+  assert.equal(minified.length, 10_000);
+  const prefix = earlier + minified;
+  const p = buildPrompt(tok, { prefix, suffix: '\n', context: [] }, limits);
+  assert.ok(p.ids.length <= limits.maxPromptTokens, `${p.ids.length} tokens`);
+  assert.ok(p.prefixUsed.includes('const value39 = compute(39, options);\n'), 'the line before the long one is kept');
+  const whole = p.prefixUsed.split('\n').filter((l) => /^const value\d+ = compute\(\d+, options\);$/.test(l));
+  assert.ok(whole.length >= 5, `${whole.length} whole earlier lines`);
+  assert.ok(prefix.endsWith(p.prefixUsed.slice(p.prefixUsed.lastIndexOf('\n') + 1)), 'the cursor line is cut inside, its end kept');
+  const tail = p.prefixUsed.slice(p.prefixUsed.lastIndexOf('\n') + 1);
+  assert.ok(tail.length > 1000 && tail.length < minified.length, `cursor-line tail of ${tail.length} chars`);
+  assert.ok(p.ids.length > 800, `a real prompt, not a few tokens (${p.ids.length})`);
+  // Typing along keeps the cut where it is: the new prompt extends the cached one (up to the healed token).
+  const q = buildPrompt(tok, { prefix: prefix + 'c1=g(', suffix: '\n', context: [] }, limits);
+  const stable = p.keep - 2;
+  assert.deepEqual(q.ids.slice(0, stable), p.ids.slice(0, stable));
+});
+
+test('prefixTail and suffixHead refuse a NaN or non-positive limit at once (no loop)', () => {
+  for (const n of [NaN, 0, -5]) {
+    assert.deepEqual(prefixTail(tok, 'const a = 1;\n', n), { text: '', ids: [] });
+    assert.deepEqual(suffixHead(tok, 'const a = 1;\n', n), { text: '', ids: [] });
+  }
 });
