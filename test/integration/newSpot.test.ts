@@ -47,7 +47,8 @@ test('a jump reuses the cached document up to the cursor line and completes as t
   const eng = await engine();
   const text = clip(eng, 1500, 'src/engine/budget.ts');
   await eng.prefillDoc(1, 'doc', '', text, never);
-  const spots = [cursor(text, 0.7), cursor(text, 0.3, 6), cursor(text, 0.55), cursor(text, 0.1)];
+  // mid-line spots: at a line end this model mostly ends the line at once (nothing to compare)
+  const spots = [cursor(text, 0.7, 8), cursor(text, 0.3, 6), cursor(text, 0.55, 10), cursor(text, 0.1, 5)];
   let nonEmpty = 0;
   for (const [i, c] of spots.entries()) {
     const sp = buildSpotPrompt(eng.tok, { ...c, context: [] }, spotLimits(2048, 24));
