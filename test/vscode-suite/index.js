@@ -276,7 +276,17 @@ exports.run = async function run() {
     await vscode.window.showTextDocument(doc);
     await api.complete(doc, endOf(doc));
     const docId = doc.uri.toString();
-    const before = (await api.host.current.memory()).docs.find((x) => x.docId === docId);
+    // The extension prefills an edited document again once the user pauses (prefetch.ts): wait until that has
+    // settled, so that only the benchmark could change the cache from here on.
+    const snap = async () => (await api.host.current.memory()).docs.find((x) => x.docId === docId);
+    let before = await snap();
+    for (let i = 0; i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 1_000));
+      const now = await snap();
+      const same = now && before && now.tokens === before.tokens && now.bytes === before.bytes;
+      before = now;
+      if (same && i >= 2) break;
+    }
     assert.ok(before && before.tokens > 0, 'the user document was not cached');
     const r = await vscode.commands.executeCommand('mixsga.runBenchmark');
     assert.ok(r && r.coldPrefillTokens >= 1000, `the benchmark prompt is not a realistic file: ${JSON.stringify(r)}`);
