@@ -184,13 +184,11 @@ def run(args):
     if not tables:
         raise UserError(f"no dense-cont-2048.json / dense-cont-1024.json in {eval_dir}")
     main = tables[0]
-    out = {**main, "other_windows": tables[1:], "eval_dir": str(eval_dir)}
+    toks = arm_tokens(eval_dir.parent)
+    out = {**main, "other_windows": tables[1:], "eval_dir": str(eval_dir), "arm_tokens": toks}
     Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     if args.md:
-        toks = arm_tokens(eval_dir.parent)
         ref = toks.get("dense-cont", {"tokens": 0, "steps": 0})
-        out["arm_tokens"] = toks
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
         img = Path(args.img).resolve().relative_to(Path(args.md).resolve().parent) if args.img else ""
         Path(args.md).write_text(INTRO.format(eval_dir=eval_dir, date=args.date, machine=args.machine,
                                               tokens=f"{ref['tokens']:,}", steps=ref["steps"], img=img)
