@@ -17,6 +17,7 @@ Byte accounting (`held_fraction`) is that of baselines.py: sum over queries of t
 fp16 cache holding every token, so rows of every method are comparable.
 """
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -89,8 +90,9 @@ class Policy:
         s = torch.arange(S, device=device)[None, :]
         age, causal, sink = t - s, s <= t, s < self.sinks
         masks, lo = [], 0
-        for i, hi in enumerate(self.age_limits()):
-            inside = (age >= lo) & ((age < hi) if hi or i < len(self.age_limits()) - 1 else torch.ones_like(causal))
+        limits = self.age_limits()
+        for i, hi in enumerate(limits):
+            inside = (age >= lo) & ((age < hi) if hi or i < len(limits) - 1 else torch.ones_like(causal))
             masks.append(causal & (sink | inside) if i == 0 else causal & ~sink & inside)
             lo = max(lo, hi)
         return masks
@@ -190,6 +192,7 @@ def _largest(lo, hi, ok):
     return lo
 
 
+@lru_cache(maxsize=256)  # Policy is frozen (hashable); the trainer asks for the same few budgets every micro-batch
 def cascade_for_budget(pol: Policy, budget, S, H, D) -> Policy:
     """The age cascade's stated rule. `pol.stores` lists precisions from the most bytes down (e.g. int8, int4,
     int2); after the band, a key is read at the first store while young and at later ones as it ages. The rule
@@ -219,6 +222,7 @@ def store(spec: str) -> Store:
     return Store(group=int(g[1:]), bits=bits, key_mode="channel" if prec.endswith("c") else "token")
 
 
+@lru_cache(maxsize=64)
 def policy(spec: str) -> Policy:
     """'band=32,sinks=4,stores=g1-int8|g1-int4|g2-int4|evict' -> Policy."""
     kw = dict(x.split("=") for x in spec.split(","))
@@ -226,6 +230,7 @@ def policy(spec: str) -> Policy:
                   sinks=int(kw.get("sinks", 4)), cap=int(kw.get("cap", 0)))
 
 
+@lru_cache(maxsize=256)
 def for_budget(pol: Policy, budget, S, H, D):
     """(policy, ratios) that serve `budget` at sequence length S: a one-store policy is windowed (cap) to fit and
     routes nothing; a routed policy keeps its band and gets the rule's capacity ratios."""
