@@ -16,12 +16,14 @@
 #   mixsga       the paper's expert-choice at 3:1:6 (the shipped recipe)
 #   proposed     the age-aware policy $PROPOSED (band + routed stores), budget-conditioned over 25/35/50 %
 #   EXTRA_ARMS   "name|train flags" pairs separated by ';' (ablations)
+#   ARMS         which of the three standard arms to train (default all: "dense-cont mixsga proposed")
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 W=${W:-/root/study}; OUT=${OUT:-/tmp/out}
 STEPS=${STEPS:-150}; CAP_MIN=${CAP_MIN:-9}
 SEQ=${SEQ:-2048}; MB=${MB:-16}; BATCH=${BATCH:-262144}; EVAL_SEQS=${EVAL_SEQS:-2048 1024}  # small for a CPU dry run
 PROPOSED=${PROPOSED:-band=32,stores=g1-int8|g1-int4|g2-int4|g4-int4}
+ARMS=${ARMS:-dense-cont mixsga proposed}
 export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
 
 pipeline() {
@@ -35,9 +37,9 @@ pipeline() {
   local T="python3 -m mixsga train --data $W/shards --seq-len $SEQ --batch-tokens $BATCH --micro-batch $MB
     --fim-line-rate 0.5 --lr 1e-4 --min-lr-ratio 0.3 --warmup-steps 10 --max-steps $STEPS --eval-every 100000
     --eval-windows 16 --save-every 0 --seed 1 --time-budget-min $CAP_MIN --init $W/start"
-  $T --strip-routers --out "$W/dense-cont" > "$W/dense-cont.log" 2>&1 &
-  $T --ratios 3:1:6 --out "$W/mixsga" > "$W/mixsga.log" 2>&1 &
-  $T --kv-policy "$PROPOSED" --out "$W/proposed" > "$W/proposed.log" 2>&1 &
+  case " $ARMS " in *" dense-cont "*) $T --strip-routers --out "$W/dense-cont" > "$W/dense-cont.log" 2>&1 & ;; esac
+  case " $ARMS " in *" mixsga "*) $T --ratios 3:1:6 --out "$W/mixsga" > "$W/mixsga.log" 2>&1 & ;; esac
+  case " $ARMS " in *" proposed "*) $T --kv-policy "$PROPOSED" --out "$W/proposed" > "$W/proposed.log" 2>&1 & ;; esac
   local arm
   IFS=';' read -ra extra <<< "${EXTRA_ARMS:-}"
   for arm in "${extra[@]}"; do
@@ -50,11 +52,11 @@ pipeline() {
   local budgets=0.25,0.35,0.5,0.75 m s
   for s in $EVAL_SEQS; do
     local E="python3 -m mixsga eval_ppl --data $W/shards --windows ${EVAL_WINDOWS:-64} --seq-len $s --batch 8 --budgets $budgets"
-    $E --model "$W/dense-cont/ckpt" --methods full,window,h2o,int8,int4,int4-token,int2,age-tiered,age-tiered-int2 --out "$W/eval/dense-cont-$s.json" > "$W/eval/dense-cont-$s.txt" 2>&1 &
-    $E --model "$W/mixsga/ckpt" --methods full,mixsga,mixsga-argmax --out "$W/eval/mixsga-$s.json" > "$W/eval/mixsga-$s.txt" 2>&1 &
+    [ -f "$W/dense-cont/ckpt/config.json" ] && $E --model "$W/dense-cont/ckpt" --methods full,window,h2o,int8,int4,int4-token,int2,${CASCADE_METHODS:-age-tiered,age-tiered-int2} --out "$W/eval/dense-cont-$s.json" > "$W/eval/dense-cont-$s.txt" 2>&1 &
+    [ -f "$W/mixsga/ckpt/config.json" ] && $E --model "$W/mixsga/ckpt" --methods full,mixsga,mixsga-argmax --out "$W/eval/mixsga-$s.json" > "$W/eval/mixsga-$s.txt" 2>&1 &
     for m in proposed "${extra[@]%%|*}"; do
       [ -f "$W/$m/ckpt/config.json" ] || continue
-      $E --model "$W/$m/ckpt" --methods full,proposed,int8,int4,window --out "$W/eval/$m-$s.json" > "$W/eval/$m-$s.txt" 2>&1 &
+      $E --model "$W/$m/ckpt" --methods full,proposed,int8,int4,window,${CASCADE_METHODS:-age-tiered,age-tiered-int2} --out "$W/eval/$m-$s.json" > "$W/eval/$m-$s.txt" 2>&1 &
     done
   done
   $E --model "$W/start" --seq-len ${EVAL_SEQS%% *} --methods full,mixsga,window,int8,int4 --candidates "$PROPOSED" \

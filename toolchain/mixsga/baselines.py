@@ -145,6 +145,8 @@ QUANTISED = {
 CASCADES = {
     "age-tiered": "band=32,stores=g1-int8|g1-int4c",
     "age-tiered-int2": "band=32,stores=g1-int8|g1-int4c|g1-int2c",
+    "age-tiered-g2": "band=32,stores=g1-int8|g1-int4c|g2-int4c",    # oldest keys: 2 pooled heads (mixSGA's expert), int4
+    "age-tiered-g4": "band=32,stores=g1-int8|g1-int4c|g4-int8",     # oldest keys: 1 pooled head, int8
 }
 
 

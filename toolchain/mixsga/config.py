@@ -63,7 +63,8 @@ class ModelConfig:
         """Scores per token of a layer's router: one per mixSGA expert, or per store of the KV policy."""
         if self.kv_policy:
             from mixsga.kv_policy import policy
-            return len(policy(self.kv_policy).stores)
+            pol = policy(self.kv_policy)
+            return 1 if pol.by_age else len(pol.stores)  # an age cascade routes nothing (its router is unused)
         return self.num_experts
 
     def expert_kv_heads(self) -> list:

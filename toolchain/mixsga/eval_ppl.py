@@ -133,7 +133,7 @@ def register(sub):
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--methods", help="comma list of full,mixsga,mixsga-argmax,gqa,window,h2o,int8,int4,"
-                   "int4-token,int2,age-tiered,age-tiered-int2,proposed (default all; 'none' with --position-buckets for the profile alone)")
+                   "int4-token,int2,age-tiered,age-tiered-int2,age-tiered-g2,age-tiered-g4,proposed (default all; 'none' with --position-buckets for the profile alone)")
     p.add_argument("--candidates", help="';'-separated untrained KV-policy specs to try (kv_policy.policy), routed "
                    "by a fixed pattern at the rule's ratios")
     p.add_argument("--position-buckets", type=int, default=0,

@@ -76,6 +76,7 @@ class Policy:
     tiers: tuple = ()        # ((until_age, Store), ...): after the band, keys younger than until_age are read
                              # through that tier's store, whatever their routing (an age cascade); older ones
                              # through their routed store
+    by_age: bool = False     # `stores` form an age cascade (cascade_for_budget), not a routed set: no router
 
     def fractions(self, H, D):
         return [s.fraction(H, D) for s in self.stores]
@@ -224,16 +225,22 @@ def store(spec: str) -> Store:
 
 @lru_cache(maxsize=64)
 def policy(spec: str) -> Policy:
-    """'band=32,sinks=4,stores=g1-int8|g1-int4|g2-int4|evict' -> Policy."""
+    """'band=32,sinks=4,stores=g1-int8|g1-int4|g2-int4|evict' -> Policy; 'order=age' makes the stores an age
+    cascade (precisions by age, the ages from the budget) instead of routed experts."""
     kw = dict(x.split("=") for x in spec.split(","))
+    if kw.get("order", "route") not in ("route", "age"):
+        raise ValueError(f"order must be 'route' or 'age', not {kw['order']!r}")
     return Policy(stores=tuple(store(s) for s in kw["stores"].split("|")), band=int(kw.get("band", 0)),
-                  sinks=int(kw.get("sinks", 4)), cap=int(kw.get("cap", 0)))
+                  sinks=int(kw.get("sinks", 4)), cap=int(kw.get("cap", 0)), by_age=kw.get("order") == "age")
 
 
 @lru_cache(maxsize=256)
 def for_budget(pol: Policy, budget, S, H, D):
     """(policy, ratios) that serve `budget` at sequence length S: a one-store policy is windowed (cap) to fit and
-    routes nothing; a routed policy keeps its band and gets the rule's capacity ratios."""
+    routes nothing; an age cascade gets its ages (cascade_for_budget); a routed policy keeps its band and gets the
+    rule's capacity ratios."""
+    if pol.by_age:
+        return cascade_for_budget(pol, budget, S, H, D), None
     if len(pol.stores) == 1:
         return pol.with_cap_for_budget(budget, S, H, D), None
     return pol, pol.ratios_for_budget(budget, S, H, D)
@@ -246,7 +253,7 @@ def attach(model, spec: str):
     if model.cfg.kv_policy == spec:
         return model
     model.cfg = model.cfg.replace(kv_policy=spec, expert_group_sizes=())
-    n = len(policy(spec).stores)
+    n = model.cfg.router_outputs
     for layer in model.model.layers:
         attn = layer.self_attn
         attn.cfg = model.cfg

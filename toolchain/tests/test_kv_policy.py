@@ -166,3 +166,27 @@ def test_age_cascade_rule():
     assert at[0.25].cap == at[0.35].cap == 0 and at[0.2].cap > 0  # int2 + the fp16 band alone exceed 20 %
     int4_only = kp.cascade_for_budget(kp.policy("band=32,stores=g1-int8|g1-int4c"), 0.25, 2048, 4, 48)
     assert int4_only.cap > 0 and int4_only == kp.for_budget(kp.policy("band=32,stores=g1-int4c"), 0.25, 2048, 4, 48)[0]
+
+
+def test_trained_age_cascade(tmp_path):
+    """order=age: the stores are precisions by age (no routing); training and eval take the cascade's ages."""
+    spec = "band=8,sinks=2,order=age,stores=g1-int8|g1-int4c|g1-int2c"
+    pol = kp.policy(spec)
+    assert pol.by_age and kp.for_budget(pol, 0.35, 2048, 4, 48) == (kp.cascade_for_budget(pol, 0.35, 2048, 4, 48), None)
+    with pytest.raises(ValueError):
+        kp.policy("band=8,order=size,stores=g1-int8")
+    data = toy_shards(tmp_path / "data")
+    dense = tmp_path / "dense"
+    assert main(["train", "--init", "scratch", "--model-size", "tiny", "--config-json", CFG, "--data", str(data),
+                 "--out", str(dense), "--max-steps", "4", "--eval-every", "0", *COMMON]) == 0
+    out = tmp_path / "cascade"
+    assert main(["train", "--init", str(dense / "ckpt"), "--data", str(data), "--out", str(out), "--kv-policy", spec,
+                 "--max-steps", "4", "--eval-every", "4", *COMMON]) == 0
+    m = load_checkpoint(out / "ckpt")
+    assert m.cfg.kv_policy == spec and m.cfg.router_outputs == 1
+    res = tmp_path / "eval.json"
+    assert main(["eval_ppl", "--model", str(out / "ckpt"), "--data", str(data), "--windows", "4", "--seq-len", "64",
+                 "--methods", "full,proposed,age-tiered-int2", "--budgets", "0.35", "--out", str(res)]) == 0
+    rows = {r["method"]: r for r in json.loads(res.read_text())["rows"]}
+    assert rows["proposed"]["kv_fraction"] <= 0.35 + 0.03 and math.isfinite(rows["proposed"]["ppl"])
+    assert "to age" in rows["proposed"]["note"] or "cap" in rows["proposed"]["note"]
