@@ -58,14 +58,39 @@ def copy_tokenizer(out: Path, wait_s=0):
 
 
 def load_mixsga(path, dtype=torch.float32, device="cpu"):
+    """(model in the graph's mixSGA form, the KV policy the manifest declares or '')."""
     model = load_checkpoint(path, dtype=dtype, device=device)
+    if model.cfg.kv_policy:
+        return age_cascade_model(model)
     if not model.cfg.is_mixsga:
         from mixsga.convert import convert
 
         print(f"warning: {path} is a dense checkpoint; converting on the fly with experts (1, 2, 4) and "
               "untrained routers (use `python -m mixsga convert` + training for a real model)")
         model = convert(model)
-    return model.eval()
+    return model.eval(), ""
+
+
+def age_cascade_model(model):
+    """A model trained for an age cascade (kv_policy 'order=age') routes nothing: every new token is written at
+    full heads (expert 0) and the engine demotes tokens by age (the manifest's `kv_policy`). The graph keeps the
+    default experts, whose pooled heads serve a cascade's pooled tiers, with routers pinned to expert 0 (zero
+    weights; a bias the engine's route_bias never overcomes)."""
+    from mixsga import kv_policy
+    from mixsga.convert import convert
+
+    spec = model.cfg.kv_policy
+    if not kv_policy.policy(spec).by_age:
+        raise UserError(f"kv_policy {spec!r} routes tokens by a router: only an age cascade (order=age) exports")
+    model = convert(kv_policy.strip_routers(model))
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.router.weight.zero_()
+            layer.self_attn.router.bias.copy_(torch.tensor([0.0] + [-PINNED_BIAS] * (model.cfg.num_experts - 1)))
+    return model.eval(), spec
+
+
+PINNED_BIAS = 30.0  # router logit margin of expert 0 in an age-cascade export
 
 
 def export_folder(ckpt, out, name=None, cuda=False, cpu_weights="float32", device="cpu", wait_tokenizer_s=0,
@@ -74,7 +99,7 @@ def export_folder(ckpt, out, name=None, cuda=False, cpu_weights="float32", devic
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
     t = time.time()
-    model = load_mixsga(ckpt, device=device)
+    model, kv_policy_spec = load_mixsga(ckpt, device=device)
     timings["load_s"] = time.time() - t
     variants = {}
     for f in out.glob("model.*.onnx*"):  # stale variants from an earlier export
@@ -90,7 +115,10 @@ def export_folder(ckpt, out, name=None, cuda=False, cpu_weights="float32", devic
         timings["export_cuda_s"] = time.time() - t
         variants["cuda"] = {"file": "model.cuda.onnx", "kv_dtype": "float16", "weights": "float16"}
     copy_tokenizer(out, wait_tokenizer_s)
-    m = mf.write(out, mf.build(name or out.name, model.cfg, variants, out))
+    manifest = mf.build(name or out.name, model.cfg, variants, out)
+    if kv_policy_spec:
+        manifest["kv_policy"] = kv_policy_spec
+    m = mf.write(out, manifest)
     return m, timings
 
 

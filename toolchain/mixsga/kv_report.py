@@ -17,14 +17,17 @@ from mixsga.errors import UserError
 # method -> arm whose eval file holds it
 SOURCES = {"full": "dense-cont", "window": "dense-cont", "h2o": "dense-cont", "int8": "dense-cont",
            "int4": "dense-cont", "int4-token": "dense-cont", "int2": "dense-cont", "age-tiered": "dense-cont",
-           "age-tiered-int2": "dense-cont", "mixsga": "mixsga",
-           "proposed": "proposed"}
+           "age-tiered-int2": "dense-cont", "age-tiered-g2": "dense-cont", "age-tiered-g4": "dense-cont",
+           "mixsga": "mixsga", "proposed": "proposed"}
+# The proposed policy's own family read untrained off the dense arm (its ablation "no policy training"): shown in
+# the table, not counted among the *other* methods the target compares against.
+FAMILY_PREFIX = "age-tiered"
 TARGET_BUDGETS = ("0.25", "0.35", "0.5")
 
 
-def table(eval_dir: Path, seq: int) -> dict:
+def table(eval_dir: Path, seq: int, sources: dict = SOURCES) -> dict:
     ppl, kv, notes = {}, {}, {}
-    for method, arm in SOURCES.items():
+    for method, arm in sources.items():
         f = eval_dir / f"{arm}-{seq}.json"
         if not f.exists():
             continue
@@ -40,15 +43,15 @@ def table(eval_dir: Path, seq: int) -> dict:
             notes.setdefault(method, {})[b] = r["note"]
     if "full" not in ppl:
         raise UserError(f"{eval_dir}: no dense-cont-{seq}.json with a 'full' row")
-    return {"windows": seq, "ppl": ppl, "kv_fraction": kv, "notes": notes, "sources": SOURCES}
+    return {"windows": seq, "ppl": ppl, "kv_fraction": kv, "notes": notes, "sources": sources}
 
 
-def ablations(eval_dir: Path, seq: int, full: float) -> dict:
+def ablations(eval_dir: Path, seq: int, full: float, sources: dict = SOURCES) -> dict:
     """Every other arm's own 'proposed' rows (policy variants trained at equal compute), and its full KV."""
     out = {}
     for f in sorted(eval_dir.glob(f"*-{seq}.json")):
         arm = f.name[: -len(f"-{seq}.json")]
-        if arm in set(SOURCES.values()) or arm == "start":
+        if arm in set(sources.values()) or arm == "start":
             continue
         rows = json.loads(f.read_text())["rows"]
         pol = {f"{r['budget']:g}": r for r in rows if r["method"] == "proposed"}
@@ -67,7 +70,8 @@ def verdict(t: dict) -> dict:
     p = t["ppl"].get("proposed", {})
     out = {}
     for b in TARGET_BUDGETS:
-        others = {m: v[b] for m, v in t["ppl"].items() if m not in ("full", "proposed") and b in v}
+        others = {m: v[b] for m, v in t["ppl"].items()
+                  if m not in ("full", "proposed") and not m.startswith(FAMILY_PREFIX) and b in v}
         best = min(others.items(), key=lambda x: x[1]) if others else (None, None)
         out[b] = {"proposed": p.get(b), "best_other": best[0], "best_other_ppl": best[1],
                   "wins": p.get(b) is not None and best[1] is not None and p[b] <= best[1],
@@ -101,9 +105,9 @@ held-out windows. Budgets are fractions of the **fp16** full cache; bytes count 
 per token, a 32-token fp16 residual). A method whose cache alone exceeds a budget is windowed (sinks + recent) to
 fit; one that fits uses less (the "at N %" cells). `full`, `window`, `h2o` and the quantised caches are read off
 the dense reference arm; `mixsga` (the paper's expert-choice at each budget's ratios) off the mixSGA arm;
-`proposed` off the age-aware arm: sinks + a 32-token fp16 band, older tokens on the store their router picks
-(expert-choice at the stated rule's ratios) among 4 heads int8 / 4 heads int4 / 2 heads int4 / 1 head int4,
-trained budget-conditioned at 25/35/50 %.
+`proposed` off the `{proposed_arm}` arm, trained with its policy: `{proposed_spec}`. `age-tiered*` rows are age
+cascades (`kv_policy.cascade_for_budget`) read *untrained* off the dense arm: the proposed family without policy
+training, an ablation, not one of the "other methods" of the target.
 
 ![perplexity vs bytes]({img})
 
@@ -175,11 +179,12 @@ def plot(t: dict, path: Path):
 def run(args):
     eval_dir = Path(args.eval)
     tables = []
+    sources = {**SOURCES, "proposed": args.proposed_arm}
     for seq in (2048, 1024):
         if (eval_dir / f"dense-cont-{seq}.json").exists():
-            t = table(eval_dir, seq)
+            t = table(eval_dir, seq, sources)
             t["verdict"] = verdict(t)
-            t["ablations"] = ablations(eval_dir, seq, t["ppl"]["full"])
+            t["ablations"] = ablations(eval_dir, seq, t["ppl"]["full"], sources)
             tables.append(t)
     if not tables:
         raise UserError(f"no dense-cont-2048.json / dense-cont-1024.json in {eval_dir}")
@@ -190,8 +195,10 @@ def run(args):
     if args.md:
         ref = toks.get("dense-cont", {"tokens": 0, "steps": 0})
         img = Path(args.img).resolve().relative_to(Path(args.md).resolve().parent) if args.img else ""
+        spec = next(iter(main["notes"].get("proposed", {}).values()), "").split(";")[0]
         Path(args.md).write_text(INTRO.format(eval_dir=eval_dir, date=args.date, machine=args.machine,
-                                              tokens=f"{ref['tokens']:,}", steps=ref["steps"], img=img)
+                                              tokens=f"{ref['tokens']:,}", steps=ref["steps"], img=img,
+                                              proposed_arm=args.proposed_arm, proposed_spec=spec)
                                  + markdown(tables))
     if args.img:
         plot(main, Path(args.img))
@@ -205,6 +212,7 @@ def register(sub):
     p.add_argument("--json", required=True)
     p.add_argument("--md", help="markdown tables (included by the model card)")
     p.add_argument("--img", help="plot of perplexity vs bytes")
+    p.add_argument("--proposed-arm", default="proposed", help="the arm whose own policy rows are `proposed`")
     p.add_argument("--date", default="", help="date of the run")
     p.add_argument("--machine", default="", help="machine the run used, in words")
     p.set_defaults(func=run)

@@ -572,3 +572,32 @@ def test_export_refuses_head_dim_not_multiple_of_16(tmp_path):
     with pytest.raises(UserError, match="multiple of 16"):
         export_onnx(m, tmp_path / "model.onnx")
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_age_cascade_checkpoint_exports_pinned_to_full_heads(tmp_path):
+    """A model trained for an age cascade (kv_policy order=age) has no routing: the export pins every new token
+    to expert 0 (full heads), so the graph computes the dense model, and the manifest names the policy the engine
+    serves."""
+    from mixsga import kv_policy
+
+    dense_cfg = CFG.replace(expert_group_sizes=())
+    torch.manual_seed(3)
+    dense = MixSGAForCausalLM(dense_cfg).init_weights(std=0.1, seed=3).eval()
+    spec = "band=8,order=age,stores=g1-int8|g1-int4c|g2-int4c"
+    trained = kv_policy.attach(MixSGAForCausalLM(dense_cfg), spec)
+    trained.load_state_dict(dense.state_dict(), strict=False)
+    save_checkpoint(trained, tmp_path / "ckpt")
+    m, _ = export_folder(tmp_path / "ckpt", tmp_path / "out")
+    assert m["kv_policy"] == spec
+    sess = session(tmp_path / "out" / "model.cpu.onnx")
+    ids = list(range(7, 19))
+    out = dict(zip(output_names(CFG), sess.run(None, feeds(empty_cache(), ids, list(range(len(ids))),
+                                                           bias=(0.0, 5.0, 5.0)))))
+    assert (out["route"] == 0).all()  # a route_bias the budget might set does not move tokens off expert 0
+    with torch.no_grad():
+        ref = dense(torch.tensor([ids])).logits[0, -1]
+    np.testing.assert_allclose(out["logits"][0], ref.numpy(), atol=2e-4)
+    with pytest.raises(UserError):
+        routed = kv_policy.attach(MixSGAForCausalLM(dense_cfg), "band=8,stores=g1-int8|evict")
+        save_checkpoint(routed, tmp_path / "routed")
+        export_folder(tmp_path / "routed", tmp_path / "out2")
