@@ -175,7 +175,8 @@ def markdown(tables: list) -> str:
                       "| arm | policy | own full KV | " + " | ".join(f"{float(b):.0%}" for b in budgets_a) + " |",
                       "|---|---|---|" + "---|" * len(budgets_a)]
             for arm, a in t["ablations"].items():
-                lines.append(f"| {arm} | `{a['policy']}` | {a['full']:.3f} | " + " | ".join(
+                policy = a["policy"].replace("|", "\\|")  # a '|' inside a table cell must be escaped
+                lines.append(f"| {arm} | `{policy}` | {a['full']:.3f} | " + " | ".join(
                     f"{a['ppl'][b]:.3f} ({a['ratio_to_reference_full'][b]:.3f}×)" if b in a["ppl"] else ""
                     for b in budgets_a) + " |")
             lines.append("")
