@@ -32,7 +32,7 @@ V2 = Path(os.environ.get("V2_HERE", REPO / ".gpu" / "v2"))  # here-side folder (
 CALL_BYTES = int(os.environ.get("V2_CALL_BYTES", 64 * parts.MiB))  # what one device call may carry, either way
 BACK_FILES = 8
 ASIDE = ["models/default/*.onnx", "docs/results", "bench/results", "test/fixtures"]
-PACK_RESERVE_S = 60              # end of a round: checkpoint -> parts (GPU side)
+PACK_RESERVE_S = 90              # end of a round: final eval + save, checkpoint -> parts (GPU side)
 SEGMENT_MIN = 1.5                # don't start a training segment with less time than this
 
 
@@ -313,7 +313,7 @@ def prepare(args):
     shutil.rmtree(work)
     sizes = [sum(f.stat().st_size for f in d.iterdir()) for d in folders]
     print(f"round {args.round}: {state['phase']} from step {state['step']}; tree {tree / parts.MiB:.1f} MiB travels "
-          f"with every call, {capacity / parts.MiB:.1f} MiB left per call")
+          f"with every call; carry folders of {capacity / parts.MiB:.1f} MiB" + (" (--call-mib)" if args.call_mib else ""))
     for d, s in zip(folders, sizes):
         print(f"  {rel(d)}: {s / parts.MiB:.1f} MiB")
     print("\nDevice calls (kind nvidia-h100-x1; run `rounds.py aside` first, `restore` after):")
@@ -343,24 +343,34 @@ def land(args):
     append_runlog(run, Path(args.runlog))
 
 
+def millions(n):
+    return f"{n / 1e6:.0f}M" if n >= 1e6 else str(n)
+
+
+BEGIN, END = "<!-- rounds: rounds.py land rewrites this table -->", "<!-- /rounds -->"
+
+
 def append_runlog(run, md: Path):
+    """runlog.json gets the round (replacing an earlier landing of it); RUNLOG.md's table is rebuilt from it, the
+    notes around the table are kept."""
     js = md.with_name("runlog.json")
     rounds = [r for r in (json.loads(js.read_text()) if js.exists() else []) if r["round"] != run["round"]]
     rounds = sorted(rounds + [run], key=lambda r: r["round"])
     js.write_text(json.dumps(rounds, indent=1) + "\n")
-    head = ("# v2 run log (lab/v2/rounds.py land writes it; the loss curves are in runlog.json)\n\n"
-            "| round | started (UTC) | device | phases (steps) | tokens: round / total | train loss | val loss "
+    head = ("| round | started (UTC) | device | phases (steps) | tokens: round / total | train loss | val loss "
             "| train / pipeline min | tok/s | fetch calls |\n|---|---|---|---|---|---|---|---|---|---|\n")
     rows = []
     for r in rounds:
         segs = "; ".join(f"{s['phase']} {s['start_step']}→{s['end_step']}" for s in r["segments"])
         vals = [v["val_loss"] for s in r["segments"] for v in s["val"]]
         tps = [s["tok_per_s"] for s in r["segments"]]
-        rows.append(f"| {r['round']} | {r['started_utc']} | {r['device']} | {segs} | {r['tokens'] / 1e6:.0f}M / "
-                    f"{r['tokens_total'] / 1e6:.0f}M | {r['segments'][-1]['loss_end']} | "
+        rows.append(f"| {r['round']} | {r['started_utc']} | {r['device']} | {segs} | {millions(r['tokens'])} / "
+                    f"{millions(r['tokens_total'])} | {r['segments'][-1]['loss_end']} | "
                     f"{vals[-1] if vals else '-'} | {r['train_minutes']} / {r.get('pipeline_minutes', '-')} | "
                     f"{'/'.join(map(str, tps))} | {r.get('fetch_calls', '-')} |\n")
-    md.write_text(head + "".join(rows))
+    table = f"{BEGIN}\n{head}{''.join(rows)}{END}"
+    text = md.read_text() if md.exists() else f"# v2 run log\n\n{BEGIN}\n{END}\n"
+    md.write_text(text[:text.index(BEGIN)] + table + text[text.index(END) + len(END):])
 
 
 def aside(args):

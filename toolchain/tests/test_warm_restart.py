@@ -1,6 +1,8 @@
-"""A run split into two rounds by a warm restart (lab/v2: weights carried in fp16, the optimizer state not) against
+"""A run split into two rounds by a warm restart (lab/v2: weights carried in bf16, the optimizer state not) against
 one uninterrupted run on the same toy data: the second round continues the step counter, the LR schedule and the
 data order, and its loss stays within a stated margin of the uninterrupted run's."""
+import torch
+
 from mixsga.__main__ import main
 from mixsga.checkpoint import load_checkpoint, save_checkpoint
 from test_train import CFG, read_log, toy_shards
@@ -18,8 +20,8 @@ def test_two_rounds_continue_one_run(tmp_path):
     base = ["train", "--data", str(data), *ARGS]
     main([*base, "--init", "scratch", "--out", str(tmp_path / "whole")])
     main([*base, "--init", "scratch", "--out", str(tmp_path / "r1"), "--stop-at-step", str(SPLIT)])
-    # what travels between GPU sessions: the weights in fp16, no trainer_state.pt
-    save_checkpoint(load_checkpoint(tmp_path / "r1" / "ckpt").half(), tmp_path / "carried")
+    # what travels between GPU sessions: the weights in bf16 (lab/v2/parts.py), no trainer_state.pt
+    save_checkpoint(load_checkpoint(tmp_path / "r1" / "ckpt").to(torch.bfloat16), tmp_path / "carried")
     main([*base, "--init", str(tmp_path / "carried"), "--out", str(tmp_path / "r2"), "--start-step", str(SPLIT),
           "--rewarm-steps", str(REWARM)])
 
@@ -31,7 +33,7 @@ def test_two_rounds_continue_one_run(tmp_path):
     # the LR schedule continues: ramped over REWARM steps, then the uninterrupted run's LR exactly
     assert abs(t[SPLIT + 1]["lr"] - w[SPLIT + 1]["lr"] / REWARM) < 1e-12
     assert all(abs(t[s]["lr"] - w[s]["lr"]) < 1e-12 for s in t if s > SPLIT + REWARM)
-    # the first step's loss is measured before any update: same weights (fp16-rounded) on the same batch, so the
+    # the first step's loss is measured before any update: same weights (bf16-rounded) on the same batch, so the
     # data position continues too (another batch of this toy data differs by far more)
     assert abs(t[SPLIT + 1]["loss"] - w[SPLIT + 1]["loss"]) < 2e-3
     assert max(t[s]["loss"] - w[s]["loss"] for s in t) < MAX_JUMP_NATS
