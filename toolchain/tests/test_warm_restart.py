@@ -43,3 +43,20 @@ def test_two_rounds_continue_one_run(tmp_path):
     assert abs(val_r2[SPLIT] - val_w[SPLIT]) < 2e-3   # round 2 starts where round 1 stopped
     assert val_r2[16] < val_w[16] * MAX_FINAL_VAL_RATIO
     assert val_r2[16] < val_r2[SPLIT] - 0.1           # and keeps learning
+
+
+def test_stop_after_min_saves_where_it_stopped(tmp_path):
+    """--stop-after-min ends a session's share cleanly: with no time left the restarted run stops at its start step,
+    trains nothing and still saves the (restored) weights."""
+    data = toy_shards(tmp_path / "data")
+    base = ["train", "--data", str(data), *ARGS]
+    main([*base, "--init", "scratch", "--out", str(tmp_path / "r1"), "--stop-at-step", "3", "--eval-every", "0"])
+    out = tmp_path / "r2"
+    main([*base, "--init", str(tmp_path / "r1" / "ckpt"), "--out", str(out), "--start-step", "3",
+          "--stop-after-min", "1e-9"])
+    log = read_log(out)
+    assert not [r for r in log if "loss" in r]
+    assert [r["step"] for r in log if "val_loss" in r] == [3]
+    assert torch.load(out / "ckpt" / "trainer_state.pt", weights_only=False)["step"] == 3
+    a, b = load_checkpoint(tmp_path / "r1" / "ckpt"), load_checkpoint(out / "ckpt")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
