@@ -4,7 +4,8 @@
 # carried folders one call each (the corpus slice first: its shards start building, detached, as soon as it is
 # complete), start the detached training in the last staging call, poll, then fetch the checkpoint in parts.
 #
-#   lab/v2/gpu.sh stage DIR              check DIR's pieces (sha256) into $V2/stage; once corpus.tar is complete,
+#   lab/v2/gpu.sh stage DIR              check DIR's pieces (sha256) into $V2/stage (a carry folder of
+#                                        `rounds.py prepare`, or a `corpus --xfer` part); once corpus.tar is complete,
 #                                        start prep (join, untar, shards of the corpus + this machine's
 #                                        site-packages) detached
 #   lab/v2/gpu.sh train --minutes M [--finish] [--round-steps N]
@@ -70,5 +71,5 @@ case "${1:-}" in
     [ -f "$V2/DONE" ] || { echo "the round is not done yet"; bash "$0" status; exit 1; }
     $R fetch-files "$2" --work "$V2" --out "$OUT"
     ls -la "$OUT" ;;
-  *) sed -n 2,22p "$0"; exit 2 ;;
+  *) sed -n 2,20p "$0"; exit 2 ;;
 esac

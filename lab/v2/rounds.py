@@ -293,13 +293,15 @@ def prepare(args):
     work = V2 / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    sl = Path(args.slices) / f"s{(args.round - 1) % recipe['data']['corpus_slices']}"
-    if not (sl / "train.jsonl.xz").exists():
-        raise SystemExit(f"no corpus slice in {sl}: run `rounds.py slice --corpus DIR` first")
-    with tarfile.open(work / "corpus.tar", "w") as tar:
-        for f in sorted(sl.iterdir()):
-            tar.add(f, arcname=f.name)
-    wholes = [work / "corpus.tar"]
+    wholes, xfer = [], sorted(Path(args.corpus_xfer).glob("p[0-9]*")) if args.corpus_xfer else []
+    if not xfer:
+        sl = Path(args.slices) / f"s{(args.round - 1) % recipe['data']['corpus_slices']}"
+        if not (sl / "train.jsonl.xz").exists():
+            raise SystemExit(f"no corpus slice in {sl}: run `rounds.py slice --corpus DIR` first")
+        with tarfile.open(work / "corpus.tar", "w") as tar:
+            for f in sorted(sl.iterdir()):
+                tar.add(f, arcname=f.name)
+        wholes.append(work / "corpus.tar")
     if ckpt:
         wholes.append(parts.encode_checkpoint(ckpt, work))
     tree = travelling_bytes()
@@ -317,6 +319,7 @@ def prepare(args):
     for d, s in zip(folders, sizes):
         print(f"  {rel(d)}: {s / parts.MiB:.1f} MiB")
     print("\nDevice calls (kind nvidia-h100-x1; run `rounds.py aside` first, `restore` after):")
+    folders = xfer + folders  # the whole corpus as `corpus --xfer` cut it, if given: more calls than a slice
     for i, d in enumerate(folders):
         carry = [str(rel(d))] + ([".whl"] if i == 0 and whl else [])
         cmd = f"bash lab/v2/gpu.sh stage {rel(d)}"
@@ -406,6 +409,8 @@ def main():
     p.add_argument("--round", type=int, required=True)
     p.add_argument("--ckpt", help="the last round's checkpoint (land's output); none for round 1")
     p.add_argument("--slices", default=str(V2 / "slices"))
+    p.add_argument("--corpus-xfer", help="stage the whole corpus from `corpus --xfer` folders (DIR/p0, p1, ...) "
+                   "instead of this round's slice")
     p.add_argument("--call-mib", type=float, help="bytes per carry folder (default: 64 MiB - the tree - 2 MiB)")
     p.set_defaults(func=prepare)
     p = sub.add_parser("land")
