@@ -49,7 +49,8 @@ for round in 1 2 3; do
   export V2=$D/gpu-r$round   # a fresh machine every round
   folders=("$D"/here/carry/c*)
   for f in "${folders[@]}"; do bash "$ROOT/lab/v2/gpu.sh" stage "$f"; done
-  bash "$ROOT/lab/v2/gpu.sh" train --minutes 30 --round-steps 10
+  finish=""; [ "$round" = 3 ] && finish=--finish   # the last round anneals within its time (same steps here)
+  bash "$ROOT/lab/v2/gpu.sh" train --minutes 30 --round-steps 10 $finish
   bash "$ROOT/lab/v2/gpu.sh" wait 600 | tail -n 3
   calls=$(python3 -c "import json; print(len(json.load(open('$V2/fetch/PLAN.json'))))")
   fetched=()
@@ -74,6 +75,7 @@ assert rounds[-1]["to"]["done"] and rounds[-1]["tokens_total"] == 22 * 512
 for r in (2, 3):  # warm restarts: round r starts from round r-1's weights at its step
     cmd = next(l for l in (d / f"gpu-r{r}" / "round.log").read_text().splitlines() if l.startswith("[round] /"))
     assert "--start-step" in cmd and "--rewarm-steps" in cmd and "--init" in cmd, cmd
+    assert ("--time-budget-min" if r == 3 else "--stop-after-min") in cmd, cmd
 cfg = json.loads((d / "here" / "ckpt" / "r3" / "config.json").read_text())
 assert cfg.get("kv_policy", "").startswith("band=32,order=age"), cfg
 print("DRY RUN OK")

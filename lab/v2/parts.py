@@ -60,7 +60,8 @@ def cut(whole: Path, dst: Path, piece=PIECE) -> list:
     return out
 
 
-def pack_folders(wholes: list, dst: Path, capacity: int, first_extra: int = 0, piece=PIECE, small: dict = None):
+def pack_folders(wholes: list, dst: Path, capacity: int, first_extra: int = 0, piece=PIECE,
+                 small: dict | None = None):
     """Cut every whole into pieces and pack them, in order, into dst/c0, c1, ... of at most `capacity` bytes each
     (c0 holds `first_extra` bytes less: what else travels with it). `small` files ({name: text}) go into every
     folder. Returns the folders."""
@@ -157,7 +158,7 @@ def _xz(data: bytes, block=16 * MiB) -> bytes:
         return b"".join(pool.map(lambda b: lzma.compress(b, preset=6), blocks))
 
 
-def encode_checkpoint(ckpt: Path, dst: Path, extra: dict = None) -> Path:
+def encode_checkpoint(ckpt: Path, dst: Path, extra: dict | None = None) -> Path:
     """A checkpoint folder (config.json + model.safetensors, any float dtype) -> dst/ckpt.tar holding config.json,
     layout.json, weights.hi.xz, weights.lo and the `extra` small files."""
     import torch

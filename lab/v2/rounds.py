@@ -21,10 +21,11 @@ import sys
 import tarfile
 import time
 import zlib
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import parts  # noqa: E402
+import parts
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
@@ -128,7 +129,8 @@ def run_round(args):
         cmd = train_command(recipe, state, init, work / "shards", out, minutes, args.finish, stop_at)
         print("[round] " + " ".join(cmd), flush=True)
         ts = time.time()
-        r = subprocess.run(cmd, cwd=work / "repo", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        r = subprocess.run(cmd, cwd=work / "repo", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           check=False)
         (work / "runs" / f"{out.name}.out").write_text(r.stdout)
         done = re.findall(r"\[train\] done at step (\d+)", r.stdout)
         if r.returncode or not done:
@@ -138,6 +140,9 @@ def run_round(args):
         log = read_log(out / "log.jsonl")
         segments.append(segment_record(state, reached, log, time.time() - ts))
         left_steps -= reached - state["step"]
+        ph = recipe["phases"][phase_index(recipe, state["phase"])]
+        if args.finish and ph["end"] == recipe["schedules"][ph["schedule"]]["steps"]:
+            reached = ph["end"]  # its cosine was annealed within the time: the phase is over, however far it got
         state = advance(recipe, state, reached)
         state["tokens_total"] += segments[-1]["tokens"]
         init = out / "ckpt"
@@ -174,7 +179,7 @@ def segment_record(state, reached, log, seconds):
 def device_name():
     try:
         return subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                              text=True, timeout=20).stdout.strip().splitlines()[0]
+                              text=True, timeout=20, check=False).stdout.strip().splitlines()[0]
     except (OSError, IndexError, subprocess.SubprocessError):
         return "cpu"
 
@@ -257,15 +262,16 @@ def slice_corpus(args):
         d.mkdir(parents=True)
         for f in ("val.jsonl.xz", "decontam.json", "stats.json"):
             shutil.copyfile(src / f, d / f)
-    sinks = [subprocess.Popen(["xz", "-T0", "-6", "-c"], stdin=subprocess.PIPE, stdout=open(d / "train.jsonl.xz", "wb"))
-             for d in dirs]
-    with lzma.open(src / "train.jsonl.xz", "rb") as f:
-        for line in f:
-            pkg = json.loads(line).get("package", "")
-            sinks[zlib.crc32(pkg.encode()) % k].stdin.write(line)
-    for s in sinks:
-        s.stdin.close()
-        s.wait()
+    with ExitStack() as files:
+        sinks = [subprocess.Popen(["xz", "-T0", "-6", "-c"], stdin=subprocess.PIPE,
+                                  stdout=files.enter_context(open(d / "train.jsonl.xz", "wb"))) for d in dirs]
+        with lzma.open(src / "train.jsonl.xz", "rb") as f:
+            for line in f:
+                pkg = json.loads(line).get("package", "")
+                sinks[zlib.crc32(pkg.encode()) % k].stdin.write(line)
+        for s in sinks:
+            s.stdin.close()
+            s.wait()
     for d in dirs:
         print(f"{d}: {(d / 'train.jsonl.xz').stat().st_size / parts.MiB:.1f} MiB train")
 
