@@ -35,7 +35,7 @@ snapshot() {  # later calls re-sync the working tree: the detached jobs run from
     python3 -m pip install -q --no-index --no-deps --no-compile --target "$V2/site" "$ROOT"/.whl/*.whl
   fi
 }
-wait_done() { for _ in $(seq 1 "$(( ${1:-0} / 5 ))"); do [ -f "$V2/DONE" ] && return; sleep 5; done; }
+wait_done() { for _ in $(seq 1 "$(( ${1:-0} / 5 ))"); do [ -f "$V2/DONE" ] || [ -f "$V2/FAILED" ] && return; sleep 5; done; }
 
 case "${1:-}" in
   stage)
@@ -56,7 +56,7 @@ case "${1:-}" in
     snapshot
     [ -f "$V2/round.started" ] && { echo "a round was already started here: $V2/round.log"; exit 1; }
     touch "$V2/round.started"
-    setsid nohup $R run-round --work "$V2" "$@" > "$V2/round.log" 2>&1 < /dev/null &
+    setsid nohup bash -c "$R run-round --work $V2 $* || touch $V2/FAILED" > "$V2/round.log" 2>&1 < /dev/null &
     echo "round started: $V2/round.log" ;;
   status)
     tail -n 3 "$V2/prep.log" 2>/dev/null || true
@@ -64,6 +64,7 @@ case "${1:-}" in
     for f in "$V2"/runs/*/log.jsonl; do [ -f "$f" ] && { echo "== $f"; tail -n 1 "$f" | cut -c1-300; }; done
     [ -f "$V2/fetch/PLAN.json" ] && echo "fetch calls: $(python3 -c "import json; print(len(json.load(open('$V2/fetch/PLAN.json'))))")"
     [ -f "$V2/DONE" ] && echo "DONE $(cat "$V2/DONE")"
+    [ -f "$V2/FAILED" ] && { echo "FAILED:"; tail -n 20 "$V2/round.log"; }
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null || true ;;
   wait) wait_done "${2:-570}"; bash "$0" status ;;
   fetch)

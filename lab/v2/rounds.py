@@ -115,11 +115,13 @@ def run_round(args):
         init = parts.decode_checkpoint(parts.join(stage, "ckpt.tar", work / "in"), work / "in" / "ckpt")
     start_state = dict(state)
     print(f"[round] round {state['round']} from {state['phase']} step {state['step']} ({init})", flush=True)
+    if not (work / "prep.started").exists():
+        raise SystemExit("the corpus is not complete: stage its missing folders, then start the round again")
     while not (work / "shards" / "meta.json").exists():  # prep (shards) runs detached since the corpus arrived
         if (work / "prep.failed").exists():
             raise SystemExit(f"shards failed: see {work}/prep.log")
         time.sleep(5)
-    segments, left_steps = [], args.round_steps or float("inf")
+    segments, left_steps, error = [], args.round_steps or float("inf"), None
     while not state["done"] and left_steps > 0:
         minutes = (deadline - time.time()) / 60
         if minutes < SEGMENT_MIN:
@@ -133,9 +135,11 @@ def run_round(args):
                            check=False)
         (work / "runs" / f"{out.name}.out").write_text(r.stdout)
         done = re.findall(r"\[train\] done at step (\d+)", r.stdout)
-        if r.returncode or not done:
+        if r.returncode or not done:  # keep what the round did so far: the last saved checkpoint goes back
             print(r.stdout[-4000:], flush=True)
-            raise SystemExit(f"train failed (rc {r.returncode}) in phase {state['phase']}")
+            error = f"train failed (rc {r.returncode}) in phase {state['phase']} at step {state['step']}"
+            print(f"[round] {error}", flush=True)
+            break
         reached = int(done[-1])
         log = read_log(out / "log.jsonl")
         segments.append(segment_record(state, reached, log, time.time() - ts))
@@ -147,12 +151,12 @@ def run_round(args):
         state["tokens_total"] += segments[-1]["tokens"]
         init = out / "ckpt"
     if not segments:
-        raise SystemExit("no time left for training")
+        raise SystemExit(error or "no time left for training")
     state["round"] += 1
     run = {"round": start_state["round"], "recipe": recipe["name"], "device": device_name(),
            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)), "from": start_state, "to": state,
            "segments": segments, "tokens": sum(s["tokens"] for s in segments), "tokens_total": state["tokens_total"],
-           "train_minutes": round(sum(s["seconds"] for s in segments) / 60, 2)}
+           "train_minutes": round(sum(s["seconds"] for s in segments) / 60, 2), **({"error": error} if error else {})}
     pack(work, init, state, run)
     run["pipeline_minutes"] = round((time.time() - t0) / 60, 2)
     (work / "fetch" / "run.json").write_text(json.dumps(run, indent=1) + "\n")
@@ -371,6 +375,7 @@ def append_runlog(run, md: Path):
     rows = []
     for r in rounds:
         segs = "; ".join(f"{s['phase']} {s['start_step']}→{s['end_step']}" for s in r["segments"])
+        segs += f" ({r['error']})" if r.get("error") else ""
         vals = [v["val_loss"] for s in r["segments"] for v in s["val"]]
         tps = [s["tok_per_s"] for s in r["segments"]]
         rows.append(f"| {r['round']} | {r['started_utc']} | {r['device']} | {segs} | {millions(r['tokens'])} / "
