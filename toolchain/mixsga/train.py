@@ -16,6 +16,7 @@ A run longer than one GPU session (lab/v2) continues by a warm restart instead o
 --init the last weights with --start-step N (step counter, LR-schedule and data position continue from N; a fresh
 AdamW, its LR ramped back over --rewarm-steps); --stop-after-min ends a session's share without touching the
 schedule.
+
 Out dir: log.jsonl, ckpt/ (config.json + model.safetensors + trainer_state.pt).
 """
 import json
@@ -204,6 +205,8 @@ def run(args):
     torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(args.seed + rank)
 
+    if args.start_step and args.init == "scratch":
+        raise UserError("--start-step continues a run: give --init the weights it stopped with")
     resume_dir = out / "ckpt"
     state = None
     if args.resume and (resume_dir / "trainer_state.pt").exists():

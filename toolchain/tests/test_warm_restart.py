@@ -60,3 +60,10 @@ def test_stop_after_min_saves_where_it_stopped(tmp_path):
     assert torch.load(out / "ckpt" / "trainer_state.pt", weights_only=False)["step"] == 3
     a, b = load_checkpoint(tmp_path / "r1" / "ckpt"), load_checkpoint(out / "ckpt")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_start_step_needs_weights(tmp_path, capsys):
+    data = toy_shards(tmp_path / "data")
+    assert main(["train", "--data", str(data), *ARGS, "--init", "scratch", "--out", str(tmp_path / "x"),
+                 "--start-step", "4"]) == 2
+    assert "--start-step continues a run" in capsys.readouterr().err
