@@ -11,6 +11,12 @@ paper), --random-router (a fixed random assignment with the target ratios, route
 
 The LR schedule (linear warmup, cosine to 10%) runs on progress = max(step / max_steps, time / time_budget),
 so a time-budgeted run anneals fully and stops cleanly, saving a resumable checkpoint (--resume).
+
+A run longer than one GPU session (lab/v2) continues by a warm restart instead of carrying the optimizer state:
+--init the last weights with --start-step N (step counter, LR-schedule and data position continue from N; a fresh
+AdamW, its LR ramped back over --rewarm-steps); --stop-after-min ends a session's share without touching the
+schedule.
+
 Out dir: log.jsonl, ckpt/ (config.json + model.safetensors + trainer_state.pt).
 """
 import json
@@ -126,7 +132,11 @@ def param_groups(model, wd):
 def lr_at(step, progress, args):
     if step < args.warmup_steps:
         return args.lr * (step + 1) / args.warmup_steps
-    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    lr = args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    since_restart = step - args.start_step
+    if args.rewarm_steps and 0 <= since_restart < args.rewarm_steps:  # a fresh AdamW after a warm restart
+        lr *= (since_restart + 1) / args.rewarm_steps
+    return lr
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -195,6 +205,8 @@ def run(args):
     torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(args.seed + rank)
 
+    if args.start_step and args.init == "scratch":
+        raise UserError("--start-step continues a run: give --init the weights it stopped with")
     resume_dir = out / "ckpt"
     state = None
     if args.resume and (resume_dir / "trainer_state.pt").exists():
@@ -219,7 +231,7 @@ def run(args):
 
     opt = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.95),
                             fused=device.type == "cuda")
-    step, elapsed0 = 0, 0.0
+    step, elapsed0 = args.start_step, 0.0
     if state:
         opt.load_state_dict(state["optimizer"])
         step, elapsed0 = state["step"], state["elapsed"]
@@ -246,6 +258,9 @@ def run(args):
             log.flush()
 
     budget_s = args.time_budget_min * 60 if args.time_budget_min else None
+    stop_s = args.stop_after_min * 60 if args.stop_after_min else None
+    # a time budget anneals what is left of the schedule after a warm restart (p0 = 0 for a fresh run)
+    p0 = min(1.0, args.start_step / args.max_steps) if args.max_steps else 0.0
     t_start = time.time() - elapsed0
     prefetch = Prefetcher(batches, step, accum)
     if not (args.max_steps or budget_s):
@@ -258,12 +273,12 @@ def run(args):
         elapsed = time.time() - t_start
         progress = step / args.max_steps if args.max_steps else 0.0
         if budget_s:
-            progress = max(progress, elapsed / budget_s)
-        if world > 1 and budget_s:  # every rank must agree on the LR and on when to stop
-            t = torch.tensor([progress], device=device)
+            progress = max(progress, p0 + (1 - p0) * elapsed / budget_s)
+        if world > 1 and (budget_s or stop_s):  # every rank must agree on the LR and on when to stop
+            t = torch.tensor([progress, elapsed], device=device)
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            progress = t.item()
-        done = step >= stop_at or (budget_s and progress >= 1.0)
+            progress, elapsed = t.tolist()
+        done = step >= stop_at or (budget_s and progress >= 1.0) or (stop_s and elapsed >= stop_s)
 
         if val is not None and (done or (step % args.eval_every == 0 and (step > 0 or args.eval_at_start))):
             rec = {"step": step, "tokens": step * tokens_per_step, **evaluate(raw, val, rank, world, device, autocast)}
@@ -360,6 +375,12 @@ def register(sub):
     p.add_argument("--stop-at-step", type=int, default=0, help="stop (and save) here without changing the "
                    "schedule; for tests and for splitting a run")
     p.add_argument("--time-budget-min", type=float, default=0, help="wall-clock budget of the training loop")
+    p.add_argument("--stop-after-min", type=float, default=0, help="stop (and save) after this many minutes "
+                   "without changing the schedule: one session's share of a longer run")
+    p.add_argument("--start-step", type=int, default=0, help="warm restart: continue the step counter, LR "
+                   "schedule and data order from this step with the --init weights and a fresh optimizer")
+    p.add_argument("--rewarm-steps", type=int, default=0, help="after --start-step, ramp the LR back to the "
+                   "schedule over this many steps")
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--eval-at-start", action="store_true")
     p.add_argument("--eval-windows", type=int, default=32)
