@@ -28,12 +28,12 @@
 // spm, background prefill) — see kvCascade.ts. Tokens leave the band for the first tier as they age: after every
 // commit and whenever the view changes (enforce()). Both free bytes, so neither can break the invariant.
 import { LRUCache } from 'lru-cache';
-import { DocCache, KvShape, RunKv, docOverheadBytes, entryBytes, fullTokenBytes } from './kvStore';
+import { DocCache, ID_BYTES, KvShape, RunKv, docOverheadBytes, entryBytes, fullTokenBytes } from './kvStore';
 import { dropHiddenTail } from './spotView';
 import { checkBudgetBytes } from './validate';
 
 export interface BudgetOptions {
-  /** Positions always kept by windowing (attention sinks). */
+  /** Positions always kept by windowing (attention sinks); a cascade's `sinks` take precedence. */
   sink?: number;
   /** Fill fraction from which route_bias starts favouring coarser experts. */
   steerFrom?: number;
@@ -56,7 +56,7 @@ export class KvBudget {
 
   constructor(readonly shape: KvShape, budget: number, opts: BudgetOptions = {}) {
     this.budget = checkBudgetBytes(budget);
-    this.sink = opts.sink ?? 4;
+    this.sink = shape.cascade?.sinks ?? opts.sink ?? 4; // a cascade's sinks are the windowing sinks too
     this.steerFrom = opts.steerFrom ?? 0.7;
     this.debug = opts.debug ?? process.env.MIXSGA_DEBUG === '1';
     // lru-cache gives the recency order and a dispose hook. Its own maxSize eviction is not used: document sizes
@@ -105,9 +105,11 @@ export class KvBudget {
   /** Bytes that are never available to tokens of a document: its fixed overhead and its sink tokens. */
   get fixedBytes(): number { return docOverheadBytes(this.shape) + this.sink * fullTokenBytes(this.shape); }
 
-  /** Largest chunk admit() can ever satisfy for one document (all else evicted, windowed to the sinks). */
-  maxChunk(): number {
-    return Math.max(0, Math.floor((this.budget - this.fixedBytes) / fullTokenBytes(this.shape)));
+  /** Largest chunk admit() can ever satisfy for one document (all else evicted, windowed to the sinks). With `id`,
+   * also minus the ids that document keeps for positions windowing drops (kept for prefix matching). */
+  maxChunk(id?: string): number {
+    const kept = Math.max(0, (this.lru.peek(id ?? '')?.nIds ?? 0) - this.sink) * ID_BYTES;
+    return Math.max(0, Math.floor((this.budget - this.fixedBytes - kept) / fullTokenBytes(this.shape)));
   }
 
   /** Step 0: trims spare capacity, least recently used documents first, until `deficit()` ≤ 0. */

@@ -72,7 +72,7 @@ export class EngineCore {
   /** Runs one chunk (+ decode steps) under the budget: steer, reserve worst case, run, append actual, release. */
   private async runChunk(docId: string, ids: number[], startPos: number, trace: RequestTrace, gen?: GenSpec):
     Promise<RunResult> {
-    const steps = Math.max(0, Math.min(gen?.steps ?? 0, this.budget.maxChunk() - ids.length,
+    const steps = Math.max(0, Math.min(gen?.steps ?? 0, this.budget.maxChunk(docId) - ids.length,
       this.manifest.architecture.max_position_embeddings - 1 - (startPos + ids.length)));
     const n = ids.length + steps; // tokens this run may append
     const bias = this.budget.routeBias(n);
@@ -119,7 +119,7 @@ export class EngineCore {
       if (Date.now() >= deadline) return 'time-budget';
       // A chunk reserves its worst case; at a small budget, half of what fits at all keeps the other half for
       // the document's history instead of windowing it away before every chunk.
-      const fit = this.budget.maxChunk();
+      const fit = this.budget.maxChunk(docId);
       const n = Math.min(this.prefillChunk, ids.length - pos, fit, Math.max(32, Math.floor(fit / 2)));
       if (n <= 0) throw new BudgetError(this.budgetTooSmall());
       const last = pos + n >= ids.length;

@@ -154,16 +154,27 @@ export class DocTiers {
   }
 
   /** Position groups that can move one tier down, with their age (distance from the read point). A group is
-   * ready when none of its non-sink tokens is still at full precision (channel-mode key groups are complete). */
+   * ready when none of its non-sink tokens is still at full precision (channel-mode key groups are complete) and
+   * moving it frees bytes. Every layer holds the same tokens (all ages alike), so layer 0 stands for all. */
   candidates(): { tier: number; group: number; age: number }[] {
     const full = new Set<number>(), v = this.view(), rp = this.readPoint();
     this.doc.segs[0].forEach((s) => { for (let i = 0; i < s.n; i++) { const b = this.basePos(s.pos[i]); if (b >= this.c.sinks) full.add(Math.floor(b / G)); } });
     if (v) v.hidden[0].forEach((s) => { for (let i = 0; i < s.n; i++) if (s.pos[i] >= this.c.sinks) full.add(Math.floor(s.pos[i] / G)); });
     const out: { tier: number; group: number; age: number }[] = [];
     for (let t = 0; t + 1 < this.c.stores.length; t++) {
-      const ks = new Set<number>();
-      for (const row of this.tiers) for (const k of row[t].groups()) ks.add(k);
-      for (const k of ks) if (!full.has(k)) out.push({ tier: t, group: k, age: Math.max(rp - (k + 1) * G, k * G - rp) });
+      const src = this.tiers[0][t], dst = this.tiers[0][t + 1];
+      const tokens = new Map<number, number>(), records = new Map<number, Set<number>>();
+      src.forEach((r, _s, p) => {
+        const k = Math.floor(p / G);
+        tokens.set(k, (tokens.get(k) ?? 0) + 1);
+        if (!records.has(k)) records.set(k, new Set());
+        records.get(k)!.add(r);
+      });
+      for (const [k, m] of tokens) {
+        // a group must free bytes: a few tokens left by windowing would cost a whole channel-mode record
+        if (full.has(k) || records.get(k)!.size * src.recordBytes <= dst.costOf(m)) continue;
+        out.push({ tier: t, group: k, age: Math.max(rp - (k + 1) * G, k * G - rp) });
+      }
     }
     return out;
   }

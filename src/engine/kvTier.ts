@@ -2,15 +2,15 @@
 // precision, e.g. g1-int8 (every KV head, int8 per token and head) or g2-int4c (heads mean-pooled in pairs, int4
 // with KIVI keys: per channel over a group of KIVI_GROUP tokens; values per token and head).
 //
-// Tokens sit in fixed-size BLOCK RECORDS of up to KIVI_GROUP slots; a record holds tokens of one aligned position
-// group k = ⌊pos / KIVI_GROUP⌋ only (that group is what a channel-mode key scale covers, as in fake_quant over the
-// sequence). Arrays, record-major, with capacity `cap` records:
+// Tokens sit in RECORDS: one token each in token mode; in channel mode up to KIVI_GROUP slots holding tokens of one
+// aligned position group k = ⌊pos / KIVI_GROUP⌋ (what a channel-mode key scale covers, as fake_quant groups the
+// sequence; a partial group pads). Arrays, record-major, with `cap` records of `slots` slots:
 //   codes  : Uint8Array  [cap][keyCodes + valueCodes]
 //            keys, token mode:   [slot][head][D·bits/8]     keys, channel mode: [head][channel][KIVI_GROUP·bits/8]
 //            values (always token mode):  [slot][head][D·bits/8]
 //   scales : Uint16Array [cap][keyPairs + valuePairs][2]   fp16 (scale, min): keys per (slot, head) or per
 //            (head, channel); values per (slot, head)
-//   pos    : Int32Array  [cap][KIVI_GROUP]   base position of each slot, −1 = empty (removed or never filled)
+//   pos    : Int32Array  [cap][slots]   base position of each slot, −1 = empty (removed or never filled)
 // Bytes counted = the three arrays' byteLength (capacity included): arrays are kept exactly sized.
 import { Bits, KIVI_GROUP, codeBytes, dequantiseGroup, dequantiseOne, quantiseGroup } from './kvQuant';
 
@@ -24,8 +24,8 @@ export class QuantTier {
   codes = new Uint8Array(0);
   scales = new Uint16Array(0);
   pos = new Int32Array(0);
-  /** Slots written per record (filled in order; removed slots stay as holes). */
-  private fill: number[] = [];
+  /** Tokens per record: KIVI_GROUP in channel mode, else 1. */
+  readonly slots: number;
   readonly keyCodes: number;
   readonly recCodes: number;
   readonly keyPairs: number;
@@ -34,21 +34,29 @@ export class QuantTier {
   private readonly cb: number;
   constructor(readonly spec: StoreSpec, readonly heads: number, readonly D: number) {
     this.cb = codeBytes(D, spec.bits);
-    const valueCodes = G * heads * this.cb;
+    this.slots = spec.keyChannel ? G : 1;
+    const valueCodes = this.slots * heads * this.cb;
     this.keyCodes = spec.keyChannel ? heads * D * codeBytes(G, spec.bits) : valueCodes;
     this.recCodes = this.keyCodes + valueCodes;
-    this.keyPairs = spec.keyChannel ? heads * D : G * heads;
-    this.recPairs = this.keyPairs + G * heads;
+    this.keyPairs = spec.keyChannel ? heads * D : heads;
+    this.recPairs = this.keyPairs + this.slots * heads;
   }
+
+  /** Bytes one record allocates. */
+  get recordBytes(): number { return this.recCodes + this.recPairs * 4 + this.slots * 4; }
+
+  /** Bytes adding `m` tokens of one position group allocates. */
+  costOf(m: number): number { return (this.spec.keyChannel ? 1 : m) * this.recordBytes; }
 
   allocatedBytes(): number { return this.codes.byteLength + this.scales.byteLength + this.pos.byteLength; }
 
   /** Live tokens. */
-  count(): number { let n = 0; for (let i = 0; i < this.cap * G; i++) if (this.pos[i] >= 0) n++; return n; }
+  count(): number { let n = 0; for (let i = 0; i < this.cap * this.slots; i++) if (this.pos[i] >= 0) n++; return n; }
 
   /** Calls f(record, slot, position) for every live token. */
   forEach(f: (rec: number, slot: number, pos: number) => void): void {
-    for (let r = 0; r < this.cap; r++) for (let s = 0; s < G; s++) { const p = this.pos[r * G + s]; if (p >= 0) f(r, s, p); }
+    const n = this.slots;
+    for (let r = 0; r < this.cap; r++) for (let s = 0; s < n; s++) { const p = this.pos[r * n + s]; if (p >= 0) f(r, s, p); }
   }
 
   /** Position groups (k) that hold live tokens. */
@@ -60,18 +68,13 @@ export class QuantTier {
 
   private resize(cap: number): void {
     const codes = new Uint8Array(cap * this.recCodes), scales = new Uint16Array(cap * this.recPairs * 2);
-    const pos = new Int32Array(cap * G).fill(-1);
+    const pos = new Int32Array(cap * this.slots).fill(-1);
     const keep = Math.min(cap, this.cap);
     codes.set(this.codes.subarray(0, keep * this.recCodes));
     scales.set(this.scales.subarray(0, keep * this.recPairs * 2));
-    pos.set(this.pos.subarray(0, keep * G));
+    pos.set(this.pos.subarray(0, keep * this.slots));
     this.codes = codes; this.scales = scales; this.pos = pos; this.cap = cap;
-    this.fill.length = cap;
-    for (let r = keep; r < cap; r++) this.fill[r] = 0;
   }
-
-  /** A new empty record (the arrays grow by exactly one). */
-  private newRecord(): number { this.resize(this.cap + 1); return this.cap - 1; }
 
   /**
    * Adds tokens: `rows` [m][2][heads][D] float32 (keys, then values per token) at base positions `positions`
@@ -80,39 +83,31 @@ export class QuantTier {
   add(rows: Float32Array, positions: number[]): void {
     const m = positions.length, H = this.heads, D = this.D, row = 2 * H * D, bits = this.spec.bits;
     if (m === 0) return;
+    const first = this.cap;
     if (this.spec.keyChannel) {
       if (m > G || Math.floor(positions[0] / G) !== Math.floor(positions[m - 1] / G)) {
         throw new Error(`QuantTier.add: channel-mode keys take one group of ${G} positions at a time`);
       }
-      const r = this.newRecord(), c0 = r * this.recCodes, p0 = r * this.recPairs;
+      this.resize(first + 1);
+      const c0 = first * this.recCodes, p0 = first * this.recPairs;
       for (let h = 0; h < H; h++) for (let d = 0; d < D; d++) {
         const ch = h * D + d;
         quantiseGroup({ src: rows, off: h * D + d, stride: row, len: m }, G, bits, this.codes,
           c0 + ch * codeBytes(G, bits), this.scales, p0 + ch);
       }
-      for (let s = 0; s < m; s++) { this.writeValues(r, s, rows, s * row); this.pos[r * G + s] = positions[s]; }
-      this.fill[r] = m;
+      for (let s = 0; s < m; s++) { this.writeValues(first, s, rows, s * row); this.pos[first * G + s] = positions[s]; }
       return;
     }
+    this.resize(first + m);
     for (let i = 0; i < m; i++) {
-      const k = Math.floor(positions[i] / G);
-      let r = -1;
-      for (let q = this.cap - 1; q >= 0; q--) if (this.fill[q] < G && this.groupOf(q) === k) { r = q; break; }
-      if (r < 0) r = this.newRecord();
-      const s = this.fill[r]++;
+      const r = first + i;
       for (let h = 0; h < H; h++) {
         quantiseGroup({ src: rows, off: i * row + h * D, stride: 1, len: D }, D, bits, this.codes,
-          r * this.recCodes + (s * H + h) * this.cb, this.scales, r * this.recPairs + s * H + h);
+          r * this.recCodes + h * this.cb, this.scales, r * this.recPairs + h);
       }
-      this.writeValues(r, s, rows, i * row);
-      this.pos[r * G + s] = positions[i];
+      this.writeValues(r, 0, rows, i * row);
+      this.pos[r] = positions[i];
     }
-  }
-
-  /** The group k of a record's tokens (−1 when it holds none yet). */
-  private groupOf(r: number): number {
-    for (let s = 0; s < G; s++) { const p = this.pos[r * G + s]; if (p >= 0) return Math.floor(p / G); }
-    return this.fill[r] > 0 ? -2 : -1; // −2: emptied by removals, not reused
   }
 
   private writeValues(r: number, s: number, rows: Float32Array, off: number): void {
@@ -146,7 +141,7 @@ export class QuantTier {
     this.forEach((r, s, p) => { if (take(p)) found.push({ r, s, p }); });
     found.sort((a, b) => a.p - b.p);
     const row = 2 * this.heads * this.D, rows = new Float32Array(found.length * row);
-    found.forEach((t, i) => { this.read(t.r, t.s, rows, i * row); this.pos[t.r * G + t.s] = -1; });
+    found.forEach((t, i) => { this.read(t.r, t.s, rows, i * row); this.pos[t.r * this.slots + t.s] = -1; });
     if (found.length) this.dropEmpty();
     return { rows, positions: found.map((t) => t.p) };
   }
@@ -154,7 +149,7 @@ export class QuantTier {
   /** Removes the live tokens whose position passes `drop`; returns how many. */
   remove(drop: (pos: number) => boolean): number {
     let n = 0;
-    for (let i = 0; i < this.cap * G; i++) if (this.pos[i] >= 0 && drop(this.pos[i])) { this.pos[i] = -1; n++; }
+    for (let i = 0; i < this.cap * this.slots; i++) if (this.pos[i] >= 0 && drop(this.pos[i])) { this.pos[i] = -1; n++; }
     if (n) this.dropEmpty();
     return n;
   }
@@ -162,15 +157,15 @@ export class QuantTier {
   /** Drops records without live tokens (arrays end exactly sized). */
   private dropEmpty(): void {
     let w = 0;
+    const n = this.slots;
     for (let r = 0; r < this.cap; r++) {
       let live = false;
-      for (let s = 0; s < G && !live; s++) live = this.pos[r * G + s] >= 0;
+      for (let s = 0; s < n && !live; s++) live = this.pos[r * n + s] >= 0;
       if (!live) continue;
       if (w !== r) {
         this.codes.copyWithin(w * this.recCodes, r * this.recCodes, (r + 1) * this.recCodes);
         this.scales.copyWithin(w * this.recPairs * 2, r * this.recPairs * 2, (r + 1) * this.recPairs * 2);
-        this.pos.copyWithin(w * G, r * G, (r + 1) * G);
-        this.fill[w] = this.fill[r];
+        this.pos.copyWithin(w * n, r * n, (r + 1) * n);
       }
       w++;
     }

@@ -77,8 +77,9 @@ test('tiers read back kv_policy.Store views (g1-int8, g1-int4c, g2-int4c with po
       }
     });
     assert.equal(tier.count(), T);
-    // bytes: a full record of KIVI_GROUP tokens stores exactly Store.fraction of the fp16 cache, plus 4 B positions
-    if (T === fx.kivi_group) {
+    // bytes: per token (token mode) or per full KIVI group (channel mode) exactly Store.fraction of the fp16 cache,
+    // plus 4 B of position per slot
+    if (!spec.keyChannel || T === fx.kivi_group) {
       const fp16Full = T * 2 * H * D * 2;
       assert.equal(tier.allocatedBytes() - 4 * T, Math.round(view.fraction * fp16Full), view.store);
     }
