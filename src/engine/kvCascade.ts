@@ -5,8 +5,11 @@
 //
 // Age, in a document-order cache (docs/cache-layout.md): the read point is the cursor line's start `at` of the
 // open prefix view (spotView.ts), or the end of the cache when none is open. A base token's age is its distance
-// from the read point (before it, or after it for the hidden text below the cursor, which later jumps read).
+// from the read point (before it, or after it for the hidden text below the cursor, which later jumps read): the
+// band is the `band` tokens on either side of the read point.
 // The request's own tokens (suffix head, middle, generated) are never aged: they are dropped when the view closes.
+// Only the band before the read point is read by a request; the one after it keeps the text just below the cursor
+// whole for the next jump or line.
 // Leaving the band moves a token to the first tier (age(), at every commit and view change); the budget moves the
 // oldest position groups (KIVI_GROUP aligned positions, the unit of a channel-mode key scale) one tier down.
 // Demotion is lossy: a token demoted before the cursor jumped next to it stays demoted (no recompute).
@@ -115,7 +118,7 @@ export class DocTiers {
 
   private isOld(b: number): boolean {
     const rp = this.readPoint();
-    return b >= this.c.sinks && (b < rp - this.c.band || b >= rp);
+    return b >= this.c.sinks && (b < rp - this.c.band || b >= rp + this.c.band);
   }
 
   bytes(): number { return this.tiers.reduce((a, row) => row.reduce((b, t) => b + t.allocatedBytes(), a), 0); }
