@@ -12,6 +12,7 @@ import { loadManifest } from '../engine/manifest';
 import { ModelTokenizer } from '../engine/tokenizer';
 import { Args, int, r2, rng, stats, str } from './common';
 import { makeFiles } from './sources';
+import { viewOf } from '../engine/spotView';
 
 const ARMS = ['full', 'cascade', 'window'] as const;
 type Arm = typeof ARMS[number];
@@ -39,7 +40,8 @@ export async function runCascadeSuite(a: Args): Promise<{ result: Record<string,
     engines.set('full', await start(FULL_PRECISION, 1 << 30));
     const full = engines.get('full')!;
     await full.prefillDoc(0, 'doc', '', text, never);
-    const baseTokens = full.memory().docs[0].tokens;
+    const doc = full.budget.peek('doc')!;
+    const baseTokens = viewOf(doc)?.baseIds.length ?? doc.nIds; // the whole base, not the open spot's prefix
     const fp16Full = baseTokens * ar.num_layers * 2 * ar.num_kv_heads * ar.head_dim * 2;
     const budget = Math.round(fraction * fp16Full);
     engines.set('cascade', await start(spec, budget));

@@ -203,13 +203,16 @@ export class DocTiers {
   dropFrom(at: number): void { this.drop((b) => b >= at); }
   private drop(f: (b: number) => boolean): void { for (const row of this.tiers) for (const t of row) t.remove(f); }
 
-  /** Visible tier tokens by the position the graph sees, with the bytes dropping each would roughly free. */
+  /** Bytes windowing frees by position the graph sees: a record's bytes count at its last token (dropping the
+   * positions up to it frees the record); records holding hidden tokens free nothing. */
   visibleBytes(add: (viewPos: number, bytes: number) => void): void {
     for (const row of this.tiers) for (const t of row) {
-      const n = t.count();
-      if (n === 0) continue;
-      const per = t.allocatedBytes() / n;
-      t.forEach((_r, _s, b) => { const p = this.viewPos(b); if (p >= 0) add(p, per); });
+      const last = new Map<number, number>(); // record -> its last visible position, −1 once a hidden token is seen
+      t.forEach((r, _s, b) => {
+        const p = this.viewPos(b), seen = last.get(r);
+        last.set(r, seen === -1 || p < 0 ? -1 : Math.max(seen ?? 0, p));
+      });
+      for (const p of last.values()) if (p >= 0) add(p, t.recordBytes);
     }
   }
 
