@@ -224,20 +224,22 @@ export class DocTiers {
     const out: { name: string; data: KvArray; dims: number[] }[] = [];
     this.doc.segs.forEach((segRow, l) => segRow.forEach((seg, e) => {
       const tiers = this.tiers[l].filter((_t, i) => this.c.expertOf[i] === e);
-      const picks: { t: QuantTier; r: number; s: number; b: number }[] = [];
-      for (const t of tiers) t.forEach((r, s, b) => { if (this.viewPos(b) >= 0) picks.push({ t, r, s, b }); });
-      const n = seg.n + picks.length, row = seg.row;
-      const data: KvArray = f16 ? new Uint16Array(n * row) : new Float32Array(n * row);
-      data.set(seg.feed());
-      const scratch = new Float32Array(row);
-      picks.forEach(({ t, r, s, b }, i) => {
-        t.read(r, s, scratch, 0);
-        if (rot && v && b >= v.from) rotateHeads(scratch, 0, seg.heads, D, rot, false);
-        const o = (seg.n + i) * row;
-        if (f16) for (let j = 0; j < row; j++) data[o + j] = f32ToF16(scratch[j]);
-        else data.set(scratch, o);
+      const row = seg.row, n = seg.n + tiers.reduce((a, t) => a + t.count(), 0);
+      // every tier token dequantised after the full rows; hidden ones are then dropped by compacting
+      const all = new Float32Array((n - seg.n) * row), pos: number[] = [];
+      for (const t of tiers) for (let r = 0; r < t.cap; r++) pos.push(...t.readRecord(r, all, pos.length));
+      let m = 0;
+      pos.forEach((b, i) => {
+        if (this.viewPos(b) < 0) return;
+        if (m !== i) all.copyWithin(m * row, i * row, (i + 1) * row);
+        if (rot && v && b >= v.from) rotateHeads(all, m * row, seg.heads, D, rot, false);
+        m++;
       });
-      out.push({ name: `past.${l}.${e}`, data, dims: [1, n, 2, seg.heads, D] });
+      const data: KvArray = f16 ? new Uint16Array((seg.n + m) * row) : new Float32Array((seg.n + m) * row);
+      data.set(seg.feed());
+      if (f16) for (let j = 0; j < m * row; j++) data[seg.n * row + j] = f32ToF16(all[j]);
+      else data.set(all.subarray(0, m * row), seg.n * row);
+      out.push({ name: `past.${l}.${e}`, data, dims: [1, seg.n + m, 2, seg.heads, D] });
     }));
     return out;
   }

@@ -118,6 +118,34 @@ export class QuantTier {
     }
   }
 
+  /** Dequantises every live token of record r into consecutive rows [2][heads][D] of out from row `at` (one
+   * scale read per group); returns the positions, in row order. */
+  readRecord(r: number, out: Float32Array, at: number): number[] {
+    const H = this.heads, D = this.D, bits = this.spec.bits, row = 2 * H * D, n = this.slots;
+    const c0 = r * this.recCodes, p0 = r * this.recPairs, live: number[] = [], positions: number[] = [];
+    for (let s = 0; s < n; s++) { const p = this.pos[r * n + s]; if (p >= 0) { live.push(s); positions.push(p); } }
+    live.forEach((s, i) => {
+      const o = (at + i) * row;
+      for (let h = 0; h < H; h++) {
+        if (!this.spec.keyChannel) {
+          dequantiseGroup(this.codes, c0 + (s * H + h) * this.cb, bits, this.scales, p0 + s * H + h, out, o + h * D, 1, D);
+        }
+        dequantiseGroup(this.codes, c0 + this.keyCodes + (s * H + h) * this.cb, bits, this.scales,
+          p0 + this.keyPairs + s * H + h, out, o + (H + h) * D, 1, D);
+      }
+    });
+    if (this.spec.keyChannel && live.length) {
+      // keys of slot s in channel ch are code s of the channel's group: contiguous slots read as one strided group
+      const dense = live[live.length - 1] + 1 === live.length; // no holes: slots 0 … m−1
+      for (let ch = 0; ch < H * D; ch++) {
+        const off = c0 + ch * codeBytes(G, bits);
+        if (dense) dequantiseGroup(this.codes, off, bits, this.scales, p0 + ch, out, at * row + ch, row, live.length);
+        else live.forEach((s, i) => { out[(at + i) * row + ch] = dequantiseOne(this.codes, off, s, bits, this.scales, p0 + ch); });
+      }
+    }
+    return positions;
+  }
+
   /** Dequantises token (rec, slot) into out[off …] as [2][heads][D] float32. */
   read(r: number, s: number, out: Float32Array, off: number): void {
     const H = this.heads, D = this.D, bits = this.spec.bits, c0 = r * this.recCodes, p0 = r * this.recPairs;
