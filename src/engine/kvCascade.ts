@@ -15,8 +15,8 @@
 // Demotion is lossy: a token demoted before the cursor jumped next to it stays demoted (no recompute).
 //
 // Feeds: past.{l}.{e} = the expert's full-precision rows, then every visible tier token of that expert
-// dequantised (tiers g1 feed expert 0, g2 the expert with H/2 heads), rotated by the view's shift like the kept
-// rows. They are built for each run and dropped after it: only codes and scales stay allocated between runs.
+// dequantised (tiers g1 feed expert 0, g2 the expert with H/2 heads, or expert 0 with each pooled head repeated
+// when the model has no such expert), rotated by the view's shift like the kept rows. They are built for each run and dropped after it: only codes and scales stay allocated between runs.
 import type { DocCache, KvArray } from './kvStore';
 import type { OpenView } from './spotView';
 import { QuantTier, StoreSpec } from './kvTier';
@@ -29,7 +29,8 @@ export interface Cascade {
   band: number;
   sinks: number;
   stores: StoreSpec[];
-  /** Expert whose graph input feeds each store (its kv_heads = H / store.group). */
+  /** Expert whose graph input feeds each store: the one with kv_heads = H / store.group, else expert 0 with the
+   * pooled heads copied back to every head of their group (kv_policy's expand_heads: the same attention). */
   expertOf: number[];
   rope: Rope;
 }
@@ -59,9 +60,8 @@ export function parseCascade(spec: string, heads: number[], rope: Rope): Cascade
     return { name, group: Number(m[1]), bits: Number(m[2]) as Bits, keyChannel: m[3] === 'c' };
   });
   const expertOf = stores.map((s) => {
-    const e = heads.indexOf(heads[0] / s.group);
-    if (e < 0) throw bad(`store ${s.name} needs an expert with ${heads[0] / s.group} kv heads; the model has ${heads.join(', ')}`);
-    return e;
+    if (!Number.isInteger(heads[0] / s.group) || s.group < 1) throw bad(`store ${s.name}: ${heads[0]} kv heads do not split into groups of ${s.group}`);
+    return Math.max(0, heads.indexOf(heads[0] / s.group));
   });
   stores.forEach((s, i) => {
     if (i > 0 && s.group < stores[i - 1].group) throw bad('stores must not un-pool heads (groups only grow)');
@@ -85,6 +85,15 @@ export function poolRows(rows: Float32Array, m: number, Hs: number, Hd: number, 
 }
 
 const G = KIVI_GROUP;
+
+/** Row i of src [..][2][Hs][D] into row j of dst [..][2][Hd][D], each pooled head copied to its Hd/Hs heads. */
+function expandRow(src: Float32Array, i: number, Hs: number, dst: Float32Array, j: number, Hd: number, D: number): void {
+  const g = Hd / Hs;
+  for (let kv = 0; kv < 2; kv++) for (let h = 0; h < Hd; h++) {
+    const from = (i * 2 * Hs + kv * Hs + Math.floor(h / g)) * D;
+    dst.set(src.subarray(from, from + D), (j * 2 * Hd + kv * Hd + h) * D);
+  }
+}
 
 export interface TierStats { name: string; tokens: number; bytes: number }
 
@@ -227,7 +236,15 @@ export class DocTiers {
       const row = seg.row, n = seg.n + tiers.reduce((a, t) => a + t.count(), 0);
       // every tier token dequantised after the full rows; hidden ones are then dropped by compacting
       const all = new Float32Array((n - seg.n) * row), pos: number[] = [];
-      for (const t of tiers) for (let r = 0; r < t.cap; r++) pos.push(...t.readRecord(r, all, pos.length));
+      for (const t of tiers) {
+        const pooled = t.heads === seg.heads ? undefined : new Float32Array(t.slots * 2 * t.heads * D);
+        for (let r = 0; r < t.cap; r++) {
+          if (!pooled) { pos.push(...t.readRecord(r, all, pos.length)); continue; }
+          const ps = t.readRecord(r, pooled, 0);
+          ps.forEach((_p, i) => expandRow(pooled, i, t.heads, all, pos.length + i, seg.heads, D));
+          pos.push(...ps);
+        }
+      }
       let m = 0;
       pos.forEach((b, i) => {
         if (this.viewPos(b) < 0) return;

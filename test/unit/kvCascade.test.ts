@@ -105,9 +105,25 @@ test('a windowed view feeds tier keys rotated by its shift, exactly as its full-
   }
 });
 
+test('a model without a 2-head expert gets the g2 tier as expert 0 rows, each pooled head repeated (expand_heads)', () => {
+  const one: KvShape = { layers: 1, heads: [4], headDim: 8, dtype: 'float32' };
+  const sh: KvShape = { ...one, cascade: parseCascade('band=32,order=age,stores=g2-int8', one.heads, rope) };
+  const doc = new DocCache(sh);
+  const { ids, kv } = synthChunk(sh, 60, rng(4), () => 0);
+  doc.append(ids, kv);
+  doc.tiers!.age();
+  const [f] = doc.feeds();
+  assert.deepEqual(f.dims, [1, 60, 2, 4, 8]);
+  const row = 2 * 4 * 8;
+  for (let t = 36; t < 60; t++) for (const kvOff of [0, 32]) for (const h of [0, 2]) for (let d = 0; d < 8; d++) {
+    const o = t * row + kvOff + h * 8 + d;
+    assert.equal(f.data[o], f.data[o + 8], `token row ${t}: heads ${h} and ${h + 1} hold their pooled mean`);
+  }
+});
+
 test('kv_policy specs are checked by name', () => {
   assert.throws(() => parseCascade('band=32,order=route,stores=g1-int8', [4, 2, 1], rope), /only order=age/);
-  assert.throws(() => parseCascade('band=32,order=age,stores=g3-int8', [4, 2, 1], rope), /needs an expert with/);
+  assert.throws(() => parseCascade('band=32,order=age,stores=g3-int8', [4, 2, 1], rope), /do not split into groups of 3/);
   assert.throws(() => parseCascade('band=8,order=age,stores=g1-int4c', [4, 2, 1], rope), /band ≥ 32/);
   assert.throws(() => parseCascade('band=32,order=age,stores=g1-fp8', [4, 2, 1], rope), /not g<heads/);
   assert.throws(() => parseCascade('band=32,order=age,bogus=1,stores=g1-int8', [4, 2, 1], rope), /unknown key/);
