@@ -105,6 +105,17 @@
     });
   }
 
+  // Issue 19's age cascade: where the cached tokens sit (full-precision band, then quantised tiers by age).
+  function tiers(c) {
+    $('tiersSection').hidden = !c;
+    if (!c) return;
+    $('tiersNote').textContent = 'Policy ' + c.spec + ': the ' + c.sinks + ' first tokens and the ' + c.band +
+      ' tokens before the cursor keep full K/V (with the request\'s own tokens: "full"); older tokens are stored in the ' +
+      'tiers below, oldest in the last. Bars: bytes allocated; labels: tokens per layer.';
+    const rows = c.tiers.map((t) => ({ label: t.name + ' · ' + t.tokens + ' tok', value: t.bytes }));
+    hbars($('tiers'), rows, Math.max(1, ...rows.map((t) => t.value)), fmtMb);
+  }
+
   function render(m) {
     const r = m.report;
     const q = m.requests;
@@ -125,6 +136,7 @@
       const experts = r.expertShares.map((s, e) => ({ label: expertName(e), value: s }));
       hbars($('experts'), experts, 1, (v) => (v * 100).toFixed(1) + '%');
       stacked($('layers'), r.perLayerShares);
+      tiers(r.cascade);
     }
     histogram($('latency'), m.latency.bucketsMs, m.latency.counts);
   }

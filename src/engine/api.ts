@@ -14,6 +14,9 @@ export interface EngineOptions {
   /** Prompt/cache layout (docs/cache-layout.md): "psm" (default) reuses a document's cache at any cursor, "spm" is
    *  the earlier suffix-first layout, kept for A/B benchmarks. */
   layout?: PromptLayout;
+  /** KV cache policy (issue 19): undefined = the manifest's `kv_policy`; "router" = router-score demotion between
+   * experts even when the manifest names a cascade; else a cascade spec, e.g. "band=32,order=age,stores=g1-int8|g1-int4c|g2-int4c". */
+  kvPolicy?: string;
 }
 
 export type PromptLayout = 'psm' | 'spm';
@@ -99,6 +102,9 @@ export interface MemoryReport {
   perLayerShares: number[][];
   /** Bytes one token takes at full KV (all layers, expert 0), for context. */
   fullBytesPerToken: number;
+  /** With an age cascade (issue 19): its spec, band and, over all documents, each tier's tokens (per layer) and
+   * allocated bytes (all layers); tier "full" = sinks, band and the request's own tokens at full precision. */
+  cascade?: { spec: string; band: number; sinks: number; tiers: { name: string; tokens: number; bytes: number }[] };
   /** The engine process's memory (MB): resident, JS heap, external and array buffers (absent while not running). */
   process?: { rssMB: number; heapUsedMB: number; externalMB: number; arrayBuffersMB: number };
 }

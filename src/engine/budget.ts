@@ -17,13 +17,23 @@
 //   3½. drops the current document's tokens after the cursor that its open view hides (layout psm),
 //   4. windows the current document: keeps its first `sink` positions and the most recent ones, dropping the
 //      oldest in between (kept tokens keep their positions: RoPE is already applied).
+//
+// With an age cascade (shape.cascade, from the manifest's or the settings' kv_policy; kvCascade.ts) the policy is
+// the one kv_policy.py measured, and steps 1 and 2 change:
+//   1. route_bias forces expert 0 for every new token (the cascade, not the router, decides what is kept);
+//   2. demotes the OLDEST position groups (KIVI_GROUP aligned positions) one tier down: every group of the most
+//      precise tier first, oldest first across documents, then the next tier (kv_policy.cascade_for_budget's
+//      order: the boundary age between two adjacent stores moves until the budget is met; windowing comes last).
+// Age is the distance from the read point: the open view's cursor line (`at`), or the end of the cache (layout
+// spm, background prefill) — see kvCascade.ts. Tokens leave the band for the first tier as they age: after every
+// commit and whenever the view changes (enforce()). Both free bytes, so neither can break the invariant.
 import { LRUCache } from 'lru-cache';
-import { DocCache, KvShape, RunKv, docOverheadBytes, entryBytes, fullTokenBytes } from './kvStore';
+import { DocCache, ID_BYTES, KvShape, RunKv, docOverheadBytes, entryBytes, fullTokenBytes } from './kvStore';
 import { dropHiddenTail } from './spotView';
 import { checkBudgetBytes } from './validate';
 
 export interface BudgetOptions {
-  /** Positions always kept by windowing (attention sinks). */
+  /** Positions always kept by windowing (attention sinks); a cascade's `sinks` take precedence. */
   sink?: number;
   /** Fill fraction from which route_bias starts favouring coarser experts. */
   steerFrom?: number;
@@ -46,7 +56,7 @@ export class KvBudget {
 
   constructor(readonly shape: KvShape, budget: number, opts: BudgetOptions = {}) {
     this.budget = checkBudgetBytes(budget);
-    this.sink = opts.sink ?? 4;
+    this.sink = shape.cascade?.sinks ?? opts.sink ?? 4; // a cascade's sinks are the windowing sinks too
     this.steerFrom = opts.steerFrom ?? 0.7;
     this.debug = opts.debug ?? process.env.MIXSGA_DEBUG === '1';
     // lru-cache gives the recency order and a dispose hook. Its own maxSize eviction is not used: document sizes
@@ -95,9 +105,11 @@ export class KvBudget {
   /** Bytes that are never available to tokens of a document: its fixed overhead and its sink tokens. */
   get fixedBytes(): number { return docOverheadBytes(this.shape) + this.sink * fullTokenBytes(this.shape); }
 
-  /** Largest chunk admit() can ever satisfy for one document (all else evicted, windowed to the sinks). */
-  maxChunk(): number {
-    return Math.max(0, Math.floor((this.budget - this.fixedBytes) / fullTokenBytes(this.shape)));
+  /** Largest chunk admit() can ever satisfy for one document (all else evicted, windowed to the sinks). With `id`,
+   * also minus the ids that document keeps for positions windowing drops (kept for prefix matching). */
+  maxChunk(id?: string): number {
+    const kept = Math.max(0, (this.lru.peek(id ?? '')?.nIds ?? 0) - this.sink) * ID_BYTES;
+    return Math.max(0, Math.floor((this.budget - this.fixedBytes - kept) / fullTokenBytes(this.shape)));
   }
 
   /** Step 0: trims spare capacity, least recently used documents first, until `deficit()` ≤ 0. */
@@ -112,6 +124,7 @@ export class KvBudget {
    */
   routeBias(newTokens: number): Float32Array {
     const E = this.shape.heads.length;
+    if (this.shape.cascade) return Float32Array.from({ length: E }, (_, e) => (e === 0 ? 0 : -1e4));
     const fill = (this.used() + newTokens * fullTokenBytes(this.shape)) / Math.max(1, this.budget);
     const bias = new Float32Array(E);
     if (fill <= this.steerFrom) return bias;
@@ -130,13 +143,13 @@ export class KvBudget {
     const doc = this.touch(id);
     const deficit = () => this.used() + need - this.budget;
     this.makeRoom(deficit);
-    if (deficit() > 0) this.demoteLowest(deficit());
+    if (deficit() > 0) this.demote(deficit);
     for (const other of [...this.lru.rkeys()]) {
       if (deficit() <= 0) break;
       if (other !== id) this.lru.delete(other); // dispose records the eviction
     }
     if (deficit() > 0) this.dropHiddenTail(id, doc);
-    if (deficit() > 0) this.windowDoc(id, doc, deficit());
+    for (let tries = 0; deficit() > 0 && tries < 8; tries++) if (!this.windowDoc(id, doc, deficit())) break;
     if (deficit() > 0) {
       this.check();
       throw new BudgetError(`KV budget ${this.budget} B too small for ${n} new tokens (need ${need} B beyond ${this.sink} sink tokens)`);
@@ -151,6 +164,7 @@ export class KvBudget {
     this.reserved -= reservation;
     const doc = this.lru.peek(id);
     if (doc) doc.append(ids, kv, reservation); // allocates at most the reservation (may have been closed meanwhile)
+    doc?.tiers?.age();
     this.check();
   }
 
@@ -169,14 +183,17 @@ export class KvBudget {
   setBudget(bytes: number): string[] {
     this.budget = checkBudgetBytes(bytes); // throws for NaN/Infinity/negative: the old budget stays
     this.pendingActions = [];
+    for (const d of this.lru.values()) d.tiers?.age(); // the read point may have moved (a view opened or closed)
     const over = () => this.used() - this.budget;
     this.makeRoom(over);
-    if (over() > 0) this.demoteLowest(over());
+    if (over() > 0) this.demote(over);
     const ids = [...this.lru.rkeys()];
     for (const id of ids.slice(0, -1)) { if (over() <= 0) break; this.lru.delete(id); }
     const mru = ids[ids.length - 1];
     if (over() > 0 && mru !== undefined) this.dropHiddenTail(mru, this.lru.peek(mru)!);
-    if (over() > 0 && mru !== undefined) this.windowDoc(mru, this.lru.peek(mru)!, over());
+    for (let tries = 0; mru !== undefined && over() > 0 && tries < 8; tries++) {
+      if (!this.windowDoc(mru, this.lru.peek(mru)!, over())) break;
+    }
     if (over() > 0 && mru !== undefined) this.lru.delete(mru); // budget below even the sink tokens
     this.check();
     return this.pendingActions.splice(0);
@@ -188,6 +205,30 @@ export class KvBudget {
 
   close(id: string): void { this.lru.delete(id); this.pendingActions = []; this.check(); }
   clear(): void { this.lru.clear(); this.pendingActions = []; this.check(); }
+
+  /** Step 2 of the manifest's policy. */
+  private demote(deficit: () => number): void {
+    if (this.shape.cascade) this.demoteOldest(deficit);
+    else this.demoteLowest(deficit());
+  }
+
+  /** Step 2 with an age cascade: the oldest position groups of the most precise tier one tier down, across
+   * documents, until `deficit()` ≤ 0 or every group sits in the last tier. */
+  private demoteOldest(deficit: () => number): void {
+    let count = 0, freed = 0;
+    while (deficit() > 0) {
+      const cands = [...this.lru.values()].flatMap((doc) => doc.tiers!.candidates().map((c) => ({ doc, ...c })));
+      if (cands.length === 0) break;
+      const tier = Math.min(...cands.map((c) => c.tier));
+      const pass = cands.filter((c) => c.tier === tier).sort((a, b) => b.age - a.age);
+      for (const c of pass) {
+        if (deficit() <= 0) break;
+        freed += c.doc.tiers!.demote(c.tier, c.group);
+        count++;
+      }
+    }
+    if (count) this.pendingActions.push(`demoted ${count} position groups one tier down (${freed} B)`);
+  }
 
   /** Step 2: demote lowest-score entries one expert coarser until `deficit` bytes are freed or none is left. */
   private demoteLowest(deficit: number): void {
@@ -226,13 +267,16 @@ export class KvBudget {
     if (freed > 0) this.pendingActions.push(`dropped ${id}'s cached text after the cursor (${freed} B)`);
   }
 
-  /** Step 4: drop the oldest non-sink positions of `doc` until `deficit` bytes are freed (or only sinks remain). */
-  private windowDoc(id: string, doc: DocCache, deficit: number): void {
+  /** Step 4: drop the oldest non-sink positions of `doc` until `deficit` bytes are freed (or only sinks remain);
+   * false when nothing was left to drop. Callers repeat it while tier estimates fall short. */
+  private windowDoc(id: string, doc: DocCache, deficit: number): boolean {
     const freedAt = new Map<number, number>(); // position -> bytes its entries hold
+    const add = (p: number, b: number) => { if (p >= this.sink) freedAt.set(p, (freedAt.get(p) ?? 0) + b); };
     doc.segs.forEach((row) => row.forEach((s, e) => {
       const b = entryBytes(this.shape, e);
-      for (let i = 0; i < s.n; i++) if (s.pos[i] >= this.sink) freedAt.set(s.pos[i], (freedAt.get(s.pos[i]) ?? 0) + b);
+      for (let i = 0; i < s.n; i++) add(s.pos[i], b);
     }));
+    doc.tiers?.visibleBytes(add); // an estimate: a tier's record is freed once all its tokens are dropped
     const positions = [...freedAt.keys()].sort((a, b) => a - b);
     let freed = 0, keepFrom = this.sink;
     for (const p of positions) {
@@ -244,6 +288,7 @@ export class KvBudget {
       doc.window(this.sink, keepFrom);
       this.pendingActions.push(`windowed ${id}: dropped positions ${this.sink}..${keepFrom - 1}`);
     }
+    return keepFrom > this.sink;
   }
 
   private check(): void { if (this.debug) this.assertInvariant(); }

@@ -108,6 +108,7 @@ export class EngineClient implements Engine {
       this.worker = w;
       this.send(w, { type: 'init', init: { modelDir: this.opts.modelDir, device: this.opts.device,
         kvBudgetBytes: this.opts.kvBudgetBytes, threads: this.opts.threads, layout: this.opts.layout,
+        kvPolicy: this.opts.kvPolicy,
         testHooks: this.opts.testHooks } });
       w.on('message', (m: FromWorker) => {
         // A worker being stopped may still report ready/initError: it is no longer ours.

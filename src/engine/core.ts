@@ -9,6 +9,7 @@ import { createSession, LoadedSession } from './session';
 import { ModelRunner, RunResult } from './runner';
 import { KvBudget, BudgetError } from './budget';
 import { KvShape, fullTokenBytes } from './kvStore';
+import { parseCascade } from './kvCascade';
 import { buildPrompt, defaultLimits } from './prompt';
 import { PostProcessor } from './postprocess';
 import { generate, CancelToken } from './generate';
@@ -19,6 +20,8 @@ import { InputError, requestProblem } from './validate';
 
 export interface CoreOptions {
   modelDir: string; device: 'auto' | 'cuda' | 'cpu'; kvBudgetBytes: number; threads?: number; layout?: PromptLayout;
+  /** EngineOptions.kvPolicy. */
+  kvPolicy?: string;
 }
 
 /** Largest chunk fed to the model in one call during prefill: the GPU takes a whole prompt at once; on the CPU
@@ -46,12 +49,15 @@ export class EngineCore {
   /** Layout psm: each document's last middle start (the text before it, and the suffix it was opened with). */
   private readonly anchors = new Map<string, { text: string; suffix: string }>();
   private constructor(readonly dir: string, readonly manifest: Manifest, readonly tok: ModelTokenizer,
-    readonly loaded: LoadedSession, readonly runner: ModelRunner, budgetBytes: number, layout: PromptLayout) {
+    readonly loaded: LoadedSession, readonly runner: ModelRunner, budgetBytes: number, layout: PromptLayout,
+    kvPolicy?: string) {
     const a = manifest.architecture;
     this.layout = manifest.fim ? layout : 'spm'; // without FIM tokens both are the same left-to-right prompt
     this.rope = { theta: a.rope_theta ?? 10000, headDim: a.head_dim };
     this.shape = { layers: a.num_layers, heads: manifest.experts.map((e) => e.kv_heads), headDim: a.head_dim,
       dtype: loaded.variant.kv_dtype };
+    const policy = kvPolicy ?? manifest.kv_policy;
+    if (policy && policy !== 'router') this.shape.cascade = parseCascade(policy, this.shape.heads, this.rope);
     this.budget = new KvBudget(this.shape, budgetBytes);
     this.masks = new StopMasks(tok);
   }
@@ -61,7 +67,7 @@ export class EngineCore {
     const tok = ModelTokenizer.load(dir, manifest);
     const loaded = await createSession(dir, manifest, o.device, o.threads ?? 0);
     const runner = new ModelRunner(loaded.ort, loaded.session, manifest, loaded.variant.kv_dtype);
-    return new EngineCore(dir, manifest, tok, loaded, runner, o.kvBudgetBytes, o.layout ?? 'psm');
+    return new EngineCore(dir, manifest, tok, loaded, runner, o.kvBudgetBytes, o.layout ?? 'psm', o.kvPolicy);
   }
 
   private trace(requestId: number, docId: string): RequestTrace {
@@ -72,7 +78,7 @@ export class EngineCore {
   /** Runs one chunk (+ decode steps) under the budget: steer, reserve worst case, run, append actual, release. */
   private async runChunk(docId: string, ids: number[], startPos: number, trace: RequestTrace, gen?: GenSpec):
     Promise<RunResult> {
-    const steps = Math.max(0, Math.min(gen?.steps ?? 0, this.budget.maxChunk() - ids.length,
+    const steps = Math.max(0, Math.min(gen?.steps ?? 0, this.budget.maxChunk(docId) - ids.length,
       this.manifest.architecture.max_position_embeddings - 1 - (startPos + ids.length)));
     const n = ids.length + steps; // tokens this run may append
     const bias = this.budget.routeBias(n);
@@ -119,7 +125,7 @@ export class EngineCore {
       if (Date.now() >= deadline) return 'time-budget';
       // A chunk reserves its worst case; at a small budget, half of what fits at all keeps the other half for
       // the document's history instead of windowing it away before every chunk.
-      const fit = this.budget.maxChunk();
+      const fit = this.budget.maxChunk(docId);
       const n = Math.min(this.prefillChunk, ids.length - pos, fit, Math.max(32, Math.floor(fit / 2)));
       if (n <= 0) throw new BudgetError(this.budgetTooSmall());
       const last = pos + n >= ids.length;
@@ -273,6 +279,7 @@ export class EngineCore {
     const docs = this.budget.docIds().map((id) => {
       const d = this.budget.peek(id)!;
       d.segs.forEach((row, l) => row.forEach((s, e) => { perLayer[l][e] += s.n; }));
+      d.tiers?.tiers.forEach((row, l) => row.forEach((t, i) => { perLayer[l][d.tiers!.c.expertOf[i]] += t.count(); }));
       return { docId: id, tokens: d.nIds, bytes: d.bytes(), expertTokens: d.expertEntries().map((x) => x / L),
         lastUsed: this.budget.lastUsedAt(id) };
     });
@@ -284,7 +291,21 @@ export class EngineCore {
       modelName: this.manifest.name, docs, expertShares: shares, process: processMemory(),
       perLayerShares: perLayer.map((r) => { const s = r.reduce((a, b) => a + b, 0); return r.map((x) => (s ? x / s : 0)); }),
       fullBytesPerToken: fullTokenBytes(this.shape),
+      ...(this.shape.cascade ? { cascade: this.cascadeReport() } : {}),
     };
+  }
+
+  /** MemoryReport.cascade: tier shares summed over documents. */
+  private cascadeReport(): NonNullable<MemoryReport['cascade']> {
+    const c = this.shape.cascade!;
+    const tiers = [{ name: 'full', tokens: 0, bytes: 0 }, ...c.stores.map((s) => ({ name: s.name, tokens: 0, bytes: 0 }))];
+    for (const id of this.budget.docIds()) {
+      const d = this.budget.peek(id)!;
+      tiers[0].tokens += d.segs[0][0].n;
+      for (const row of d.segs) tiers[0].bytes += row[0].allocatedBytes();
+      d.tiers?.stats().forEach((t, i) => { tiers[i + 1].tokens += t.tokens; tiers[i + 1].bytes += t.bytes; });
+    }
+    return { spec: c.spec, band: c.band, sinks: c.sinks, tiers };
   }
 }
 

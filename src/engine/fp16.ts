@@ -27,7 +27,17 @@ export function f32ToF16(x: number): number {
   return sign | h;
 }
 
+/** All 65,536 halves as float32 (256 KB, built on first use): dequantising scales and fp16 caches reads it. */
+let table: Float32Array | undefined;
 export function f16ToF32(h: number): number {
+  if (!table) {
+    table = new Float32Array(65536);
+    for (let i = 0; i < 65536; i++) table[i] = f16ToF32Slow(i);
+  }
+  return table[h & 0xffff];
+}
+
+function f16ToF32Slow(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const exp = (h >>> 10) & 0x1f;
   const mant = h & 0x3ff;

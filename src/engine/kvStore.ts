@@ -16,8 +16,13 @@
 // Spare capacity (C − n) is therefore counted too. It is granted on append only out of the caller's allowance
 // (the budget's reservation for the run), at most max(16, n/2) entries per array; removing tokens (truncate,
 // window, demote) shrinks an array whose spare exceeds that, and trimSpare() drops all of it.
+//
+// With an age cascade (shape.cascade, kvCascade.ts) the segments of expert 0 hold only the sinks, the band and
+// the request's tokens; every older token sits in a quantised tier (DocCache.tiers), whose codes and scales are
+// counted as allocated (kvTier.ts) and whose feeds are dequantised for each run.
 import type { KvDtype } from './manifest';
 import { f16ToF32, f32ToF16 } from './fp16';
+import { Cascade, DocTiers } from './kvCascade';
 
 export type KvArray = Float32Array | Uint16Array;
 
@@ -27,6 +32,8 @@ export interface KvShape {
   heads: number[];
   headDim: number;
   dtype: KvDtype;
+  /** Age cascade of quantised tiers (issue 19); absent: router-score demotion between experts. */
+  cascade?: Cascade;
 }
 
 export const bytesPerElem = (d: KvDtype) => (d === 'float32' ? 4 : 2);
@@ -40,7 +47,8 @@ export const SEG_OVERHEAD = 640;
 /** Estimated bytes of V8 objects per document besides its segments (DocCache, arrays, ids, LRU entry). */
 export const DOC_OVERHEAD_BASE = 1024;
 /** Fixed bytes one document counts even when empty. */
-export const docOverheadBytes = (s: KvShape) => DOC_OVERHEAD_BASE + s.layers * s.heads.length * SEG_OVERHEAD;
+export const docOverheadBytes = (s: KvShape) =>
+  DOC_OVERHEAD_BASE + s.layers * (s.heads.length + (s.cascade?.stores.length ?? 0)) * SEG_OVERHEAD;
 /** Most spare entries an array keeps beyond its n used ones. */
 export const spareFor = (n: number) => Math.max(16, Math.ceil(n / 2));
 
@@ -129,17 +137,20 @@ export class DocCache {
   parked?: { bytes(): number; usedBytes(): number };
   /** segs[l][e] */
   readonly segs: Segment[][];
+  /** The quantised tiers of an age cascade (shape.cascade). */
+  readonly tiers?: DocTiers;
   constructor(readonly shape: KvShape) {
     const E = shape.heads.length;
     this.segs = Array.from({ length: shape.layers }, () =>
       shape.heads.map((h) => new Segment(h, shape.headDim, E, shape.dtype)));
+    if (shape.cascade) this.tiers = new DocTiers(this, shape.cascade);
   }
 
   get tokenIds(): Int32Array { return this.ids.subarray(0, this.nIds); }
 
   /** Bytes allocated, per the layout at the top of this file (what the budget counts). */
   bytes(): number {
-    let b = docOverheadBytes(this.shape) + this.ids.byteLength + (this.parked?.bytes() ?? 0);
+    let b = docOverheadBytes(this.shape) + this.ids.byteLength + (this.parked?.bytes() ?? 0) + (this.tiers?.bytes() ?? 0);
     for (const row of this.segs) for (const s of row) b += s.allocatedBytes();
     return b;
   }
@@ -148,7 +159,7 @@ export class DocCache {
   usedBytes(): number {
     let b = this.nIds * ID_BYTES;
     for (const row of this.segs) row.forEach((s, e) => { b += s.n * entryBytes(this.shape, e); });
-    return b + (this.parked?.usedBytes() ?? 0);
+    return b + (this.parked?.usedBytes() ?? 0) + (this.tiers?.bytes() ?? 0);
   }
 
   /** Drops all spare capacity (exact-size arrays); returns the bytes given back. */
@@ -166,7 +177,7 @@ export class DocCache {
   }
 
   /** Cached entries per layer (tokens still attended to; ≤ nIds after windowing). */
-  heldTokens(l = 0): number { return this.segs[l].reduce((a, s) => a + s.n, 0); }
+  heldTokens(l = 0): number { return this.segs[l].reduce((a, s) => a + s.n, 0) + (this.tiers?.count(l) ?? 0); }
 
   /** Longest common prefix of the cached ids and `ids`. */
   commonPrefix(ids: ArrayLike<number>): number {
@@ -232,6 +243,13 @@ export class DocCache {
   /** Drops every cached token at position ≥ n (after an edit, n = common prefix with the new prompt). */
   truncate(n: number): void {
     if (n >= this.nIds) return;
+    this.tiers?.truncate(n);
+    this.truncateSegs(n);
+  }
+
+  /** truncate() of the ids and segments only (closing a view drops the request's tokens, which no tier holds). */
+  truncateSegs(n: number): void {
+    if (n >= this.nIds) return;
     this.nIds = n;
     this.fitIds(spareFor(n));
     for (const row of this.segs) for (const s of row) {
@@ -284,12 +302,15 @@ export class DocCache {
    */
   window(sink: number, keepFrom: number): number {
     const before = this.bytes();
+    this.tiers?.window(sink, keepFrom);
     for (const row of this.segs) for (const s of row) { s.compact((i) => s.pos[i] < sink || s.pos[i] >= keepFrom); s.fit(0); }
     return before - this.bytes();
   }
 
-  /** ORT feed payloads: past.{l}.{e} as [1, T, 2, H_e, D] views of the cache (T may be 0). */
+  /** ORT feed payloads: past.{l}.{e} as [1, T, 2, H_e, D] views of the cache (T may be 0); with a cascade, arrays
+   * built for this run (the tiers dequantised). */
   feeds(): { name: string; data: KvArray; dims: number[] }[] {
+    if (this.tiers) return this.tiers.feeds();
     const out: { name: string; data: KvArray; dims: number[] }[] = [];
     this.segs.forEach((row, l) => row.forEach((s, e) => {
       out.push({ name: `past.${l}.${e}`, data: s.feed(), dims: [1, s.n, 2, s.heads, s.D] });

@@ -1,5 +1,6 @@
 // Loads and validates a model folder's manifest.json (docs/model-format.md, format_version 2).
 // Every failure throws ManifestError with a message meant for the user.
+import { parseCascade } from './kvCascade';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -38,6 +39,9 @@ export interface Manifest {
   architecture: Architecture;
   experts: Expert[];
   default_ratios?: number[];
+  /** KV cache policy the model was trained for (kv_policy.py spec); an age cascade makes the engine keep old tokens
+   * in quantised tiers (kvCascade.ts). Absent: router-score demotion between the experts. */
+  kv_policy?: string;
   tokenizer: { file: string; config: string; bos_id: number; eos_id: number; add_bos: boolean };
   fim: FimSpec | null;
   variants: { cpu?: Variant; cuda?: Variant };
@@ -83,6 +87,11 @@ export function validateManifest(m: any): Manifest {
     req(v.kv_dtype === 'float32' || v.kv_dtype === 'float16', `variants.${name}.kv_dtype must be float32 or float16`);
   }
   req(m.files && typeof m.files === 'object', '"files" (sha256 per file) missing');
+  if (m.kv_policy !== undefined) {
+    req(typeof m.kv_policy === 'string', '"kv_policy" must be a string such as "band=32,order=age,stores=g1-int8|g1-int4c|g2-int4c"');
+    try { parseCascade(m.kv_policy, m.experts.map((e: Expert) => e.kv_heads), { theta: 1e4, headDim: a.head_dim }); }
+    catch (e) { req(false, (e as Error).message); }
+  }
   return m as Manifest;
 }
 

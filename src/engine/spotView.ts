@@ -8,8 +8,10 @@
 // zero-copy view of the first rows of each segment. Their bytes still count (DocCache.bytes() adds them).
 // Tokens kept after a hidden window are moved down to follow the head: their keys are rotated by -shift (RoPE is a
 // rotation by position·θ_i; a pooled head is a mean of heads rotated by the same angles, so it rotates exactly too).
-import { DocCache, Segment, KvArray } from './kvStore';
-import { f16ToF32, f32ToF16 } from './fp16';
+import { DocCache, Segment } from './kvStore';
+import { Rope, ropeTables, rotateHeads } from './rope';
+
+export type { Rope } from './rope';
 
 export interface ViewSpec {
   /** Positions [0, head) are kept in place (BOS, context, <fim_prefix>). */
@@ -31,8 +33,6 @@ export interface OpenView extends ViewSpec {
   usedBytes(): number;
 }
 
-/** RoPE of the model: θ_i = base^(−2i/D) on pairs (i, i + D/2) (rotate-half layout, as GroupQueryAttention's). */
-export interface Rope { theta: number; headDim: number }
 
 export const viewOf = (doc: DocCache): OpenView | undefined => doc.parked as OpenView | undefined;
 export const viewShift = (v: ViewSpec): number => v.from - v.head;
@@ -57,31 +57,8 @@ function moveRows(from: Segment, slots: number[], to: Segment): void {
 
 /** Rotates the key heads of the given slots by `delta` positions (negative: earlier). */
 export function rotateKeys(seg: Segment, slots: Iterable<number>, delta: number, rope: Rope, f16: boolean): void {
-  const D = seg.D, half = D >> 1;
-  const cos = new Float64Array(half), sin = new Float64Array(half);
-  for (let i = 0; i < half; i++) {
-    const a = delta * Math.pow(rope.theta, (-2 * i) / D);
-    cos[i] = Math.cos(a); sin[i] = Math.sin(a);
-  }
-  const d: KvArray = seg.data;
-  for (const s of slots) {
-    for (let h = 0; h < seg.heads; h++) {
-      const o = seg.at(s) + h * D; // keys come first in a row, values follow
-      if (f16) {
-        for (let i = 0; i < half; i++) {
-          const x1 = f16ToF32(d[o + i]), x2 = f16ToF32(d[o + i + half]);
-          d[o + i] = f32ToF16(x1 * cos[i] - x2 * sin[i]);
-          d[o + i + half] = f32ToF16(x2 * cos[i] + x1 * sin[i]);
-        }
-      } else {
-        for (let i = 0; i < half; i++) {
-          const x1 = d[o + i], x2 = d[o + i + half];
-          d[o + i] = x1 * cos[i] - x2 * sin[i];
-          d[o + i + half] = x2 * cos[i] + x1 * sin[i];
-        }
-      }
-    }
-  }
+  const t = ropeTables(delta, rope, seg.D);
+  for (const s of slots) rotateHeads(seg.data, seg.at(s), seg.heads, seg.D, t, f16); // keys lead a row, values follow
 }
 
 /** Hides the base positions outside [0, head) ∪ [from, at) and moves [from, at) down to follow the head. */
@@ -119,7 +96,7 @@ export function closeView(doc: DocCache, rope: Rope): void {
   const { head, from, at } = v, shift = from - head, f16 = doc.shape.dtype === 'float16';
   const end = viewLength(v);
   doc.parked = undefined;
-  doc.truncate(end);
+  doc.truncateSegs(end); // the request's tokens; tiers hold base tokens only
   doc.segs.forEach((row, l) => row.forEach((s, e) => {
     if (shift !== 0) {
       const band: number[] = [];
@@ -138,8 +115,9 @@ export function closeView(doc: DocCache, rope: Rope): void {
 export function dropHiddenTail(doc: DocCache): number {
   const v = viewOf(doc);
   if (!v) return 0;
-  const before = v.bytes();
+  const before = v.bytes() + (doc.tiers?.bytes() ?? 0);
+  doc.tiers?.dropFrom(v.at);
   for (const row of v.hidden) for (const s of row) { s.compact((i) => s.pos[i] < v.at); s.fit(0); }
   v.baseIds = v.baseIds.slice(0, v.at);
-  return before - v.bytes();
+  return before - v.bytes() - (doc.tiers?.bytes() ?? 0);
 }

@@ -104,6 +104,12 @@ function tooltip(r: MemoryReport | undefined, off: boolean, note?: string): vsco
     r.expertShares.forEach((s, e) => md.appendMarkdown(`| ${expertLabel(e)} | ${pct(s)} |\n`));
     md.appendMarkdown('\n');
   }
+  if (r.cascade) {
+    md.appendMarkdown(`KV tiers by age: ${r.cascade.sinks} sinks + band of ${r.cascade.band} tokens before the cursor at full precision\n\n`);
+    md.appendMarkdown('| tier | tokens | MB |\n|---|---|---|\n');
+    for (const t of r.cascade.tiers) md.appendMarkdown(`| ${escape(t.name)} | ${t.tokens} | ${mb(t.bytes)} |\n`);
+    md.appendMarkdown('\n');
+  }
   const docs = [...r.docs].sort((a, b) => b.bytes - a.bytes).slice(0, 8);
   if (docs.length) {
     md.appendMarkdown('| document | tokens | MB |\n|---|---|---|\n');

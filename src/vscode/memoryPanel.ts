@@ -94,6 +94,7 @@ export class MemoryPanel implements vscode.Disposable {
 </header>
 <section><h2>Used vs budget</h2><svg id="usage" class="chart" role="img" aria-label="KV memory used against the budget"></svg></section>
 <section><h2>KV bytes per document</h2><svg id="docs" class="chart" role="img" aria-label="KV bytes per document"></svg></section>
+<section id="tiersSection" hidden><h2>KV tiers by age</h2><div id="tiersNote" class="note"></div><svg id="tiers" class="chart" role="img" aria-label="tokens and bytes per KV tier"></svg></section>
 <section><h2>Tokens per expert</h2><svg id="experts" class="chart" role="img" aria-label="token share per expert"></svg></section>
 <section><h2>Routing shares per layer</h2><svg id="layers" class="chart" role="img" aria-label="expert shares per layer"></svg></section>
 <section><h2>Request latency</h2><svg id="latency" class="chart" role="img" aria-label="latency histogram"></svg></section>

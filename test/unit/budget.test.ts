@@ -3,19 +3,30 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { KvBudget, BudgetError } from '../../src/engine/budget';
 import { KvShape, fullTokenBytes, docOverheadBytes } from '../../src/engine/kvStore';
+import { parseCascade } from '../../src/engine/kvCascade';
+import { openView, closeView, viewOf } from '../../src/engine/spotView';
 import { synthChunk, rng } from './synth';
 
 const shape: KvShape = { layers: 2, heads: [4, 2, 1], headDim: 8, dtype: 'float32' };
 const full = fullTokenBytes(shape);
 const overhead = docOverheadBytes(shape);
+const rope = { theta: 1e4, headDim: 8 };
+const CASCADE = 'band=32,order=age,stores=g1-int8|g1-int4c|g2-int4c';
+const cascadeShape: KvShape = { ...shape, cascade: parseCascade(CASCADE, shape.heads, rope) };
 
 /** What all documents' typed arrays really allocate (buffer sizes) plus the stated fixed overhead per document. */
 function allocated(b: KvBudget): number {
   let sum = 0;
   for (const id of b.docIds()) {
     const d = b.peek(id)!;
-    sum += overhead + d.ids.buffer.byteLength;
+    sum += docOverheadBytes(d.shape) + d.ids.buffer.byteLength;
     for (const s of d.segs.flat()) sum += s.data.buffer.byteLength + s.pos.buffer.byteLength + s.scores.buffer.byteLength;
+    for (const t of d.tiers?.tiers.flat() ?? []) sum += t.codes.buffer.byteLength + t.scales.buffer.byteLength + t.pos.buffer.byteLength;
+    const v = viewOf(d);
+    if (v) {
+      sum += v.baseIds.buffer.byteLength;
+      for (const s of v.hidden.flat()) sum += s.data.buffer.byteLength + s.pos.buffer.byteLength + s.scores.buffer.byteLength;
+    }
   }
   return sum;
 }
@@ -25,7 +36,8 @@ type Op =
   | { t: 'edit'; doc: number; keep: number }
   | { t: 'switch'; doc: number }
   | { t: 'close'; doc: number }
-  | { t: 'budget'; tokens: number };
+  | { t: 'budget'; tokens: number }
+  | { t: 'view'; doc: number; at: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ t: fc.constant('type' as const), doc: fc.nat(3), n: fc.integer({ min: 1, max: 40 }), route: fc.nat(3) }) },
@@ -34,10 +46,16 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ t: fc.constant('close' as const), doc: fc.nat(3) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('budget' as const), tokens: fc.integer({ min: 0, max: 120 }) }) },
 );
+/** With a cascade, also prefix views at a cursor (spotView.ts): opened at a fraction of the cache, or closed. */
+const cascadeOpArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 8, arbitrary: opArb },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('view' as const), doc: fc.nat(3), at: fc.double({ min: -0.2, max: 1, noNaN: true }) }) },
+);
 
-function run(ops: Op[], budgetTokens: number, seed: number) {
+function run(ops: Op[], budgetTokens: number, seed: number, sh = shape) {
   const r = rng(seed);
-  const b = new KvBudget(shape, overhead + budgetTokens * full, { sink: 2, debug: true });
+  const over = docOverheadBytes(sh);
+  const b = new KvBudget(sh, over + budgetTokens * full, { sink: 2, debug: true });
   const ok = () => {
     const real = allocated(b) + b.reservedBytes;
     assert.ok(real <= b.budgetBytes, `allocated ${real} > budget ${b.budgetBytes}`);
@@ -49,14 +67,16 @@ function run(ops: Op[], budgetTokens: number, seed: number) {
       case 'type': {
         let left = op.n;
         while (left > 0) {
-          const n = Math.min(left, b.maxChunk());
+          const n = Math.min(left, b.maxChunk(id));
           if (n === 0) break; // budget below one token + sinks: nothing can be cached
           const bias = b.routeBias(n);
           assert.equal(bias.length, 3);
           const { reserved } = b.admit(id, n);
           ok();
           // route 3 = "follow the bias": coarsest when steering is on (exercises step 1)
-          const { ids, kv } = synthChunk(shape, n, r, op.route === 3 ? () => (bias[2] > 0 ? 2 : 0) : () => op.route % 3);
+          // (a cascade's bias forces expert 0, as the graph's argmax does with it)
+          const { ids, kv } = synthChunk(sh, n, r, sh.cascade ? () => (bias[1] < 0 ? 0 : 1)
+            : op.route === 3 ? () => (bias[2] > 0 ? 2 : 0) : () => op.route % 3);
           b.commit(id, reserved, ids, kv);
           ok();
           left -= n;
@@ -70,11 +90,20 @@ function run(ops: Op[], budgetTokens: number, seed: number) {
       }
       case 'switch':
         try { b.touch(id); } catch (e) {
-          assert.ok(e instanceof BudgetError && b.budgetBytes < overhead, String(e));
+          assert.ok(e instanceof BudgetError && b.budgetBytes < over, String(e));
         }
         break;
       case 'close': b.close(id); break;
-      case 'budget': b.setBudget(op.tokens * full + (op.tokens % 7 ? overhead : 0)); break;
+      case 'budget': b.setBudget(op.tokens * full + (op.tokens % 7 ? over : 0)); break;
+      case 'view': {
+        const d = b.peek(id);
+        if (!d) break;
+        if (viewOf(d) || op.at < 0) { closeView(d, rope); b.enforce(); break; }
+        const at = Math.floor(d.nIds * op.at);
+        openView(d, { head: Math.min(2, at), from: Math.min(2, at), at }, rope);
+        b.enforce();
+        break;
+      }
     }
     ok();
     assert.equal(b.reservedBytes, 0);
@@ -84,6 +113,11 @@ function run(ops: Op[], budgetTokens: number, seed: number) {
 test('budget invariant: bytes allocated ≤ budget after every operation (randomized sequences)', () => {
   fc.assert(fc.property(fc.array(opArb, { minLength: 1, maxLength: 60 }), fc.integer({ min: 3, max: 100 }), fc.nat(),
     (ops, budgetTokens, seed) => run(ops, budgetTokens, seed + 1)), { numRuns: 300 });
+});
+
+test('budget invariant with the age cascade: allocated bytes (codes, scales, capacity) ≤ budget, views included', () => {
+  fc.assert(fc.property(fc.array(cascadeOpArb, { minLength: 1, maxLength: 60 }), fc.integer({ min: 3, max: 100 }), fc.nat(),
+    (ops, budgetTokens, seed) => run(ops, budgetTokens, seed + 1, cascadeShape)), { numRuns: 150 });
 });
 
 test('admission order: demote first, then evict other documents, then window the current one', () => {

@@ -20,6 +20,7 @@ COMMANDS = [
     "export",      # checkpoint -> ONNX model folder with manifest
     "from_onnx",   # shipped model folder -> checkpoint (studies continue from the shipped weights)
     "fixture",     # tiny random model + test vectors for the TypeScript engine
+    "kv_quant_fixture",  # vectors tying the engine's quantised KV tiers to kv_quant.py
     "model_card",  # docs/model-card.md and plots from eval results
     "kv_report",   # KV policies at equal bytes (docs/kv-policy.json)
 ]

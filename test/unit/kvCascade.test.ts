@@ -1,0 +1,130 @@
+// The age cascade's tiered store (kvCascade.ts, kvTier.ts) and its budget policy (budget.ts step 2 with a cascade).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DocCache, KvShape, fullTokenBytes, docOverheadBytes } from '../../src/engine/kvStore';
+import { parseCascade } from '../../src/engine/kvCascade';
+import { KvBudget } from '../../src/engine/budget';
+import { openView, closeView } from '../../src/engine/spotView';
+import { FullKv, synthChunk, rng } from './synth';
+
+const rope = { theta: 1e4, headDim: 8 };
+const base: KvShape = { layers: 2, heads: [4, 2, 1], headDim: 8, dtype: 'float32' };
+const shape: KvShape = { ...base, cascade: parseCascade('band=32,order=age,stores=g1-int8|g1-int4c|g2-int4c', base.heads, rope) };
+
+/** A document of n tokens, all at expert 0 (what route_bias forces), and their full-precision K/V by position. */
+function filled(n: number, seed = 3): { doc: DocCache; full: FullKv } {
+  const doc = new DocCache(shape);
+  const { ids, kv, full } = synthChunk(shape, n, rng(seed), () => 0);
+  doc.append(ids, kv);
+  return { doc, full };
+}
+const positions = (doc: DocCache, tier: number) => {
+  const ps: number[] = [];
+  doc.tiers!.tiers[0][tier].forEach((_r, _s, p) => ps.push(p));
+  return ps.sort((a, b) => a - b);
+};
+
+test('tokens leave the band for int8; the feed holds every token, int8 read back within one step', () => {
+  const { doc, full } = filled(100);
+  const moved = doc.tiers!.age();
+  assert.equal(moved, 2 * 64, '64 tokens per layer are older than sinks + band');
+  assert.deepEqual(Array.from(doc.segs[0][0].pos.subarray(0, doc.segs[0][0].n)).sort((a, b) => a - b),
+    [0, 1, 2, 3, ...Array.from({ length: 32 }, (_, i) => 68 + i)], 'sinks and band stay full precision');
+  assert.deepEqual(positions(doc, 0), Array.from({ length: 64 }, (_, i) => 4 + i));
+  const feeds = doc.feeds();
+  assert.deepEqual(feeds.map((f) => f.dims[1]), [100, 0, 0, 100, 0, 0]);
+  const tier = doc.tiers!.tiers[1][0], row = new Float32Array(2 * 4 * 8);
+  tier.forEach((r, s, p) => {
+    tier.read(r, s, row, 0);
+    const want = [...full[1][p].k.flat(), ...full[1][p].v.flat()];
+    want.forEach((x, i) => assert.ok(Math.abs(row[i] - x) <= 2 / 255, `layer 1 pos ${p} elem ${i}: ${row[i]} vs ${x}`));
+  });
+  // aged tokens' bytes: int8 codes + fp16 scales + position, exactly
+  assert.equal(tier.allocatedBytes(), 64 * (2 * 4 * 8 + 2 * 4 * 4 + 4));
+});
+
+test('under a binding budget the oldest groups go down first: all of int8 to int4c, then to g2; then windowing', () => {
+  const full = fullTokenBytes(shape);
+  const b = new KvBudget(shape, docOverheadBytes(shape) + 120 * full, { debug: true });
+  const r = rng(5);
+  const stages: { int8: number[]; int4c: number[]; g2: number[] }[] = [];
+  for (let i = 0; i < 40; i++) {
+    const { reserved } = b.admit('a', 16);
+    const { ids, kv } = synthChunk(shape, 16, r, () => 0);
+    b.commit('a', reserved, ids, kv);
+    const d = b.peek('a')!;
+    stages.push({ int8: positions(d, 0), int4c: positions(d, 1), g2: positions(d, 2) });
+  }
+  for (const st of stages) {
+    // every int4c token is older than every int8 one, every g2 token older than every int4c one
+    if (st.int8.length && st.int4c.length) assert.ok(Math.max(...st.int4c) < Math.min(...st.int8));
+    if (st.int4c.length && st.g2.length) assert.ok(Math.max(...st.g2) < Math.min(...st.int4c));
+  }
+  const firstG2 = stages.findIndex((s) => s.g2.length > 0);
+  assert.ok(firstG2 > 0 && stages.slice(0, firstG2).some((s) => s.int4c.length > 0), 'int4c before g2');
+  const last = b.peek('a')!;
+  assert.ok(last.heldTokens() < last.nIds, 'a long document is windowed in the end');
+  assert.equal(b.routeBias(1)[0], 0);
+  assert.ok(b.routeBias(1)[1] < -1000 && b.routeBias(1)[2] < -1000, 'new tokens are forced to expert 0');
+});
+
+test('a view moves the band before its cursor; hidden tokens are not fed and come back on close', () => {
+  const { doc } = filled(200, 7);
+  doc.tiers!.age();
+  openView(doc, { head: 4, from: 4, at: 120 }, rope);
+  doc.tiers!.age(); // what enforce() does after a view opens: the read point is now 120
+  const fullPos = Array.from(doc.segs[0][0].pos.subarray(0, doc.segs[0][0].n)).sort((a, b) => a - b);
+  assert.deepEqual(fullPos, [0, 1, 2, 3], 'band tokens before the new cursor were already int8: they stay (no recompute)');
+  assert.equal(doc.feeds()[0].dims[1], 120, 'only positions before the cursor are fed');
+  closeView(doc, rope);
+  assert.equal(doc.feeds()[0].dims[1], 200);
+  assert.equal(doc.heldTokens(), 200);
+});
+
+test('a windowed view feeds tier keys rotated by its shift, exactly as its full-precision rows', () => {
+  const a = filled(150, 9).doc;
+  a.tiers!.age();
+  const spec = { head: 4, from: 40, at: 150 };
+  openView(a, spec, rope);
+  const plain = new DocCache(base);
+  const { ids, kv } = synthChunk(base, 150, rng(9), () => 0);
+  plain.append(ids, kv);
+  openView(plain, spec, rope);
+  const fa = a.feeds()[0], fp = plain.feeds()[0];
+  assert.equal(fa.dims[1], fp.dims[1]);
+  // same multiset of rows up to int8 error: match each full row of `plain` by its nearest row of `a`
+  const row = 2 * 4 * 8, n = fa.dims[1];
+  for (let i = 0; i < n; i++) {
+    let best = Infinity;
+    for (let j = 0; j < n; j++) {
+      let m = 0;
+      for (let x = 0; x < row; x++) m = Math.max(m, Math.abs((fa.data[j * row + x] as number) - (fp.data[i * row + x] as number)));
+      best = Math.min(best, m);
+    }
+    assert.ok(best <= 2 / 255 + 1e-6, `row ${i}: nearest ${best}`);
+  }
+});
+
+test('a model without a 2-head expert gets the g2 tier as expert 0 rows, each pooled head repeated (expand_heads)', () => {
+  const one: KvShape = { layers: 1, heads: [4], headDim: 8, dtype: 'float32' };
+  const sh: KvShape = { ...one, cascade: parseCascade('band=32,order=age,stores=g2-int8', one.heads, rope) };
+  const doc = new DocCache(sh);
+  const { ids, kv } = synthChunk(sh, 60, rng(4), () => 0);
+  doc.append(ids, kv);
+  doc.tiers!.age();
+  const [f] = doc.feeds();
+  assert.deepEqual(f.dims, [1, 60, 2, 4, 8]);
+  const row = 2 * 4 * 8;
+  for (let t = 36; t < 60; t++) for (const kvOff of [0, 32]) for (const h of [0, 2]) for (let d = 0; d < 8; d++) {
+    const o = t * row + kvOff + h * 8 + d;
+    assert.equal(f.data[o], f.data[o + 8], `token row ${t}: heads ${h} and ${h + 1} hold their pooled mean`);
+  }
+});
+
+test('kv_policy specs are checked by name', () => {
+  assert.throws(() => parseCascade('band=32,order=route,stores=g1-int8', [4, 2, 1], rope), /only order=age/);
+  assert.throws(() => parseCascade('band=32,order=age,stores=g3-int8', [4, 2, 1], rope), /do not split into groups of 3/);
+  assert.throws(() => parseCascade('band=8,order=age,stores=g1-int4c', [4, 2, 1], rope), /band ≥ 32/);
+  assert.throws(() => parseCascade('band=32,order=age,stores=g1-fp8', [4, 2, 1], rope), /not g<heads/);
+  assert.throws(() => parseCascade('band=32,order=age,bogus=1,stores=g1-int8', [4, 2, 1], rope), /unknown key/);
+});
