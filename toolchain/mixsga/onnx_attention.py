@@ -111,10 +111,11 @@ class ChunkAttention:
     """The chunk: S queries over every expert's past and the chunk itself (causal). Keeps each layer's
     chunk as a Block (the decode loop's initial state)."""
 
-    def __init__(self, b, W, cfg, S):
+    def __init__(self, b, W, past, S):
+        """past: per layer, every expert's past_blocks (planned here for S queries)."""
         self.W, self.S1 = W, b.op("Reshape", [S, b.c([1])])
         nq, D = W.nq, W.D
-        self.past = [plan(b, past_blocks(b, l, cfg.expert_kv_heads()), nq, self.S1) for l in range(cfg.num_layers)]
+        self.past = [plan(b, [Block(x.K, x.Vt, x.Hb) for x in blocks], nq, self.S1) for blocks in past]
         self.chunk_p_shape = b.op("Concat", [b.c([1, W.H]), b.op("Mul", [self.S1, b.c([nq // W.H])]), b.c([-1])], axis=0)
         self.mask = causal_mask(b, S)
         self.q_shape = b.op("Concat", [b.c([1]), self.S1, b.c([nq, D])], axis=0)
@@ -141,13 +142,13 @@ class StepAttention:
     chunk and the tokens generated so far, K [1, H, S+i, D] and Vt [1, H, D, S+i], grown by this step's token;
     it starts as the chunk's block, so the loop's final state holds the K/V of every token the run processed)."""
 
-    def __init__(self, b, W, chunk: ChunkAttention, L):
+    def __init__(self, b, W, past):
+        """past: per layer, every expert's past_blocks."""
         self.W = W
         nq = W.nq
         # every expert's past: fixed during the loop, its column ranges computed once per run
-        self.fixed = [plan(b, [Block(x.K, x.Vt, x.Hb) for x in chunk.past[l]], nq, 1) for l in range(L)]
+        self.fixed = [plan(b, [Block(x.K, x.Vt, x.Hb) for x in blocks], nq, 1) for blocks in past]
         self.new_p_shape = b.c([1, W.H, nq // W.H, -1])
-        self.init = [x for blk in chunk.blocks for x in (blk.K, blk.Vt)]
         self.state_in, self.state_out = [], []
 
     def __call__(self, b, l, qkv, pos):
@@ -164,6 +165,16 @@ class StepAttention:
         q4 = b.op("Reshape", [q, b.c([1, nq, 1, D])])  # one query: [1, S, nq, D] and [1, nq, S, D] coincide
         o = attend(b, q4, self.fixed[l] + [new], nq, D, b.c([1, nq, 1, -1]), b.c([1, nq, 1, D]))
         return b.op("Reshape", [o, b.c([1, 1, nq * D])])
+
+
+def chunk_from_presents(b, presents, T):
+    """The chunk's K [1, H, S, D] and Vt [1, H, D, S] of each layer from GroupQueryAttention's presents
+    [1, H, T+S, D] (T: int64 [1] past tokens)."""
+    out = []
+    for pk, pv in presents:
+        out.append(b.op("Slice", [pk, T, b.c([BIG]), b.c([2])]))
+        out.append(b.op("Transpose", [b.op("Slice", [pv, T, b.c([BIG]), b.c([2])])], perm=[0, 1, 3, 2]))
+    return out
 
 
 def kv_all(b, final):

@@ -35,6 +35,9 @@ from mixsga.errors import UserError
 OPSET = 17
 MS_OPSET = 1
 INT4_BLOCK = 32
+# a chunk of at least this many tokens goes through GroupQueryAttention over expanded caches in the CPU variant
+# (a prompt's chunk: one fused kernel per layer is faster there); shorter ones attend over the caches as stored
+LONG_CHUNK = 32
 FP = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
 NP = {"float32": np.float32, "float16": np.float16}
 
@@ -258,6 +261,15 @@ class GroupQueryAttention:
         return att
 
 
+def gqa_chunk(b, W, past, T, S):
+    """GroupQueryAttention for a chunk of S tokens over T past tokens (int64 scalars); .base = T + S."""
+    base = b.op("Add", [T, S])  # tokens attended after the chunk
+    total = b.op("Cast", [base], to=TensorProto.INT32)
+    att = GroupQueryAttention(W, past, b.op("Reshape", [b.op("Sub", [total, b.c(1, np.int32)]), b.c([1])]), total)
+    att.base = base
+    return att
+
+
 def decoder(b, W, ids, pos, route_bias, attention):
     """All layers over one chunk. route_bias[l] = β_l + the run's route_bias (fp32 [E]); attention(b, l, qkv, pos)
     attends the routed packed q|K|V of layer l. Returns (last logits [1, V] fp32, router logits x·φ_l without β
@@ -361,19 +373,37 @@ def build(model, dtype="float32", weights="float32", embedding="auto", attention
     pos_next = b.op("Add", [b.op("Gather", ["position_ids", b.c([-1])], axis=1), b.c(1)])  # [1, 1]
     pos = bb.op("Add", [pos_next, it])
     if attention == "compact":
-        chunk_att = oa.ChunkAttention(b, W, cfg, S)
-        logits, rl_chunk = decoder(b, W, "input_ids", "position_ids", bias_l, chunk_att)
-        step_att = oa.StepAttention(b, W, chunk_att, L)
+        past = [oa.past_blocks(b, l, cfg.expert_kv_heads()) for l in range(L)]  # once per run, as stored
+        # The chunk: a long one (a prompt's) through GroupQueryAttention over the caches expanded to H heads (one
+        # fused kernel a layer, the fastest prefill), a short one (typing, the decode loop's first token) over
+        # the caches as stored; both give the loop its initial state (the chunk's K and Vt per layer).
+        branches = {}
+        for name in ("short", "long"):
+            bx = Builder(f"{name}/", consts)
+            if name == "short":
+                att = oa.ChunkAttention(bx, W, past, S)
+                lg0, rl0 = decoder(bx, W, "input_ids", "position_ids", bias_l, att)
+                chunk_kv = [x for blk in att.blocks for x in (blk.K, blk.Vt)]
+            else:
+                xpast, T = expanded_past(bx, cfg, W)
+                att = gqa_chunk(bx, W, xpast, T, S)
+                lg0, rl0 = decoder(bx, W, "input_ids", "position_ids", bias_l, att)
+                chunk_kv = oa.chunk_from_presents(bx, att.presents, bx.op("Reshape", [T, bx.c([1])]))
+            outs = [bx.op("Identity", [x]) for x in [lg0, rl0] + chunk_kv]
+            types = [TensorProto.FLOAT] * 2 + [kvt] * (2 * L)
+            branches[name] = helper.make_graph(bx.nodes, f"chunk_{name}", [], [vi(o, t, None) for o, t in zip(outs, types)])
+        long_chunk = b.op("Greater", [S, b.c(LONG_CHUNK - 1)])
+        res = b.op("If", [long_chunk], n_out=2 + 2 * L, then_branch=branches["long"], else_branch=branches["short"])
+        logits, rl_chunk, init = res[0], res[1], res[2:]
+        step_att = oa.StepAttention(b, W, past)
         lg, rl_i = decoder(bb, W, tok, pos, bias_l, step_att)
         state_in, state_out = step_att.state_in, step_att.state_out
-        init = step_att.init  # the chunk's K [1, H, S, D] and Vt [1, H, D, S], grown by one token per step
+        # init: the chunk's K [1, H, S, D] and Vt [1, H, D, S], grown by one token per step
         state_shapes = [[1, H, None, D], [1, H, D, None]]
     else:
         past, T = expanded_past(b, cfg, W)
-        base = b.op("Add", [T, S])  # int64 scalar: tokens attended after the chunk
-        total = b.op("Cast", [base], to=TensorProto.INT32)
-        seqlens = b.op("Reshape", [b.op("Sub", [total, b.c(1, np.int32)]), b.c([1])])
-        chunk_att = GroupQueryAttention(W, past, seqlens, total)
+        chunk_att = gqa_chunk(b, W, past, T, S)
+        base = chunk_att.base
         logits, rl_chunk = decoder(b, W, "input_ids", "position_ids", bias_l, chunk_att)
         state_in = [(f"step/past_key.{l}", f"step/past_value.{l}") for l in range(L)]
         total_i = bb.op("Cast", [bb.op("Add", [bb.op("Add", [base, it]), bb.c(1)])], to=TensorProto.INT32)

@@ -21,7 +21,7 @@ from mixsga.config import ModelConfig  # noqa: E402
 from mixsga.errors import UserError  # noqa: E402
 from mixsga.export import export_folder, export_onnx  # noqa: E402
 from mixsga.model import MixSGAForCausalLM  # noqa: E402
-from mixsga.onnx_graph import build, graph_stats, input_names, output_names  # noqa: E402
+from mixsga.onnx_graph import LONG_CHUNK, build, graph_stats, input_names, output_names  # noqa: E402
 
 CFG = ModelConfig(vocab_size=211, hidden_size=64, intermediate_size=96, num_layers=3, num_attention_heads=8,
                   num_kv_heads=4, head_dim=16, expert_group_sizes=(1, 2, 4))
@@ -356,8 +356,9 @@ def quant_agreement(ref_sess, quant_sess, seed):
 def test_quantized_cpu_weights(fp32, fp32_onnx, quantized, kind):
     path = quantized[kind]
     g = onnx.load(str(path)).graph
-    ops = [n.op_type for n in g.node]
-    if kind == "mixed":  # int8 q/K/V, o, gate, up; int4 down (chunk graph; the loop body is the same)
+    body = next(a.g for n in g.node if n.op_type == "Loop" for a in n.attribute if a.name == "body")
+    ops = [n.op_type for n in body.node]
+    if kind == "mixed":  # int8 q/K/V, o, gate, up; int4 down (a decode step; the chunk's are the same)
         assert ops.count("DynamicQuantizeMatMul") == 4 * L and ops.count("MatMulNBits") == L
         assert all(n.input[1].endswith("down.int4") for n in g.node if n.op_type == "MatMulNBits")
     else:
@@ -421,14 +422,16 @@ def test_tied_embedding_stored_once_as_int8(tied, tmp_path, kind):
     assert len(big) == 1
     b_name = big[0]
     users = sorted(n.op_type for n in all_nodes(g) if b_name in n.input)
-    assert users == ["DynamicQuantizeMatMul"] * 2 + ["Gather"] * 2  # chunk + decode step
+    assert users == ["DynamicQuantizeMatMul"] * 3 + ["Gather"] * 3  # long chunk, short chunk, decode step
     scale_name = next(n.input[2] for n in all_nodes(g) if n.op_type == "DynamicQuantizeMatMul" and n.input[1] == b_name)
     scale = inits[scale_name]
     deq = inits[b_name].T.astype(np.float32) * scale[:, None]
     assert np.all(np.abs(deq - w) <= scale[:, None] / 2 + 1e-7)
     np.testing.assert_allclose(scale, np.abs(w).max(1) / 127, rtol=1e-6)
     ids = [0, 17, 210, 17, 99]  # the lookup returns the dequantised rows (each with its own scale)
-    np.testing.assert_allclose(embedding_output(q, ids), deq[ids][None], atol=1e-6, rtol=0)
+    flat = tmp_path / "flat.onnx"  # the same lookup in a graph whose chunk is in the main graph (not in an If)
+    export_onnx(model, flat, "float32", kind, attention="expand")
+    np.testing.assert_allclose(embedding_output(flat, ids), deq[ids][None], atol=1e-6, rtol=0)
     top1, worst = quant_agreement(session(fp32_path), session(q), seed=200)
     assert top1 >= QUANT_TOP1_MIN, (kind, top1)
     assert worst < QUANT_LOGIT_ATOL[kind], (kind, worst)
@@ -556,21 +559,27 @@ def test_decode_step_node_budget(model):
                 assert ops.count("FusedMatMul") == 2 * blocks * n_layers
             else:
                 assert ops.count("GroupQueryAttention") == n_layers and "RotaryEmbedding" not in ops
-            assert stats["nodes"] > stats["step_nodes"]
+            if not compact:  # (the compact variant's chunk is in an If's branches)
+                assert stats["nodes"] > stats["step_nodes"]
             per[n_layers] = stats["step_nodes"]
         slope = (per[L] - per[1]) / (L - 1)
         assert slope <= per_layer, (dtype, weights, per)
 
 
 def test_compact_attention_reads_each_cache_as_stored(fp32_onnx):
-    """Attention work follows the bytes held: no node of the CPU graph expands or tiles a cache to H heads; each
-    past.{l}.{e} is read by the two Gathers that split it into its keys and values (once per run), and those
-    feed one Transpose each, whose outputs the chunk and every decode step multiply at H_e heads."""
+    """Attention work follows the bytes held: each past.{l}.{e} is split into its keys and values by two Gathers
+    (once per run), each feeding one Transpose whose output a short chunk (the If's else branch) and every decode
+    step multiply at H_e heads; only a long chunk (the then branch: a prompt's, GroupQueryAttention) expands the
+    caches to H heads. The decode loop's body expands nothing."""
     g = onnx.load(str(fp32_onnx)).graph
-    nodes = list(all_nodes(g))
-    assert not [n for n in nodes if n.op_type in ("Expand", "Tile", "GroupQueryAttention")]
+    (cond,) = [n for n in g.node if n.op_type == "If"]
+    branch = {a.name: a.g for a in cond.attribute}
+    body = next(a.g for n in g.node if n.op_type == "Loop" for a in n.attribute if a.name == "body")
+    for sub in (g, branch["else_branch"], body):
+        assert not [n for n in sub.node if n.op_type in ("Expand", "Tile", "GroupQueryAttention")], sub.name
+    assert [n.op_type for n in branch["then_branch"].node].count("GroupQueryAttention") == L
     users = {}
-    for n in nodes:
+    for n in list(g.node) + list(branch["else_branch"].node) + list(body.node):
         for i in n.input:
             users.setdefault(i, []).append(n)
     for l in range(L):
@@ -581,7 +590,7 @@ def test_compact_attention_reads_each_cache_as_stored(fp32_onnx):
                 (t,) = users[gather.output[0]]
                 assert t.op_type == "Transpose"
                 mm = [n.op_type for n in users[t.output[0]]]
-                assert mm.count("FusedMatMul") == 2, (l, e, mm)  # the chunk's and the decode step's
+                assert mm.count("FusedMatMul") == 2, (l, e, mm)  # the short chunk's and the decode step's
 
 
 @pytest.mark.parametrize("pct", [100, 50, 25])
@@ -595,7 +604,7 @@ def test_compact_attention_equals_expanded_cache_at_each_budget(model, fp32, tmp
     held = sum(t * h for t, h in zip(Ts[0], CFG.expert_kv_heads())) / (T * CFG.num_kv_heads)
     assert held == pytest.approx(pct / 100)  # test setup: the cache holds pct % of full KV
     expand = export_session(model, tmp_path / "expand.onnx", attention="expand")
-    for S, seed in [(1, 40), (5, 41)]:
+    for S, seed in [(1, 40), (5, 41), (LONG_CHUNK, 42)]:  # the last: GroupQueryAttention's chunk, then the loop
         ids, pos, past = random_case(CFG, S, Ts, T, seed)
         f = feeds(rt.as_feeds(past), ids, pos, BIASES[1], gen_steps=6)
         got, want = run(fp32, f), run(expand, f)
