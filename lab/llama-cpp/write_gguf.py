@@ -28,19 +28,14 @@ def main(ckpt, model_dir, out):
     sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     w = gguf.GGUFWriter(out, "llama")
     w.add_name("mixsga-default (dense, expert 0)")
-    w.add_context_length(cfg.max_position_embeddings)
-    w.add_embedding_length(cfg.hidden_size)
-    w.add_block_count(cfg.num_layers)
-    w.add_feed_forward_length(cfg.intermediate_size)
-    w.add_head_count(cfg.num_attention_heads)
-    w.add_head_count_kv(cfg.num_kv_heads)
-    w.add_key_length(cfg.head_dim)
-    w.add_value_length(cfg.head_dim)
-    w.add_rope_dimension_count(cfg.head_dim)
-    w.add_rope_freq_base(cfg.rope_theta)
-    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    w.add_vocab_size(cfg.vocab_size)
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    for add, value in [(w.add_context_length, cfg.max_position_embeddings), (w.add_embedding_length, cfg.hidden_size),
+                       (w.add_block_count, cfg.num_layers), (w.add_feed_forward_length, cfg.intermediate_size),
+                       (w.add_head_count, cfg.num_attention_heads), (w.add_head_count_kv, cfg.num_kv_heads),
+                       (w.add_key_length, cfg.head_dim), (w.add_value_length, cfg.head_dim),
+                       (w.add_rope_dimension_count, cfg.head_dim), (w.add_rope_freq_base, cfg.rope_theta),
+                       (w.add_layer_norm_rms_eps, cfg.rms_norm_eps), (w.add_vocab_size, cfg.vocab_size),
+                       (w.add_file_type, gguf.LlamaFileType.MOSTLY_F16)]:
+        add(value)
     vocab = gguf.LlamaHfVocab(Path(model_dir))
     tokens, scores, types = [], [], []
     for text, score, ttype in vocab.all_tokens():
