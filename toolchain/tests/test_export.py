@@ -91,6 +91,13 @@ def fp32(fp32_onnx):
 
 
 @pytest.fixture(scope="module")
+def expand(model, tmp_path_factory):
+    """The CPU variant with the CUDA variant's attention (caches expanded to H heads): today's graph before
+    issue 18, the reference of the compact attention."""
+    return export_session(model, tmp_path_factory.mktemp("expand") / "model.onnx", attention="expand")
+
+
+@pytest.fixture(scope="module")
 def fp16(model, tmp_path_factory):
     """The CUDA variant, run on ORT's CPU EP (every op in the graph has a CPU fp16 kernel)."""
     return export_session(model, tmp_path_factory.mktemp("fp16") / "model.cuda.onnx", "float16", "float16")
@@ -594,7 +601,7 @@ def test_compact_attention_reads_each_cache_as_stored(fp32_onnx):
 
 
 @pytest.mark.parametrize("pct", [100, 50, 25])
-def test_compact_attention_equals_expanded_cache_at_each_budget(model, fp32, tmp_path, pct):
+def test_compact_attention_equals_expanded_cache_at_each_budget(model, fp32, expand, pct):
     """The CPU graph's attention over the caches as stored gives today's results (attention="expand": every
     cache expanded to H heads, one GroupQueryAttention per layer) on caches filled to 100/50/25 % of full KV (the
     bench's expert mixes 1:0:0, 3:1:6, 0:0:1 of 4/2/1 KV heads), through a chunk and a decode loop."""
@@ -603,7 +610,6 @@ def test_compact_attention_equals_expanded_cache_at_each_budget(model, fp32, tmp
     Ts = [[T * r // sum(mix) for r in mix] for _ in range(L)]
     held = sum(t * h for t, h in zip(Ts[0], CFG.expert_kv_heads())) / (T * CFG.num_kv_heads)
     assert held == pytest.approx(pct / 100)  # test setup: the cache holds pct % of full KV
-    expand = export_session(model, tmp_path / "expand.onnx", attention="expand")
     for S, seed in [(1, 40), (5, 41), (LONG_CHUNK, 42)]:  # the last: GroupQueryAttention's chunk, then the loop
         ids, pos, past = random_case(CFG, S, Ts, T, seed)
         f = feeds(rt.as_feeds(past), ids, pos, BIASES[1], gen_steps=6)
