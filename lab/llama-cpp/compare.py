@@ -139,7 +139,9 @@ def main():
                                  "load1": os.getloadavg()[0]})
     med = {}
     for run in runs:
-        for k, v in {**run.get("graph", {}), **run.get("bench", {}), **run.get("infill", {})}.items():
+        spots = run.get("spots", {}).get("layouts", {}).get("psm", {})
+        typed = {f"{k} p50 ms": spots[k]["latencyMs"]["p50"] for k in ("typing", "newSpot") if k in spots}
+        for k, v in {**run.get("graph", {}), **run.get("bench", {}), **run.get("infill", {}), **typed}.items():
             med.setdefault(run["side"], {}).setdefault(k, []).append(v)
     med = {s: {k: statistics.median(v) for k, v in d.items()} for s, d in med.items()}
     quiet = max(load0[0], max(r["load1"] for r in runs)) < 3
