@@ -9,37 +9,20 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from mixsga import runtime as rt  # noqa: E402
-from mixsga.export import export_onnx  # noqa: E402
 from mixsga.onnx_graph import LONG_CHUNK  # noqa: E402
 from test_export import (BIASES, CFG, E, L, assert_matches_reference, copy_past, export_session, feeds,  # noqa: E402
-                         make_model, random_case, run, session)
+                         random_case, run)
+from test_export import fp32, fp32_onnx, model  # noqa: E402, F401 (the same module fixtures)
 
 
 @pytest.fixture(scope="module")
-def model():
-    return make_model()
-
-
-@pytest.fixture(scope="module")
-def fp32_onnx(model, tmp_path_factory):
-    p = tmp_path_factory.mktemp("compact") / "model.onnx"
-    export_onnx(model, p)
-    return p
-
-
-@pytest.fixture(scope="module")
-def fp32(fp32_onnx):
-    return session(fp32_onnx)
-
-
-@pytest.fixture(scope="module")
-def expand(model, tmp_path_factory):
+def expand(model, tmp_path_factory):  # noqa: F811
     """The CPU variant with the CUDA variant's attention (caches expanded to H heads): today's graph before
     issue 18, the reference of the compact attention."""
     return export_session(model, tmp_path_factory.mktemp("expand") / "model.onnx", attention="expand")
 
 
-def test_compact_attention_reads_each_cache_as_stored(fp32_onnx):
+def test_compact_attention_reads_each_cache_as_stored(fp32_onnx):  # noqa: F811
     """Attention work follows the bytes held: each past.{l}.{e} is split into its keys and values by two Gathers
     (once per run), each feeding one Transpose whose output a short chunk (the If's else branch) and every decode
     step multiply at H_e heads; only a long chunk (the then branch: a prompt's, GroupQueryAttention) expands the
@@ -67,7 +50,7 @@ def test_compact_attention_reads_each_cache_as_stored(fp32_onnx):
 
 
 @pytest.mark.parametrize("pct", [100, 50, 25])
-def test_compact_attention_equals_expanded_cache_at_each_budget(model, fp32, expand, pct):
+def test_compact_attention_equals_expanded_cache_at_each_budget(model, fp32, expand, pct):  # noqa: F811
     """The CPU graph's attention over the caches as stored gives today's results (attention="expand": every
     cache expanded to H heads, one GroupQueryAttention per layer) on caches filled to 100/50/25 % of full KV (the
     bench's expert mixes 1:0:0, 3:1:6, 0:0:1 of 4/2/1 KV heads), through a chunk and a decode loop."""
