@@ -192,7 +192,9 @@ export class EngineCore {
         stopIds: this.masks.stopIds, languageId: req.languageId, eol: req.eol,
       });
       // The graph may stop early only where the host rules stop for sure: at stop ids and, in single-line mode,
-      // at newline tokens (unless the healed text itself holds one).
+      // at newline tokens (unless the healed text itself holds one). Not at closing brackets: whether one ends the
+      // completion depends on what the completion itself opened and on the lexer state (strings, comments), which a
+      // fixed per-token mask cannot know; the trace's modelTokens vs generatedTokens shows the picks past a stop.
       const stopMask = !req.multiline && !prompt.healed.includes('\n') ? this.masks.singleLine : this.masks.eos;
       const firstMask = prompt.healed ? this.masks.healing(prompt.healed) : undefined;
       const placed = spot ? await this.placeView(req.docId, spot, trace, cancel, deadline) : undefined;

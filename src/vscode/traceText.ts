@@ -32,5 +32,5 @@ export function requestLogLine(tr: RequestTrace, languageId: string, debounceMs:
   const budget = summariseBudgetActions(tr.budgetActions);
   return `#${tr.requestId} ${languageId} ${tr.stopReason}: ${chars} chars in ${tr.totalMs.toFixed(0)} ms ` +
     `(prompt ${tr.reusedTokens} reused + ${tr.prefillTokens} computed, ${tr.prefillMs.toFixed(0)} ms; ` +
-    `${tr.generatedTokens} generated, +${tr.decodeMs.toFixed(0)} ms; debounce ${debounceMs} ms)` + (budget ? `; budget: ${budget}` : '');
+    `${tr.generatedTokens} generated of ${tr.modelTokens} picked, +${tr.decodeMs.toFixed(0)} ms; debounce ${debounceMs} ms)` + (budget ? `; budget: ${budget}` : '');
 }

@@ -29,6 +29,8 @@ export function describeTrace(t: ProviderTrace | undefined, state: HostState): s
       // decodeMs covers the further batches: neither is "per token".
       `Engine request #${e.requestId}: stopped by ${e.stopReason}; ${e.reusedTokens} prompt tokens reused from the KV cache, ` +
         `${e.prefillTokens} computed; first tokens after ${e.prefillMs.toFixed(0)} ms, ${e.generatedTokens} generated in all ` +
+        // picks past the host's stop (the graph's loop stops by itself only at stop ids and single-line newlines)
+        `of ${e.modelTokens} the model picked ` +
         `(${e.decodeMs.toFixed(0)} ms after the first batch); ${e.totalMs.toFixed(0)} ms in total.`,
     );
     if (e.noSuggestionReason) lines.push(`Engine: ${e.noSuggestionReason}`);

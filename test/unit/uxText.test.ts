@@ -46,6 +46,7 @@ test('thousands of budget actions become one short phrase; the request log line 
   const line = requestLogLine(tr, 'typescript', 120, 21);
   assert.ok(line.length < 300, `${line.length} chars: ${line}`);
   assert.match(line, /^#7 typescript newline: 21 chars in 125 ms \(prompt 1200 reused \+ 34 computed/);
+  assert.match(line, /; 9 generated of 16 picked, \+40 ms;/); // decode steps run vs tokens kept
   assert.match(line, / budget: demoted 83,800 token-layers/);
 });
 

@@ -22,14 +22,15 @@ ASSETS = Path(__file__).parent / "assets"
 PROTO_LIMIT = 1_800_000_000  # bytes of weights above which the graph is saved with external data (< 2 GB protobuf)
 
 
-def export_onnx(model, path, dtype="float32", weights="float32", external_data=None, embedding="auto") -> list:
+def export_onnx(model, path, dtype="float32", weights="float32", external_data=None, embedding="auto",
+                attention="auto") -> list:
     """Builds the graph of one variant into `path`. Returns the files written (the graph, plus `<name>.data`
-    with external data). external_data=None: only when the weights need it."""
+    with external data). external_data=None: only when the weights need it. attention: onnx_graph.build's."""
     import onnx
 
     path = Path(path)
     try:
-        proto = build(model.eval(), dtype, weights, embedding=embedding)
+        proto = build(model.eval(), dtype, weights, embedding=embedding, attention=attention)
     except ValueError as e:
         raise UserError(str(e)) from None
     n_bytes = sum(t.ByteSize() for t in proto.graph.initializer)
@@ -94,7 +95,7 @@ PINNED_BIAS = 30.0  # router logit margin of expert 0 in an age-cascade export
 
 
 def export_folder(ckpt, out, name=None, cuda=False, cpu_weights="float32", device="cpu", wait_tokenizer_s=0,
-                  cpu=True, cpu_embedding="auto"):
+                  cpu=True, cpu_embedding="auto", cpu_attention="auto"):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -106,7 +107,8 @@ def export_folder(ckpt, out, name=None, cuda=False, cpu_weights="float32", devic
         f.unlink()
     if cpu:
         t = time.time()
-        export_onnx(model, out / "model.cpu.onnx", "float32", cpu_weights, embedding=cpu_embedding)
+        export_onnx(model, out / "model.cpu.onnx", "float32", cpu_weights, embedding=cpu_embedding,
+                    attention=cpu_attention)
         timings["export_cpu_s"] = time.time() - t
         variants["cpu"] = {"file": "model.cpu.onnx", "kv_dtype": "float32", "weights": cpu_weights}
     if cuda:
@@ -135,7 +137,8 @@ def run(args):
     if args.skip_cpu and not args.cuda:
         raise UserError("--skip-cpu needs --cuda (a model folder needs at least one variant)")
     m, timings = export_folder(args.checkpoint, args.output, args.name, args.cuda, args.cpu_weights, device,
-                               args.wait_tokenizer, cpu=not args.skip_cpu, cpu_embedding=args.cpu_embedding)
+                               args.wait_tokenizer, cpu=not args.skip_cpu, cpu_embedding=args.cpu_embedding,
+                               cpu_attention=args.cpu_attention)
     sizes = {f: (Path(args.output) / f).stat().st_size for f in m["files"]}
     print(f"exported {args.checkpoint} -> {args.output}: " +
           ", ".join(f"{f} {s / 1e6:.1f} MB" for f, s in sizes.items()) +
@@ -158,6 +161,10 @@ def register(sub):
     p.add_argument("--cpu-embedding", choices=["auto", "int8", "float32"], default="auto",
                    help="with --cpu-weights int8|int4|mixed and tied embeddings: store the embedding/lm_head matrix once "
                         "as int8 with one scale per vocab row (auto = int8 when tied; float32 = keep it fp32)")
+    p.add_argument("--cpu-attention", choices=["auto", "compact", "expand"], default="auto",
+                   help="attention of model.cpu.onnx: compact (auto: over the per-expert caches as stored, work follows "
+                        "the bytes held) or expand (every cache expanded to H heads, one GroupQueryAttention per layer: "
+                        "the CUDA variant's, kept for comparisons)")
     p.add_argument("--skip-cpu", action="store_true", help="with --cuda: write only model.cuda.onnx")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device the checkpoint is loaded on (export itself runs on the CPU)")
     p.add_argument("--wait-tokenizer", type=float, default=0, metavar="S",

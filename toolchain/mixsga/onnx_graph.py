@@ -29,11 +29,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from mixsga import onnx_attention as oa
 from mixsga.errors import UserError
 
 OPSET = 17
 MS_OPSET = 1
 INT4_BLOCK = 32
+# a chunk of at least this many tokens goes through GroupQueryAttention over expanded caches in the CPU variant
+# (a prompt's chunk: one fused kernel per layer is faster there); shorter ones attend over the caches as stored
+LONG_CHUNK = 32
 FP = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
 NP = {"float32": np.float32, "float16": np.float16}
 
@@ -240,16 +244,42 @@ def skip_norm(b, resid, h, weight, eps):
     return out, total
 
 
-def decoder(b, W, ids, pos, past, seqlens, total, route_bias):
-    """All layers over one chunk. past[l] = (key, value) [1, H, T, D]; route_bias[l] = β_l + the run's route_bias
-    (fp32 [E]). Returns (last logits [1, V] fp32, presents (post-RoPE routed K/V of every token, [1, H, T+S, D]),
-    router logits x·φ_l without β [1, S, L*E] fp32)."""
+class GroupQueryAttention:
+    """Attention by ORT's fused GroupQueryAttention over a cache expanded to H heads (the fp16/CUDA variant, where
+    a decode step is bound by the nodes launched). past[l] = (key, value) [1, H, T, D]; keeps the presents (K/V
+    of every token after the chunk's, post-RoPE and routed: [1, H, T+S, D])."""
+
+    def __init__(self, W, past, seqlens, total):
+        self.W, self.past, self.seqlens, self.total, self.presents = W, past, seqlens, total, []
+
+    def __call__(self, b, l, qkv, pos):
+        W = self.W
+        att, pk, pv = b.ms("GroupQueryAttention", [qkv, "", "", self.past[l][0], self.past[l][1], self.seqlens,
+                                                   self.total, W.cos, W.sin, pos], n_out=3, num_heads=W.nq,
+                           kv_num_heads=W.H, scale=float(W.D) ** -0.5, do_rotary=1, rotary_interleaved=0)
+        self.presents.append((pk, pv))
+        return att
+
+
+def gqa_chunk(b, W, past, T, S):
+    """GroupQueryAttention for a chunk of S tokens over T past tokens (int64 scalars); .base = T + S."""
+    base = b.op("Add", [T, S])  # tokens attended after the chunk
+    total = b.op("Cast", [base], to=TensorProto.INT32)
+    att = GroupQueryAttention(W, past, b.op("Reshape", [b.op("Sub", [total, b.c(1, np.int32)]), b.c([1])]), total)
+    att.base = base
+    return att
+
+
+def decoder(b, W, ids, pos, route_bias, attention):
+    """All layers over one chunk. route_bias[l] = β_l + the run's route_bias (fp32 [E]); attention(b, l, qkv, pos)
+    attends the routed packed q|K|V of layer l. Returns (last logits [1, V] fp32, router logits x·φ_l without β
+    [1, S, L*E] fp32)."""
     cfg = W.cfg
     H, D, nq = W.H, W.D, W.nq
     P = nq + 2 * H
     eps = float(cfg.rms_norm_eps)
     h = embed(b, W, ids)
-    presents, logits_parts = [], []
+    logits_parts = []
     resid = None  # output of the previous sub-block, added to h by the next SkipSimplifiedLayerNormalization
     for l, lw in enumerate(W.layers):
         if resid is None:
@@ -264,11 +294,7 @@ def decoder(b, W, ids, pos, past, seqlens, total, route_bias):
         # every head of the token at its routed expert's resolution: [P, P] pooling matrix per token (q passes)
         heads = b.op("Reshape", [qkv, b.c([1, -1, P, D])])
         qkv = b.op("Reshape", [b.op("MatMul", [b.op("Gather", [W.pool, route]), heads]), b.c([1, -1, P * D])])
-        # packed q|K|V; RoPE (at position_ids: windowed caches are not contiguous) and the cache append inside
-        att, pk, pv = b.ms("GroupQueryAttention", [qkv, "", "", past[l][0], past[l][1], seqlens, total, W.cos, W.sin,
-                                                   pos], n_out=3, num_heads=nq, kv_num_heads=H,
-                           scale=float(D) ** -0.5, do_rotary=1, rotary_interleaved=0)
-        presents.append((pk, pv))
+        att = attention(b, l, qkv, pos)  # RoPE at position_ids (windowed caches are not contiguous)
         a = W.w.matmul(b, att, lw["o"])
         x, h = skip_norm(b, a, h, lw["ln_post"], eps)
         gate, up = W.w.matmul(b, x, lw["gate"]), W.w.matmul(b, x, lw["up"])
@@ -277,14 +303,36 @@ def decoder(b, W, ids, pos, past, seqlens, total, route_bias):
     last = b.ms("SkipSimplifiedLayerNormalization", [resid, h, W.final_norm], n_out=1, epsilon=eps)
     last = b.op("Gather", [last, b.c(-1)], axis=1)  # [1, hidden]: only the last position is scored
     logits = lm_head(b, W, last)
-    return logits, presents, b.op("Concat", logits_parts, axis=-1)
+    return logits, b.op("Concat", logits_parts, axis=-1)
 
 
 # ---------------------------------------------------------------------------------------------------- graph
 
-def build(model, dtype="float32", weights="float32", embedding="auto") -> onnx.ModelProto:
+def expanded_past(b, cfg, W):
+    """Past caches for GroupQueryAttention: per layer, every expert expanded back to H heads (each pooled head
+    repeated over its group), all experts concatenated along the token axis, split into key and value
+    [1, H, T, D]; and T (every layer holds the same number of past tokens: one entry per token per layer)."""
+    past = []
+    for l in range(cfg.num_layers):
+        parts = []
+        for e, g in enumerate(cfg.expert_group_sizes):
+            x = f"past.{l}.{e}"
+            if g > 1:
+                x = b.op("Expand", [b.op("Unsqueeze", [x, b.c([4])]), b.c([1, 1, 1, 1, g, 1])])
+                x = b.op("Reshape", [x, b.c([1, -1, 2, W.H, W.D])])
+            parts.append(x)
+        cat = b.op("Concat", parts, axis=1) if len(parts) > 1 else parts[0]
+        kvh = b.op("Transpose", [cat], perm=[2, 0, 3, 1, 4])  # [2, 1, H, T, D]
+        past.append((b.op("Gather", [kvh, b.c(0)], axis=0), b.op("Gather", [kvh, b.c(1)], axis=0)))
+    return past, b.op("Gather", [b.op("Shape", [past[0][0]]), b.c(2)], axis=0)
+
+
+def build(model, dtype="float32", weights="float32", embedding="auto", attention="auto") -> onnx.ModelProto:
     """The whole model file for one variant: dtype float32|float16 (activations, KV), weights float32|int8|int4|
-    mixed (CPU; mixed = int8 with int4 down projections) or the dtype itself; embedding auto|int8|float32 (tied embedding stored as int8 with quantised weights)."""
+    mixed (CPU; mixed = int8 with int4 down projections) or the dtype itself; embedding auto|int8|float32 (tied
+    embedding stored as int8 with quantised weights); attention auto|compact|expand: over the per-expert caches
+    as stored (onnx_attention.py; auto for float32, the CPU variant) or expanded to H heads into one fused
+    GroupQueryAttention per layer (auto for float16, the CUDA variant: fewer nodes per decode step)."""
     cfg = model.cfg
     assert cfg.is_mixsga, "export needs a mixSGA-converted model"
     if cfg.head_dim % 16:
@@ -293,6 +341,10 @@ def build(model, dtype="float32", weights="float32", embedding="auto") -> onnx.M
     if dtype == "float16" and weights not in ("float16", "float32"):
         raise ValueError("the float16 variant has float16 weights")
     weights = "float32" if weights in ("float16", "float32") else weights
+    if attention == "auto":
+        attention = "compact" if dtype == "float32" else "expand"
+    if attention not in ("compact", "expand"):
+        raise ValueError(f"attention must be auto, compact or expand (got {attention})")
     consts = Constants()
     W = ModelWeights(model, consts, dtype, weights, embedding)
     L, E, H, D = cfg.num_layers, cfg.num_experts, W.H, W.D
@@ -310,68 +362,82 @@ def build(model, dtype="float32", weights="float32", embedding="auto") -> onnx.M
         for e, he in enumerate(cfg.expert_kv_heads()):
             inputs.append(helper.make_tensor_value_info(f"past.{l}.{e}", kvt, [1, f"T_{l}_{e}", 2, he, D]))
 
-    # past caches: per layer, every expert expanded back to H heads (each pooled head repeated over its group),
-    # all experts concatenated along the token axis, split into key and value [1, H, T, D]
-    past = []
-    for l in range(L):
-        parts = []
-        for e, g in enumerate(groups):
-            x = f"past.{l}.{e}"
-            if g > 1:
-                x = b.op("Expand", [b.op("Unsqueeze", [x, b.c([4])]), b.c([1, 1, 1, 1, g, 1])])
-                x = b.op("Reshape", [x, b.c([1, -1, 2, H, D])])
-            parts.append(x)
-        cat = b.op("Concat", parts, axis=1) if len(parts) > 1 else parts[0]
-        kvh = b.op("Transpose", [cat], perm=[2, 0, 3, 1, 4])  # [2, 1, H, T, D]
-        past.append((b.op("Gather", [kvh, b.c(0)], axis=0), b.op("Gather", [kvh, b.c(1)], axis=0)))
-    # every layer holds the same number T of past tokens (one entry per token per layer)
-    T = b.op("Gather", [b.op("Shape", [past[0][0]]), b.c(2)], axis=0)
-    S = b.op("Gather", [b.op("Shape", ["input_ids"]), b.c(1)], axis=0)
-    base = b.op("Add", [T, S])  # int64 scalar: tokens attended after the chunk
-    total = b.op("Cast", [base], to=TensorProto.INT32)
-    seqlens = b.op("Reshape", [b.op("Sub", [total, b.c(1, np.int32)]), b.c([1])])
-
     # router bias per layer: β_l for the scores, β_l + route_bias for the argmax (fp32, once per run)
     beta = b.c(np.stack([lw["router_b"] for lw in W.layers]), np.float32)  # [L, E]
     bias = b.op("Add", [beta, "route_bias"])
     bias_l = [b.op("Gather", [bias, b.c(l)], axis=0) for l in range(L)]  # [E] each
-    logits, presents, rl_chunk = decoder(b, W, "input_ids", "position_ids", past, seqlens, total, bias_l)
+    S = b.op("Gather", [b.op("Shape", ["input_ids"]), b.c(1)], axis=0)
+    vi = helper.make_tensor_value_info
+    bb = Builder("step/", consts)  # the decode loop's body: one token per iteration
+    it, cond_in, tok = "step/iter", "step/cond_in", "step/token"
+    pos_next = b.op("Add", [b.op("Gather", ["position_ids", b.c([-1])], axis=1), b.c(1)])  # [1, 1]
+    pos = bb.op("Add", [pos_next, it])
+    if attention == "compact":
+        past = [oa.past_blocks(b, l, cfg.expert_kv_heads()) for l in range(L)]  # once per run, as stored
+        # The chunk: a long one (a prompt's) through GroupQueryAttention over the caches expanded to H heads (one
+        # fused kernel a layer, the fastest prefill), a short one (typing, the decode loop's first token) over
+        # the caches as stored; both give the loop its initial state (the chunk's K and Vt per layer).
+        branches = {}
+        for name in ("short", "long"):
+            bx = Builder(f"{name}/", consts)
+            if name == "short":
+                att = oa.ChunkAttention(bx, W, past, S)
+                lg0, rl0 = decoder(bx, W, "input_ids", "position_ids", bias_l, att)
+                chunk_kv = [x for blk in att.blocks for x in (blk.K, blk.Vt)]
+            else:
+                xpast, T = expanded_past(bx, cfg, W)
+                att = gqa_chunk(bx, W, xpast, T, S)
+                lg0, rl0 = decoder(bx, W, "input_ids", "position_ids", bias_l, att)
+                chunk_kv = oa.chunk_from_presents(bx, att.presents, bx.op("Reshape", [T, bx.c([1])]))
+            outs = [bx.op("Identity", [x]) for x in [lg0, rl0] + chunk_kv]
+            types = [TensorProto.FLOAT] * 2 + [kvt] * (2 * L)
+            branches[name] = helper.make_graph(bx.nodes, f"chunk_{name}", [], [vi(o, t, None) for o, t in zip(outs, types)])
+        long_chunk = b.op("Greater", [S, b.c(LONG_CHUNK - 1)])
+        res = b.op("If", [long_chunk], n_out=2 + 2 * L, then_branch=branches["long"], else_branch=branches["short"])
+        logits, rl_chunk, init = res[0], res[1], res[2:]
+        step_att = oa.StepAttention(b, W, past)
+        lg, rl_i = decoder(bb, W, tok, pos, bias_l, step_att)
+        state_in, state_out = step_att.state_in, step_att.state_out
+        # init: the chunk's K [1, H, S, D] and Vt [1, H, D, S], grown by one token per step
+        state_shapes = [[1, H, None, D], [1, H, D, None]]
+    else:
+        past, T = expanded_past(b, cfg, W)
+        chunk_att = gqa_chunk(b, W, past, T, S)
+        base = chunk_att.base
+        logits, rl_chunk = decoder(b, W, "input_ids", "position_ids", bias_l, chunk_att)
+        state_in = [(f"step/past_key.{l}", f"step/past_value.{l}") for l in range(L)]
+        total_i = bb.op("Cast", [bb.op("Add", [bb.op("Add", [base, it]), bb.c(1)])], to=TensorProto.INT32)
+        seqlens_i = bb.op("Reshape", [bb.op("Sub", [total_i, bb.c(1, np.int32)]), bb.c([1])])
+        step_att = GroupQueryAttention(W, state_in, seqlens_i, total_i)
+        lg, rl_i = decoder(bb, W, tok, pos, bias_l, step_att)
+        state_out = step_att.presents
+        # The loop's caches are buffers with room for every step: [1, H, T+S+gen_steps, D], the tail filled step
+        # by step at the index seqlens_k names. Why not grow them by one token per step: ONNX Runtime 1.29's CUDA
+        # GroupQueryAttention sizes a decode step's present like its past buffer (it expects a max-length
+        # buffer), so a growing cache lost every step's new key and value on the GPU (the CPU kernel grew it).
+        # Both kernels read only the first seqlens_k+1 positions, so the unfilled tail is never attended.
+        room = b.op("Concat", [b.c([0, 0, 0, 0, 0, 0]), b.op("Reshape", ["gen_steps", b.c([1])]), b.c([0])], axis=0)
+        init = [b.op("Pad", [x, room]) for p in chunk_att.presents for x in p]
+        state_shapes = [[1, H, None, D], [1, H, None, D]]
 
     first = b.op("ArgMax", [b.op("Add", [logits, "first_mask"])], axis=-1, keepdims=0)  # [1]
     cond0 = b.op("Reshape", [b.op("Not", [b.op("Gather", ["stop_mask", first])]), b.c([], np.int64)])
-    pos_next = b.op("Add", [b.op("Gather", ["position_ids", b.c([-1])], axis=1), b.c(1)])  # [1, 1]
-
-    # ---- the decode loop body: one token per iteration, KV cache carried on the device. It emits only what
-    # cannot be had afterwards: the picked token and the router logits; routes and K/V are read after the loop
-    bb = Builder("step/", consts)
-    it, cond_in, tok = "step/iter", "step/cond_in", "step/token"
-    state_in = [(f"step/past_key.{l}", f"step/past_value.{l}") for l in range(L)]
-    pos = bb.op("Add", [pos_next, it])
-    total_i = bb.op("Cast", [bb.op("Add", [bb.op("Add", [base, it]), bb.c(1)])], to=TensorProto.INT32)
-    seqlens_i = bb.op("Reshape", [bb.op("Sub", [total_i, bb.c(1, np.int32)]), bb.c([1])])
-    lg, pres, rl_i = decoder(bb, W, tok, pos, state_in, seqlens_i, total_i, bias_l)
+    # ---- the decode loop body emits only what cannot be had afterwards: the picked token and the router
+    # logits; routes and K/V are read after the loop
     nxt = bb.op("ArgMax", [lg], axis=-1, keepdims=0)  # [1]
     cond_out = bb.op("Reshape", [bb.op("Not", [bb.op("Gather", ["stop_mask", nxt])]), bb.c([], np.int64)])
     nxt2 = bb.op("Reshape", [nxt, bb.c([1, 1])])
-    vi = helper.make_tensor_value_info
     body_in = [vi(it, TensorProto.INT64, []), vi(cond_in, TensorProto.BOOL, []), vi(tok, TensorProto.INT64, [1, 1])]
     for k, v in state_in:
-        body_in += [vi(k, kvt, [1, H, None, D]), vi(v, kvt, [1, H, None, D])]
+        body_in += [vi(k, kvt, state_shapes[0]), vi(v, kvt, state_shapes[1])]
     body_out = [vi(cond_out, TensorProto.BOOL, []), vi(nxt2, TensorProto.INT64, [1, 1])]
-    for k, v in pres:
-        body_out += [vi(k, kvt, [1, H, None, D]), vi(v, kvt, [1, H, None, D])]
+    for k, v in state_out:
+        body_out += [vi(k, kvt, state_shapes[0]), vi(v, kvt, state_shapes[1])]
     body_out += [vi(nxt, TensorProto.INT64, [1]), vi(rl_i, TensorProto.FLOAT, [1, 1, L * E])]
     body = helper.make_graph(bb.nodes, "decode_step", body_in, body_out)
 
     first2 = b.op("Reshape", [first, b.c([1, 1])])
-    # The loop's caches are buffers with room for every step: [1, H, T+S+gen_steps, D], the tail filled step by
-    # step at the index seqlens_k names. Why not grow them by one token per step: ONNX Runtime 1.29's CUDA
-    # GroupQueryAttention sizes a decode step's present like its past buffer (it expects a max-length buffer),
-    # so a growing cache lost every step's new key and value on the GPU (the CPU kernel grew it). Both kernels
-    # read only the first seqlens_k+1 positions, so the unfilled tail is never attended.
-    room = b.op("Concat", [b.c([0, 0, 0, 0, 0, 0]), b.op("Reshape", ["gen_steps", b.c([1])]), b.c([0])], axis=0)
-    buffers = [b.op("Pad", [x, room]) for p in presents for x in p]
-    loop_in = ["gen_steps", cond0, first2] + buffers
+    loop_in = ["gen_steps", cond0, first2] + init
     n_state = 1 + 2 * L
     outs = b.op("Loop", loop_in, n_out=n_state + 2, body=body)
     final = outs[1:n_state]  # the caches after the last step: key, value of layer 0, 1, ...
@@ -388,15 +454,19 @@ def build(model, dtype="float32", weights="float32", embedding="auto") -> onnx.M
                                     ["scores"], name="scores"))
     b.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
     b.nodes.append(helper.make_node("Identity", [tokens], ["tokens"], name="tokens_out"))
-    # K/V of the processed tokens = positions T .. T+N-1 of the final caches (as attention saw them: routed,
-    # post-RoPE); N = the chunk plus the steps the loop ran (the buffers' tail past it was never written)
-    N = b.op("Gather", [b.op("Shape", [rl_all]), b.c(0)], axis=0)
-    kv_all = b.op("Slice", [b.op("Concat", final, axis=0), b.op("Reshape", [T, b.c([1])]),
+    if attention == "compact":
+        kv = oa.kv_all(b, list(zip(final[0::2], final[1::2])))
+    else:
+        # K/V of the processed tokens = positions T .. T+N-1 of the final caches (as attention saw them: routed,
+        # post-RoPE); N = the chunk plus the steps the loop ran (the buffers' tail past it was never written)
+        N = b.op("Gather", [b.op("Shape", [rl_all]), b.c(0)], axis=0)
+        kv = b.op("Slice", [b.op("Concat", final, axis=0), b.op("Reshape", [T, b.c([1])]),
                             b.op("Reshape", [b.op("Add", [T, N]), b.c([1])]), b.c([2])])
-    kv_all = b.op("Transpose", [b.op("Reshape", [kv_all, b.c([L, 2, H, -1, D])])], perm=[0, 3, 1, 2, 4])  # [L, N, 2, H, D]
+        kv = b.op("Transpose", [b.op("Reshape", [kv, b.c([L, 2, H, -1, D])])], perm=[0, 3, 1, 2, 4])
+    # kv [L, N, 2, H, D]
     for e, g in enumerate(groups):
         idx = b.op("Transpose", [b.op("NonZero", [b.op("Equal", [route_all, b.c(e)])])], perm=[1, 0])  # [n_e, 2]
-        x = b.op("GatherND", [kv_all, idx])  # [n_e, 2, H, D], ordered by layer, then token
+        x = b.op("GatherND", [kv, idx])  # [n_e, 2, H, D], ordered by layer, then token
         if g > 1:  # the pooled heads sit at 0, g, 2g, ... of the expanded K/V
             x = b.op("Slice", [x, b.c([0]), b.c([H]), b.c([2]), b.c([g])])
         b.nodes.append(helper.make_node("Identity", [x], [f"kv.{e}"], name=f"kv.{e}"))
