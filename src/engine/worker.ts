@@ -29,8 +29,8 @@ const collect = (type: 'minor' | 'major' = 'major') => (globalThis as { gc?: Gc 
 /** Run outputs (KV, logits) are copied into the caches and dropped, but V8 frees their buffers only at a collection
  * it starts by its own measure, tens of MB later (docs/soak.md). So after a call, with nothing else queued, the
  * engine collects the young generation (where the outputs are) once the array buffers exceed what the caches
- * allocate by more than this (MIXSGA_GC_GARBAGE_MB; 0 = leave it to V8), and everything if that was not enough. */
-const garbageLimit = Number(process.env.MIXSGA_GC_GARBAGE_MB ?? 0) * 2 ** 20;
+ * allocate by more than this (MIXSGA_GC_GARBAGE_MB, default 8; 0 = leave it to V8), and everything if that was not enough. */
+const garbageLimit = Number(process.env.MIXSGA_GC_GARBAGE_MB ?? 8) * 2 ** 20;
 const gcStats = { minor: 0, major: 0, ms: 0 };
 function collectGarbageOutputs(c: EngineCore): void {
   if (!(garbageLimit > 0) || cancels.size > 0 || stopping) return;
