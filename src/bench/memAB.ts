@@ -20,9 +20,9 @@ const ORT_SET: Config[] = [
 ];
 const HEAP_SET: Config[] = [
   { name: 'before: mmap threshold 128 KB, no collection', env: { ...LEAN_MALLOC_ENV, MALLOC_MMAP_THRESHOLD_: '131072', MIXSGA_GC_GARBAGE_MB: '0' } },
-  { name: 'mmap threshold 128 KB, collect outputs over 8 MB', env: { ...LEAN_MALLOC_ENV, MALLOC_MMAP_THRESHOLD_: '131072', MIXSGA_GC_GARBAGE_MB: '8' } },
+  { name: 'mmap threshold 128 KB, collect outputs over 16 MB', env: { ...LEAN_MALLOC_ENV, MALLOC_MMAP_THRESHOLD_: '131072', MIXSGA_GC_GARBAGE_MB: '16' } },
   { name: 'mmap threshold 32 KB, no collection', env: { ...LEAN_MALLOC_ENV, MALLOC_MMAP_THRESHOLD_: '32768', MIXSGA_GC_GARBAGE_MB: '0' } },
-  { name: 'shipped: mmap threshold 32 KB, collect outputs over 8 MB', env: { ...LEAN_MALLOC_ENV, MALLOC_MMAP_THRESHOLD_: '32768', MIXSGA_GC_GARBAGE_MB: '8' } },
+  { name: 'shipped: mmap threshold 32 KB, collect outputs over 16 MB', env: { ...LEAN_MALLOC_ENV, MALLOC_MMAP_THRESHOLD_: '32768', MIXSGA_GC_GARBAGE_MB: '16' } },
 ];
 
 const rss = (pid?: number) => processRssMB(pid) ?? NaN;

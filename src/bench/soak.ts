@@ -105,7 +105,7 @@ async function main(): Promise<void> {
 
   const requests: { t: number; ms: number; stop: string; prefill: number; reused: number }[] = [];
   const samples: { t: number; rssMB?: number; heapSegmentMB?: number; hostRssMB: number; kvAllocatedMB: number; budgetMB: number; docs: number; requests: number;
-    engineHeapMB?: number; engineArrayBuffersMB?: number; gcMinor?: number; gcMajor?: number; gcMs?: number }[] = [];
+    engineHeapMB?: number; engineArrayBuffersMB?: number; gcCount?: number; gcMs?: number }[] = [];
   const marks: { minute: number; rssMB?: number; afterClearMB?: number }[] = [];
   let overBudget = 0, maxFill = 0, cur = docs[0], budgetMB = baseMB, actions: Record<string, number> = {};
   const markAt = nums(a, 'marks', [15, 30, 45, 60]).filter((m) => m <= minutes);
@@ -123,7 +123,7 @@ async function main(): Promise<void> {
     const seg = processHeapSegmentMB(eng.pid);
     samples.push({ t: r2(tmin()), rssMB: rssMB(eng.pid), heapSegmentMB: seg && r2(seg), hostRssMB: r2(process.memoryUsage().rss / MB), kvAllocatedMB: r2(m.usedBytes / MB),
       budgetMB: r2(m.budgetBytes / MB), docs: m.docs.length, requests: requests.length,
-      engineHeapMB: m.process?.heapUsedMB, engineArrayBuffersMB: m.process?.arrayBuffersMB, gcMinor: m.gc?.minor, gcMajor: m.gc?.major, gcMs: m.gc?.ms });
+      engineHeapMB: m.process?.heapUsedMB, engineArrayBuffersMB: m.process?.arrayBuffersMB, gcCount: m.gc?.count, gcMs: m.gc?.ms });
   };
   const request = (d: Doc, signal?: AbortSignal): Promise<void> => {
     const other = docs[Math.floor(rand() * docs.length)];

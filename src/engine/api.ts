@@ -102,7 +102,7 @@ export interface MemoryReport {
   /** The engine process's memory (MB): resident, JS heap, external and array buffers (absent while not running). */
   process?: { rssMB: number; heapUsedMB: number; externalMB: number; arrayBuffersMB: number };
   /** Collections the engine started for dropped run outputs, and their total time (docs/soak.md). */
-  gc?: { minor: number; major: number; ms: number };
+  gc?: { count: number; ms: number };
 }
 
 export type EngineState =
