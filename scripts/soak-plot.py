@@ -29,6 +29,8 @@ def main() -> None:
     t = [x["t"] for x in s]
     fig, ax = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
     ax[0].plot(t, [x.get("rssMB") for x in s], label="engine process RSS")
+    if any(x.get("heapSegmentMB") is not None for x in s):
+        ax[0].plot(t, [x.get("heapSegmentMB") for x in s], color="purple", lw=0.8, label="of it: malloc's main heap ([heap])")
     if d.get("idleMB"):
         ax[0].axhline(d["idleMB"], color="grey", ls="--", label=f"idle {d['idleMB']:.0f} MB")
     marks = d.get("marks", [])

@@ -94,6 +94,15 @@ export function processRssMB(pid: number | undefined): number | undefined {
   } catch { return undefined; }
 }
 
+/** Resident size of a process's [heap] mapping in MB (glibc's main malloc arena, grown with brk), or undefined. */
+export function processHeapSegmentMB(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    const m = /\[heap\]\n(?:.*\n)*?Rss:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/smaps`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch { return undefined; }
+}
+
 export function machineFacts(): Record<string, unknown> {
   const cpus = os.cpus();
   let load: number[] = [];

@@ -1,5 +1,6 @@
 // `npm run soak -- [--minutes 60] [--docs 50] [--seed 1] [--out FILE] [--model DIR] [--budget-mb 64] [--marks 15,30,45,60]
-//   [--ort-defaults]` (ORT's arena and memory patterns on, glibc malloc defaults: the memory settings before, for A/B)
+//   [--ort-defaults] [--child-env K=V,K=V]` (--ort-defaults: ORT's arena and memory patterns on, glibc malloc defaults, the
+//   memory settings before; --child-env: variables set over the engine process's usual ones; both for A/B)
 // (bundled to dist/soak.js). A long working day in fast motion against the real engine process (EngineClient,
 // child process, the shipped model on the CPU): documents of 200–20k tokens made of this repository's own code,
 // typing bursts with completions, edits above the cursor, file switches with background prefill, closes, aborted
@@ -12,9 +13,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { EngineClient } from '../engine/client';
+import { EngineClient, LEAN_MALLOC_ENV } from '../engine/client';
 import type { CompletionRequest } from '../engine/api';
-import { ROOT, defaultModelDir, machineFacts, nums, parseArgs, percentile, processRssMB, r2, str, int, writeResult } from './common';
+import { ROOT, defaultModelDir, machineFacts, nums, parseArgs, percentile, processHeapSegmentMB, processRssMB, r2, str, int, writeResult } from './common';
 
 const MB = 2 ** 20;
 
@@ -79,8 +80,14 @@ async function main(): Promise<void> {
   fs.copyFileSync(path.join(__dirname, 'worker.js'), workerPath);
   process.on('exit', () => { try { fs.unlinkSync(workerPath); } catch { /* gone */ } });
   const ortDefaults = a['ort-defaults'] === true;
+  const childEnv: Record<string, string> = {};
+  for (const kv of str(a, 'child-env', '').split(',').filter(Boolean)) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new Error(`--child-env wants KEY=VALUE pairs separated by commas, got "${kv}"`);
+    childEnv[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
   const eng = await EngineClient.start({ modelDir, device: 'cpu', kvBudgetBytes: baseMB * MB, workerPath,
-    ...(ortDefaults ? { childEnv: { MIXSGA_ORT_MEM: 'arena,patterns' } } : {}) });
+    childEnv: ortDefaults ? { MIXSGA_ORT_MEM: 'arena,patterns', ...childEnv } : { ...LEAN_MALLOC_ENV, ...childEnv } });
   if (eng.state.kind !== 'ready') throw new Error(`engine ${eng.state.kind}: ${JSON.stringify(eng.state)}`);
   let crashes = 0;
   const crashLog: { t: number; state: string }[] = [];
@@ -97,8 +104,8 @@ async function main(): Promise<void> {
   const idleMB = rssMB(eng.pid);
 
   const requests: { t: number; ms: number; stop: string; prefill: number; reused: number }[] = [];
-  const samples: { t: number; rssMB?: number; hostRssMB: number; kvAllocatedMB: number; budgetMB: number; docs: number; requests: number;
-    engineHeapMB?: number; engineArrayBuffersMB?: number }[] = [];
+  const samples: { t: number; rssMB?: number; heapSegmentMB?: number; hostRssMB: number; kvAllocatedMB: number; budgetMB: number; docs: number; requests: number;
+    engineHeapMB?: number; engineArrayBuffersMB?: number; gcCount?: number; gcMs?: number }[] = [];
   const marks: { minute: number; rssMB?: number; afterClearMB?: number }[] = [];
   let overBudget = 0, maxFill = 0, cur = docs[0], budgetMB = baseMB, actions: Record<string, number> = {};
   const markAt = nums(a, 'marks', [15, 30, 45, 60]).filter((m) => m <= minutes);
@@ -113,9 +120,10 @@ async function main(): Promise<void> {
   };
   const sample = async () => {
     const m = await checkBudget();
-    samples.push({ t: r2(tmin()), rssMB: rssMB(eng.pid), hostRssMB: r2(process.memoryUsage().rss / MB), kvAllocatedMB: r2(m.usedBytes / MB),
+    const seg = processHeapSegmentMB(eng.pid);
+    samples.push({ t: r2(tmin()), rssMB: rssMB(eng.pid), heapSegmentMB: seg && r2(seg), hostRssMB: r2(process.memoryUsage().rss / MB), kvAllocatedMB: r2(m.usedBytes / MB),
       budgetMB: r2(m.budgetBytes / MB), docs: m.docs.length, requests: requests.length,
-      engineHeapMB: m.process?.heapUsedMB, engineArrayBuffersMB: m.process?.arrayBuffersMB });
+      engineHeapMB: m.process?.heapUsedMB, engineArrayBuffersMB: m.process?.arrayBuffersMB, gcCount: m.gc?.count, gcMs: m.gc?.ms });
   };
   const request = (d: Doc, signal?: AbortSignal): Promise<void> => {
     const other = docs[Math.floor(rand() * docs.length)];
@@ -146,7 +154,7 @@ async function main(): Promise<void> {
     const base = at(markAt[0]);
     const vsFirst = markAt.map((m) => ({ minute: m, rssMB: at(m) ?? null, vsFirstMark: base && at(m) ? r2(at(m)! / base - 1) : null }));
     return {
-      tool: 'soak', done, flags: { minutes, docs: nDocs, seed, budgetMB: baseMB, model: modelDir, device: 'cpu', marks: markAt, ortDefaults },
+      tool: 'soak', done, flags: { minutes, docs: nDocs, seed, budgetMB: baseMB, model: modelDir, device: 'cpu', marks: markAt, ortDefaults, childEnv },
       machine: facts,
       loadavgAtEnd: os.loadavg().map(r2),
       elapsedMin: r2(tmin()), requests: requests.length, actions, crashes, crashLog, overBudgetMoments: overBudget,

@@ -107,6 +107,8 @@ export interface MemoryReport {
   cascade?: { spec: string; band: number; sinks: number; tiers: { name: string; tokens: number; bytes: number }[] };
   /** The engine process's memory (MB): resident, JS heap, external and array buffers (absent while not running). */
   process?: { rssMB: number; heapUsedMB: number; externalMB: number; arrayBuffersMB: number };
+  /** Collections the engine started for dropped run outputs, and their total time (docs/soak.md). */
+  gc?: { count: number; ms: number };
 }
 
 export type EngineState =

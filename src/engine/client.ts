@@ -31,10 +31,11 @@ export interface EngineStartOptions extends EngineOptions {
 
 /**
  * glibc malloc settings for the engine process: few arenas (ORT's thread pool otherwise gets one each, and freed
- * memory stays in them) and a fixed mmap threshold, so large buffers (KV arrays, run outputs) are mmapped and go
- * back to the system when freed (the default threshold rises after the first such free, and then they stay).
+ * memory stays in them) and a fixed, low mmap threshold, so buffers from 32 KB up (KV arrays, run outputs: logits are
+ * 125 KB) are mmapped and go back to the system when freed; in the main heap they fragmented it and it grew with
+ * every few hundred requests (docs/soak.md). The default threshold also rises after the first large free.
  */
-export const LEAN_MALLOC_ENV: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '1048576' };
+export const LEAN_MALLOC_ENV: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '32768', MALLOC_TRIM_THRESHOLD_: '1048576' };
 
 interface Pending { call: Call; resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
 

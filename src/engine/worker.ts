@@ -22,8 +22,25 @@ let core: EngineCore | undefined;
 let stopping = false;
 let created: Promise<EngineCore | undefined> = Promise.resolve(undefined);
 
-/** Collects garbage now (the process runs with --expose-gc): dropped KV arrays go back to the system at once. */
+/** Collects garbage now (the process runs with --expose-gc): dropped KV arrays go back to the system at once. A
+ * plain gc() (all available garbage): gc({ type: 'major' }) left the ArrayBuffers of dropped outputs counted and
+ * resident (test/integration/outputGarbage.test.ts). */
 const collect = () => (globalThis as { gc?: () => void }).gc?.();
+
+/** Run outputs (KV, logits) are copied into the caches and dropped, but V8 frees their buffers only at a collection
+ * it starts by its own measure, tens of MB later (docs/soak.md). So after a call, with nothing else queued, the
+ * engine collects once the array buffers exceed what the caches allocate by more than this (MIXSGA_GC_GARBAGE_MB,
+ * default 16; 0 = leave it to V8). */
+const garbageLimit = Number(process.env.MIXSGA_GC_GARBAGE_MB ?? 16) * 2 ** 20;
+const gcStats = { count: 0, ms: 0 };
+function collectGarbageOutputs(c: EngineCore): void {
+  if (!(garbageLimit > 0) || cancels.size > 0 || stopping) return;
+  if (process.memoryUsage().arrayBuffers - c.budget.used() <= garbageLimit) return;
+  const t = performance.now();
+  collect();
+  gcStats.count++;
+  gcStats.ms += performance.now() - t;
+}
 
 async function handle(c: EngineCore, id: number, call: Call, token: CancelToken): Promise<unknown> {
   switch (call.method) {
@@ -64,7 +81,7 @@ function onMessage(m: Exclude<ToWorker, { type: 'init' }>): void {
   }
   const c = core;
   if (call.method === 'memory') { // read-only: answered at once, not behind a running request
-    post({ type: 'result', id, ok: true, value: c.memory() });
+    post({ type: 'result', id, ok: true, value: { ...c.memory(), gc: { ...gcStats, ms: Math.round(gcStats.ms) } } });
     return;
   }
   if (call.method === 'complete' || call.method === 'prefill') {
@@ -85,6 +102,7 @@ function onMessage(m: Exclude<ToWorker, { type: 'init' }>): void {
       post({ type: 'result', id, ok: false, error: (e as Error).message });
     } finally {
       cancels.delete(id);
+      collectGarbageOutputs(c);
     }
   });
 }
