@@ -6,6 +6,7 @@
 //   node dist/bench.js --suite gpu --model DIR --device cuda|cpu [--variant cpu|cuda] [--budgets 100,75,50,25] [--quick]
 // Exit codes: 0 ok, 1 error, 2 the benchmark cannot run as asked here (e.g. CUDA unavailable; the reason is printed).
 import '../engine/fp16Guard'; // before onnxruntime-common loads: Node ≥ 24 Float16Array pitfall (session.ts)
+import * as os from 'node:os';
 import { parseArgs, str, defaultModelDir, machineFacts, writeResult, UnavailableError } from './common';
 import { runCompletionSuite, printCompletion } from './completion';
 import { runGpuSuite, printGpu } from './gpu';
@@ -35,7 +36,7 @@ async function main(): Promise<number> {
     const { result, device, model } = await run(a);
     const data = { ...result, machine, argv: process.argv.slice(2),
       note: 'timings are wall clock on this machine; see machine.loadavgAtStart for other load' };
-    data.machine = { ...machine, loadavgAtEnd: require('node:os').loadavg() };
+    data.machine = { ...machine, loadavgAtEnd: os.loadavg() };
     print(data);
     const suffix = suite === 'gpu' ? 'gpu' + (a.quick ? '-quick' : '') : ['spots', 'suffix', 'lines'].includes(suite) ? suite : '';
     const file = writeResult(typeof a.out === 'string' ? a.out : undefined, device, model, suffix, data);

@@ -60,7 +60,6 @@ export const r2 = (x: number) => (Number.isFinite(x) ? Math.round(x * 100) / 100
 
 export function ortVersion(): string {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const p = require.resolve('onnxruntime-node/package.json');
     return JSON.parse(fs.readFileSync(p, 'utf8')).version;
   } catch { return 'unknown'; }

@@ -61,7 +61,9 @@ export async function runCompletionSuite(a: Args): Promise<{ result: Record<stri
     const log = (s: string) => process.stderr.write(s);
     log(`[bench] engine ready on ${st.device} in ${r2(startMs)} ms; warm ×${iterations}\n`);
     const wf = files[0];
-    let { prefix, suffix } = cursorAt(wf.text, 0.75);
+    const spot = cursorAt(wf.text, 0.75);
+    const suffix = spot.suffix;
+    let prefix = spot.prefix;
     await eng.complete(req('bench:warm', wf, prefix, suffix)); // opening the file: the cache fills (not timed)
     const typing = ' // keep the cache warm while typing at the end of this line';
     for (let i = 0; i < iterations; i++) {

@@ -12,12 +12,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type * as ortTypes from 'onnxruntime-node';
-import { loadManifest, Manifest, Variant } from '../engine/manifest';
+import { loadManifest, Variant } from '../engine/manifest';
 import { cudaUnavailableReason } from '../engine/session';
 import { DocCache, KvShape, bytesPerElem } from '../engine/kvStore';
 import { ModelRunner, RunRequest } from '../engine/runner';
 import { f32ToF16 } from '../engine/fp16';
 import { Args, UnavailableError, gpuMemUsedMiB, int, nums, r2, stats, str, table } from './common';
+import { splitProfile } from './ortProfile';
+import { transferProbe } from './transferProbe';
 
 const FIXED_RATIOS: Record<number, number[]> = { 100: [1, 0, 0], 75: [1, 1, 0], 50: [3, 1, 6], 25: [0, 0, 1] };
 
@@ -70,143 +72,6 @@ function syntheticDoc(shape: KvShape, T: number, ratios: number[]): DocCache {
 
 const kvBytes = (doc: DocCache, shape: KvShape) =>
   doc.segs.reduce((s, row) => s + row.reduce((x, seg) => x + seg.n * seg.row * bytesPerElem(shape.dtype), 0), 0);
-
-// ---- transfer probe: one-node ONNX graphs encoded by hand (protobuf) ----
-function varint(n: number): number[] { const b: number[] = []; while (n > 127) { b.push((n & 127) | 128); n = Math.floor(n / 128); } b.push(n); return b; }
-const fld = (f: number, payload: number[] | string): number[] => {
-  const p = typeof payload === 'string' ? [...Buffer.from(payload, 'utf8')] : payload;
-  return [...varint((f << 3) | 2), ...varint(p.length), ...p];
-};
-const vfld = (f: number, v: number): number[] => [...varint(f << 3), ...varint(v)];
-function probeModel(op: 'Identity' | 'ReduceMax', elem: number): Uint8Array {
-  const vi = (name: string, withShape: boolean) => fld(1, name).concat(fld(2, fld(1, [...vfld(1, elem), ...(withShape ? fld(2, fld(1, fld(2, 'N'))) : [])])));
-  const attr = op === 'ReduceMax' ? fld(5, [...fld(1, 'keepdims'), ...vfld(3, 0), ...vfld(20, 2)]) : [];
-  const node = [...fld(1, 'X'), ...fld(2, 'Y'), ...fld(3, 'n0'), ...fld(4, op), ...attr];
-  const graph = [...fld(1, node), ...fld(2, 'probe'), ...fld(11, vi('X', true)), ...fld(12, vi('Y', op === 'Identity'))];
-  return Uint8Array.from([...vfld(1, 8), ...fld(8, vfld(2, 13)), ...fld(7, graph)]);
-}
-
-async function transferProbe(ort: typeof ortTypes, opts: ortTypes.InferenceSession.SessionOptions, dtype: 'float16' | 'float32') {
-  const elem = dtype === 'float16' ? 10 : 1, bpe = dtype === 'float16' ? 2 : 4;
-  const sizesMB = [1, 8, 32];
-  const res: Record<string, unknown> = {};
-  try {
-    const h2d = await ort.InferenceSession.create(probeModel('ReduceMax', elem), opts);
-    const rt = await ort.InferenceSession.create(probeModel('Identity', elem), opts);
-    const measure = async (s: ortTypes.InferenceSession, mb: number) => {
-      const n = Math.floor((mb * 2 ** 20) / bpe);
-      const data = dtype === 'float16' ? new Uint16Array(n) : new Float32Array(n);
-      const feed = { X: new ort.Tensor(dtype, data, [n]) };
-      for (let i = 0; i < 2; i++) await s.run(feed);
-      const ts: number[] = [];
-      for (let i = 0; i < 5; i++) { const t = performance.now(); await s.run(feed); ts.push(performance.now() - t); }
-      return stats(ts).p50;
-    };
-    const rows = [];
-    for (const mb of sizesMB) rows.push({ MB: mb, h2dOnlyMs: r2(await measure(h2d, mb)), roundTripMs: r2(await measure(rt, mb)) });
-    const a = rows[0], b = rows[rows.length - 1], dMB = (b.MB - a.MB) * 2 ** 20 / 1e9; // GB
-    const h2dGBs = dMB / ((b.h2dOnlyMs - a.h2dOnlyMs) / 1000);
-    const rtGBs = dMB / ((b.roundTripMs - a.roundTripMs) / 1000);
-    const d2hGBs = 1 / (1 / rtGBs - 1 / h2dGBs);
-    Object.assign(res, { rows, h2dGBs: r2(h2dGBs), d2hGBs: r2(d2hGBs), roundTripGBs: r2(rtGBs),
-      note: 'slope between the smallest and largest size; ReduceMax graph = host→device only, Identity = both ways (plus a device copy)' });
-    await h2d.release(); await rt.release();
-  } catch (e) { res.error = (e as Error).message.split('\n')[0]; }
-  return res;
-}
-
-// ---- ORT profile parsing ----
-// The profile of a large model is big: every node of every profiled run is one event carrying its shapes and
-// thread stats (~1 KB), so a 1.1B-parameter graph over ~100 profiled runs writes more than Node's maximum string
-// length (~512 MiB) and `JSON.parse(readFileSync())` fails. The file is therefore read in 16 MiB blocks and
-// scanned byte by byte for the top-level objects of its JSON array; each object is parsed on its own and only the
-// fields used here are kept.
-interface ProfEvent { cat: string; name: string; ts: number; dur: number; op: string; prov: string }
-
-/** Top-level objects of a JSON array file, one at a time, without holding the file in memory. */
-export function* jsonArrayObjects(file: string, blockBytes = 1 << 24): Generator<unknown> {
-  const fd = fs.openSync(file, 'r');
-  const buf = Buffer.allocUnsafe(blockBytes);
-  let depth = 0, inStr = false, esc = false;
-  let pending: Buffer[] = []; // start of an object that began in an earlier block (copied)
-  try {
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n <= 0) break;
-      let start = depth > 0 ? 0 : -1;
-      for (let i = 0; i < n; i++) {
-        const c = buf[i];
-        if (inStr) {
-          if (esc) esc = false; else if (c === 0x5c) esc = true; else if (c === 0x22) inStr = false;
-          continue;
-        }
-        if (depth === 0) { if (c === 0x7b) { depth = 1; start = i; } continue; } // '[', ',', whitespace, ']'
-        if (c === 0x22) inStr = true;
-        else if (c === 0x7b) depth++;
-        else if (c === 0x7d && --depth === 0) {
-          const piece = buf.subarray(start, i + 1);
-          const text = (pending.length ? Buffer.concat([...pending, piece]) : piece).toString('utf8');
-          pending = []; start = -1;
-          yield JSON.parse(text);
-        }
-      }
-      if (depth > 0 && start >= 0) pending.push(Buffer.from(buf.subarray(start, n)));
-    }
-    if (depth > 0) throw new Error(`${file}: truncated JSON (an object is not closed)`);
-  } finally { fs.closeSync(fd); }
-}
-
-function readProfileEvents(file: string): ProfEvent[] {
-  const ev: ProfEvent[] = [];
-  for (const o of jsonArrayObjects(file)) {
-    const e = o as { cat?: string; name?: string; ts?: number; dur?: number; args?: { op_name?: string; provider?: string } };
-    if (e.cat !== 'Session' && !(e.cat === 'Node' && e.name?.endsWith('_kernel_time'))) continue;
-    ev.push({ cat: e.cat, name: e.name ?? '', ts: e.ts ?? 0, dur: e.dur ?? 0, op: e.args?.op_name ?? '', prov: e.args?.provider ?? '?' });
-  }
-  return ev;
-}
-
-export function splitProfile(file: string, labels: (string | null)[]) {
-  const ev = readProfileEvents(file);
-  const runs = ev.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => a.ts - b.ts);
-  const out: Record<string, { modelRunMs: number; kernelMs: number; memcpyNodeMs: number; executorMs: number;
-    outsideExecutorMs: number; byProvider: Record<string, number>; memcpyNodes: number; loopMs: number; stepNodeMs: number;
-    stepNodes: number; stepByOp: Record<string, { n: number; ms: number }> }[]> = {};
-  if (runs.length !== labels.length) return { error: `profile has ${runs.length} model_run events, expected ${labels.length}`, perConfig: out };
-  // Each event belongs to the last run that starts at or before it (runs do not overlap: one run at a time).
-  const starts = runs.map((r) => r.ts);
-  const runOf = (e: ProfEvent) => {
-    let lo = 0, hi = starts.length - 1, k = -1;
-    while (lo <= hi) { const m = (lo + hi) >> 1; if (starts[m] <= e.ts) { k = m; lo = m + 1; } else hi = m - 1; }
-    return k >= 0 && e.ts + e.dur <= runs[k].ts + runs[k].dur + 1 ? k : -1;
-  };
-  const acc = runs.map(() => ({ kernel: 0, memcpy: 0, nMem: 0, exec: 0, byProvider: {} as Record<string, number>,
-    loop: 0, step: 0, nStep: 0, stepByOp: {} as Record<string, { n: number; ms: number }> }));
-  for (const e of ev) {
-    if (e.cat === 'Session' && e.name === 'model_run') continue;
-    const k = runOf(e);
-    if (k < 0 || !labels[k]) continue;
-    const a = acc[k];
-    if (e.cat === 'Node') {
-      // the Loop node's time encloses its body's nodes, which are recorded one by one
-      if (e.op === 'Loop') { a.loop += e.dur; continue; }
-      if (e.name.startsWith('step/')) { // a decode-step node (the Loop body's nodes are named step/...)
-        a.step += e.dur; a.nStep++;
-        const o = (a.stepByOp[e.op] ??= { n: 0, ms: 0 }); o.n++; o.ms += e.dur / 1000;
-      }
-      if (e.op.startsWith('Memcpy')) { a.memcpy += e.dur; a.nMem++; } else { a.kernel += e.dur; a.byProvider[e.prov] = (a.byProvider[e.prov] ?? 0) + e.dur / 1000; }
-    } else if (/Execute/.test(e.name)) a.exec = Math.max(a.exec, e.dur); // the outermost executor (the body's runs nest in it)
-  }
-  runs.forEach((r, i) => {
-    const lab = labels[i];
-    if (!lab) return;
-    const a = acc[i];
-    (out[lab] ??= []).push({ modelRunMs: r.dur / 1000, kernelMs: a.kernel / 1000, memcpyNodeMs: a.memcpy / 1000, executorMs: a.exec / 1000,
-      outsideExecutorMs: a.exec ? (r.dur - a.exec) / 1000 : NaN, byProvider: a.byProvider, memcpyNodes: a.nMem,
-      loopMs: a.loop / 1000, stepNodeMs: a.step / 1000, stepNodes: a.nStep, stepByOp: a.stepByOp });
-  });
-  return { perConfig: out };
-}
 
 export async function runGpuSuite(a: Args): Promise<{ result: Record<string, unknown>; device: string; model: string; ok: boolean }> {
   const modelDir = path.resolve(str(a, 'model', ''));

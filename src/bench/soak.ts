@@ -100,7 +100,8 @@ async function main(): Promise<void> {
   const samples: { t: number; rssMB?: number; hostRssMB: number; kvAllocatedMB: number; budgetMB: number; docs: number; requests: number;
     engineHeapMB?: number; engineArrayBuffersMB?: number }[] = [];
   const marks: { minute: number; rssMB?: number; afterClearMB?: number }[] = [];
-  let overBudget = 0, maxFill = 0, cur = docs[0], budgetMB = baseMB, actions: Record<string, number> = {};
+  let overBudget = 0, maxFill = 0, cur = docs[0], budgetMB = baseMB;
+  const actions: Record<string, number> = {};
   const markAt = nums(a, 'marks', [15, 30, 45, 60]).filter((m) => m <= minutes);
   const count = (k: string) => { actions[k] = (actions[k] ?? 0) + 1; };
 

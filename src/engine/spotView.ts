@@ -116,7 +116,7 @@ export function openView(doc: DocCache, spec: ViewSpec, rope: Rope): void {
 export function closeView(doc: DocCache, rope: Rope): void {
   const v = viewOf(doc);
   if (!v) return;
-  const { head, from, at } = v, shift = from - head, f16 = doc.shape.dtype === 'float16';
+  const { head, from } = v, shift = from - head, f16 = doc.shape.dtype === 'float16';
   const end = viewLength(v);
   doc.parked = undefined;
   doc.truncate(end);

@@ -20,9 +20,9 @@ function readJson(file: string): unknown {
   try { text = fs.readFileSync(file, 'utf8'); } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new Error(code === 'EISDIR' ? `${file} is a folder, expected a JSON file`
-      : code === 'ENOENT' ? `${file} is missing` : `${file}: cannot be read (${(e as Error).message})`);
+      : code === 'ENOENT' ? `${file} is missing` : `${file}: cannot be read (${(e as Error).message})`, { cause: e });
   }
-  try { return JSON.parse(text); } catch (e) { throw new Error(`${file} is not valid JSON: ${(e as Error).message}`); }
+  try { return JSON.parse(text); } catch (e) { throw new Error(`${file} is not valid JSON: ${(e as Error).message}`, { cause: e }); }
 }
 
 export class ModelTokenizer {
@@ -58,7 +58,6 @@ export class ModelTokenizer {
   }
 
   /** Builds the decoding tokenizer and the plain-text encoder (no added tokens) from tokenizer.json + config. */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   static fromJson(json: any, cfg: any, manifest: Manifest): ModelTokenizer {
     // eslint-disable-next-line @typescript-eslint/no-unused-vars
     const { additional_special_tokens, added_tokens_decoder, ...plainCfg } = cfg ?? {};
@@ -76,7 +75,7 @@ export class ModelTokenizer {
     const cfg = fs.existsSync(cfgPath) ? readJson(cfgPath) : {};
     let t: ModelTokenizer;
     try { t = ModelTokenizer.fromJson(json, cfg, manifest); } catch (e) {
-      throw new Error(`${file}: not a usable tokenizer (${(e as Error).message})`);
+      throw new Error(`${file}: not a usable tokenizer (${(e as Error).message})`, { cause: e });
     }
     const f = manifest.fim;
     if (f) {

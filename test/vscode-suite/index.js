@@ -169,7 +169,7 @@ exports.run = async function run() {
     try {
       nb = await vscode.workspace.openNotebookDocument('jupyter-notebook', data);
     } catch (e) {
-      throw new Error(`could not open a notebook (no ipynb serializer?): ${e}`);
+      throw new Error(`could not open a notebook (no ipynb serializer?): ${e}`, { cause: e });
     }
     const cell = nb.cellAt(0).document;
     assert.strictEqual(cell.uri.scheme, 'vscode-notebook-cell');

@@ -25,7 +25,7 @@ function socketInodes() {
 function inetTable() {
   const table = new Map();
   for (const proto of ['tcp', 'tcp6', 'udp', 'udp6']) {
-    let text = '';
+    let text;
     try { text = fs.readFileSync(`/proc/net/${proto}`, 'utf8'); } catch { continue; }
     for (const line of text.split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
