@@ -9,6 +9,7 @@ status=0
 run() { echo; echo "=== $*"; "$@" || { echo "FAILED: $*"; status=1; }; }
 run python3 -m ruff check toolchain
 run npm run --silent lint
+run python3 scripts/results-index.py --check
 run env PYTHONPATH="$PWD/toolchain" python3 -m pytest toolchain/tests -q -p no:cacheprovider
 run npm run --silent test:unit
 run npm run --silent test:integration
