@@ -110,3 +110,18 @@ test('prefixTail and suffixHead refuse a NaN or non-positive limit at once (no l
     assert.deepEqual(suffixHead(tok, 'const a = 1;\n', n), { text: '', ids: [] });
   }
 });
+
+test('golden cases shared with the Python prompt (mixsga.prompt, test/fixtures/prompt-cases.json)', () => {
+  const golden = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../test/fixtures/prompt-cases.json'), 'utf8'));
+  assert.ok(golden.cases.length >= 6);
+  for (const c of golden.cases) {
+    assert.deepEqual(tok.encodeFragment(c.prefix), c.prefix_ids, `${c.name}: prefix`);
+    assert.deepEqual(tok.encodeFragment(c.suffix), c.suffix_ids, `${c.name}: suffix`);
+    assert.equal(tok.decodeFragment(c.prefix_ids), c.prefix, `${c.name}: decode`);
+    // the engine's SPM layout equals Python's, except that token healing holds back the prefix's last token
+    const p = buildPrompt(tok, { prefix: c.prefix, suffix: c.suffix, context: [] }, defaultLimits(golden.max_positions, golden.max_new_tokens));
+    const held = p.healed ? [c.prefix_ids[c.prefix_ids.length - 1]] : [];
+    assert.deepEqual([...p.ids.slice(0, -1), ...held, p.ids[p.ids.length - 1]], c.spm, `${c.name}: layout`);
+    assert.equal(p.healed, p.healed ? tok.decodeFragment(held) : '', `${c.name}: healed text`);
+  }
+});
