@@ -76,11 +76,11 @@ def code_section(w, c, nums: dict):
 
 def facts_section(w, c, nums: dict):
     """Parameters, architecture, size choice, per-run compute, shards, corpus, decontamination."""
+    w("## Model facts and compute")
+    w("")
     abl, cfg, corpus, cstats, decontam, facts, gqa, groups, stats, targets, training_doc, trunk_tok = (
         c.abl, c.cfg, c.corpus, c.cstats, c.decontam, c.facts, c.gqa, c.groups, c.stats, c.targets, c.training_doc,
         c.trunk_tok)
-    w("## Model facts and compute")
-    w("")
     for kind in (False, True):
         f = next((x for x in facts.values() if x["params"] and x["mixsga"] is kind), None)
         if f:
