@@ -24,29 +24,52 @@ Exit codes: 0 ok, 1 error, 2 the benchmark cannot run as asked here (e.g. CUDA u
 
 async function main(): Promise<number> {
   const a = parseArgs(process.argv.slice(2));
-  if (a.help) { console.log(USAGE); return 0; }
+  if (a.help) {
+    console.log(USAGE);
+    return 0;
+  }
   if (typeof a.model !== 'string') a.model = defaultModelDir();
-  const suites = str(a, 'suite', 'completion,spots').split(',').map((s) => s.trim());
-  const runs = { gpu: [runGpuSuite, printGpu], completion: [runCompletionSuite, printCompletion], spots: [runSpotsSuite, printSpots], suffix: [runSuffixSuite, printSuffix], lines: [runLinesSuite, printLines] } as const;
-  for (const suite of suites) if (!(suite in runs)) throw new Error(`unknown --suite ${suite} (completion | spots | suffix | lines | gpu)`);
+  const suites = str(a, 'suite', 'completion,spots')
+    .split(',')
+    .map((s) => s.trim());
+  const runs = {
+    gpu: [runGpuSuite, printGpu],
+    completion: [runCompletionSuite, printCompletion],
+    spots: [runSpotsSuite, printSpots],
+    suffix: [runSuffixSuite, printSuffix],
+    lines: [runLinesSuite, printLines],
+  } as const;
+  for (const suite of suites)
+    if (!(suite in runs)) throw new Error(`unknown --suite ${suite} (completion | spots | suffix | lines | gpu)`);
   if (typeof a.out === 'string' && suites.length > 1) throw new Error('--out needs a single --suite');
   for (const suite of suites as (keyof typeof runs)[]) {
     const machine = machineFacts();
     const [run, print] = runs[suite];
     const { result, device, model } = await run(a);
-    const data = { ...result, machine, argv: process.argv.slice(2),
-      note: 'timings are wall clock on this machine; see machine.loadavgAtStart for other load' };
+    const data = {
+      ...result,
+      machine,
+      argv: process.argv.slice(2),
+      note: 'timings are wall clock on this machine; see machine.loadavgAtStart for other load',
+    };
     data.machine = { ...machine, loadavgAtEnd: os.loadavg() };
     print(data);
-    const suffix = suite === 'gpu' ? 'gpu' + (a.quick ? '-quick' : '') : ['spots', 'suffix', 'lines'].includes(suite) ? suite : '';
+    const suffix =
+      suite === 'gpu' ? 'gpu' + (a.quick ? '-quick' : '') : ['spots', 'suffix', 'lines'].includes(suite) ? suite : '';
     const file = writeResult(typeof a.out === 'string' ? a.out : undefined, device, model, suffix, data);
     console.log(`\nwrote ${file}`);
   }
   return 0;
 }
 
-main().then((code) => process.exit(code), (e) => {
-  if (e instanceof UnavailableError) { console.error(`bench: cannot run: ${e.message}`); process.exit(2); }
-  console.error(`bench: failed: ${(e as Error).stack ?? e}`);
-  process.exit(1);
-});
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    if (e instanceof UnavailableError) {
+      console.error(`bench: cannot run: ${e.message}`);
+      process.exit(2);
+    }
+    console.error(`bench: failed: ${(e as Error).stack ?? e}`);
+    process.exit(1);
+  },
+);

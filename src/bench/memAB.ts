@@ -25,11 +25,22 @@ async function main(): Promise<void> {
   const rounds = Math.max(2, int(a, 'rounds', 30));
   const modelDir = path.resolve(typeof a.model === 'string' ? a.model : defaultModelDir());
   const source = fs.readFileSync(path.join(ROOT, 'src', 'engine', 'client.ts'), 'utf8');
-  const engines = await Promise.all(CONFIGS.map((c) => EngineClient.start({ modelDir, device: 'cpu', kvBudgetBytes: 64 * 2 ** 20, childEnv: c.env })));
-  const cold = CONFIGS.map(() => [] as number[]), warm = CONFIGS.map(() => [] as number[]);
+  const engines = await Promise.all(
+    CONFIGS.map((c) => EngineClient.start({ modelDir, device: 'cpu', kvBudgetBytes: 64 * 2 ** 20, childEnv: c.env })),
+  );
+  const cold = CONFIGS.map(() => [] as number[]),
+    warm = CONFIGS.map(() => [] as number[]);
   const idle = engines.map((e) => r2(rss(e.pid)));
   const req = (docId: string, prefix: string, maxTokens: number): CompletionRequest => ({
-    docId, languageId: 'typescript', prefix, suffix: '\n', context: [], maxTokens, multiline: true, timeBudgetMs: 30_000 });
+    docId,
+    languageId: 'typescript',
+    prefix,
+    suffix: '\n',
+    context: [],
+    maxTokens,
+    multiline: true,
+    timeBudgetMs: 30_000,
+  });
   for (let r = 0; r < rounds; r++) {
     const cut = 3000 + ((r * 977) % (source.length - 9000));
     const prefix = source.slice(cut - 3000, cut + 3000);
@@ -45,13 +56,33 @@ async function main(): Promise<void> {
   const after = engines.map((e) => r2(rss(e.pid)));
   for (const e of engines) await e.clearCaches();
   await new Promise((res) => setTimeout(res, 3000));
-  const rows = CONFIGS.map((c, i) => ({ config: c.name, env: c.env, idleRssMB: idle[i], rssAfterMB: after[i],
-    rssAfterClearMB: r2(rss(engines[i].pid)), cold: stats(cold[i]), warm: stats(warm[i]) }));
+  const rows = CONFIGS.map((c, i) => ({
+    config: c.name,
+    env: c.env,
+    idleRssMB: idle[i],
+    rssAfterMB: after[i],
+    rssAfterClearMB: r2(rss(engines[i].pid)),
+    cold: stats(cold[i]),
+    warm: stats(warm[i]),
+  }));
   await Promise.all(engines.map((e) => e.dispose()));
-  const data = { tool: 'mem-ab', machine: machineFacts(), loadavgAtEnd: os.loadavg().map(r2), rounds, model: modelDir, rows };
+  const data = {
+    tool: 'mem-ab',
+    machine: machineFacts(),
+    loadavgAtEnd: os.loadavg().map(r2),
+    rounds,
+    model: modelDir,
+    rows,
+  };
   const file = writeResult(typeof a.out === 'string' ? a.out : undefined, 'cpu', 'mem-ab', '', data);
-  for (const x of rows) console.log(`${x.config}: cold p50 ${x.cold.p50} ms, warm p50 ${x.warm.p50} ms, RSS ${x.idleRssMB} -> ${x.rssAfterMB} MB`);
+  for (const x of rows)
+    console.log(
+      `${x.config}: cold p50 ${x.cold.p50} ms, warm p50 ${x.warm.p50} ms, RSS ${x.idleRssMB} -> ${x.rssAfterMB} MB`,
+    );
   console.log(`mem-ab: wrote ${file}`);
 }
 
-main().catch((e) => { console.error(`mem-ab: ${(e as Error).message}`); process.exitCode = 1; });
+main().catch((e) => {
+  console.error(`mem-ab: ${(e as Error).message}`);
+  process.exitCode = 1;
+});

@@ -17,13 +17,14 @@ export function f32ToF16(x: number): number {
     mant |= 0x800000;
     const shift = 14 - e;
     let h = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1), half = 1 << (shift - 1);
-    if (rem > half || (rem === half && (h & 1))) h++;
+    const rem = mant & ((1 << shift) - 1),
+      half = 1 << (shift - 1);
+    if (rem > half || (rem === half && h & 1)) h++;
     return sign | h;
   }
   let h = (e << 10) | (mant >>> 13);
   const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++; // round to nearest even (may carry into exponent: correct)
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // round to nearest even (may carry into exponent: correct)
   return sign | h;
 }
 

@@ -2,7 +2,11 @@
 import type { CompletionRequest, ContextSnippet, DeviceSetting, PromptLayout } from './api';
 
 export interface InitData {
-  modelDir: string; device: DeviceSetting; kvBudgetBytes: number; threads?: number; layout?: PromptLayout;
+  modelDir: string;
+  device: DeviceSetting;
+  kvBudgetBytes: number;
+  threads?: number;
+  layout?: PromptLayout;
   /** Enables the crash hook used by the integration tests. */
   testHooks?: boolean;
 }

@@ -32,7 +32,10 @@ export interface OpenView extends ViewSpec {
 }
 
 /** RoPE of the model: θ_i = base^(−2i/D) on pairs (i, i + D/2) (rotate-half layout, as GroupQueryAttention's). */
-export interface Rope { theta: number; headDim: number }
+export interface Rope {
+  theta: number;
+  headDim: number;
+}
 
 export const viewOf = (doc: DocCache): OpenView | undefined => doc.parked as OpenView | undefined;
 export const viewShift = (v: ViewSpec): number => v.from - v.head;
@@ -41,12 +44,14 @@ export const viewLength = (v: ViewSpec): number => v.head + v.at - v.from;
 
 /** Appends the given slots (ascending) of `from` to `to`, one copy per run of consecutive slots. */
 function moveRows(from: Segment, slots: number[], to: Segment): void {
-  const E = from.E, row = from.row;
+  const E = from.E,
+    row = from.row;
   to.reserve(slots.length);
   for (let i = 0; i < slots.length;) {
     let j = i + 1;
     while (j < slots.length && slots[j] === slots[j - 1] + 1) j++;
-    const a = slots[i], n = j - i;
+    const a = slots[i],
+      n = j - i;
     to.data.set(from.data.subarray(a * row, (a + n) * row), to.n * row);
     to.pos.set(from.pos.subarray(a, a + n), to.n);
     to.scores.set(from.scores.subarray(a * E, (a + n) * E), to.n * E);
@@ -57,11 +62,14 @@ function moveRows(from: Segment, slots: number[], to: Segment): void {
 
 /** Rotates the key heads of the given slots by `delta` positions (negative: earlier). */
 export function rotateKeys(seg: Segment, slots: Iterable<number>, delta: number, rope: Rope, f16: boolean): void {
-  const D = seg.D, half = D >> 1;
-  const cos = new Float64Array(half), sin = new Float64Array(half);
+  const D = seg.D,
+    half = D >> 1;
+  const cos = new Float64Array(half),
+    sin = new Float64Array(half);
   for (let i = 0; i < half; i++) {
     const a = delta * Math.pow(rope.theta, (-2 * i) / D);
-    cos[i] = Math.cos(a); sin[i] = Math.sin(a);
+    cos[i] = Math.cos(a);
+    sin[i] = Math.sin(a);
   }
   const d: KvArray = seg.data;
   for (const s of slots) {
@@ -69,13 +77,15 @@ export function rotateKeys(seg: Segment, slots: Iterable<number>, delta: number,
       const o = seg.at(s) + h * D; // keys come first in a row, values follow
       if (f16) {
         for (let i = 0; i < half; i++) {
-          const x1 = f16ToF32(d[o + i]), x2 = f16ToF32(d[o + i + half]);
+          const x1 = f16ToF32(d[o + i]),
+            x2 = f16ToF32(d[o + i + half]);
           d[o + i] = f32ToF16(x1 * cos[i] - x2 * sin[i]);
           d[o + i + half] = f32ToF16(x2 * cos[i] + x1 * sin[i]);
         }
       } else {
         for (let i = 0; i < half; i++) {
-          const x1 = d[o + i], x2 = d[o + i + half];
+          const x1 = d[o + i],
+            x2 = d[o + i + half];
           d[o + i] = x1 * cos[i] - x2 * sin[i];
           d[o + i + half] = x2 * cos[i] + x1 * sin[i];
         }
@@ -88,27 +98,47 @@ export function rotateKeys(seg: Segment, slots: Iterable<number>, delta: number,
 export function openView(doc: DocCache, spec: ViewSpec, rope: Rope): void {
   if (doc.parked) throw new Error('openView: a view is already open');
   const { head, from, at } = spec;
-  if (!(head <= from && from <= at && at <= doc.nIds)) throw new Error(`openView: bad view ${head}/${from}/${at} of ${doc.nIds}`);
-  const shift = from - head, f16 = doc.shape.dtype === 'float16';
+  if (!(head <= from && from <= at && at <= doc.nIds))
+    throw new Error(`openView: bad view ${head}/${from}/${at} of ${doc.nIds}`);
+  const shift = from - head,
+    f16 = doc.shape.dtype === 'float16';
   const hide = (p: number) => (p >= head && p < from) || p >= at;
   const hidden = doc.segs.map((row) => row.map((s) => new Segment(s.heads, s.D, s.E, s.dtype)));
-  doc.segs.forEach((row, l) => row.forEach((s, e) => {
-    const slots: number[] = [];
-    for (let i = 0; i < s.n; i++) if (hide(s.pos[i])) slots.push(i);
-    // the moved rows' room is given back at once, so the allocated total does not grow by the hidden copy
-    if (slots.length) { moveRows(s, slots, hidden[l][e]); s.compact((i) => !hide(s.pos[i])); s.fit(0); }
-    if (shift === 0) return;
-    const band: number[] = [];
-    for (let i = 0; i < s.n; i++) if (s.pos[i] >= from) { band.push(i); s.pos[i] -= shift; }
-    rotateKeys(s, band, -shift, rope, f16);
-  }));
+  doc.segs.forEach((row, l) =>
+    row.forEach((s, e) => {
+      const slots: number[] = [];
+      for (let i = 0; i < s.n; i++) if (hide(s.pos[i])) slots.push(i);
+      // the moved rows' room is given back at once, so the allocated total does not grow by the hidden copy
+      if (slots.length) {
+        moveRows(s, slots, hidden[l][e]);
+        s.compact((i) => !hide(s.pos[i]));
+        s.fit(0);
+      }
+      if (shift === 0) return;
+      const band: number[] = [];
+      for (let i = 0; i < s.n; i++)
+        if (s.pos[i] >= from) {
+          band.push(i);
+          s.pos[i] -= shift;
+        }
+      rotateKeys(s, band, -shift, rope, f16);
+    }),
+  );
   const baseIds = doc.tokenIds.slice();
   doc.ids.copyWithin(head, from, at);
   doc.nIds = head + at - from;
-  const view: OpenView = { head, from, at, baseIds, hidden,
-    bytes: () => hidden.reduce((b, row) => row.reduce((c, s) => c + s.allocatedBytes(), b), 0) + view.baseIds.byteLength,
-    usedBytes: () => hidden.reduce((b, row) => row.reduce((c, s) => c + s.n * (s.row * (f16 ? 2 : 4) + 4 + 4 * s.E), b), 0)
-      + (view.baseIds.length - viewLength(view)) * 4 };
+  const view: OpenView = {
+    head,
+    from,
+    at,
+    baseIds,
+    hidden,
+    bytes: () =>
+      hidden.reduce((b, row) => row.reduce((c, s) => c + s.allocatedBytes(), b), 0) + view.baseIds.byteLength,
+    usedBytes: () =>
+      hidden.reduce((b, row) => row.reduce((c, s) => c + s.n * (s.row * (f16 ? 2 : 4) + 4 + 4 * s.E), b), 0) +
+      (view.baseIds.length - viewLength(view)) * 4,
+  };
   doc.parked = view;
 }
 
@@ -116,19 +146,31 @@ export function openView(doc: DocCache, spec: ViewSpec, rope: Rope): void {
 export function closeView(doc: DocCache, rope: Rope): void {
   const v = viewOf(doc);
   if (!v) return;
-  const { head, from } = v, shift = from - head, f16 = doc.shape.dtype === 'float16';
+  const { head, from } = v,
+    shift = from - head,
+    f16 = doc.shape.dtype === 'float16';
   const end = viewLength(v);
   doc.parked = undefined;
   doc.truncate(end);
-  doc.segs.forEach((row, l) => row.forEach((s, e) => {
-    if (shift !== 0) {
-      const band: number[] = [];
-      for (let i = 0; i < s.n; i++) if (s.pos[i] >= head) { band.push(i); s.pos[i] += shift; }
-      rotateKeys(s, band, shift, rope, f16);
-    }
-    const h = v.hidden[l][e];
-    moveRows(h, Array.from({ length: h.n }, (_, i) => i), s);
-  }));
+  doc.segs.forEach((row, l) =>
+    row.forEach((s, e) => {
+      if (shift !== 0) {
+        const band: number[] = [];
+        for (let i = 0; i < s.n; i++)
+          if (s.pos[i] >= head) {
+            band.push(i);
+            s.pos[i] += shift;
+          }
+        rotateKeys(s, band, shift, rope, f16);
+      }
+      const h = v.hidden[l][e];
+      moveRows(
+        h,
+        Array.from({ length: h.n }, (_, i) => i),
+        s,
+      );
+    }),
+  );
   if (v.baseIds.length > doc.ids.length) doc.ids = new Int32Array(v.baseIds.length);
   doc.ids.set(v.baseIds);
   doc.nIds = v.baseIds.length;
@@ -139,7 +181,11 @@ export function dropHiddenTail(doc: DocCache): number {
   const v = viewOf(doc);
   if (!v) return 0;
   const before = v.bytes();
-  for (const row of v.hidden) for (const s of row) { s.compact((i) => s.pos[i] < v.at); s.fit(0); }
+  for (const row of v.hidden)
+    for (const s of row) {
+      s.compact((i) => s.pos[i] < v.at);
+      s.fit(0);
+    }
   v.baseIds = v.baseIds.slice(0, v.at);
   return before - v.bytes();
 }

@@ -15,7 +15,8 @@ function allocated(b: KvBudget): number {
   for (const id of b.docIds()) {
     const d = b.peek(id)!;
     sum += overhead + d.ids.buffer.byteLength;
-    for (const s of d.segs.flat()) sum += s.data.buffer.byteLength + s.pos.buffer.byteLength + s.scores.buffer.byteLength;
+    for (const s of d.segs.flat())
+      sum += s.data.buffer.byteLength + s.pos.buffer.byteLength + s.scores.buffer.byteLength;
   }
   return sum;
 }
@@ -28,8 +29,23 @@ type Op =
   | { t: 'budget'; tokens: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ t: fc.constant('type' as const), doc: fc.nat(3), n: fc.integer({ min: 1, max: 40 }), route: fc.nat(3) }) },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant('edit' as const), doc: fc.nat(3), keep: fc.double({ min: 0, max: 1, noNaN: true }) }) },
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      t: fc.constant('type' as const),
+      doc: fc.nat(3),
+      n: fc.integer({ min: 1, max: 40 }),
+      route: fc.nat(3),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      t: fc.constant('edit' as const),
+      doc: fc.nat(3),
+      keep: fc.double({ min: 0, max: 1, noNaN: true }),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('switch' as const), doc: fc.nat(3) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('close' as const), doc: fc.nat(3) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('budget' as const), tokens: fc.integer({ min: 0, max: 120 }) }) },
@@ -56,7 +72,12 @@ function run(ops: Op[], budgetTokens: number, seed: number) {
           const { reserved } = b.admit(id, n);
           ok();
           // route 3 = "follow the bias": coarsest when steering is on (exercises step 1)
-          const { ids, kv } = synthChunk(shape, n, r, op.route === 3 ? () => (bias[2] > 0 ? 2 : 0) : () => op.route % 3);
+          const { ids, kv } = synthChunk(
+            shape,
+            n,
+            r,
+            op.route === 3 ? () => (bias[2] > 0 ? 2 : 0) : () => op.route % 3,
+          );
           b.commit(id, reserved, ids, kv);
           ok();
           left -= n;
@@ -69,12 +90,18 @@ function run(ops: Op[], budgetTokens: number, seed: number) {
         break;
       }
       case 'switch':
-        try { b.touch(id); } catch (e) {
+        try {
+          b.touch(id);
+        } catch (e) {
           assert.ok(e instanceof BudgetError && b.budgetBytes < overhead, String(e));
         }
         break;
-      case 'close': b.close(id); break;
-      case 'budget': b.setBudget(op.tokens * full + (op.tokens % 7 ? overhead : 0)); break;
+      case 'close':
+        b.close(id);
+        break;
+      case 'budget':
+        b.setBudget(op.tokens * full + (op.tokens % 7 ? overhead : 0));
+        break;
     }
     ok();
     assert.equal(b.reservedBytes, 0);
@@ -82,8 +109,15 @@ function run(ops: Op[], budgetTokens: number, seed: number) {
 }
 
 test('budget invariant: bytes allocated ≤ budget after every operation (randomized sequences)', () => {
-  fc.assert(fc.property(fc.array(opArb, { minLength: 1, maxLength: 60 }), fc.integer({ min: 3, max: 100 }), fc.nat(),
-    (ops, budgetTokens, seed) => run(ops, budgetTokens, seed + 1)), { numRuns: 300 });
+  fc.assert(
+    fc.property(
+      fc.array(opArb, { minLength: 1, maxLength: 60 }),
+      fc.integer({ min: 3, max: 100 }),
+      fc.nat(),
+      (ops, budgetTokens, seed) => run(ops, budgetTokens, seed + 1),
+    ),
+    { numRuns: 300 },
+  );
 });
 
 test('admission order: demote first, then evict other documents, then window the current one', () => {
@@ -121,7 +155,7 @@ test('route bias: zero when roomy, coarser-favouring when near the limit', () =>
   const bias = b.routeBias(95);
   assert.ok(bias[0] === 0 && bias[1] > 0 && bias[2] > bias[1]);
   assert.throws(() => b.admit('x', 200), /too small/);
-  assert.equal(b.used(), overhead, 'only the new document\'s fixed bookkeeping, no reservation left behind');
+  assert.equal(b.used(), overhead, "only the new document's fixed bookkeeping, no reservation left behind");
 });
 
 test('bad budgets (NaN, ±Infinity, negative, non-numeric) are refused by name; the previous budget and caches stay', () => {
