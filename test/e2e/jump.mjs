@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { launchBrowser } from './browser.mjs';
 import { startCodeServer } from './codeServer.mjs';
-import { extensionLog, openFile, waitGauge } from './ui.mjs';
+import { extensionLog, openFile, waitGauge } from './workbench.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const REQUEST_RE = /#\d+ typescript ([\w-]+): \d+ chars in (\d+) ms \(prompt (\d+) reused \+ (\d+) computed/;
