@@ -1,24 +1,12 @@
 // generate(): the host-side decode loop with the real tokenizer and the real post-processing pipeline (the model's batches given).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { ModelTokenizer } from '../../src/engine/tokenizer';
-import { validateManifest } from '../../src/engine/manifest';
 import { StopMasks } from '../../src/engine/stopMasks';
 import { PostProcessor } from '../../src/engine/postprocess';
 import { generate } from '../../src/engine/generate';
-import { tinyManifest } from './synth';
+import { assetsTokenizer } from './assetsTokenizer';
 
-const assets = path.resolve(__dirname, '../../../toolchain/mixsga/assets');
-const manifest = validateManifest(
-  tinyManifest({ 'model.cpu.onnx': '', 'tokenizer.json': '', 'tokenizer_config.json': '' }),
-);
-const tok = ModelTokenizer.fromJson(
-  JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer.json'), 'utf8')),
-  JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer_config.json'), 'utf8')),
-  manifest,
-);
+const { tok, manifest } = assetsTokenizer();
 const masks = new StopMasks(tok);
 
 /** generate() over fixed batches of ids, as the graph's decode loop would return them. */

@@ -2,21 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ModelTokenizer } from '../../src/engine/tokenizer';
 import { buildPrompt, defaultLimits, prefixTail, suffixHead } from '../../src/engine/prompt';
-import { validateManifest } from '../../src/engine/manifest';
-import { tinyManifest } from './synth';
+import { assetsTokenizer } from './assetsTokenizer';
 
 // The project's Llama-2 tokenizer with FIM tokens (toolchain/mixsga/assets).
-const assets = path.resolve(__dirname, '../../../toolchain/mixsga/assets');
-const manifest = validateManifest(
-  tinyManifest({ 'model.cpu.onnx': '', 'tokenizer.json': '', 'tokenizer_config.json': '' }),
-);
-const tok = ModelTokenizer.fromJson(
-  JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer.json'), 'utf8')),
-  JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer_config.json'), 'utf8')),
-  manifest,
-);
+const { tok, manifest } = assetsTokenizer();
 const fim = manifest.fim!;
 const limits = defaultLimits(2048, 64);
 

@@ -2,15 +2,12 @@
 // without ORT: synthetic runs of the right shapes and the project's real tokenizer.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { DocCache, KvShape } from '../../src/engine/kvStore';
 import { KvBudget } from '../../src/engine/budget';
 import { closeView, dropHiddenTail, openView, rotateKeys, viewOf } from '../../src/engine/spotView';
 import { buildSpotPrompt, spotBase, spotLimits } from '../../src/engine/spotPrompt';
-import { ModelTokenizer } from '../../src/engine/tokenizer';
-import { validateManifest } from '../../src/engine/manifest';
-import { rng, synthChunk, tinyManifest } from './synth';
+import { assetsTokenizer } from './assetsTokenizer';
+import { rng, synthChunk } from './synth';
 
 const shape: KvShape = { layers: 2, heads: [4, 2, 1], headDim: 8, dtype: 'float32' };
 const rope = { theta: 10000, headDim: 8 };
@@ -118,15 +115,7 @@ test("the budget may drop a view's hidden tail; the base then ends at the cursor
 });
 
 // psm prompts with the project's tokenizer (toolchain/mixsga/assets).
-const assets = path.resolve(__dirname, '../../../toolchain/mixsga/assets');
-const manifest = validateManifest(
-  tinyManifest({ 'model.cpu.onnx': '', 'tokenizer.json': '', 'tokenizer_config.json': '' }),
-);
-const tok = ModelTokenizer.fromJson(
-  JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer.json'), 'utf8')),
-  JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer_config.json'), 'utf8')),
-  manifest,
-);
+const { tok, manifest } = assetsTokenizer();
 const fim = manifest.fim!;
 const lines = Array.from({ length: 80 }, (_, i) => `  const value${i} = compute(${i}, "label ${i}") + offset;`);
 const text = lines.join('\n') + '\n';

@@ -1,22 +1,10 @@
 // Special-token injection: literal special-token text in a document is plain text, never the special ids.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { ModelTokenizer } from '../../src/engine/tokenizer';
 import { buildPrompt, defaultLimits } from '../../src/engine/prompt';
-import { validateManifest } from '../../src/engine/manifest';
-import { tinyManifest } from './synth';
+import { assetsTokenizer } from './assetsTokenizer';
 
-const assets = path.resolve(__dirname, '../../../toolchain/mixsga/assets');
-const manifest = validateManifest(
-  tinyManifest({ 'model.cpu.onnx': '', 'tokenizer.json': '', 'tokenizer_config.json': '' }),
-);
-const tok = ModelTokenizer.fromJson(
-  JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer.json'), 'utf8')),
-  JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer_config.json'), 'utf8')),
-  manifest,
-);
+const { tok, manifest } = assetsTokenizer();
 const SPECIAL = new Set([0, 1, 2, 32000, 32001, 32002, 32003, 32004]);
 
 // Reference ids from the Python `tokenizers` library (0.23.3), computed once with
