@@ -14,8 +14,13 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const reps = Number(process.argv[2] ?? 4);
 const base = process.argv[3] ?? '6f019ba';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'speed-ab-'));
-fs.writeFileSync(path.join(tmp, 'before.ts'), execFileSync('git', ['show', `${base}:src/vscode/benchmark.ts`], { cwd: root }));
-fs.writeFileSync(path.join(tmp, 'driver.ts'), `
+fs.writeFileSync(
+  path.join(tmp, 'before.ts'),
+  execFileSync('git', ['show', `${base}:src/vscode/benchmark.ts`], { cwd: root }),
+);
+fs.writeFileSync(
+  path.join(tmp, 'driver.ts'),
+  `
 import { EngineClient } from ${JSON.stringify(path.join(root, 'src/engine/client'))};
 import * as before from './before';
 import * as now from ${JSON.stringify(path.join(root, 'src/vscode/benchmark'))};
@@ -36,13 +41,33 @@ export async function main(reps: number) {
   }
   await eng.dispose();
   return runs;
-}`);
-await esbuild.build({ entryPoints: [path.join(tmp, 'driver.ts')], outfile: path.join(tmp, 'driver.js'), bundle: true, platform: 'node',
-  format: 'cjs', external: ['onnxruntime-node'], nodePaths: [path.join(root, 'node_modules')], logLevel: 'warning',
-  plugins: [{ name: 'sample', setup(b) {
-    b.onResolve({ filter: /^benchmark-sample$/ }, () => ({ path: path.join(root, 'src/engine/budget.ts'), namespace: 'sample' }));
-    b.onLoad({ filter: /.*/, namespace: 'sample' }, (a) => ({ contents: fs.readFileSync(a.path, 'utf8'), loader: 'text' }));
-  } }] });
+}`,
+);
+await esbuild.build({
+  entryPoints: [path.join(tmp, 'driver.ts')],
+  outfile: path.join(tmp, 'driver.js'),
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  external: ['onnxruntime-node'],
+  nodePaths: [path.join(root, 'node_modules')],
+  logLevel: 'warning',
+  plugins: [
+    {
+      name: 'sample',
+      setup(b) {
+        b.onResolve({ filter: /^benchmark-sample$/ }, () => ({
+          path: path.join(root, 'src/engine/budget.ts'),
+          namespace: 'sample',
+        }));
+        b.onLoad({ filter: /.*/, namespace: 'sample' }, (a) => ({
+          contents: fs.readFileSync(a.path, 'utf8'),
+          loader: 'text',
+        }));
+      },
+    },
+  ],
+});
 execFileSync(process.execPath, [path.join(root, 'esbuild.engine.mjs')], { cwd: root, stdio: 'inherit' });
 const { createRequire } = await import('node:module');
 const load = os.loadavg();
@@ -52,8 +77,19 @@ const spread = (v) => {
   return { decodeTokPerS: xs, maxOverMin: xs.length ? Math.max(...xs) / Math.min(...xs) : null };
 };
 const date = new Date().toISOString().slice(0, 10);
-const out = { date: new Date().toISOString(), machine: `${os.cpus().length} x ${os.cpus()[0]?.model}`, loadavgBefore: load,
-  loadavgAfter: os.loadavg(), base, reps, before: spread('before'), now: spread('now'), runs };
+const out = {
+  date: new Date().toISOString(),
+  machine: `${os.cpus().length} x ${os.cpus()[0]?.model}`,
+  loadavgBefore: load,
+  loadavgAfter: os.loadavg(),
+  base,
+  reps,
+  before: spread('before'),
+  now: spread('now'),
+  runs,
+};
 const file = path.join(root, 'bench/results', `${date}-speed-command-ab.json`);
 fs.writeFileSync(file, JSON.stringify(out, null, 1));
-console.log(`wrote ${file}: decode max/min before ${out.before.maxOverMin?.toFixed(2)}, now ${out.now.maxOverMin?.toFixed(2)}`);
+console.log(
+  `wrote ${file}: decode max/min before ${out.before.maxOverMin?.toFixed(2)}, now ${out.now.maxOverMin?.toFixed(2)}`,
+);

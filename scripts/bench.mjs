@@ -6,5 +6,8 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 const bundle = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'bench.js');
-if (!existsSync(bundle)) { console.error(`bench: ${bundle} not built (run: node esbuild.engine.mjs)`); process.exit(1); }
+if (!existsSync(bundle)) {
+  console.error(`bench: ${bundle} not built (run: node esbuild.engine.mjs)`);
+  process.exit(1);
+}
 createRequire(import.meta.url)(bundle);

@@ -16,18 +16,28 @@ const FIM_TOKENS = ['<fim_prefix>', '<fim_middle>', '<fim_suffix>', '<fim_pad>',
 
 function buildTokenizerJson() {
   const vocab = {};
-  llama.vocabById.forEach((piece, id) => { vocab[piece] = id; });
+  llama.vocabById.forEach((piece, id) => {
+    vocab[piece] = id;
+  });
   // Rank order of the merges is the merged piece's score order, which is what BPE needs (not id order).
   const merges = [...llama.merges.entries()].sort((a, b) => a[1] - b[1]).map(([pair]) => pair);
   const special = (id, content) => ({
-    id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
   });
   return {
     version: '1.0',
     truncation: null,
     padding: null,
     added_tokens: [
-      special(0, '<unk>'), special(1, '<s>'), special(2, '</s>'),
+      special(0, '<unk>'),
+      special(1, '<s>'),
+      special(2, '</s>'),
       ...FIM_TOKENS.map((t, i) => special(32000 + i, t)),
     ],
     normalizer: {
@@ -42,8 +52,10 @@ function buildTokenizerJson() {
       type: 'TemplateProcessing',
       single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
       pair: [
-        { SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } },
-        { SpecialToken: { id: '<s>', type_id: 1 } }, { Sequence: { id: 'B', type_id: 1 } },
+        { SpecialToken: { id: '<s>', type_id: 0 } },
+        { Sequence: { id: 'A', type_id: 0 } },
+        { SpecialToken: { id: '<s>', type_id: 1 } },
+        { Sequence: { id: 'B', type_id: 1 } },
       ],
       special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
     },
@@ -96,8 +108,14 @@ function sampleChunks(limit = 40) {
       const st = statSync(p, { throwIfNoEntry: false });
       if (!st) continue;
       if (st.isDirectory() && name !== 'node_modules') walk(p, depth + 1);
-      else if (/\.(ts|js|mjs|py)$/.test(name) && !name.endsWith('.d.ts') && !name.includes('.min.')
-               && st.size > 500 && st.size < 200_000) files.push(p);
+      else if (
+        /\.(ts|js|mjs|py)$/.test(name) &&
+        !name.endsWith('.d.ts') &&
+        !name.includes('.min.') &&
+        st.size > 500 &&
+        st.size < 200_000
+      )
+        files.push(p);
       if (files.length >= limit) return;
     }
   };
@@ -115,7 +133,11 @@ function verify(json) {
     assert.deepEqual(hf.encode(t, { add_special_tokens: false }).ids, [32000 + i], t);
   });
   const chunks = sampleChunks();
-  chunks.push('def f(x):\n    if x:\n        return 1\n\treturn  2  \n', '  leading spaces\n\n\n  end', 'ünïcode ✓ 中文');
+  chunks.push(
+    'def f(x):\n    if x:\n        return 1\n\treturn  2  \n',
+    '  leading spaces\n\n\n  end',
+    'ünïcode ✓ 中文',
+  );
   for (const text of chunks) {
     const ids = hf.encode(text).ids;
     assert.deepEqual(ids, llama.encode(text), `ids differ from llama-tokenizer-js on: ${text.slice(0, 60)}`);
@@ -128,5 +150,7 @@ const json = buildTokenizerJson();
 const n = verify(json);
 writeFileSync(join(assets, 'tokenizer.json'), JSON.stringify(json));
 writeFileSync(join(assets, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig, null, 2) + '\n');
-console.log(`tokenizer.json: ${Object.keys(json.model.vocab).length} pieces + ${FIM_TOKENS.length} FIM tokens, `
-  + `${json.model.merges.length} merges; matched llama-tokenizer-js on ${n} chunks`);
+console.log(
+  `tokenizer.json: ${Object.keys(json.model.vocab).length} pieces + ${FIM_TOKENS.length} FIM tokens, ` +
+    `${json.model.merges.length} merges; matched llama-tokenizer-js on ${n} chunks`,
+);

@@ -10,10 +10,18 @@ import type { DeviceSetting } from './engine/api';
 import { InputError, checkNumber, MAX_BUDGET_BYTES } from './engine/validate';
 
 /** A numeric flag: absent → `dflt`; present → a finite number in [min, max], else InputError naming the flag. */
-function numFlag(raw: string | true | undefined, name: string, dflt: number, min: number, max: number, integer: boolean): number {
+function numFlag(
+  raw: string | true | undefined,
+  name: string,
+  dflt: number,
+  min: number,
+  max: number,
+  integer: boolean,
+): number {
   if (raw === undefined) return dflt;
   const v = raw === true || raw.trim() === '' ? NaN : Number(raw);
-  if (!Number.isFinite(v)) throw new InputError(`--${name} must be a number (got ${raw === true ? 'no value' : JSON.stringify(raw)})`);
+  if (!Number.isFinite(v))
+    throw new InputError(`--${name} must be a number (got ${raw === true ? 'no value' : JSON.stringify(raw)})`);
   return checkNumber(v, `--${name}`, min, max, integer);
 }
 
@@ -23,7 +31,11 @@ function args(argv: string[]): { cmd: string; flags: Record<string, string | tru
     const a = argv[i];
     if (!a.startsWith('--')) continue;
     const next = argv[i + 1];
-    if (next === undefined || next.startsWith('--')) flags[a.slice(2)] = true; else { flags[a.slice(2)] = next; i++; }
+    if (next === undefined || next.startsWith('--')) flags[a.slice(2)] = true;
+    else {
+      flags[a.slice(2)] = next;
+      i++;
+    }
   }
   return { cmd: argv[0] ?? 'help', flags };
 }
@@ -36,9 +48,15 @@ async function main(): Promise<number> {
   const { cmd, flags } = args(process.argv.slice(2));
   const str = (k: string) => (typeof flags[k] === 'string' ? (flags[k] as string) : undefined);
   const model = str('model');
-  if ((cmd !== 'complete' && cmd !== 'info') || !model) { console.error(usage); return 2; }
+  if ((cmd !== 'complete' && cmd !== 'info') || !model) {
+    console.error(usage);
+    return 2;
+  }
   const device = (str('device') ?? 'auto') as DeviceSetting;
-  if (!['auto', 'cuda', 'cpu'].includes(device)) { console.error(`error: --device must be auto, cuda or cpu (got ${JSON.stringify(device)})`); return 2; }
+  if (!['auto', 'cuda', 'cpu'].includes(device)) {
+    console.error(`error: --device must be auto, cuda or cpu (got ${JSON.stringify(device)})`);
+    return 2;
+  }
   let budget: number, maxTokens: number, timeMs: number, line: number, col: number;
   try {
     budget = Math.round(numFlag(flags['budget-mb'], 'budget-mb', 64, 0, MAX_BUDGET_BYTES / 2 ** 20, false) * 2 ** 20);
@@ -53,15 +71,34 @@ async function main(): Promise<number> {
   if (cmd === 'info') {
     try {
       const { manifest } = loadManifest(model);
-      console.log(JSON.stringify({ name: manifest.name, architecture: manifest.architecture, experts: manifest.experts,
-        fim: manifest.fim !== null, variants: Object.keys(manifest.variants) }, null, 2));
-    } catch (e) { console.error(`error: ${(e as Error).message}`); return 1; }
+      console.log(
+        JSON.stringify(
+          {
+            name: manifest.name,
+            architecture: manifest.architecture,
+            experts: manifest.experts,
+            fim: manifest.fim !== null,
+            variants: Object.keys(manifest.variants),
+          },
+          null,
+          2,
+        ),
+      );
+    } catch (e) {
+      console.error(`error: ${(e as Error).message}`);
+      return 1;
+    }
   }
   let text = '';
   const file = str('file');
   if (cmd === 'complete') {
-    if (!file) { console.error(usage); return 2; }
-    try { text = fs.readFileSync(file, 'utf8'); } catch (e) {
+    if (!file) {
+      console.error(usage);
+      return 2;
+    }
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
       console.error(`error: cannot read --file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
       return 1;
     }
@@ -81,9 +118,14 @@ async function main(): Promise<number> {
     const cur = lines[line - 1] ?? '';
     const offset = before.length + Math.min(col - 1, cur.length);
     const res = await engine.complete({
-      docId: path.resolve(file!), languageId: path.extname(file!).slice(1), prefix: text.slice(0, offset),
-      suffix: text.slice(offset), context: [], maxTokens,
-      multiline: flags.multiline === true, timeBudgetMs: timeMs,
+      docId: path.resolve(file!),
+      languageId: path.extname(file!).slice(1),
+      prefix: text.slice(0, offset),
+      suffix: text.slice(offset),
+      context: [],
+      maxTokens,
+      multiline: flags.multiline === true,
+      timeBudgetMs: timeMs,
     });
     console.log(res.text);
     console.log('--- trace');
@@ -94,4 +136,12 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((code) => { process.exitCode = code; }, (e) => { console.error(`error: ${(e as Error).message}`); process.exitCode = 1; });
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    console.error(`error: ${(e as Error).message}`);
+    process.exitCode = 1;
+  },
+);

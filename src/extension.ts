@@ -19,26 +19,42 @@ export interface MixsgaTestApi {
   stats: Stats;
   gauge: Gauge;
   /** Runs the provider directly, as an explicit trigger would (`selected`: the suggest widget's selected item). */
-  complete(doc: vscode.TextDocument, pos: vscode.Position, token?: vscode.CancellationToken,
-    selected?: vscode.SelectedCompletionInfo): Promise<vscode.InlineCompletionItem[]>;
+  complete(
+    doc: vscode.TextDocument,
+    pos: vscode.Position,
+    token?: vscode.CancellationToken,
+    selected?: vscode.SelectedCompletionInfo,
+  ): Promise<vscode.InlineCompletionItem[]>;
 }
 
 export async function activate(context: vscode.ExtensionContext): Promise<MixsgaTestApi> {
   const log = vscode.window.createOutputChannel('mixSGA', { log: true });
   const settings = new Settings(log);
   const stats = new Stats();
-  const host = new EngineHost(context.extensionPath, settings, log, (o: EngineOptions): Promise<Engine> => EngineClient.start(o));
+  const host = new EngineHost(context.extensionPath, settings, log, (o: EngineOptions): Promise<Engine> =>
+    EngineClient.start(o),
+  );
   const provider = new MixsgaInlineProvider(host, settings, stats, log);
   const gauge = new Gauge(host, settings);
   const panel = new MemoryPanel(context.extensionUri, host, stats);
   const prefetcher = new Prefetcher(host, provider, log);
-  context.subscriptions.push(log, settings, host, gauge, panel, prefetcher, ...registerCommands({ host, settings, provider, stats, panel, log }));
+  context.subscriptions.push(
+    log,
+    settings,
+    host,
+    gauge,
+    panel,
+    prefetcher,
+    ...registerCommands({ host, settings, provider, stats, panel, log }),
+  );
 
   // The selector follows mixsga.enabledLanguages; re-register when it changes.
   let registration: vscode.Disposable | undefined;
   const register = (): void => {
     registration?.dispose();
-    const selector = settings.current.enabledLanguages.flatMap((language) => SUPPORTED_SCHEMES.map((scheme) => ({ language, scheme })));
+    const selector = settings.current.enabledLanguages.flatMap((language) =>
+      SUPPORTED_SCHEMES.map((scheme) => ({ language, scheme })),
+    );
     registration = vscode.languages.registerInlineCompletionItemProvider(selector, provider);
   };
   register();
@@ -66,7 +82,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<Mixsga
     stats,
     gauge,
     async complete(doc, pos, token = none, selected = undefined) {
-      const r = await provider.provideInlineCompletionItems(doc, pos, { triggerKind: vscode.InlineCompletionTriggerKind.Invoke, selectedCompletionInfo: selected }, token);
+      const r = await provider.provideInlineCompletionItems(
+        doc,
+        pos,
+        { triggerKind: vscode.InlineCompletionTriggerKind.Invoke, selectedCompletionInfo: selected },
+        token,
+      );
       return r ? [...r.items] : [];
     },
   };

@@ -7,6 +7,7 @@
 //   node dist/bench.js --suite cascade [--fraction 0.25] [--spots 12] [--doc-tokens 4000]   (age cascade vs window)
 // Exit codes: 0 ok, 1 error, 2 the benchmark cannot run as asked here (e.g. CUDA unavailable; the reason is printed).
 import '../engine/fp16Guard'; // before onnxruntime-common loads: Node ≥ 24 Float16Array pitfall (session.ts)
+import * as os from 'node:os';
 import { parseArgs, str, defaultModelDir, machineFacts, writeResult, UnavailableError } from './common';
 import { runCompletionSuite, printCompletion } from './completion';
 import { runGpuSuite, printGpu } from './gpu';
@@ -26,7 +27,10 @@ Exit codes: 0 ok, 1 error, 2 the benchmark cannot run as asked here (e.g. CUDA u
 
 async function main(): Promise<number> {
   const a = parseArgs(process.argv.slice(2));
-  if (a.help) { console.log(USAGE); return 0; }
+  if (a.help) {
+    console.log(USAGE);
+    return 0;
+  }
   if (typeof a.model !== 'string') a.model = defaultModelDir();
   const suites = str(a, 'suite', 'completion,spots').split(',').map((s) => s.trim());
   const runs = { gpu: [runGpuSuite, printGpu], completion: [runCompletionSuite, printCompletion], spots: [runSpotsSuite, printSpots], suffix: [runSuffixSuite, printSuffix], lines: [runLinesSuite, printLines], cascade: [runCascadeSuite, printCascade] } as const;
@@ -36,9 +40,13 @@ async function main(): Promise<number> {
     const machine = machineFacts();
     const [run, print] = runs[suite];
     const { result, device, model } = await run(a);
-    const data = { ...result, machine, argv: process.argv.slice(2),
-      note: 'timings are wall clock on this machine; see machine.loadavgAtStart for other load' };
-    data.machine = { ...machine, loadavgAtEnd: require('node:os').loadavg() };
+    const data = {
+      ...result,
+      machine,
+      argv: process.argv.slice(2),
+      note: 'timings are wall clock on this machine; see machine.loadavgAtStart for other load',
+    };
+    data.machine = { ...machine, loadavgAtEnd: os.loadavg() };
     print(data);
     const suffix = suite === 'gpu' ? 'gpu' + (a.quick ? '-quick' : '') : ['spots', 'suffix', 'lines', 'cascade'].includes(suite) ? suite : '';
     const file = writeResult(typeof a.out === 'string' ? a.out : undefined, device, model, suffix, data);
@@ -47,8 +55,14 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then((code) => process.exit(code), (e) => {
-  if (e instanceof UnavailableError) { console.error(`bench: cannot run: ${e.message}`); process.exit(2); }
-  console.error(`bench: failed: ${(e as Error).stack ?? e}`);
-  process.exit(1);
-});
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    if (e instanceof UnavailableError) {
+      console.error(`bench: cannot run: ${e.message}`);
+      process.exit(2);
+    }
+    console.error(`bench: failed: ${(e as Error).stack ?? e}`);
+    process.exit(1);
+  },
+);

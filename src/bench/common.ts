@@ -13,9 +13,13 @@ export function parseArgs(argv: string[]): Args {
     const t = argv[i];
     if (!t.startsWith('--')) throw new Error(`unexpected argument ${t}`);
     const eq = t.indexOf('=');
-    if (eq > 0) { a[t.slice(2, eq)] = t.slice(eq + 1); continue; }
+    if (eq > 0) {
+      a[t.slice(2, eq)] = t.slice(eq + 1);
+      continue;
+    }
     const k = t.slice(2);
-    if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) a[k] = argv[++i]; else a[k] = true;
+    if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) a[k] = argv[++i];
+    else a[k] = true;
   }
   return a;
 }
@@ -30,7 +34,8 @@ export const int = (a: Args, k: string, d: number): number => {
 export const nums = (a: Args, k: string, d: number[]): number[] => {
   if (typeof a[k] !== 'string') return d;
   const v = (a[k] as string).split(',').map((x) => Number(x.trim()));
-  if (v.some((x) => !Number.isFinite(x) || x <= 0)) throw new Error(`--${k} needs a comma-separated list of positive numbers`);
+  if (v.some((x) => !Number.isFinite(x) || x <= 0))
+    throw new Error(`--${k} needs a comma-separated list of positive numbers`);
   return v;
 };
 
@@ -45,44 +50,72 @@ export function defaultModelDir(): string {
 export function percentile(xs: number[], p: number): number {
   if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
-  const r = (p / 100) * (s.length - 1), lo = Math.floor(r), hi = Math.ceil(r);
+  const r = (p / 100) * (s.length - 1),
+    lo = Math.floor(r),
+    hi = Math.ceil(r);
   return s[lo] + (s[hi] - s[lo]) * (r - lo);
 }
 export const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
-export const stats = (xs: number[]) => ({ n: xs.length, p50: percentile(xs, 50), p95: percentile(xs, 95), mean: mean(xs),
-  min: xs.length ? Math.min(...xs) : NaN, max: xs.length ? Math.max(...xs) : NaN });
+export const stats = (xs: number[]) => ({
+  n: xs.length,
+  p50: percentile(xs, 50),
+  p95: percentile(xs, 95),
+  mean: mean(xs),
+  min: xs.length ? Math.min(...xs) : NaN,
+  max: xs.length ? Math.max(...xs) : NaN,
+});
 /** Deterministic uniform [0, 1) (xorshift32), so compared runs and re-runs see the same cursor spots. */
 export function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
-  return () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 2 ** 32; };
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 2 ** 32;
+  };
 }
 export const r2 = (x: number) => (Number.isFinite(x) ? Math.round(x * 100) / 100 : x);
 
 export function ortVersion(): string {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const p = require.resolve('onnxruntime-node/package.json');
     return JSON.parse(fs.readFileSync(p, 'utf8')).version;
-  } catch { return 'unknown'; }
+  } catch {
+    return 'unknown';
+  }
 }
 
 export function gpuFacts(): { name?: string; memoryTotalMiB?: number; driver?: string } | undefined {
   try {
-    const out = execFileSync('nvidia-smi', ['--query-gpu=name,memory.total,driver_version', '--format=csv,noheader,nounits'],
-      { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n')[0];
+    const out = execFileSync(
+      'nvidia-smi',
+      ['--query-gpu=name,memory.total,driver_version', '--format=csv,noheader,nounits'],
+      { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] },
+    )
+      .trim()
+      .split('\n')[0];
     const [name, mem, driver] = out.split(',').map((s) => s.trim());
     return { name, memoryTotalMiB: Number(mem), driver };
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
 }
 
 /** GPU memory in use (MiB) on device 0 per nvidia-smi, or undefined where there is none. */
 export function gpuMemUsedMiB(): number | undefined {
   try {
-    const out = execFileSync('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits'],
-      { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits'], {
+      encoding: 'utf8',
+      timeout: 10_000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     const v = Number(out.trim().split('\n')[0]);
     return Number.isFinite(v) ? v : undefined;
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
 }
 
 /** Resident memory of a process in MB (Linux /proc), or undefined where it cannot be read. */
@@ -91,7 +124,9 @@ export function processRssMB(pid: number | undefined): number | undefined {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : undefined;
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
 }
 
 /** Resident size of a process's [heap] mapping in MB (glibc's main malloc arena, grown with brk), or undefined. */
@@ -106,18 +141,36 @@ export function processHeapSegmentMB(pid: number | undefined): number | undefine
 export function machineFacts(): Record<string, unknown> {
   const cpus = os.cpus();
   let load: number[] = [];
-  try { load = os.loadavg().map(r2); } catch { /* windows */ }
+  try {
+    load = os.loadavg().map(r2);
+  } catch {
+    /* windows */
+  }
   return {
-    date: new Date().toISOString(), hostname: os.hostname(), platform: `${process.platform}-${process.arch}`,
-    cpuModel: cpus[0]?.model ?? 'unknown', cores: cpus.length, totalMemGiB: r2(os.totalmem() / 2 ** 30),
-    node: process.versions.node, ort: ortVersion(), loadavgAtStart: load, gpu: gpuFacts(),
+    date: new Date().toISOString(),
+    hostname: os.hostname(),
+    platform: `${process.platform}-${process.arch}`,
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    totalMemGiB: r2(os.totalmem() / 2 ** 30),
+    node: process.versions.node,
+    ort: ortVersion(),
+    loadavgAtStart: load,
+    gpu: gpuFacts(),
   };
 }
 
 /** bench/results/<UTC date>-<device>-<model>[-suffix].json under the root, or --out. */
-export function writeResult(outArg: string | undefined, device: string, model: string, suffix: string, data: unknown): string {
+export function writeResult(
+  outArg: string | undefined,
+  device: string,
+  model: string,
+  suffix: string,
+  data: unknown,
+): string {
   const date = new Date().toISOString().slice(0, 10);
-  const file = outArg ? path.resolve(outArg)
+  const file = outArg
+    ? path.resolve(outArg)
     : path.join(ROOT, 'bench', 'results', `${date}-${device}-${model}${suffix ? '-' + suffix : ''}.json`);
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, JSON.stringify(data, null, 2) + '\n');

@@ -19,7 +19,9 @@ function cursorAt(text: string, frac: number): { prefix: string; suffix: string 
   return { prefix: text.slice(0, i), suffix: text.slice(i) };
 }
 
-export async function runCompletionSuite(a: Args): Promise<{ result: Record<string, unknown>; device: string; model: string; ok: boolean }> {
+export async function runCompletionSuite(
+  a: Args,
+): Promise<{ result: Record<string, unknown>; device: string; model: string; ok: boolean }> {
   const modelDir = path.resolve(str(a, 'model', ''));
   const device = str(a, 'device', 'auto') as DeviceSetting;
   const iterations = int(a, 'iterations', 40);
@@ -34,19 +36,38 @@ export async function runCompletionSuite(a: Args): Promise<{ result: Record<stri
   const { dir, manifest } = loadManifest(modelDir);
   const tok = ModelTokenizer.load(dir, manifest);
   const files = makeFiles(tok, docTokens, Math.max(coldIterations * 2, 4));
-  const pyFiles = (() => { try { return makeFiles(tok, docTokens, 1, 'python'); } catch { return []; } })();
+  const pyFiles = (() => {
+    try {
+      return makeFiles(tok, docTokens, 1, 'python');
+    } catch {
+      return [];
+    }
+  })();
 
   const t0 = performance.now();
   const eng = await EngineClient.start({ modelDir: dir, device, kvBudgetBytes: runBudgetMB * MB, threads });
   const startMs = performance.now() - t0;
   const st = eng.state;
-  if (st.kind !== 'ready') { await eng.dispose(); throw new Error(`engine did not start: ${JSON.stringify(st)}`); }
+  if (st.kind !== 'ready') {
+    await eng.dispose();
+    throw new Error(`engine did not start: ${JSON.stringify(st)}`);
+  }
   if (device === 'cuda' && st.device !== 'cuda') {
     await eng.dispose();
-    throw new UnavailableError(`--device cuda requested but the engine runs on ${st.device}: ${st.deviceNote ?? 'no reason given'}`);
+    throw new UnavailableError(
+      `--device cuda requested but the engine runs on ${st.device}: ${st.deviceNote ?? 'no reason given'}`,
+    );
   }
-  const req = (docId: string, f: { languageId: string }, prefix: string, suffix: string): CompletionRequest =>
-    ({ docId, languageId: f.languageId, prefix, suffix, context: [], maxTokens, multiline: false, timeBudgetMs });
+  const req = (docId: string, f: { languageId: string }, prefix: string, suffix: string): CompletionRequest => ({
+    docId,
+    languageId: f.languageId,
+    prefix,
+    suffix,
+    context: [],
+    maxTokens,
+    multiline: false,
+    timeBudgetMs,
+  });
   const traces: Record<string, RequestTrace[]> = { warm: [], cold: [], coldAfterPrefill: [] };
   const lat: Record<string, number[]> = { warm: [], cold: [], coldAfterPrefill: [], backgroundPrefill: [] };
   const timed = async (kind: string, r: CompletionRequest) => {
@@ -61,7 +82,9 @@ export async function runCompletionSuite(a: Args): Promise<{ result: Record<stri
     const log = (s: string) => process.stderr.write(s);
     log(`[bench] engine ready on ${st.device} in ${r2(startMs)} ms; warm ×${iterations}\n`);
     const wf = files[0];
-    let { prefix, suffix } = cursorAt(wf.text, 0.75);
+    const spot = cursorAt(wf.text, 0.75);
+    const suffix = spot.suffix;
+    let prefix = spot.prefix;
     await eng.complete(req('bench:warm', wf, prefix, suffix)); // opening the file: the cache fills (not timed)
     const typing = ' // keep the cache warm while typing at the end of this line';
     for (let i = 0; i < iterations; i++) {
@@ -101,7 +124,8 @@ export async function runCompletionSuite(a: Args): Promise<{ result: Record<stri
       await eng.clearCaches();
       await eng.setBudget(b * MB);
       const bl: number[] = [];
-      let maxUsed = 0, actions = 0;
+      let maxUsed = 0,
+        actions = 0;
       for (let d = 0; d < 3; d++) {
         const f = files[d % files.length];
         let c = cursorAt(f.text, 0.75);
@@ -116,10 +140,19 @@ export async function runCompletionSuite(a: Args): Promise<{ result: Record<stri
         }
       }
       const m: MemoryReport = await eng.memory();
-      perBudget.push({ budgetMB: b, budgetBytes: m.budgetBytes, usedBytes: m.usedBytes, maxUsedBytes: maxUsed,
-        withinBudget: maxUsed <= m.budgetBytes, docs: m.docs.length, docTokens: m.docs.map((x) => x.tokens),
-        expertShares: m.expertShares.map((x) => Math.round(x * 1000) / 1000), budgetActions: actions,
-        warmLatencyMs: stats(bl), fullBytesPerToken: m.fullBytesPerToken });
+      perBudget.push({
+        budgetMB: b,
+        budgetBytes: m.budgetBytes,
+        usedBytes: m.usedBytes,
+        maxUsedBytes: maxUsed,
+        withinBudget: maxUsed <= m.budgetBytes,
+        docs: m.docs.length,
+        docTokens: m.docs.map((x) => x.tokens),
+        expertShares: m.expertShares.map((x) => Math.round(x * 1000) / 1000),
+        budgetActions: actions,
+        warmLatencyMs: stats(bl),
+        fullBytesPerToken: m.fullBytesPerToken,
+      });
     }
 
     const sum = (ts: RequestTrace[], k: keyof RequestTrace) => ts.reduce((s, t) => s + (t[k] as number), 0);
@@ -129,26 +162,50 @@ export async function runCompletionSuite(a: Args): Promise<{ result: Record<stri
     for (const t of all) stopReasons[t.stopReason] = (stopReasons[t.stopReason] ?? 0) + 1;
     const summarize = (k: string) => ({
       latencyMs: stats(lat[k]),
-      prefillTokens: stats(traces[k].map((t) => t.prefillTokens)), reusedTokens: stats(traces[k].map((t) => t.reusedTokens)),
+      prefillTokens: stats(traces[k].map((t) => t.prefillTokens)),
+      reusedTokens: stats(traces[k].map((t) => t.reusedTokens)),
       generatedTokens: stats(traces[k].map((t) => t.generatedTokens)),
       modelTokens: stats(traces[k].map((t) => t.modelTokens)),
     });
     const result = {
-      suite: 'completion', model: manifest.name, modelDir: dir, device: st.device, deviceSetting: device,
-      deviceNote: st.deviceNote, engineStartMs: r2(startMs),
-      settings: { iterations, coldIterations, runBudgetMB, maxTokens, multiline: false, timeBudgetMs, threads, docTokens },
+      suite: 'completion',
+      model: manifest.name,
+      modelDir: dir,
+      device: st.device,
+      deviceSetting: device,
+      deviceNote: st.deviceNote,
+      engineStartMs: r2(startMs),
+      settings: {
+        iterations,
+        coldIterations,
+        runBudgetMB,
+        maxTokens,
+        multiline: false,
+        timeBudgetMs,
+        threads,
+        docTokens,
+      },
       documents: files.map((f) => ({ path: f.path, languageId: f.languageId, tokens: f.tokens })),
-      warm: summarize('warm'), cold: summarize('cold'), coldAfterPrefill: summarize('coldAfterPrefill'),
+      warm: summarize('warm'),
+      cold: summarize('cold'),
+      coldAfterPrefill: summarize('coldAfterPrefill'),
       backgroundPrefillMs: stats(lat.backgroundPrefill),
-      pythonCold: pyFiles.length ? { path: pyFiles[0].path, tokens: pyFiles[0].tokens, latencyMs: r2(pyCold[0]) } : null,
+      pythonCold: pyFiles.length
+        ? { path: pyFiles[0].path, tokens: pyFiles[0].tokens, latencyMs: r2(pyCold[0]) }
+        : null,
       // prefill ms in a trace = request start → first generated tokens (tokenizing, budget and model runs; the run
       // over the prompt's last chunk also picks the first batch of tokens, so this slightly undercounts).
       promptTokensPerSec: r2(sum(prefillTs, 'prefillTokens') / (sum(prefillTs, 'prefillMs') / 1000)),
       // Decode throughput is not separable per request here (most tokens come from the prompt's run): see the
       // gpu suite (--suite gpu), which times the graph's decode loop directly.
       stopReasons,
-      memoryAfterRun: { usedBytes: runMem.usedBytes, budgetBytes: runMem.budgetBytes, docs: runMem.docs.length,
-        expertShares: runMem.expertShares, fullBytesPerToken: runMem.fullBytesPerToken },
+      memoryAfterRun: {
+        usedBytes: runMem.usedBytes,
+        budgetBytes: runMem.budgetBytes,
+        docs: runMem.docs.length,
+        expertShares: runMem.expertShares,
+        fullBytesPerToken: runMem.fullBytesPerToken,
+      },
       budgets: perBudget,
       traces: { warm: traces.warm, cold: traces.cold, coldAfterPrefill: traces.coldAfterPrefill },
     };
@@ -159,14 +216,49 @@ export async function runCompletionSuite(a: Args): Promise<{ result: Record<stri
 }
 
 export function printCompletion(r: any): void {
-  const row = (name: string, s: any) => [name, s.latencyMs.p50, s.latencyMs.p95, s.latencyMs.n, s.prefillTokens.p50, s.reusedTokens.p50, s.generatedTokens.p50];
-  console.log(`\nmixSGA completion benchmark — model ${r.model} on ${r.device}${r.deviceNote ? ` (${r.deviceNote})` : ''}, budget ${r.settings.runBudgetMB} MB, maxTokens ${r.settings.maxTokens}`);
-  console.log(table(['request', 'p50 ms', 'p95 ms', 'n', 'prefill tok p50', 'reused tok p50', 'generated p50'], [
-    row('warm (1 keystroke)', r.warm), row('cold (new doc)', r.cold), row('cold after prefill()', r.coldAfterPrefill)]));
-  console.log(`background prefill() on open: p50 ${r2(r.backgroundPrefillMs.p50)} ms, p95 ${r2(r.backgroundPrefillMs.p95)} ms`);
-  if (r.pythonCold) console.log(`python cold (${r.pythonCold.path}, ${r.pythonCold.tokens} tok): ${r.pythonCold.latencyMs} ms`);
-  console.log(`prompt ${r.promptTokensPerSec} tok/s (to the first generated tokens); stop reasons ${JSON.stringify(r.stopReasons)}`);
-  console.log(table(['budget MB', 'used B', 'max used B', '≤ budget', 'docs', 'expert shares', 'actions', 'warm p50 ms'],
-    r.budgets.map((b: any) => [b.budgetMB, b.usedBytes, b.maxUsedBytes, b.withinBudget ? 'yes' : 'NO', b.docs,
-      b.expertShares.join('/'), b.budgetActions, b.warmLatencyMs.p50])));
+  const row = (name: string, s: any) => [
+    name,
+    s.latencyMs.p50,
+    s.latencyMs.p95,
+    s.latencyMs.n,
+    s.prefillTokens.p50,
+    s.reusedTokens.p50,
+    s.generatedTokens.p50,
+  ];
+  console.log(
+    `\nmixSGA completion benchmark — model ${r.model} on ${r.device}${r.deviceNote ? ` (${r.deviceNote})` : ''}, budget ${r.settings.runBudgetMB} MB, maxTokens ${r.settings.maxTokens}`,
+  );
+  console.log(
+    table(
+      ['request', 'p50 ms', 'p95 ms', 'n', 'prefill tok p50', 'reused tok p50', 'generated p50'],
+      [
+        row('warm (1 keystroke)', r.warm),
+        row('cold (new doc)', r.cold),
+        row('cold after prefill()', r.coldAfterPrefill),
+      ],
+    ),
+  );
+  console.log(
+    `background prefill() on open: p50 ${r2(r.backgroundPrefillMs.p50)} ms, p95 ${r2(r.backgroundPrefillMs.p95)} ms`,
+  );
+  if (r.pythonCold)
+    console.log(`python cold (${r.pythonCold.path}, ${r.pythonCold.tokens} tok): ${r.pythonCold.latencyMs} ms`);
+  console.log(
+    `prompt ${r.promptTokensPerSec} tok/s (to the first generated tokens); stop reasons ${JSON.stringify(r.stopReasons)}`,
+  );
+  console.log(
+    table(
+      ['budget MB', 'used B', 'max used B', '≤ budget', 'docs', 'expert shares', 'actions', 'warm p50 ms'],
+      r.budgets.map((b: any) => [
+        b.budgetMB,
+        b.usedBytes,
+        b.maxUsedBytes,
+        b.withinBudget ? 'yes' : 'NO',
+        b.docs,
+        b.expertShares.join('/'),
+        b.budgetActions,
+        b.warmLatencyMs.p50,
+      ]),
+    ),
+  );
 }

@@ -17,47 +17,121 @@ const ECHO_THREAD = `const { parentPort } = require('node:worker_threads'); pare
 const ms3 = (x: number) => Math.round(x * 1000) / 1000;
 const snippet = fs.readFileSync(__filename, 'utf8');
 const text = (n: number) => snippet.repeat(Math.ceil(n / snippet.length)).slice(0, n);
-const reply = { type: 'result', id: 1, ok: true, value: { text: '  return a + b;', trace: {
-  requestId: 1, docId: 'file:///a.ts', reusedTokens: 1400, prefillTokens: 6, generatedTokens: 8, modelTokens: 9, prefillMs: 40,
-  decodeMs: 80, totalMs: 121, stopReason: 'newline', budgetActions: ['demoted 120 token-layers (90000 B)'] } } };
+const reply = {
+  type: 'result',
+  id: 1,
+  ok: true,
+  value: {
+    text: '  return a + b;',
+    trace: {
+      requestId: 1,
+      docId: 'file:///a.ts',
+      reusedTokens: 1400,
+      prefillTokens: 6,
+      generatedTokens: 8,
+      modelTokens: 9,
+      prefillMs: 40,
+      decodeMs: 80,
+      totalMs: 121,
+      stopReason: 'newline',
+      budgetActions: ['demoted 120 token-layers (90000 B)'],
+    },
+  },
+};
 
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
   const n = Math.max(10, int(a, 'n', 400));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mixsga-ipc-'));
   fs.writeFileSync(path.join(dir, 'child.js'), ECHO_CHILD);
-  const child = fork(path.join(dir, 'child.js'), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(path.join(dir, 'child.js'), [], {
+    serialization: 'advanced',
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const thread = new Worker(ECHO_THREAD, { eval: true });
-  const viaChild = (m: unknown) => new Promise<void>((res) => { child.once('message', () => res()); child.send(m as object); });
-  const viaThread = (m: unknown) => new Promise<void>((res) => { thread.once('message', () => res()); thread.postMessage(m); });
+  const viaChild = (m: unknown) =>
+    new Promise<void>((res) => {
+      child.once('message', () => res());
+      child.send(m as object);
+    });
+  const viaThread = (m: unknown) =>
+    new Promise<void>((res) => {
+      thread.once('message', () => res());
+      thread.postMessage(m);
+    });
   const results: Record<string, unknown>[] = [];
   for (const kb of [6, 20, 60]) {
-    const msg = { type: 'call', id: 1, call: { method: 'complete', req: { docId: 'file:///a.ts', languageId: 'typescript',
-      prefix: text(kb * 1024), suffix: text(2048), context: [], maxTokens: 64, multiline: false, timeBudgetMs: 2000 } }, reply };
-    for (let i = 0; i < 20; i++) { await viaChild(msg); await viaThread(msg); } // warm-up
-    const c: number[] = [], t: number[] = [];
-    for (let i = 0; i < n; i++) { // interleaved A/B
-      let s = process.hrtime.bigint(); await viaChild(msg); c.push(Number(process.hrtime.bigint() - s) / 1e6);
-      s = process.hrtime.bigint(); await viaThread(msg); t.push(Number(process.hrtime.bigint() - s) / 1e6);
+    const msg = {
+      type: 'call',
+      id: 1,
+      call: {
+        method: 'complete',
+        req: {
+          docId: 'file:///a.ts',
+          languageId: 'typescript',
+          prefix: text(kb * 1024),
+          suffix: text(2048),
+          context: [],
+          maxTokens: 64,
+          multiline: false,
+          timeBudgetMs: 2000,
+        },
+      },
+      reply,
+    };
+    for (let i = 0; i < 20; i++) {
+      await viaChild(msg);
+      await viaThread(msg);
+    } // warm-up
+    const c: number[] = [],
+      t: number[] = [];
+    for (let i = 0; i < n; i++) {
+      // interleaved A/B
+      let s = process.hrtime.bigint();
+      await viaChild(msg);
+      c.push(Number(process.hrtime.bigint() - s) / 1e6);
+      s = process.hrtime.bigint();
+      await viaThread(msg);
+      t.push(Number(process.hrtime.bigint() - s) / 1e6);
     }
-    const sc = stats(c), st = stats(t);
-    results.push({ prefixKB: kb, childProcessMs: { p50: ms3(sc.p50), p95: ms3(sc.p95) },
+    const sc = stats(c),
+      st = stats(t);
+    results.push({
+      prefixKB: kb,
+      childProcessMs: { p50: ms3(sc.p50), p95: ms3(sc.p95) },
       workerThreadMs: { p50: ms3(st.p50), p95: ms3(st.p95) },
-      extraPerRequestMs: ms3(sc.p50 - st.p50) });
+      extraPerRequestMs: ms3(sc.p50 - st.p50),
+    });
   }
   child.kill();
   await thread.terminate();
 
-  const eng = await EngineClient.start({ modelDir: path.resolve(typeof a.model === 'string' ? a.model : defaultModelDir()),
-    device: 'cpu', kvBudgetBytes: 64 * 2 ** 20 });
+  const eng = await EngineClient.start({
+    modelDir: path.resolve(typeof a.model === 'string' ? a.model : defaultModelDir()),
+    device: 'cpu',
+    kvBudgetBytes: 64 * 2 ** 20,
+  });
   const mem: number[] = [];
-  for (let i = 0; i < n; i++) { const s = process.hrtime.bigint(); await eng.memory(); mem.push(Number(process.hrtime.bigint() - s) / 1e6); }
+  for (let i = 0; i < n; i++) {
+    const s = process.hrtime.bigint();
+    await eng.memory();
+    mem.push(Number(process.hrtime.bigint() - s) / 1e6);
+  }
   await eng.dispose();
-  const data = { tool: 'ipc-cost', machine: machineFacts(), loadavgAtEnd: os.loadavg().map(r2), n, echo: results,
-    engineMemoryRoundTripMs: { p50: ms3(stats(mem).p50), p95: ms3(stats(mem).p95) } };
+  const data = {
+    tool: 'ipc-cost',
+    machine: machineFacts(),
+    loadavgAtEnd: os.loadavg().map(r2),
+    n,
+    echo: results,
+    engineMemoryRoundTripMs: { p50: ms3(stats(mem).p50), p95: ms3(stats(mem).p95) },
+  };
   const file = writeResult(typeof a.out === 'string' ? a.out : undefined, 'cpu', 'ipc-cost', '', data);
   console.log(JSON.stringify(data.echo), JSON.stringify(data.engineMemoryRoundTripMs));
   console.log(`ipc-cost: wrote ${file}`);
 }
 
-main().catch((e) => { console.error(`ipc-cost: ${(e as Error).message}`); process.exitCode = 1; });
+main().catch((e) => {
+  console.error(`ipc-cost: ${(e as Error).message}`);
+  process.exitCode = 1;
+});

@@ -10,17 +10,29 @@ import { ModelTokenizer } from '../engine/tokenizer';
 import { Args, int, r2, rng, str, table } from './common';
 import { makeFiles } from './sources';
 
-export async function runLinesSuite(a: Args): Promise<{ result: Record<string, unknown>; device: string; model: string; ok: boolean }> {
+export async function runLinesSuite(
+  a: Args,
+): Promise<{ result: Record<string, unknown>; device: string; model: string; ok: boolean }> {
   const cases = int(a, 'cases', 40);
   const rand = rng(int(a, 'seed', 1));
   const { dir, manifest } = loadManifest(str(a, 'model', ''));
   const tok = ModelTokenizer.load(dir, manifest);
   const files = makeFiles(tok, int(a, 'doc-tokens', 2000), 4);
   const layouts: PromptLayout[] = ['psm', 'spm'];
-  const engines = await Promise.all(layouts.map((layout) => EngineClient.start({ modelDir: dir, device: 'cpu',
-    kvBudgetBytes: 256 << 20, threads: int(a, 'threads', 0), layout })));
+  const engines = await Promise.all(
+    layouts.map((layout) =>
+      EngineClient.start({
+        modelDir: dir,
+        device: 'cpu',
+        kvBudgetBytes: 256 << 20,
+        threads: int(a, 'threads', 0),
+        layout,
+      }),
+    ),
+  );
   try {
-    const hits = layouts.map(() => 0), withText = layouts.map(() => 0);
+    const hits = layouts.map(() => 0),
+      withText = layouts.map(() => 0);
     let agree = 0;
     const rows: { file: string; line: number; want: string; got: string[] }[] = [];
     for (let i = 0; i < cases; i++) {
@@ -31,12 +43,21 @@ export async function runLinesSuite(a: Args): Promise<{ result: Record<string, u
       const indent = lines[line].length - lines[line].trimStart().length;
       const col = indent + 1 + Math.floor(rand() * (lines[line].length - indent - 4));
       const start = lines.slice(0, line).join('\n').length + (line ? 1 : 0);
-      const prefix = f.text.slice(0, start + col), want = lines[line].slice(col);
+      const prefix = f.text.slice(0, start + col),
+        want = lines[line].slice(col);
       const suffix = f.text.slice(start + lines[line].length);
       const got: string[] = [];
       for (const [k, e] of engines.entries()) {
-        const r = await e.complete({ docId: `lines:${i}`, languageId: f.languageId, prefix, suffix, context: [], maxTokens: 48,
-          multiline: false, timeBudgetMs: 20_000 });
+        const r = await e.complete({
+          docId: `lines:${i}`,
+          languageId: f.languageId,
+          prefix,
+          suffix,
+          context: [],
+          maxTokens: 48,
+          multiline: false,
+          timeBudgetMs: 20_000,
+        });
         got.push(r.text);
         if (r.text) withText[k]++;
         if (r.text.trimEnd() === want.trimEnd()) hits[k]++;
@@ -45,9 +66,17 @@ export async function runLinesSuite(a: Args): Promise<{ result: Record<string, u
       rows.push({ file: f.path, line, want, got });
       for (const e of engines) await e.closeDocument(`lines:${i}`);
     }
-    const result = { suite: 'lines', model: manifest.name, cases, maxTokens: 48,
-      exact: Object.fromEntries(layouts.map((l, k) => [l, hits[k]])), withText: Object.fromEntries(layouts.map((l, k) => [l, withText[k]])),
-      sameCompletion: agree, loadavgAtEnd: os.loadavg().map(r2), rows };
+    const result = {
+      suite: 'lines',
+      model: manifest.name,
+      cases,
+      maxTokens: 48,
+      exact: Object.fromEntries(layouts.map((l, k) => [l, hits[k]])),
+      withText: Object.fromEntries(layouts.map((l, k) => [l, withText[k]])),
+      sameCompletion: agree,
+      loadavgAtEnd: os.loadavg().map(r2),
+      rows,
+    };
     return { result, device: 'cpu', model: manifest.name, ok: true };
   } finally {
     for (const e of engines) await e.dispose();
@@ -56,6 +85,11 @@ export async function runLinesSuite(a: Args): Promise<{ result: Record<string, u
 
 export function printLines(r: any): void {
   console.log(`\nmixSGA line completion by layout — ${r.cases} cut lines, exact rest of line`);
-  console.log(table(['layout', 'exact', 'with text'], Object.keys(r.exact).map((l) => [l, r.exact[l], r.withText[l]])));
+  console.log(
+    table(
+      ['layout', 'exact', 'with text'],
+      Object.keys(r.exact).map((l) => [l, r.exact[l], r.withText[l]]),
+    ),
+  );
   console.log(`same completion in both layouts: ${r.sameCompletion} of ${r.cases}`);
 }

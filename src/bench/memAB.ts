@@ -35,11 +35,22 @@ async function main(): Promise<void> {
   const CONFIGS = set === 'heap' ? HEAP_SET : ORT_SET;
   const modelDir = path.resolve(typeof a.model === 'string' ? a.model : defaultModelDir());
   const source = fs.readFileSync(path.join(ROOT, 'src', 'engine', 'client.ts'), 'utf8');
-  const engines = await Promise.all(CONFIGS.map((c) => EngineClient.start({ modelDir, device: 'cpu', kvBudgetBytes: 64 * 2 ** 20, childEnv: c.env })));
-  const cold = CONFIGS.map(() => [] as number[]), warm = CONFIGS.map(() => [] as number[]);
+  const engines = await Promise.all(
+    CONFIGS.map((c) => EngineClient.start({ modelDir, device: 'cpu', kvBudgetBytes: 64 * 2 ** 20, childEnv: c.env })),
+  );
+  const cold = CONFIGS.map(() => [] as number[]),
+    warm = CONFIGS.map(() => [] as number[]);
   const idle = engines.map((e) => r2(rss(e.pid)));
   const req = (docId: string, prefix: string, maxTokens: number): CompletionRequest => ({
-    docId, languageId: 'typescript', prefix, suffix: '\n', context: [], maxTokens, multiline: true, timeBudgetMs: 30_000 });
+    docId,
+    languageId: 'typescript',
+    prefix,
+    suffix: '\n',
+    context: [],
+    maxTokens,
+    multiline: true,
+    timeBudgetMs: 30_000,
+  });
   for (let r = 0; r < rounds; r++) {
     const cut = 3000 + ((r * 977) % (source.length - 9000));
     const prefix = source.slice(cut - 3000, cut + 3000);
@@ -61,8 +72,14 @@ async function main(): Promise<void> {
   await Promise.all(engines.map((e) => e.dispose()));
   const data = { tool: 'mem-ab', set, machine: machineFacts(), loadavgAtEnd: os.loadavg().map(r2), rounds, model: modelDir, rows };
   const file = writeResult(typeof a.out === 'string' ? a.out : undefined, 'cpu', 'mem-ab', '', data);
-  for (const x of rows) console.log(`${x.config}: cold p50 ${x.cold.p50} ms, warm p50 ${x.warm.p50} ms, RSS ${x.idleRssMB} -> ${x.rssAfterMB} MB`);
+  for (const x of rows)
+    console.log(
+      `${x.config}: cold p50 ${x.cold.p50} ms, warm p50 ${x.warm.p50} ms, RSS ${x.idleRssMB} -> ${x.rssAfterMB} MB`,
+    );
   console.log(`mem-ab: wrote ${file}`);
 }
 
-main().catch((e) => { console.error(`mem-ab: ${(e as Error).message}`); process.exitCode = 1; });
+main().catch((e) => {
+  console.error(`mem-ab: ${(e as Error).message}`);
+  process.exitCode = 1;
+});

@@ -39,8 +39,12 @@ function corpus(): { ext: string; text: string }[] {
   const walk = (d: string) => {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
-      if (e.isDirectory()) { if (!['node_modules', 'fixtures', '__pycache__'].includes(e.name)) walk(p); continue; }
-      if (/\.(ts|py)$/.test(e.name)) out.push({ ext: e.name.endsWith('.py') ? 'py' : 'ts', text: fs.readFileSync(p, 'utf8') });
+      if (e.isDirectory()) {
+        if (!['node_modules', 'fixtures', '__pycache__'].includes(e.name)) walk(p);
+        continue;
+      }
+      if (/\.(ts|py)$/.test(e.name))
+        out.push({ ext: e.name.endsWith('.py') ? 'py' : 'ts', text: fs.readFileSync(p, 'utf8') });
     }
   };
   for (const d of ['src', 'toolchain/mixsga', 'test']) if (fs.existsSync(path.join(ROOT, d))) walk(path.join(ROOT, d));
@@ -48,7 +52,12 @@ function corpus(): { ext: string; text: string }[] {
   return out;
 }
 
-interface Doc { id: string; lang: string; text: string; cursor: number }
+interface Doc {
+  id: string;
+  lang: string;
+  text: string;
+  cursor: number;
+}
 
 function makeDocs(n: number, rand: () => number): Doc[] {
   const files = corpus();
@@ -60,7 +69,12 @@ function makeDocs(n: number, rand: () => number): Doc[] {
     let text = '';
     while (text.length < want) text += pool[Math.floor(rand() * pool.length)].text + '\n';
     text = text.slice(0, Math.round(want));
-    return { id: `soak://doc${i}.${ext}`, lang: ext === 'py' ? 'python' : 'typescript', text, cursor: Math.floor(rand() * text.length) };
+    return {
+      id: `soak://doc${i}.${ext}`,
+      lang: ext === 'py' ? 'python' : 'typescript',
+      text,
+      cursor: Math.floor(rand() * text.length),
+    };
   });
 }
 
@@ -68,9 +82,14 @@ async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
   const minutes = Number(str(a, 'minutes', '60'));
   if (!(minutes > 0)) throw new Error('--minutes must be a positive number');
-  const nDocs = Math.max(1, int(a, 'docs', 50)), seed = int(a, 'seed', 1), baseMB = Number(str(a, 'budget-mb', '64'));
+  const nDocs = Math.max(1, int(a, 'docs', 50)),
+    seed = int(a, 'seed', 1),
+    baseMB = Number(str(a, 'budget-mb', '64'));
   const modelDir = path.resolve(str(a, 'model', defaultModelDir()));
-  const out = typeof a.out === 'string' ? a.out : path.join(ROOT, 'docs', 'results', `soak-${new Date().toISOString().slice(0, 10)}.json`);
+  const out =
+    typeof a.out === 'string'
+      ? a.out
+      : path.join(ROOT, 'docs', 'results', `soak-${new Date().toISOString().slice(0, 10)}.json`);
   const rand = rng(seed);
   const docs = makeDocs(nDocs, rand);
   const facts = machineFacts();
@@ -78,7 +97,13 @@ async function main(): Promise<void> {
   // A private copy of the engine bundle: rebuilding dist/ during a long run must not change a restarted engine.
   const workerPath = path.join(__dirname, `.soak-worker-${process.pid}.js`);
   fs.copyFileSync(path.join(__dirname, 'worker.js'), workerPath);
-  process.on('exit', () => { try { fs.unlinkSync(workerPath); } catch { /* gone */ } });
+  process.on('exit', () => {
+    try {
+      fs.unlinkSync(workerPath);
+    } catch {
+      /* gone */
+    }
+  });
   const ortDefaults = a['ort-defaults'] === true;
   const childEnv: Record<string, string> = {};
   for (const kv of str(a, 'child-env', '').split(',').filter(Boolean)) {
@@ -93,12 +118,25 @@ async function main(): Promise<void> {
   const crashLog: { t: number; state: string }[] = [];
   const t0 = Date.now();
   const tmin = () => (Date.now() - t0) / 60_000;
-  eng.onDidChange((s) => { if (s.kind === 'restarting' || s.kind === 'failed') { crashes++; crashLog.push({ t: r2(tmin()), state: JSON.stringify(s) }); } });
+  eng.onDidChange((s) => {
+    if (s.kind === 'restarting' || s.kind === 'failed') {
+      crashes++;
+      crashLog.push({ t: r2(tmin()), state: JSON.stringify(s) });
+    }
+  });
 
   await new Promise((r) => setTimeout(r, 2000));
   const idleColdMB = rssMB(eng.pid);
-  await eng.complete({ docId: 'soak://warmup', languageId: 'typescript', prefix: 'const a = ', suffix: ';\n', context: [],
-    maxTokens: 4, multiline: false, timeBudgetMs: 10_000 });
+  await eng.complete({
+    docId: 'soak://warmup',
+    languageId: 'typescript',
+    prefix: 'const a = ',
+    suffix: ';\n',
+    context: [],
+    maxTokens: 4,
+    multiline: false,
+    timeBudgetMs: 10_000,
+  });
   await eng.closeDocument('soak://warmup');
   await new Promise((r) => setTimeout(r, 2000));
   const idleMB = rssMB(eng.pid);
@@ -107,9 +145,15 @@ async function main(): Promise<void> {
   const samples: { t: number; rssMB?: number; heapSegmentMB?: number; hostRssMB: number; kvAllocatedMB: number; budgetMB: number; docs: number; requests: number;
     engineHeapMB?: number; engineArrayBuffersMB?: number; gcCount?: number; gcMs?: number }[] = [];
   const marks: { minute: number; rssMB?: number; afterClearMB?: number }[] = [];
-  let overBudget = 0, maxFill = 0, cur = docs[0], budgetMB = baseMB, actions: Record<string, number> = {};
+  let overBudget = 0,
+    maxFill = 0,
+    cur = docs[0],
+    budgetMB = baseMB;
+  const actions: Record<string, number> = {};
   const markAt = nums(a, 'marks', [15, 30, 45, 60]).filter((m) => m <= minutes);
-  const count = (k: string) => { actions[k] = (actions[k] ?? 0) + 1; };
+  const count = (k: string) => {
+    actions[k] = (actions[k] ?? 0) + 1;
+  };
 
   const checkBudget = async () => {
     const m = await eng.memory();
@@ -128,72 +172,142 @@ async function main(): Promise<void> {
   const request = (d: Doc, signal?: AbortSignal): Promise<void> => {
     const other = docs[Math.floor(rand() * docs.length)];
     const ctx = rand() < 0.5 && other !== d ? [{ path: other.id, text: other.text.slice(0, 1500) }] : [];
-    const req: CompletionRequest = { docId: d.id, languageId: d.lang, prefix: d.text.slice(0, d.cursor), suffix: d.text.slice(d.cursor),
-      context: ctx, maxTokens: 32, multiline: rand() < 0.3, timeBudgetMs: 3000 };
+    const req: CompletionRequest = {
+      docId: d.id,
+      languageId: d.lang,
+      prefix: d.text.slice(0, d.cursor),
+      suffix: d.text.slice(d.cursor),
+      context: ctx,
+      maxTokens: 32,
+      multiline: rand() < 0.3,
+      timeBudgetMs: 3000,
+    };
     const s = Date.now();
     return eng.complete(req, signal).then(async (r) => {
-      requests.push({ t: r2(tmin()), ms: Date.now() - s, stop: r.trace.stopReason, prefill: r.trace.prefillTokens, reused: r.trace.reusedTokens });
+      requests.push({
+        t: r2(tmin()),
+        ms: Date.now() - s,
+        stop: r.trace.stopReason,
+        prefill: r.trace.prefillTokens,
+        reused: r.trace.reusedTokens,
+      });
       await checkBudget();
     });
   };
   const windows = () => {
     const w: Record<string, unknown>[] = [];
     for (let from = 0; from < Math.ceil(tmin() / 5) * 5; from += 5) {
-      const rs = requests.filter((r) => r.t >= from && r.t < from + 5), ss = samples.filter((s) => s.t >= from && s.t < from + 5);
+      const rs = requests.filter((r) => r.t >= from && r.t < from + 5),
+        ss = samples.filter((s) => s.t >= from && s.t < from + 5);
       const ok = rs.filter((r) => r.stop !== 'cancelled');
-      w.push({ fromMin: from, toMin: from + 5, requests: rs.length, p50Ms: r2(percentile(ok.map((r) => r.ms), 50)),
-        p95Ms: r2(percentile(ok.map((r) => r.ms), 95)), errors: rs.filter((r) => r.stop === 'error').length,
+      w.push({
+        fromMin: from,
+        toMin: from + 5,
+        requests: rs.length,
+        p50Ms: r2(
+          percentile(
+            ok.map((r) => r.ms),
+            50,
+          ),
+        ),
+        p95Ms: r2(
+          percentile(
+            ok.map((r) => r.ms),
+            95,
+          ),
+        ),
+        errors: rs.filter((r) => r.stop === 'error').length,
         crashes: crashLog.filter((c) => c.t >= from && c.t < from + 5).length,
         rssMaxMB: ss.length ? r2(Math.max(...ss.map((s) => s.rssMB ?? 0))) : null,
-        kvAllocatedMaxMB: ss.length ? r2(Math.max(...ss.map((s) => s.kvAllocatedMB))) : null });
+        kvAllocatedMaxMB: ss.length ? r2(Math.max(...ss.map((s) => s.kvAllocatedMB))) : null,
+      });
     }
     return w;
   };
   const report = (done: boolean) => {
     const at = (m: number) => marks.find((x) => x.minute === m)?.rssMB;
     const base = at(markAt[0]);
-    const vsFirst = markAt.map((m) => ({ minute: m, rssMB: at(m) ?? null, vsFirstMark: base && at(m) ? r2(at(m)! / base - 1) : null }));
+    const vsFirst = markAt.map((m) => ({
+      minute: m,
+      rssMB: at(m) ?? null,
+      vsFirstMark: base && at(m) ? r2(at(m)! / base - 1) : null,
+    }));
     return {
       tool: 'soak', done, flags: { minutes, docs: nDocs, seed, budgetMB: baseMB, model: modelDir, device: 'cpu', marks: markAt, ortDefaults, childEnv },
       machine: facts,
       loadavgAtEnd: os.loadavg().map(r2),
-      elapsedMin: r2(tmin()), requests: requests.length, actions, crashes, crashLog, overBudgetMoments: overBudget,
-      maxFill: r2(maxFill), idleColdMB: idleColdMB && r2(idleColdMB), idleMB: idleMB && r2(idleMB), marks, rssVsFirstMark: vsFirst,
-      docTokensApprox: docs.map((d) => Math.round(d.text.length / 3.3)), windows: windows(), samples,
+      elapsedMin: r2(tmin()),
+      requests: requests.length,
+      actions,
+      crashes,
+      crashLog,
+      overBudgetMoments: overBudget,
+      maxFill: r2(maxFill),
+      idleColdMB: idleColdMB && r2(idleColdMB),
+      idleMB: idleMB && r2(idleMB),
+      marks,
+      rssVsFirstMark: vsFirst,
+      docTokensApprox: docs.map((d) => Math.round(d.text.length / 3.3)),
+      windows: windows(),
+      samples,
     };
   };
 
-  let nextSample = 0, nextWrite = 5, mi = 0;
-  console.log(`soak: ${minutes} min, ${nDocs} docs, seed ${seed}, budget ${baseMB} MB, model ${modelDir}; idle RSS ${idleMB?.toFixed(1)} MB`);
+  let nextSample = 0,
+    nextWrite = 5,
+    mi = 0;
+  console.log(
+    `soak: ${minutes} min, ${nDocs} docs, seed ${seed}, budget ${baseMB} MB, model ${modelDir}; idle RSS ${idleMB?.toFixed(1)} MB`,
+  );
   while (tmin() < minutes || mi < markAt.length) {
     const now = tmin();
-    if (now >= nextSample) { await sample(); nextSample = now + 1 / 6; }
+    if (now >= nextSample) {
+      await sample();
+      nextSample = now + 1 / 6;
+    }
     if (mi < markAt.length && now >= markAt[mi]) {
       const rss = rssMB(eng.pid);
       await eng.clearCaches();
       await new Promise((r) => setTimeout(r, 3000));
-      marks.push({ minute: markAt[mi], rssMB: rss && r2(rss), afterClearMB: (() => { const x = rssMB(eng.pid); return x && r2(x); })() });
-      console.log(`soak: mark ${markAt[mi]} min: RSS ${rss?.toFixed(1)} MB, after clearCaches ${marks[marks.length - 1].afterClearMB} MB`);
+      marks.push({
+        minute: markAt[mi],
+        rssMB: rss && r2(rss),
+        afterClearMB: (() => {
+          const x = rssMB(eng.pid);
+          return x && r2(x);
+        })(),
+      });
+      console.log(
+        `soak: mark ${markAt[mi]} min: RSS ${rss?.toFixed(1)} MB, after clearCaches ${marks[marks.length - 1].afterClearMB} MB`,
+      );
       mi++;
       continue;
     }
-    if (now >= nextWrite) { writeResult(out, 'cpu', 'soak', '', report(false)); nextWrite += 5; }
+    if (now >= nextWrite) {
+      writeResult(out, 'cpu', 'soak', '', report(false));
+      nextWrite += 5;
+    }
     const quiet = mi < markAt.length && markAt[mi] - now < 2; // hold budget changes off before a mark
     const x = rand();
-    if (x < 0.6) { // typing burst at the cursor, then a completion
-      const src = docs[Math.floor(rand() * docs.length)].text, o = Math.floor(rand() * Math.max(1, src.length - 8));
+    if (x < 0.6) {
+      // typing burst at the cursor, then a completion
+      const src = docs[Math.floor(rand() * docs.length)].text,
+        o = Math.floor(rand() * Math.max(1, src.length - 8));
       const add = src.slice(o, o + 1 + Math.floor(rand() * 6));
       cur.text = cur.text.slice(0, cur.cursor) + add + cur.text.slice(cur.cursor);
       cur.cursor += add.length;
       count('type');
       await request(cur);
-    } else if (x < 0.7) { // an edit elsewhere (above the cursor: the cache is cut there)
-      const at = Math.floor(rand() * cur.text.length), del = Math.floor(rand() * 200);
+    } else if (x < 0.7) {
+      // an edit elsewhere (above the cursor: the cache is cut there)
+      const at = Math.floor(rand() * cur.text.length),
+        del = Math.floor(rand() * 200);
       cur.text = cur.text.slice(0, at) + (rand() < 0.5 ? '\n// edited\n' : '') + cur.text.slice(at + del);
       cur.cursor = Math.min(cur.text.length, Math.max(0, at < cur.cursor ? cur.cursor - del : cur.cursor));
       count('edit');
       await request(cur);
-    } else if (x < 0.82) { // switch files: background prefill, then a completion there
+    } else if (x < 0.82) {
+      // switch files: background prefill, then a completion there
       cur = docs[Math.floor(rand() * docs.length)];
       count('switch');
       void eng.prefill(cur.id, cur.lang, cur.text.slice(0, cur.cursor), cur.text.slice(cur.cursor));
@@ -203,7 +317,8 @@ async function main(): Promise<void> {
       const d = docs[Math.floor(rand() * docs.length)];
       count('close');
       await eng.closeDocument(d.id);
-    } else if (x < 0.95) { // typed on: the request is aborted by the caller
+    } else if (x < 0.95) {
+      // typed on: the request is aborted by the caller
       const ac = new AbortController();
       setTimeout(() => ac.abort(), rand() * 300);
       count('abort');
@@ -221,7 +336,12 @@ async function main(): Promise<void> {
   await sample();
   const file = writeResult(out, 'cpu', 'soak', '', report(true));
   await eng.dispose();
-  console.log(`soak: done, ${requests.length} requests, ${crashes} crashes, ${overBudget} over-budget moments; wrote ${file}`);
+  console.log(
+    `soak: done, ${requests.length} requests, ${crashes} crashes, ${overBudget} over-budget moments; wrote ${file}`,
+  );
 }
 
-main().catch((e) => { console.error(`soak: ${(e as Error).message}`); process.exitCode = 1; });
+main().catch((e) => {
+  console.error(`soak: ${(e as Error).message}`);
+  process.exitCode = 1;
+});

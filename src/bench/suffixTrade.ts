@@ -7,12 +7,19 @@ import { EngineCore } from '../engine/core';
 import { Args, int, nums, r2, rng, stats, str, table } from './common';
 import { makeFiles } from './sources';
 
-export async function runSuffixSuite(a: Args): Promise<{ result: Record<string, unknown>; device: string; model: string; ok: boolean }> {
+export async function runSuffixSuite(
+  a: Args,
+): Promise<{ result: Record<string, unknown>; device: string; model: string; ok: boolean }> {
   const sizes = nums(a, 'suffix-sizes', [32, 64, 96, 128, 256]);
   const spots = int(a, 'spots', 16);
   const rand = rng(int(a, 'seed', 1));
-  const core = await EngineCore.create({ modelDir: str(a, 'model', ''), device: 'cpu', kvBudgetBytes: 256 << 20,
-    threads: int(a, 'threads', 0), layout: 'psm' });
+  const core = await EngineCore.create({
+    modelDir: str(a, 'model', ''),
+    device: 'cpu',
+    kvBudgetBytes: 256 << 20,
+    threads: int(a, 'threads', 0),
+    layout: 'psm',
+  });
   try {
     const file = makeFiles(core.tok, int(a, 'doc-tokens', 2000), 1, 'typescript')[0];
     const never = { cancelled: false };
@@ -25,9 +32,22 @@ export async function runSuffixSuite(a: Args): Promise<{ result: Record<string, 
       const order = sizes.map((_, k) => sizes[(k + i) % sizes.length]);
       for (const s of order) {
         core.spotSuffixTokens = s;
-        const t = performance.now(), c0 = process.cpuUsage();
-        const r = await core.complete(i * sizes.length + s, { docId: 'doc', languageId: file.languageId, prefix: file.text.slice(0, at),
-          suffix: file.text.slice(at), context: [], maxTokens: 1, multiline: false, timeBudgetMs: 10_000 }, never);
+        const t = performance.now(),
+          c0 = process.cpuUsage();
+        const r = await core.complete(
+          i * sizes.length + s,
+          {
+            docId: 'doc',
+            languageId: file.languageId,
+            prefix: file.text.slice(0, at),
+            suffix: file.text.slice(at),
+            context: [],
+            maxTokens: 1,
+            multiline: false,
+            timeBudgetMs: 10_000,
+          },
+          never,
+        );
         const c = process.cpuUsage(c0);
         per.get(s)!.wall.push(performance.now() - t);
         per.get(s)!.cpu.push((c.user + c.system) / 1000);
@@ -35,10 +55,18 @@ export async function runSuffixSuite(a: Args): Promise<{ result: Record<string, 
       }
     }
     const result = {
-      suite: 'suffix', model: core.manifest.name, document: { path: file.path, tokens: file.tokens }, settings: { sizes, spots },
-      bySize: Object.fromEntries(sizes.map((s) => [s, { wallMs: stats(per.get(s)!.wall), cpuMs: stats(per.get(s)!.cpu),
-        promptTokens: stats(per.get(s)!.tokens) }])),
-      loadavgAtEnd: os.loadavg().map(r2), niceness: os.getPriority(),
+      suite: 'suffix',
+      model: core.manifest.name,
+      document: { path: file.path, tokens: file.tokens },
+      settings: { sizes, spots },
+      bySize: Object.fromEntries(
+        sizes.map((s) => [
+          s,
+          { wallMs: stats(per.get(s)!.wall), cpuMs: stats(per.get(s)!.cpu), promptTokens: stats(per.get(s)!.tokens) },
+        ]),
+      ),
+      loadavgAtEnd: os.loadavg().map(r2),
+      niceness: os.getPriority(),
     };
     return { result, device: 'cpu', model: core.manifest.name, ok: true };
   } finally {
@@ -47,7 +75,20 @@ export async function runSuffixSuite(a: Args): Promise<{ result: Record<string, 
 }
 
 export function printSuffix(r: any): void {
-  console.log(`\nmixSGA suffix trade (psm new spot, prompt only) — ${r.document.path} (${r.document.tokens} tokens), ${r.settings.spots} spots`);
-  console.log(table(['suffix tokens', 'prompt tok p50', 'wall p50 ms', 'wall p95 ms', 'cpu p50 ms', 'cpu p95 ms'],
-    Object.entries<any>(r.bySize).map(([s, x]) => [s, x.promptTokens.p50, x.wallMs.p50, x.wallMs.p95, x.cpuMs.p50, x.cpuMs.p95])));
+  console.log(
+    `\nmixSGA suffix trade (psm new spot, prompt only) — ${r.document.path} (${r.document.tokens} tokens), ${r.settings.spots} spots`,
+  );
+  console.log(
+    table(
+      ['suffix tokens', 'prompt tok p50', 'wall p50 ms', 'wall p95 ms', 'cpu p50 ms', 'cpu p95 ms'],
+      Object.entries<any>(r.bySize).map(([s, x]) => [
+        s,
+        x.promptTokens.p50,
+        x.wallMs.p50,
+        x.wallMs.p95,
+        x.cpuMs.p50,
+        x.cpuMs.p95,
+      ]),
+    ),
+  );
 }

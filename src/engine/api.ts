@@ -46,8 +46,17 @@ export interface CompletionRequest {
 }
 
 export type StopReason =
-  | 'eos' | 'newline' | 'max-tokens' | 'time-budget' | 'indent' | 'bracket' | 'suffix-overlap'
-  | 'repetition' | 'cancelled' | 'error' | 'empty';
+  | 'eos'
+  | 'newline'
+  | 'max-tokens'
+  | 'time-budget'
+  | 'indent'
+  | 'bracket'
+  | 'suffix-overlap'
+  | 'repetition'
+  | 'cancelled'
+  | 'error'
+  | 'empty';
 
 export interface RequestTrace {
   requestId: number;

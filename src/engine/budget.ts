@@ -54,7 +54,11 @@ export class KvBudget {
 
   private budget: number;
 
-  constructor(readonly shape: KvShape, budget: number, opts: BudgetOptions = {}) {
+  constructor(
+    readonly shape: KvShape,
+    budget: number,
+    opts: BudgetOptions = {},
+  ) {
     this.budget = checkBudgetBytes(budget);
     this.sink = shape.cascade?.sinks ?? opts.sink ?? 4; // a cascade's sinks are the windowing sinks too
     this.steerFrom = opts.steerFrom ?? 0.7;
@@ -70,17 +74,27 @@ export class KvBudget {
     });
   }
 
-  get budgetBytes(): number { return this.budget; }
-  get reservedBytes(): number { return this.reserved; }
+  get budgetBytes(): number {
+    return this.budget;
+  }
+  get reservedBytes(): number {
+    return this.reserved;
+  }
   /** Bytes of all caches plus the open reservation. */
   used(): number {
     let b = this.reserved;
     for (const d of this.lru.values()) b += d.bytes();
     return b;
   }
-  docIds(): string[] { return [...this.lru.keys()]; }
-  peek(id: string): DocCache | undefined { return this.lru.peek(id); }
-  lastUsedAt(id: string): number { return this.lastUsed.get(id) ?? 0; }
+  docIds(): string[] {
+    return [...this.lru.keys()];
+  }
+  peek(id: string): DocCache | undefined {
+    return this.lru.peek(id);
+  }
+  lastUsedAt(id: string): number {
+    return this.lastUsed.get(id) ?? 0;
+  }
 
   /**
    * The document's cache, created if needed, marked most recently used. A new document's fixed overhead is made
@@ -91,7 +105,10 @@ export class KvBudget {
     if (!d) {
       const need = docOverheadBytes(this.shape);
       this.makeRoom(() => this.used() + need - this.budget);
-      for (const other of [...this.lru.rkeys()]) { if (this.used() + need <= this.budget) break; this.lru.delete(other); }
+      for (const other of [...this.lru.rkeys()]) {
+        if (this.used() + need <= this.budget) break;
+        this.lru.delete(other);
+      }
       if (this.used() + need > this.budget) {
         throw new BudgetError(`KV budget of ${this.budget} B cannot hold a document's fixed ${need} B of bookkeeping`);
       }
@@ -103,7 +120,9 @@ export class KvBudget {
   }
 
   /** Bytes that are never available to tokens of a document: its fixed overhead and its sink tokens. */
-  get fixedBytes(): number { return docOverheadBytes(this.shape) + this.sink * fullTokenBytes(this.shape); }
+  get fixedBytes(): number {
+    return docOverheadBytes(this.shape) + this.sink * fullTokenBytes(this.shape);
+  }
 
   /** Largest chunk admit() can ever satisfy for one document (all else evicted, windowed to the sinks). With `id`,
    * also minus the ids that document keeps for positions windowing drops (kept for prefix matching). */
@@ -115,7 +134,10 @@ export class KvBudget {
   /** Step 0: trims spare capacity, least recently used documents first, until `deficit()` ≤ 0. */
   private makeRoom(deficit: () => number): void {
     if (deficit() <= 0) return;
-    for (const id of [...this.lru.rkeys()]) { if (deficit() <= 0) break; this.lru.peek(id)?.trimSpare(); }
+    for (const id of [...this.lru.rkeys()]) {
+      if (deficit() <= 0) break;
+      this.lru.peek(id)?.trimSpare();
+    }
   }
 
   /**
@@ -152,7 +174,9 @@ export class KvBudget {
     for (let tries = 0; deficit() > 0 && tries < 8; tries++) if (!this.windowDoc(id, doc, deficit())) break;
     if (deficit() > 0) {
       this.check();
-      throw new BudgetError(`KV budget ${this.budget} B too small for ${n} new tokens (need ${need} B beyond ${this.sink} sink tokens)`);
+      throw new BudgetError(
+        `KV budget ${this.budget} B too small for ${n} new tokens (need ${need} B beyond ${this.sink} sink tokens)`,
+      );
     }
     this.reserved += need;
     this.check();
@@ -188,7 +212,10 @@ export class KvBudget {
     this.makeRoom(over);
     if (over() > 0) this.demote(over);
     const ids = [...this.lru.rkeys()];
-    for (const id of ids.slice(0, -1)) { if (over() <= 0) break; this.lru.delete(id); }
+    for (const id of ids.slice(0, -1)) {
+      if (over() <= 0) break;
+      this.lru.delete(id);
+    }
     const mru = ids[ids.length - 1];
     if (over() > 0 && mru !== undefined) this.dropHiddenTail(mru, this.lru.peek(mru)!);
     for (let tries = 0; mru !== undefined && over() > 0 && tries < 8; tries++) {
@@ -201,10 +228,20 @@ export class KvBudget {
 
   /** Brings the allocation back within the budget after a change made outside admit() (a prefix view opened or
    * closed, spotView.ts: its copy of the document's ids is new memory), with setBudget's steps. */
-  enforce(): string[] { return this.setBudget(this.budget); }
+  enforce(): string[] {
+    return this.setBudget(this.budget);
+  }
 
-  close(id: string): void { this.lru.delete(id); this.pendingActions = []; this.check(); }
-  clear(): void { this.lru.clear(); this.pendingActions = []; this.check(); }
+  close(id: string): void {
+    this.lru.delete(id);
+    this.pendingActions = [];
+    this.check();
+  }
+  clear(): void {
+    this.lru.clear();
+    this.pendingActions = [];
+    this.check();
+  }
 
   /** Step 2 of the manifest's policy. */
   private demote(deficit: () => number): void {
@@ -233,19 +270,24 @@ export class KvBudget {
   /** Step 2: demote lowest-score entries one expert coarser until `deficit` bytes are freed or none is left. */
   private demoteLowest(deficit: number): void {
     const E = this.shape.heads.length;
-    let freedTotal = 0, passes = 0;
+    let freedTotal = 0,
+      passes = 0;
     while (freedTotal < deficit && passes++ < E) {
       type Cand = { doc: DocCache; l: number; e: number; slot: number; score: number };
       const cands: Cand[] = [];
-      for (const doc of this.lru.values()) doc.segs.forEach((row, l) => row.forEach((s, e) => {
-        if (e === E - 1) return;
-        for (let i = 0; i < s.n; i++) cands.push({ doc, l, e, slot: i, score: s.scores[i * E + e] });
-      }));
+      for (const doc of this.lru.values())
+        doc.segs.forEach((row, l) =>
+          row.forEach((s, e) => {
+            if (e === E - 1) return;
+            for (let i = 0; i < s.n; i++) cands.push({ doc, l, e, slot: i, score: s.scores[i * E + e] });
+          }),
+        );
       if (cands.length === 0) break;
       cands.sort((a, b) => a.score - b.score);
       const chosen = new Map<string, { doc: DocCache; l: number; e: number; slots: number[] }>();
       const docKey = new Map<DocCache, number>();
-      let planned = 0, count = 0;
+      let planned = 0,
+        count = 0;
       for (const c of cands) {
         if (freedTotal + planned >= deficit) break;
         if (!docKey.has(c.doc)) docKey.set(c.doc, docKey.size);
@@ -278,7 +320,8 @@ export class KvBudget {
     }));
     doc.tiers?.visibleBytes(add); // an estimate: a tier's record is freed once all its tokens are dropped
     const positions = [...freedAt.keys()].sort((a, b) => a - b);
-    let freed = 0, keepFrom = this.sink;
+    let freed = 0,
+      keepFrom = this.sink;
     for (const p of positions) {
       if (freed >= deficit) break;
       freed += freedAt.get(p)!;
@@ -291,7 +334,9 @@ export class KvBudget {
     return keepFrom > this.sink;
   }
 
-  private check(): void { if (this.debug) this.assertInvariant(); }
+  private check(): void {
+    if (this.debug) this.assertInvariant();
+  }
 
   assertInvariant(): void {
     const u = this.used();

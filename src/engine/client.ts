@@ -8,7 +8,15 @@
 import * as path from 'node:path';
 import { fork, ChildProcess } from 'node:child_process';
 import type {
-  CompletionRequest, CompletionResult, ContextSnippet, DeviceSetting, Engine, EngineOptions, EngineState, MemoryReport, RequestTrace,
+  CompletionRequest,
+  CompletionResult,
+  ContextSnippet,
+  DeviceSetting,
+  Engine,
+  EngineOptions,
+  EngineState,
+  MemoryReport,
+  RequestTrace,
 } from './api';
 import type { Call, FromWorker, TestCrash, ToWorker } from './protocol';
 import { checkBudgetBytes, checkNumber, requestProblem } from './validate';
@@ -37,11 +45,31 @@ export interface EngineStartOptions extends EngineOptions {
  */
 export const LEAN_MALLOC_ENV: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '32768', MALLOC_TRIM_THRESHOLD_: '1048576' };
 
-interface Pending { call: Call; resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
+interface Pending {
+  call: Call;
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
 
-const emptyTrace = (requestId: number, docId: string, reason: string, stop: RequestTrace['stopReason'] = 'error'): RequestTrace => ({
-  requestId, docId, reusedTokens: 0, prefillTokens: 0, generatedTokens: 0, modelTokens: 0, prefillMs: 0, decodeMs: 0, totalMs: 0,
-  stopReason: stop, noSuggestionReason: reason, budgetActions: [],
+const emptyTrace = (
+  requestId: number,
+  docId: string,
+  reason: string,
+  stop: RequestTrace['stopReason'] = 'error',
+): RequestTrace => ({
+  requestId,
+  docId,
+  reusedTokens: 0,
+  prefillTokens: 0,
+  generatedTokens: 0,
+  modelTokens: 0,
+  prefillMs: 0,
+  decodeMs: 0,
+  totalMs: 0,
+  stopReason: stop,
+  noSuggestionReason: reason,
+  budgetActions: [],
 });
 
 export class EngineClient implements Engine {
@@ -73,7 +101,9 @@ export class EngineClient implements Engine {
     return c;
   }
 
-  get state(): EngineState { return this._state; }
+  get state(): EngineState {
+    return this._state;
+  }
 
   onDidChange(listener: (state: EngineState) => void): { dispose(): void } {
     this.listeners.add(listener);
@@ -82,28 +112,46 @@ export class EngineClient implements Engine {
 
   private setState(s: EngineState): void {
     this._state = s;
-    for (const l of [...this.listeners]) { try { l(s); } catch { /* a listener's bug is not ours */ } }
+    for (const l of [...this.listeners]) {
+      try {
+        l(s);
+      } catch {
+        /* a listener's bug is not ours */
+      }
+    }
   }
 
-  private workerPath(): string { return this.opts.workerPath ?? path.join(__dirname, 'worker.js'); }
+  private workerPath(): string {
+    return this.opts.workerPath ?? path.join(__dirname, 'worker.js');
+  }
 
   /** Sends to an engine process; a message to one that is gone is dropped (its 'exit' handles the rest). */
   private send(w: ChildProcess | undefined, m: ToWorker): void {
     if (!w?.connected) return;
-    try { w.send(m); } catch { /* the channel closed meanwhile */ }
+    try {
+      w.send(m);
+    } catch {
+      /* the channel closed meanwhile */
+    }
   }
 
   /** Starts an engine process; resolves once it reports ready or failure (or dies). */
   private spawn(): Promise<void> {
     return new Promise((resolve) => {
       let settled = false;
-      const settle = () => { if (!settled) { settled = true; resolve(); } };
+      const settle = () => {
+        if (!settled) {
+          settled = true;
+          resolve();
+        }
+      };
       // In VS Code desktop process.execPath is Electron: ELECTRON_RUN_AS_NODE makes it a plain Node process.
       // No inherited execArgv: the host's --inspect flags would make the child fight for the debug port.
       // --expose-gc: after caches are dropped the engine collects at once, so their memory is returned promptly.
       const w = fork(this.workerPath(), [], {
         env: { ...process.env, ...(this.opts.childEnv ?? LEAN_MALLOC_ENV), ELECTRON_RUN_AS_NODE: '1' },
-        execArgv: ['--expose-gc'], serialization: 'advanced',
+        execArgv: ['--expose-gc'],
+        serialization: 'advanced',
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
       this.worker = w;
@@ -113,7 +161,10 @@ export class EngineClient implements Engine {
         testHooks: this.opts.testHooks } });
       w.on('message', (m: FromWorker) => {
         // A worker being stopped may still report ready/initError: it is no longer ours.
-        if ((m.type === 'ready' || m.type === 'initError') && this.worker !== w) { settle(); return; }
+        if ((m.type === 'ready' || m.type === 'initError') && this.worker !== w) {
+          settle();
+          return;
+        }
         if (m.type === 'ready') {
           this.readyAt = Date.now();
           this.setState({ kind: 'ready', device: m.device, ...(m.deviceNote ? { deviceNote: m.deviceNote } : {}) });
@@ -131,10 +182,14 @@ export class EngineClient implements Engine {
           if (!p) return;
           this.pending.delete(m.id);
           clearTimeout(p.timer);
-          if (m.ok) p.resolve(m.value); else p.reject(new Error(m.error));
+          if (m.ok) p.resolve(m.value);
+          else p.reject(new Error(m.error));
         }
       });
-      w.on('error', (e) => { this.onCrash(w, `engine process failed: ${e.message}`); settle(); });
+      w.on('error', (e) => {
+        this.onCrash(w, `engine process failed: ${e.message}`);
+        settle();
+      });
       w.on('exit', (code, signal) => {
         this.onCrash(w, `engine process ${signal ? `was ended by ${signal}` : `exited (code ${code})`}`);
         settle();
@@ -156,12 +211,18 @@ export class EngineClient implements Engine {
     }
     const delay = backoff[this.attempts++];
     this.setState({ kind: 'restarting', reason });
-    this.restartTimer = setTimeout(() => { if (!this.disposed) void this.spawn(); }, delay);
+    this.restartTimer = setTimeout(() => {
+      if (!this.disposed) void this.spawn();
+    }, delay);
   }
 
   /** Settles every in-flight call as if the engine were unavailable. */
   private failPending(reason: string): void {
-    for (const [id, p] of this.pending) { this.pending.delete(id); clearTimeout(p.timer); p.resolve(this.fallback(id, p.call, reason)); }
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      p.resolve(this.fallback(id, p.call, reason));
+    }
   }
 
   private fallback(id: number, call: Call, reason: string): unknown {
@@ -171,8 +232,17 @@ export class EngineClient implements Engine {
       return r;
     }
     if (call.method === 'memory' || call.method === 'setBudget') {
-      return { usedBytes: 0, budgetBytes: call.method === 'setBudget' ? call.bytes : this.opts.kvBudgetBytes, device: 'none',
-        deviceNote: reason, modelName: '', docs: [], expertShares: [], perLayerShares: [], fullBytesPerToken: 0 } satisfies MemoryReport;
+      return {
+        usedBytes: 0,
+        budgetBytes: call.method === 'setBudget' ? call.bytes : this.opts.kvBudgetBytes,
+        device: 'none',
+        deviceNote: reason,
+        modelName: '',
+        docs: [],
+        expertShares: [],
+        perLayerShares: [],
+        fullBytesPerToken: 0,
+      } satisfies MemoryReport;
     }
     return undefined;
   }
@@ -214,7 +284,9 @@ export class EngineClient implements Engine {
     const why = `the engine did not answer within ${(ms / 1000).toFixed(1)} s`;
     p.resolve(this.fallback(id, p.call, why));
     const w = this.worker;
-    if (p.call.method === 'memory') { if (w) this.onCrash(w, `${why} (stuck; restarted)`); } else void this.memory();
+    if (p.call.method === 'memory') {
+      if (w) this.onCrash(w, `${why} (stuck; restarted)`);
+    } else void this.memory();
   }
 
   async complete(req: CompletionRequest, signal?: AbortSignal): Promise<CompletionResult> {
@@ -237,8 +309,10 @@ export class EngineClient implements Engine {
     }
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const r = await this.call<CompletionResult>({ method: 'complete', req }, id).catch((e: Error) =>
-        ({ text: '', trace: emptyTrace(id, req.docId, `engine error: ${e.message}`) }));
+      const r = await this.call<CompletionResult>({ method: 'complete', req }, id).catch((e: Error) => ({
+        text: '',
+        trace: emptyTrace(id, req.docId, `engine error: ${e.message}`),
+      }));
       // The engine only knows it was cancelled; here we know whether by the caller or by a newer request.
       if (signal?.aborted && r.trace.stopReason === 'cancelled' && !r.text) {
         r.trace.noSuggestionReason = 'the request was cancelled by the caller (the editor no longer needs it)';
@@ -251,7 +325,13 @@ export class EngineClient implements Engine {
     }
   }
 
-  async prefill(docId: string, languageId: string, prefix: string, suffix: string, context?: ContextSnippet[]): Promise<void> {
+  async prefill(
+    docId: string,
+    languageId: string,
+    prefix: string,
+    suffix: string,
+    context?: ContextSnippet[],
+  ): Promise<void> {
     await this.call<void>({ method: 'prefill', docId, languageId, prefix, suffix, context }).catch(() => undefined);
   }
 
@@ -272,9 +352,18 @@ export class EngineClient implements Engine {
   private stopWorker(w: ChildProcess): Promise<void> {
     return new Promise<void>((resolve) => {
       let done = false;
-      const finish = () => { if (!done) { done = true; clearTimeout(timer); resolve(); } };
+      const finish = () => {
+        if (!done) {
+          done = true;
+          clearTimeout(timer);
+          resolve();
+        }
+      };
       w.once('exit', finish);
-      const timer = setTimeout(() => { this.forced++; w.kill('SIGKILL'); }, this.opts.shutdownTimeoutMs ?? 5000);
+      const timer = setTimeout(() => {
+        this.forced++;
+        w.kill('SIGKILL');
+      }, this.opts.shutdownTimeoutMs ?? 5000);
       this.send(w, { type: 'shutdown' });
       if (w.exitCode !== null || w.signalCode !== null) finish(); // exited before we listened
     });
@@ -310,38 +399,67 @@ export class EngineClient implements Engine {
     });
   }
 
-  async closeDocument(docId: string): Promise<void> { await this.call({ method: 'closeDocument', docId }).catch(() => undefined); this.emit(); }
+  async closeDocument(docId: string): Promise<void> {
+    await this.call({ method: 'closeDocument', docId }).catch(() => undefined);
+    this.emit();
+  }
   /**
    * Drops every cache by starting a fresh engine process (about a second without suggestions): everything the old
    * one held goes back to the system — KV arrays, ORT's arena and what glibc's heap kept after freeing. Clearing
    * inside the process left 45–65 MB above idle (docs/soak.md).
    */
-  async clearCaches(): Promise<void> { await this.respawn('the caches are being cleared'); this.emit(); }
-  memory(): Promise<MemoryReport> { return this.call<MemoryReport>({ method: 'memory' }); }
-  lastTrace(): RequestTrace | undefined { return this.last; }
+  async clearCaches(): Promise<void> {
+    await this.respawn('the caches are being cleared');
+    this.emit();
+  }
+  memory(): Promise<MemoryReport> {
+    return this.call<MemoryReport>({ method: 'memory' });
+  }
+  lastTrace(): RequestTrace | undefined {
+    return this.last;
+  }
 
   /** Resolves when the engine is ready again (tests, CLI). */
   whenReady(timeoutMs = 30_000): Promise<boolean> {
     if (this._state.kind === 'ready') return Promise.resolve(true);
     return new Promise((resolve) => {
       const t = setTimeout(() => resolve(false), timeoutMs);
-      this.readyWaiters.push(() => { clearTimeout(t); resolve(true); });
+      this.readyWaiters.push(() => {
+        clearTimeout(t);
+        resolve(true);
+      });
     });
   }
 
   /** Calls answered by their deadline instead of the engine (tests, diagnostics). */
-  get expiredCalls(): number { return this.expired; }
+  get expiredCalls(): number {
+    return this.expired;
+  }
 
   /** Engine processes that did not stop gracefully in time and were killed (tests, diagnostics). */
-  get forcedTerminations(): number { return this.forced; }
+  get forcedTerminations(): number {
+    return this.forced;
+  }
 
   /** Test hook: makes the engine process exit, throw, hang or abort (honoured only with testHooks). */
-  testCrash(how: TestCrash): void { this.send(this.worker, { type: 'testCrash', how }); }
+  testCrash(how: TestCrash): void {
+    this.send(this.worker, { type: 'testCrash', how });
+  }
 
   /** The engine process's id (diagnostics, the soak's RSS sampling). */
-  get pid(): number | undefined { return this.worker?.pid; }
+  get pid(): number | undefined {
+    return this.worker?.pid;
+  }
 
-  private emit(): void { for (const l of [...this.listeners]) { try { l(this._state); } catch { /* ignore */ } } }
+  private emit(): void {
+    for (const l of [...this.listeners]) {
+      try {
+        l(this._state);
+      } catch {
+        /* ignore */
+      }
+    }
+  }
 
   async dispose(): Promise<void> {
     this.disposed = true;
@@ -350,7 +468,11 @@ export class EngineClient implements Engine {
     // Stop the current worker now (a device switch in progress sees `disposed` and spawns no other one).
     const w = this.worker;
     this.worker = undefined;
-    const stops: Promise<unknown>[] = [this.serial(async () => { /* waits for a running setDevice() */ })];
+    const stops: Promise<unknown>[] = [
+      this.serial(async () => {
+        /* waits for a running setDevice() */
+      }),
+    ];
     if (w) stops.push(this.stopWorker(w));
     await Promise.all(stops);
     // A worker spawned by a setDevice() that was past its disposed check when we were called.

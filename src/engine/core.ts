@@ -2,7 +2,15 @@
 // (prompt → reuse cached prefix → chunked prefill under the budget → generate → truncate back to the prompt).
 // Layout "psm" (docs/cache-layout.md): each document's cache holds the document in document order; a request
 // opens a prefix view of it up to the cursor line (spotView.ts) and computes only its own tokens on top.
-import type { CompletionRequest, CompletionResult, ContextSnippet, MemoryReport, PromptLayout, RequestTrace, StopReason } from './api';
+import type {
+  CompletionRequest,
+  CompletionResult,
+  ContextSnippet,
+  MemoryReport,
+  PromptLayout,
+  RequestTrace,
+  StopReason,
+} from './api';
 import { loadManifest, Manifest } from './manifest';
 import { ModelTokenizer } from './tokenizer';
 import { createSession, LoadedSession } from './session';
@@ -34,7 +42,11 @@ const DECODE_STEPS = { cpu: 16, cuda: 64 };
 const MAX_MIDDLE_CHARS = 384;
 
 /** Options of the run that ends a chunk: decode steps and the masks for the graph's greedy loop. */
-interface GenSpec { steps: number; stopMask: Uint8Array; firstMask?: Float32Array }
+interface GenSpec {
+  steps: number;
+  stopMask: Uint8Array;
+  firstMask?: Float32Array;
+}
 
 export class EngineCore {
   readonly budget: KvBudget;
@@ -71,8 +83,19 @@ export class EngineCore {
   }
 
   private trace(requestId: number, docId: string): RequestTrace {
-    return { requestId, docId, reusedTokens: 0, prefillTokens: 0, generatedTokens: 0, modelTokens: 0, prefillMs: 0, decodeMs: 0,
-      totalMs: 0, stopReason: 'empty', budgetActions: [] };
+    return {
+      requestId,
+      docId,
+      reusedTokens: 0,
+      prefillTokens: 0,
+      generatedTokens: 0,
+      modelTokens: 0,
+      prefillMs: 0,
+      decodeMs: 0,
+      totalMs: 0,
+      stopReason: 'empty',
+      budgetActions: [],
+    };
   }
 
   /** Runs one chunk (+ decode steps) under the budget: steer, reserve worst case, run, append actual, release. */
@@ -86,8 +109,17 @@ export class EngineCore {
     trace.budgetActions.push(...actions);
     let out: RunResult;
     try {
-      out = await this.runner.run({ ids, startPos, routeBias: bias, genSteps: steps,
-        stopMask: gen?.stopMask ?? this.masks.none, firstMask: gen?.firstMask }, this.budget.peek(docId)!);
+      out = await this.runner.run(
+        {
+          ids,
+          startPos,
+          routeBias: bias,
+          genSteps: steps,
+          stopMask: gen?.stopMask ?? this.masks.none,
+          firstMask: gen?.firstMask,
+        },
+        this.budget.peek(docId)!,
+      );
     } catch (e) {
       this.budget.release(reserved);
       throw e;
@@ -98,21 +130,35 @@ export class EngineCore {
 
   /** Why nothing fits: the budget vs. the bytes every document holds before its first prompt token. */
   private budgetTooSmall(): string {
-    const b = this.budget, full = fullTokenBytes(this.shape), kb = (x: number) => `${(x / 1024).toFixed(1)} KB`;
-    return `KV budget of ${kb(b.budgetBytes)} cannot hold even one token: a document needs ${kb(b.fixedBytes)} before it ` +
+    const b = this.budget,
+      full = fullTokenBytes(this.shape),
+      kb = (x: number) => `${(x / 1024).toFixed(1)} KB`;
+    return (
+      `KV budget of ${kb(b.budgetBytes)} cannot hold even one token: a document needs ${kb(b.fixedBytes)} before it ` +
       `(${b.sink} always-kept attention-sink tokens at ${kb(full)} each, plus ${kb(b.fixedBytes - b.sink * full)} of bookkeeping) ` +
-      `and ${kb(full)} per token; raise it to at least ${kb(b.fixedBytes + full)}`;
+      `and ${kb(full)} per token; raise it to at least ${kb(b.fixedBytes + full)}`
+    );
   }
 
-  private get prefillChunk(): number { return PREFILL_CHUNK[this.loaded.device]; }
-  private get decodeSteps(): number { return DECODE_STEPS[this.loaded.device]; }
+  private get prefillChunk(): number {
+    return PREFILL_CHUNK[this.loaded.device];
+  }
+  private get decodeSteps(): number {
+    return DECODE_STEPS[this.loaded.device];
+  }
 
   /**
    * Brings the document's cache to `ids` (reusing the longest cached prefix). The run over the last chunk also
    * starts generating when `gen` is given. Returns that run, or a stop reason when cancelled / out of time.
    */
-  private async prefill(docId: string, ids: number[], trace: RequestTrace, cancel: CancelToken, deadline: number,
-    gen?: GenSpec): Promise<RunResult | StopReason> {
+  private async prefill(
+    docId: string,
+    ids: number[],
+    trace: RequestTrace,
+    cancel: CancelToken,
+    deadline: number,
+    gen?: GenSpec,
+  ): Promise<RunResult | StopReason> {
     if (this.budget.maxChunk() <= 0) throw new BudgetError(this.budgetTooSmall());
     const doc = this.budget.touch(docId);
     // At least the last prompt token is recomputed: its logits are needed.
@@ -141,12 +187,21 @@ export class EngineCore {
    * an open view of the same spot (typing on the line); else restores the base, computes the base up to the
    * cursor line where it is not cached (edits, never-seen text) and opens the view there.
    */
-  private async placeView(docId: string, sp: SpotPrompt, trace: RequestTrace, cancel: CancelToken, deadline: number):
-    Promise<StopReason | undefined> {
+  private async placeView(
+    docId: string,
+    sp: SpotPrompt,
+    trace: RequestTrace,
+    cancel: CancelToken,
+    deadline: number,
+  ): Promise<StopReason | undefined> {
     const doc = this.budget.touch(docId);
     const v = viewOf(doc);
-    if (v && v.head === sp.head && v.from === sp.from && v.at === sp.at && doc.commonPrefix(sp.ids) >= viewLength(sp)) return;
-    if (v) { closeView(doc, this.rope); trace.budgetActions.push(...this.budget.enforce()); }
+    if (v && v.head === sp.head && v.from === sp.from && v.at === sp.at && doc.commonPrefix(sp.ids) >= viewLength(sp))
+      return;
+    if (v) {
+      closeView(doc, this.rope);
+      trace.budgetActions.push(...this.budget.enforce());
+    }
     if (doc.commonPrefix(sp.base) < sp.at) {
       const r = await this.prefill(docId, sp.base, trace, cancel, deadline);
       if (typeof r === 'string') return r;
@@ -154,7 +209,10 @@ export class EngineCore {
     openView(this.budget.touch(docId), sp, this.rope);
     trace.budgetActions.push(...this.budget.enforce());
     if (!viewOf(this.budget.touch(docId))) return 'error'; // the budget could not hold the view (document evicted)
-    if (sp.from > sp.head) trace.budgetActions.push(`view: positions ${sp.head}..${sp.from - 1} hidden, ${sp.at - sp.from} tokens moved down by ${sp.from - sp.head}`);
+    if (sp.from > sp.head)
+      trace.budgetActions.push(
+        `view: positions ${sp.head}..${sp.from - 1} hidden, ${sp.at - sp.from} tokens moved down by ${sp.from - sp.head}`,
+      );
     return undefined;
   }
 
@@ -179,7 +237,10 @@ export class EngineCore {
     if (bad) return done('', 'error', `invalid request: ${bad}`);
     const maxNew = Math.max(1, Math.min(req.maxTokens, 256));
     const maxPos = this.manifest.architecture.max_position_embeddings;
-    const spot = this.layout === 'psm' ? buildSpotPrompt(this.tok, req, spotLimits(maxPos, maxNew, this.spotSuffixTokens), this.anchorFor(req)) : undefined;
+    const spot =
+      this.layout === 'psm'
+        ? buildSpotPrompt(this.tok, req, spotLimits(maxPos, maxNew, this.spotSuffixTokens), this.anchorFor(req))
+        : undefined;
     const prompt = spot ?? buildPrompt(this.tok, req, defaultLimits(maxPos, maxNew));
     if (spot) {
       this.lastContext.set(req.docId, req.context);
@@ -188,8 +249,13 @@ export class EngineCore {
     let keepTruncate = true;
     try {
       const rules = new PostProcessor({
-        multiline: req.multiline, prefix: req.prefix, suffix: req.suffix, maxTokens: maxNew,
-        stopIds: this.masks.stopIds, languageId: req.languageId, eol: req.eol,
+        multiline: req.multiline,
+        prefix: req.prefix,
+        suffix: req.suffix,
+        maxTokens: maxNew,
+        stopIds: this.masks.stopIds,
+        languageId: req.languageId,
+        eol: req.eol,
       });
       // The graph may stop early only where the host rules stop for sure: at stop ids and, in single-line mode,
       // at newline tokens (unless the healed text itself holds one). Not at closing brackets: whether one ends the
@@ -198,21 +264,38 @@ export class EngineCore {
       const stopMask = !req.multiline && !prompt.healed.includes('\n') ? this.masks.singleLine : this.masks.eos;
       const firstMask = prompt.healed ? this.masks.healing(prompt.healed) : undefined;
       const placed = spot ? await this.placeView(req.docId, spot, trace, cancel, deadline) : undefined;
-      if (placed) { trace.prefillMs = Date.now() - t0; keepTruncate = false; return done('', placed); }
-      const p = await this.prefill(req.docId, prompt.ids, trace, cancel, deadline,
-        { steps: Math.min(maxNew, this.decodeSteps) - 1, stopMask, firstMask });
+      if (placed) {
+        trace.prefillMs = Date.now() - t0;
+        keepTruncate = false;
+        return done('', placed);
+      }
+      const p = await this.prefill(req.docId, prompt.ids, trace, cancel, deadline, {
+        steps: Math.min(maxNew, this.decodeSteps) - 1,
+        stopMask,
+        firstMask,
+      });
       const tFirst = Date.now();
       trace.prefillMs = tFirst - t0; // until the first batch of tokens: the last prompt chunk's run picks them
       trace.reusedTokens = Math.max(0, prompt.ids.length - trace.prefillTokens);
-      if (typeof p === 'string') { keepTruncate = p !== 'cancelled'; return done('', p); }
+      if (typeof p === 'string') {
+        keepTruncate = p !== 'cancelled';
+        return done('', p);
+      }
       trace.modelTokens = p.tokens.length;
       let pos = prompt.ids.length + p.tokens.length - 1; // position of the pending (picked, not fed) token
       const g = await generate({
-        first: p.tokens, rules, healed: prompt.healed, deadline, cancel, maxTokens: maxNew,
+        first: p.tokens,
+        rules,
+        healed: prompt.healed,
+        deadline,
+        cancel,
+        maxTokens: maxNew,
         decode: (ids) => this.tok.decodeFragment(ids),
         more: async (last, max) => {
-          const out = await this.runChunk(req.docId, [last], pos, trace,
-            { steps: Math.min(max, this.decodeSteps) - 1, stopMask });
+          const out = await this.runChunk(req.docId, [last], pos, trace, {
+            steps: Math.min(max, this.decodeSteps) - 1,
+            stopMask,
+          });
           pos += out.tokens.length;
           trace.modelTokens += out.tokens.length;
           return out.tokens;
@@ -230,9 +313,24 @@ export class EngineCore {
   }
 
   /** Background fill of a document's cache (prompt without generating). */
-  async prefillDoc(requestId: number, docId: string, prefix: string, suffix: string, cancel: CancelToken,
-    context?: ContextSnippet[]): Promise<void> {
-    const bad = requestProblem({ docId, languageId: '', prefix, suffix, context: [], maxTokens: 1, multiline: false, timeBudgetMs: 0 });
+  async prefillDoc(
+    requestId: number,
+    docId: string,
+    prefix: string,
+    suffix: string,
+    cancel: CancelToken,
+    context?: ContextSnippet[],
+  ): Promise<void> {
+    const bad = requestProblem({
+      docId,
+      languageId: '',
+      prefix,
+      suffix,
+      context: [],
+      maxTokens: 1,
+      multiline: false,
+      timeBudgetMs: 0,
+    });
     if (bad) throw new InputError(`invalid prefill: ${bad}`);
     const trace = this.trace(requestId, docId);
     if (this.layout === 'psm') {
@@ -246,18 +344,26 @@ export class EngineCore {
       if (!v || commonPrefixOf(v.baseIds, base) < base.length) {
         closeView(doc, this.rope);
         trace.budgetActions.push(...this.budget.enforce());
-        if (doc.commonPrefix(base) < base.length && typeof await this.prefill(docId, base, trace, cancel, deadline) === 'string') return;
+        if (
+          doc.commonPrefix(base) < base.length &&
+          typeof (await this.prefill(docId, base, trace, cancel, deadline)) === 'string'
+        )
+          return;
       }
       // 2. The spot at the cursor, so that the next keystroke there only appends.
       const req = { docId, prefix, suffix, context };
       const sp = buildSpotPrompt(this.tok, req, lim, this.anchorFor(req));
       if (await this.placeView(docId, sp, trace, cancel, deadline)) return;
-      if (typeof await this.prefill(docId, sp.ids, trace, cancel, deadline) !== 'string') {
+      if (typeof (await this.prefill(docId, sp.ids, trace, cancel, deadline)) !== 'string') {
         this.anchors.set(docId, { text: prefix.slice(0, sp.anchor), suffix });
       }
       return;
     }
-    const prompt = buildPrompt(this.tok, { prefix, suffix, context: context ?? [] }, defaultLimits(this.manifest.architecture.max_position_embeddings, 64));
+    const prompt = buildPrompt(
+      this.tok,
+      { prefix, suffix, context: context ?? [] },
+      defaultLimits(this.manifest.architecture.max_position_embeddings, 64),
+    );
     try {
       await this.prefill(docId, prompt.ids.slice(0, prompt.keep + 1), trace, cancel, Date.now() + 60_000);
     } finally {
@@ -271,12 +377,22 @@ export class EngineCore {
     await this.loaded.session.release();
   }
 
-  setBudget(bytes: number): string[] { return this.budget.setBudget(bytes); }
-  close(docId: string): void { this.budget.close(docId); this.anchors.delete(docId); this.lastContext.delete(docId); }
-  clear(): void { this.budget.clear(); this.anchors.clear(); }
+  setBudget(bytes: number): string[] {
+    return this.budget.setBudget(bytes);
+  }
+  close(docId: string): void {
+    this.budget.close(docId);
+    this.anchors.delete(docId);
+    this.lastContext.delete(docId);
+  }
+  clear(): void {
+    this.budget.clear();
+    this.anchors.clear();
+  }
 
   memory(): MemoryReport {
-    const E = this.shape.heads.length, L = this.shape.layers;
+    const E = this.shape.heads.length,
+      L = this.shape.layers;
     const perLayer = Array.from({ length: L }, () => new Array<number>(E).fill(0));
     const docs = this.budget.docIds().map((id) => {
       const d = this.budget.peek(id)!;
@@ -288,10 +404,18 @@ export class EngineCore {
     const tot = perLayer.flat().reduce((a, b) => a + b, 0);
     const shares = new Array<number>(E).fill(0).map((_, e) => (tot ? perLayer.reduce((a, r) => a + r[e], 0) / tot : 0));
     return {
-      usedBytes: this.budget.used(), budgetBytes: this.budget.budgetBytes, device: this.loaded.device,
+      usedBytes: this.budget.used(),
+      budgetBytes: this.budget.budgetBytes,
+      device: this.loaded.device,
       ...(this.loaded.deviceNote ? { deviceNote: this.loaded.deviceNote } : {}),
-      modelName: this.manifest.name, docs, expertShares: shares, process: processMemory(),
-      perLayerShares: perLayer.map((r) => { const s = r.reduce((a, b) => a + b, 0); return r.map((x) => (s ? x / s : 0)); }),
+      modelName: this.manifest.name,
+      docs,
+      expertShares: shares,
+      process: processMemory(),
+      perLayerShares: perLayer.map((r) => {
+        const s = r.reduce((a, b) => a + b, 0);
+        return r.map((x) => (s ? x / s : 0));
+      }),
       fullBytesPerToken: fullTokenBytes(this.shape),
       ...(this.shape.cascade ? { cascade: this.cascadeReport() } : {}),
     };
@@ -320,20 +444,35 @@ function commonPrefixOf(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 /** The engine process's memory in MB (where growth is: JS heap, array buffers, or native). */
 function processMemory(): MemoryReport['process'] {
-  const m = process.memoryUsage(), mb = (x: number) => Math.round((x / 2 ** 20) * 10) / 10;
-  return { rssMB: mb(m.rss), heapUsedMB: mb(m.heapUsed), externalMB: mb(m.external), arrayBuffersMB: mb(m.arrayBuffers) };
+  const m = process.memoryUsage(),
+    mb = (x: number) => Math.round((x / 2 ** 20) * 10) / 10;
+  return {
+    rssMB: mb(m.rss),
+    heapUsedMB: mb(m.heapUsed),
+    externalMB: mb(m.external),
+    arrayBuffersMB: mb(m.arrayBuffers),
+  };
 }
 
 export function noSuggestionText(stop: StopReason): string {
   switch (stop) {
-    case 'cancelled': return 'the request was superseded by a newer one';
-    case 'time-budget': return 'the time budget ran out before the model produced text (the cache is kept, the next request resumes)';
-    case 'newline': return 'the model ended the line right away';
-    case 'eos': return 'the model proposed nothing here (end of text)';
-    case 'suffix-overlap': return 'the model only repeated the text after the cursor';
-    case 'bracket': return 'the model only closed a bracket that is already there';
-    case 'indent': return 'the model left the current block right away';
-    case 'repetition': return 'the model started repeating itself';
-    default: return `no suggestion (${stop})`;
+    case 'cancelled':
+      return 'the request was superseded by a newer one';
+    case 'time-budget':
+      return 'the time budget ran out before the model produced text (the cache is kept, the next request resumes)';
+    case 'newline':
+      return 'the model ended the line right away';
+    case 'eos':
+      return 'the model proposed nothing here (end of text)';
+    case 'suffix-overlap':
+      return 'the model only repeated the text after the cursor';
+    case 'bracket':
+      return 'the model only closed a bracket that is already there';
+    case 'indent':
+      return 'the model left the current block right away';
+    case 'repetition':
+      return 'the model started repeating itself';
+    default:
+      return `no suggestion (${stop})`;
   }
 }

@@ -5,7 +5,9 @@
 import type { StopReason } from './api';
 import type { PostProcessor } from './postprocess';
 
-export interface CancelToken { cancelled: boolean }
+export interface CancelToken {
+  cancelled: boolean;
+}
 
 export interface GenerateArgs {
   /** Tokens picked by the run that ended the prompt (the first one already honours token healing). */
@@ -22,7 +24,11 @@ export interface GenerateArgs {
   now?: () => number;
 }
 
-export interface GenerateResult { text: string; ids: number[]; stop: StopReason }
+export interface GenerateResult {
+  text: string;
+  ids: number[];
+  stop: StopReason;
+}
 
 export async function generate(a: GenerateArgs): Promise<GenerateResult> {
   const now = a.now ?? Date.now;

@@ -73,7 +73,12 @@ export class Segment {
   scores = new Float32Array(0);
   /** Elements per token: 2·H_e·D. */
   readonly row: number;
-  constructor(readonly heads: number, readonly D: number, readonly E: number, readonly dtype: KvDtype) {
+  constructor(
+    readonly heads: number,
+    readonly D: number,
+    readonly E: number,
+    readonly dtype: KvDtype,
+  ) {
     this.row = 2 * heads * D;
     this.data = this.alloc(0);
   }
@@ -81,9 +86,13 @@ export class Segment {
     return this.dtype === 'float32' ? new Float32Array(n) : new Uint16Array(n);
   }
   /** Bytes one entry takes in the three arrays. */
-  get entryBytes(): number { return this.row * this.data.BYTES_PER_ELEMENT + 4 + 4 * this.E; }
+  get entryBytes(): number {
+    return this.row * this.data.BYTES_PER_ELEMENT + 4 + 4 * this.E;
+  }
   /** Bytes allocated by the three arrays (capacity, not use). */
-  allocatedBytes(): number { return this.data.byteLength + this.pos.byteLength + this.scores.byteLength; }
+  allocatedBytes(): number {
+    return this.data.byteLength + this.pos.byteLength + this.scores.byteLength;
+  }
   /** Makes room for `extra` more entries plus up to `spare` more; returns the bytes newly allocated. */
   reserve(extra: number, spare = 0): number {
     const need = this.n + extra;
@@ -102,12 +111,19 @@ export class Segment {
   private resize(cap: number): void {
     const data = this.alloc(cap * this.row);
     data.set(this.data.subarray(0, this.n * this.row));
-    const pos = new Int32Array(cap); pos.set(this.pos.subarray(0, this.n));
-    const sc = new Float32Array(cap * this.E); sc.set(this.scores.subarray(0, this.n * this.E));
-    this.data = data; this.pos = pos; this.scores = sc; this.cap = cap;
+    const pos = new Int32Array(cap);
+    pos.set(this.pos.subarray(0, this.n));
+    const sc = new Float32Array(cap * this.E);
+    sc.set(this.scores.subarray(0, this.n * this.E));
+    this.data = data;
+    this.pos = pos;
+    this.scores = sc;
+    this.cap = cap;
   }
   /** Offset of slot s's key heads in data (its value heads follow at + heads·D). */
-  at(s: number): number { return s * this.row; }
+  at(s: number): number {
+    return s * this.row;
+  }
   /** Keeps the entries whose slot passes `keep`, preserving order. Returns how many were removed. */
   compact(keep: (slot: number) => boolean): number {
     const { row, E } = this;
@@ -126,7 +142,9 @@ export class Segment {
     return removed;
   }
   /** The graph input past.{l}.{e}: [1, n, 2, H_e, D], a view of the first n rows (no copy). */
-  feed(): KvArray { return this.data.subarray(0, this.n * this.row); }
+  feed(): KvArray {
+    return this.data.subarray(0, this.n * this.row);
+  }
 }
 
 export class DocCache {
@@ -146,7 +164,9 @@ export class DocCache {
     if (shape.cascade) this.tiers = new DocTiers(this, shape.cascade);
   }
 
-  get tokenIds(): Int32Array { return this.ids.subarray(0, this.nIds); }
+  get tokenIds(): Int32Array {
+    return this.ids.subarray(0, this.nIds);
+  }
 
   /** Bytes allocated, per the layout at the top of this file (what the budget counts). */
   bytes(): number {
@@ -193,7 +213,10 @@ export class DocCache {
    * they need plus spare capacity paid out of `allowance` bytes (the part of it the exact growth leaves).
    */
   append(ids: ArrayLike<number>, run: RunKv, allowance = Infinity): void {
-    const S = ids.length, start = this.nIds, E = this.shape.heads.length, L = this.shape.layers;
+    const S = ids.length,
+      start = this.nIds,
+      E = this.shape.heads.length,
+      L = this.shape.layers;
     if (run.n !== S) throw new Error(`append: ${S} ids but the run processed ${run.n} tokens`);
     const counts = Array.from({ length: L }, (_, l) => {
       const c = new Array<number>(E).fill(0);
@@ -202,9 +225,11 @@ export class DocCache {
     });
     // Exact growth first; what the allowance leaves is shared out as spare capacity.
     let spareLeft = allowance - (this.nIds + S > this.ids.length ? (this.nIds + S - this.ids.length) * ID_BYTES : 0);
-    this.segs.forEach((row, l) => row.forEach((seg, e) => {
-      if (seg.n + counts[l][e] > seg.cap) spareLeft -= (seg.n + counts[l][e] - seg.cap) * seg.entryBytes;
-    }));
+    this.segs.forEach((row, l) =>
+      row.forEach((seg, e) => {
+        if (seg.n + counts[l][e] > seg.cap) spareLeft -= (seg.n + counts[l][e] - seg.cap) * seg.entryBytes;
+      }),
+    );
     const spare = (n: number, perEntry: number) => {
       const k = Math.max(0, Math.min(spareFor(n), Math.floor(spareLeft / perEntry)));
       spareLeft -= k * perEntry;
@@ -252,11 +277,19 @@ export class DocCache {
     if (n >= this.nIds) return;
     this.nIds = n;
     this.fitIds(spareFor(n));
-    for (const row of this.segs) for (const s of row) {
-      let any = false;
-      for (let i = 0; i < s.n; i++) if (s.pos[i] >= n) { any = true; break; }
-      if (any) { s.compact((i) => s.pos[i] < n); s.fit(spareFor(s.n)); }
-    }
+    for (const row of this.segs)
+      for (const s of row) {
+        let any = false;
+        for (let i = 0; i < s.n; i++)
+          if (s.pos[i] >= n) {
+            any = true;
+            break;
+          }
+        if (any) {
+          s.compact((i) => s.pos[i] < n);
+          s.fit(spareFor(s.n));
+        }
+      }
   }
 
   /**
@@ -267,21 +300,31 @@ export class DocCache {
     if (slots.length === 0) return 0;
     const before = this.bytes();
     if (!(e2 > e)) throw new Error(`demote: expert ${e2} is not coarser than ${e}`);
-    const src = this.segs[l][e], dst = this.segs[l][e2], D = this.shape.headDim, E = this.shape.heads.length;
-    const r = src.heads / dst.heads, f16 = this.shape.dtype === 'float16';
+    const src = this.segs[l][e],
+      dst = this.segs[l][e2],
+      D = this.shape.headDim,
+      E = this.shape.heads.length;
+    const r = src.heads / dst.heads,
+      f16 = this.shape.dtype === 'float16';
     dst.reserve(slots.length);
     const moving = new Uint8Array(src.n);
-    const a = src.data, b = dst.data;
+    const a = src.data,
+      b = dst.data;
     for (const s of slots) {
       if (moving[s]) continue;
       moving[s] = 1;
       const slot = dst.n;
-      for (let kv = 0; kv < 2; kv++) { // keys, then values
-        const from = src.at(s) + kv * src.heads * D, to = dst.at(slot) + kv * dst.heads * D;
+      for (let kv = 0; kv < 2; kv++) {
+        // keys, then values
+        const from = src.at(s) + kv * src.heads * D,
+          to = dst.at(slot) + kv * dst.heads * D;
         for (let j = 0; j < dst.heads; j++) {
           for (let d = 0; d < D; d++) {
             let acc = 0;
-            for (let h = j * r; h < (j + 1) * r; h++) { const x = a[from + h * D + d]; acc += f16 ? f16ToF32(x) : x; }
+            for (let h = j * r; h < (j + 1) * r; h++) {
+              const x = a[from + h * D + d];
+              acc += f16 ? f16ToF32(x) : x;
+            }
             b[to + j * D + d] = f16 ? f32ToF16(acc / r) : acc / r;
           }
         }
@@ -312,16 +355,21 @@ export class DocCache {
   feeds(): { name: string; data: KvArray; dims: number[] }[] {
     if (this.tiers) return this.tiers.feeds();
     const out: { name: string; data: KvArray; dims: number[] }[] = [];
-    this.segs.forEach((row, l) => row.forEach((s, e) => {
-      out.push({ name: `past.${l}.${e}`, data: s.feed(), dims: [1, s.n, 2, s.heads, s.D] });
-    }));
+    this.segs.forEach((row, l) =>
+      row.forEach((s, e) => {
+        out.push({ name: `past.${l}.${e}`, data: s.feed(), dims: [1, s.n, 2, s.heads, s.D] });
+      }),
+    );
     return out;
   }
 
   /** Entries per expert, summed over layers. */
   expertEntries(): number[] {
     const c = new Array<number>(this.shape.heads.length).fill(0);
-    for (const row of this.segs) row.forEach((s, e) => { c[e] += s.n; });
+    for (const row of this.segs)
+      row.forEach((s, e) => {
+        c[e] += s.n;
+      });
     return c;
   }
 }

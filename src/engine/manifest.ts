@@ -9,7 +9,10 @@ export class ManifestError extends Error {}
 
 export type KvDtype = 'float32' | 'float16';
 
-export interface Expert { group_size: number; kv_heads: number }
+export interface Expert {
+  group_size: number;
+  kv_heads: number;
+}
 
 export interface Architecture {
   type: string;
@@ -25,12 +28,24 @@ export interface Architecture {
 }
 
 export interface FimSpec {
-  prefix: string; middle: string; suffix: string; pad: string; file_sep: string;
-  prefix_id: number; middle_id: number; suffix_id: number; pad_id: number; file_sep_id: number;
+  prefix: string;
+  middle: string;
+  suffix: string;
+  pad: string;
+  file_sep: string;
+  prefix_id: number;
+  middle_id: number;
+  suffix_id: number;
+  pad_id: number;
+  file_sep_id: number;
   orderings: string[];
 }
 
-export interface Variant { file: string; kv_dtype: KvDtype; weights?: string }
+export interface Variant {
+  file: string;
+  kv_dtype: KvDtype;
+  weights?: string;
+}
 
 export interface Manifest {
   format: 'mixsga-onnx';
@@ -48,7 +63,10 @@ export interface Manifest {
   files: Record<string, string>;
 }
 
-export interface LoadedManifest { dir: string; manifest: Manifest }
+export interface LoadedManifest {
+  dir: string;
+  manifest: Manifest;
+}
 
 function req(cond: unknown, what: string): asserts cond {
   if (!cond) throw new ManifestError(`manifest.json: ${what}`);
@@ -58,11 +76,21 @@ const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isInt
 export function validateManifest(m: any): Manifest {
   req(m && typeof m === 'object', 'not a JSON object');
   req(m.format === 'mixsga-onnx', `unknown format ${JSON.stringify(m.format)} (expected "mixsga-onnx")`);
-  req(m.format_version === 2, `unknown format_version ${JSON.stringify(m.format_version)} (this engine reads version 2; re-export the model with this version's toolchain)`);
+  req(
+    m.format_version === 2,
+    `unknown format_version ${JSON.stringify(m.format_version)} (this engine reads version 2; re-export the model with this version's toolchain)`,
+  );
   const a = m.architecture;
   req(a && typeof a === 'object', 'missing "architecture"');
-  for (const k of ['vocab_size', 'hidden_size', 'num_layers', 'num_attention_heads', 'num_kv_heads', 'head_dim',
-    'max_position_embeddings']) {
+  for (const k of [
+    'vocab_size',
+    'hidden_size',
+    'num_layers',
+    'num_attention_heads',
+    'num_kv_heads',
+    'head_dim',
+    'max_position_embeddings',
+  ]) {
     req(isInt(a[k]) && a[k] > 0, `architecture.${k} must be a positive integer`);
   }
   req(a.num_attention_heads % a.num_kv_heads === 0, 'num_attention_heads must be a multiple of num_kv_heads');
@@ -70,8 +98,11 @@ export function validateManifest(m: any): Manifest {
   m.experts.forEach((e: any, i: number) => {
     req(isInt(e?.group_size) && isInt(e?.kv_heads), `experts[${i}] needs integer group_size and kv_heads`);
     req(e.group_size * e.kv_heads === a.num_kv_heads, `experts[${i}]: group_size × kv_heads must equal num_kv_heads`);
-    if (i > 0) req(e.kv_heads < m.experts[i - 1].kv_heads && m.experts[i - 1].kv_heads % e.kv_heads === 0,
-      `experts[${i}] must be coarser than experts[${i - 1}] (fewer heads, dividing them)`);
+    if (i > 0)
+      req(
+        e.kv_heads < m.experts[i - 1].kv_heads && m.experts[i - 1].kv_heads % e.kv_heads === 0,
+        `experts[${i}] must be coarser than experts[${i - 1}] (fewer heads, dividing them)`,
+      );
   });
   req(m.experts[0].group_size === 1, 'experts[0] must be the full-KV expert (group_size 1)');
   const t = m.tokenizer;
@@ -79,7 +110,8 @@ export function validateManifest(m: any): Manifest {
   req(isInt(t.bos_id) && isInt(t.eos_id) && typeof t.add_bos === 'boolean', 'tokenizer needs bos_id, eos_id, add_bos');
   if (m.fim !== null) {
     req(m.fim && typeof m.fim === 'object', '"fim" must be an object or null');
-    for (const k of ['prefix_id', 'middle_id', 'suffix_id', 'pad_id', 'file_sep_id']) req(isInt(m.fim[k]), `fim.${k} must be an integer`);
+    for (const k of ['prefix_id', 'middle_id', 'suffix_id', 'pad_id', 'file_sep_id'])
+      req(isInt(m.fim[k]), `fim.${k} must be an integer`);
   }
   req(m.variants && (m.variants.cpu || m.variants.cuda), 'no variants');
   for (const [name, v] of Object.entries<any>(m.variants)) {
@@ -102,7 +134,9 @@ function sha256File(p: string): string {
     const buf = Buffer.allocUnsafe(1 << 20);
     let n: number;
     while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) h.update(buf.subarray(0, n));
-  } finally { fs.closeSync(fd); }
+  } finally {
+    fs.closeSync(fd);
+  }
   return h.digest('hex');
 }
 
@@ -113,13 +147,18 @@ export function loadManifest(dir: string, opts: { checkHashes?: boolean } = {}):
   const mp = path.join(dir, 'manifest.json');
   if (!fs.existsSync(mp)) throw new ManifestError(`no manifest.json in ${dir}`);
   let raw: unknown;
-  try { raw = JSON.parse(fs.readFileSync(mp, 'utf8')); } catch (e) {
+  try {
+    raw = JSON.parse(fs.readFileSync(mp, 'utf8'));
+  } catch (e) {
     throw new ManifestError(`manifest.json in ${dir} is not valid JSON: ${(e as Error).message}`);
   }
   const manifest = validateManifest(raw);
   // Files the engine will read must be listed, so they are covered by a checksum.
-  const needed = [manifest.tokenizer.file, manifest.tokenizer.config,
-    ...Object.values(manifest.variants).map((v) => v!.file)];
+  const needed = [
+    manifest.tokenizer.file,
+    manifest.tokenizer.config,
+    ...Object.values(manifest.variants).map((v) => v!.file),
+  ];
   for (const f of needed) {
     if (!(f in manifest.files)) throw new ManifestError(`manifest.json: "files" has no sha256 for ${f}`);
   }
@@ -135,7 +174,9 @@ export function loadManifest(dir: string, opts: { checkHashes?: boolean } = {}):
       if (fs.statSync(p).isDirectory()) throw new ManifestError(`${f}: is a folder in ${dir}, expected a file`);
       const got = sha256File(p);
       if (got !== String(want).toLowerCase()) {
-        throw new ManifestError(`${f}: sha256 mismatch (manifest ${want}, file ${got}) — the model folder is corrupt or was modified`);
+        throw new ManifestError(
+          `${f}: sha256 mismatch (manifest ${want}, file ${got}) — the model folder is corrupt or was modified`,
+        );
       }
     }
   }

@@ -106,8 +106,11 @@ export function contextHead(tok: ModelTokenizer, context: ContextSnippet[], maxC
   return head;
 }
 
-export function buildPrompt(tok: ModelTokenizer, req: { prefix: string; suffix: string; context: ContextSnippet[] },
-  limits: PromptLimits): Prompt {
+export function buildPrompt(
+  tok: ModelTokenizer,
+  req: { prefix: string; suffix: string; context: ContextSnippet[] },
+  limits: PromptLimits,
+): Prompt {
   const fim = tok.manifest.fim;
   const head = contextHead(tok, req.context, limits.maxContextTokens);
   let suffixUsed = '';

@@ -32,8 +32,12 @@ export class ModelRunner {
   readonly layers: number;
   readonly experts: number;
   private readonly zeroMask: Float32Array;
-  constructor(private readonly ort: typeof ortTypes, private readonly session: ortTypes.InferenceSession,
-    manifest: Manifest, private readonly kvType: 'float32' | 'float16') {
+  constructor(
+    private readonly ort: typeof ortTypes,
+    private readonly session: ortTypes.InferenceSession,
+    manifest: Manifest,
+    private readonly kvType: 'float32' | 'float16',
+  ) {
     this.layers = manifest.architecture.num_layers;
     this.experts = manifest.experts.length;
     this.zeroMask = new Float32Array(manifest.architecture.vocab_size);
@@ -49,7 +53,11 @@ export class ModelRunner {
     const S = r.ids.length;
     const feeds: Record<string, ortTypes.Tensor> = {
       input_ids: new Tensor('int64', BigInt64Array.from(Array.from(r.ids, BigInt)), [1, S]),
-      position_ids: new Tensor('int64', BigInt64Array.from({ length: S }, (_, i) => BigInt(r.startPos + i)), [1, S]),
+      position_ids: new Tensor(
+        'int64',
+        BigInt64Array.from({ length: S }, (_, i) => BigInt(r.startPos + i)),
+        [1, S],
+      ),
       route_bias: new Tensor('float32', r.routeBias, [r.routeBias.length]),
       gen_steps: new Tensor('int64', BigInt64Array.of(BigInt(Math.max(0, r.genSteps))), []),
       stop_mask: new Tensor('bool', r.stopMask, [r.stopMask.length]),

@@ -27,12 +27,14 @@ export function ortBinaryDir(): string {
 
 /** Why CUDA cannot work here, judged from files on disk; undefined when the provider libraries are present. */
 export function cudaUnavailableReason(): string | undefined {
-  if (process.platform !== 'linux' && process.platform !== 'win32') return `CUDA is not supported on ${process.platform}`;
+  if (process.platform !== 'linux' && process.platform !== 'win32')
+    return `CUDA is not supported on ${process.platform}`;
   const dir = ortBinaryDir();
   const ext = process.platform === 'win32' ? '.dll' : '.so';
   const pre = process.platform === 'win32' ? '' : 'lib';
   const missing = ['onnxruntime_providers_cuda', 'onnxruntime_providers_shared']
-    .map((n) => `${pre}${n}${ext}`).filter((f) => !fs.existsSync(path.join(dir, f)));
+    .map((n) => `${pre}${n}${ext}`)
+    .filter((f) => !fs.existsSync(path.join(dir, f)));
   if (missing.length) {
     return `CUDA provider library not found next to ${pre}onnxruntime${ext}${process.platform === 'win32' ? '' : '.1'} in ${dir} (missing ${missing.join(', ')})`;
   }
@@ -42,8 +44,12 @@ export function cudaUnavailableReason(): string | undefined {
 /** ORT memory settings used unless MIXSGA_ORT_MEM says otherwise (A/B measurements: docs/soak.md). */
 export const ORT_MEM_DEFAULT = 'arena';
 
-export async function createSession(dir: string, manifest: Manifest, device: DeviceSetting, threads = 0):
-  Promise<LoadedSession> {
+export async function createSession(
+  dir: string,
+  manifest: Manifest,
+  device: DeviceSetting,
+  threads = 0,
+): Promise<LoadedSession> {
   // Loaded lazily so the Float16Array guard runs first and tests of other modules need no native binding.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const ort: typeof ortTypes = require('onnxruntime-node');
@@ -62,13 +68,17 @@ export async function createSession(dir: string, manifest: Manifest, device: Dev
   let note: string | undefined;
   if (device !== 'cpu') {
     const cuda = manifest.variants.cuda;
-    const why = !cuda ? 'the model has no CUDA variant (model.cuda.onnx)'
-      : !fs.existsSync(path.join(dir, cuda.file)) ? `${cuda.file} is missing from ${dir}`
+    const why = !cuda
+      ? 'the model has no CUDA variant (model.cuda.onnx)'
+      : !fs.existsSync(path.join(dir, cuda.file))
+        ? `${cuda.file} is missing from ${dir}`
         : cudaUnavailableReason();
     if (!why && cuda) {
       try {
-        const session = await ort.InferenceSession.create(path.join(dir, cuda.file),
-          { ...base, executionProviders: [{ name: 'cuda', deviceId: 0 }] });
+        const session = await ort.InferenceSession.create(path.join(dir, cuda.file), {
+          ...base,
+          executionProviders: [{ name: 'cuda', deviceId: 0 }],
+        });
         return { ort, session, device: 'cuda', variant: cuda };
       } catch (e) {
         // ORT's real reason goes to stderr only; the JS error is generic.

@@ -30,7 +30,11 @@ export interface SpotLimits {
 export const SPOT_SUFFIX_TOKENS = 96;
 
 export const spotLimits = (maxPositions: number, maxNew: number, maxSuffixTokens = SPOT_SUFFIX_TOKENS): SpotLimits => ({
-  maxPositions, maxNew, maxSuffixTokens, middleRoom: 128, maxContextTokens: 384,
+  maxPositions,
+  maxNew,
+  maxSuffixTokens,
+  middleRoom: 128,
+  maxContextTokens: 384,
 });
 
 export interface SpotPrompt extends ViewSpec {
@@ -77,18 +81,24 @@ export function spotBase(tok: ModelTokenizer, text: string, context: ContextSnip
 }
 
 /** `anchor`: where the middle starts, a line start in the prefix (default: the cursor line's start). */
-export function buildSpotPrompt(tok: ModelTokenizer, req: { prefix: string; suffix: string; context: ContextSnippet[] },
-  lim: SpotLimits, anchor?: number): SpotPrompt {
+export function buildSpotPrompt(
+  tok: ModelTokenizer,
+  req: { prefix: string; suffix: string; context: ContextSnippet[] },
+  lim: SpotLimits,
+  anchor?: number,
+): SpotPrompt {
   const fim = tok.manifest.fim;
   if (!fim) throw new Error('the psm layout needs a model with FIM tokens');
   const head = [...contextHead(tok, req.context, lim.maxContextTokens), fim.prefix_id];
   const start = anchor ?? req.prefix.lastIndexOf('\n') + 1;
-  if (start > 0 && req.prefix[start - 1] !== '\n') throw new Error(`buildSpotPrompt: anchor ${start} is not a line start`);
+  if (start > 0 && req.prefix[start - 1] !== '\n')
+    throw new Error(`buildSpotPrompt: anchor ${start} is not a line start`);
   const line = req.prefix.slice(start);
   const before = linesBefore(tok, req.prefix.slice(0, start), lim.maxPositions - 8 - head.length);
   let lineIds = tok.encodeFragment(line);
   const base = [...head, ...before];
-  if (lineIds.length > lim.middleRoom) { // a very long line: the anchor moves into the line, in steps
+  if (lineIds.length > lim.middleRoom) {
+    // a very long line: the anchor moves into the line, in steps
     const k = Math.floor((lineIds.length - lim.middleRoom / 2) / 32) * 32;
     base.push(...lineIds.slice(0, k));
     lineIds = lineIds.slice(k);
@@ -99,6 +109,23 @@ export function buildSpotPrompt(tok: ModelTokenizer, req: { prefix: string; suff
   const need = 1 + lim.maxSuffixTokens + 1 + lim.middleRoom + lim.maxNew + 1;
   const over = at + need - lim.maxPositions;
   const from = over > 0 ? Math.min(at, head.length + Math.ceil(over / WINDOW_STEP) * WINDOW_STEP) : head.length;
-  const ids = [...base.slice(0, head.length), ...base.slice(from), fim.suffix_id, ...s.ids, fim.middle_id, ...healing.ids];
-  return { ids, anchor: start, healed: healing.removed, keep: ids.length, base, head: head.length, from, at, suffixUsed: s.text };
+  const ids = [
+    ...base.slice(0, head.length),
+    ...base.slice(from),
+    fim.suffix_id,
+    ...s.ids,
+    fim.middle_id,
+    ...healing.ids,
+  ];
+  return {
+    ids,
+    anchor: start,
+    healed: healing.removed,
+    keep: ids.length,
+    base,
+    head: head.length,
+    from,
+    at,
+    suffixUsed: s.text,
+  };
 }

@@ -41,12 +41,14 @@ export const viewLength = (v: ViewSpec): number => v.head + v.at - v.from;
 
 /** Appends the given slots (ascending) of `from` to `to`, one copy per run of consecutive slots. */
 function moveRows(from: Segment, slots: number[], to: Segment): void {
-  const E = from.E, row = from.row;
+  const E = from.E,
+    row = from.row;
   to.reserve(slots.length);
   for (let i = 0; i < slots.length;) {
     let j = i + 1;
     while (j < slots.length && slots[j] === slots[j - 1] + 1) j++;
-    const a = slots[i], n = j - i;
+    const a = slots[i],
+      n = j - i;
     to.data.set(from.data.subarray(a * row, (a + n) * row), to.n * row);
     to.pos.set(from.pos.subarray(a, a + n), to.n);
     to.scores.set(from.scores.subarray(a * E, (a + n) * E), to.n * E);
@@ -65,27 +67,47 @@ export function rotateKeys(seg: Segment, slots: Iterable<number>, delta: number,
 export function openView(doc: DocCache, spec: ViewSpec, rope: Rope): void {
   if (doc.parked) throw new Error('openView: a view is already open');
   const { head, from, at } = spec;
-  if (!(head <= from && from <= at && at <= doc.nIds)) throw new Error(`openView: bad view ${head}/${from}/${at} of ${doc.nIds}`);
-  const shift = from - head, f16 = doc.shape.dtype === 'float16';
+  if (!(head <= from && from <= at && at <= doc.nIds))
+    throw new Error(`openView: bad view ${head}/${from}/${at} of ${doc.nIds}`);
+  const shift = from - head,
+    f16 = doc.shape.dtype === 'float16';
   const hide = (p: number) => (p >= head && p < from) || p >= at;
   const hidden = doc.segs.map((row) => row.map((s) => new Segment(s.heads, s.D, s.E, s.dtype)));
-  doc.segs.forEach((row, l) => row.forEach((s, e) => {
-    const slots: number[] = [];
-    for (let i = 0; i < s.n; i++) if (hide(s.pos[i])) slots.push(i);
-    // the moved rows' room is given back at once, so the allocated total does not grow by the hidden copy
-    if (slots.length) { moveRows(s, slots, hidden[l][e]); s.compact((i) => !hide(s.pos[i])); s.fit(0); }
-    if (shift === 0) return;
-    const band: number[] = [];
-    for (let i = 0; i < s.n; i++) if (s.pos[i] >= from) { band.push(i); s.pos[i] -= shift; }
-    rotateKeys(s, band, -shift, rope, f16);
-  }));
+  doc.segs.forEach((row, l) =>
+    row.forEach((s, e) => {
+      const slots: number[] = [];
+      for (let i = 0; i < s.n; i++) if (hide(s.pos[i])) slots.push(i);
+      // the moved rows' room is given back at once, so the allocated total does not grow by the hidden copy
+      if (slots.length) {
+        moveRows(s, slots, hidden[l][e]);
+        s.compact((i) => !hide(s.pos[i]));
+        s.fit(0);
+      }
+      if (shift === 0) return;
+      const band: number[] = [];
+      for (let i = 0; i < s.n; i++)
+        if (s.pos[i] >= from) {
+          band.push(i);
+          s.pos[i] -= shift;
+        }
+      rotateKeys(s, band, -shift, rope, f16);
+    }),
+  );
   const baseIds = doc.tokenIds.slice();
   doc.ids.copyWithin(head, from, at);
   doc.nIds = head + at - from;
-  const view: OpenView = { head, from, at, baseIds, hidden,
-    bytes: () => hidden.reduce((b, row) => row.reduce((c, s) => c + s.allocatedBytes(), b), 0) + view.baseIds.byteLength,
-    usedBytes: () => hidden.reduce((b, row) => row.reduce((c, s) => c + s.n * (s.row * (f16 ? 2 : 4) + 4 + 4 * s.E), b), 0)
-      + (view.baseIds.length - viewLength(view)) * 4 };
+  const view: OpenView = {
+    head,
+    from,
+    at,
+    baseIds,
+    hidden,
+    bytes: () =>
+      hidden.reduce((b, row) => row.reduce((c, s) => c + s.allocatedBytes(), b), 0) + view.baseIds.byteLength,
+    usedBytes: () =>
+      hidden.reduce((b, row) => row.reduce((c, s) => c + s.n * (s.row * (f16 ? 2 : 4) + 4 + 4 * s.E), b), 0) +
+      (view.baseIds.length - viewLength(view)) * 4,
+  };
   doc.parked = view;
 }
 
@@ -93,7 +115,9 @@ export function openView(doc: DocCache, spec: ViewSpec, rope: Rope): void {
 export function closeView(doc: DocCache, rope: Rope): void {
   const v = viewOf(doc);
   if (!v) return;
-  const { head, from, at } = v, shift = from - head, f16 = doc.shape.dtype === 'float16';
+  const { head, from } = v,
+    shift = from - head,
+    f16 = doc.shape.dtype === 'float16';
   const end = viewLength(v);
   doc.parked = undefined;
   doc.truncateSegs(end); // the request's tokens; tiers hold base tokens only

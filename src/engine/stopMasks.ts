@@ -23,7 +23,9 @@ export class StopMasks {
     this.eos = new Uint8Array(V);
     for (const id of this.stopIds) if (id < V) this.eos[id] = 1;
     this.singleLine = Uint8Array.from(this.eos);
-    tok.tokenTexts().forEach((t, i) => { if (t.includes('\n')) this.singleLine[i] = 1; });
+    tok.tokenTexts().forEach((t, i) => {
+      if (t.includes('\n')) this.singleLine[i] = 1;
+    });
   }
 
   /** [V] additive mask: 0 for tokens whose text starts with `healed`, -Infinity for the rest. */

@@ -17,12 +17,24 @@ export interface Healing {
 /** Parses a JSON file; the error names the file and says what is wrong (missing, a folder, not JSON). */
 function readJson(file: string): unknown {
   let text: string;
-  try { text = fs.readFileSync(file, 'utf8'); } catch (e) {
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(code === 'EISDIR' ? `${file} is a folder, expected a JSON file`
-      : code === 'ENOENT' ? `${file} is missing` : `${file}: cannot be read (${(e as Error).message})`);
+    throw new Error(
+      code === 'EISDIR'
+        ? `${file} is a folder, expected a JSON file`
+        : code === 'ENOENT'
+          ? `${file} is missing`
+          : `${file}: cannot be read (${(e as Error).message})`,
+      { cause: e },
+    );
   }
-  try { return JSON.parse(text); } catch (e) { throw new Error(`${file} is not valid JSON: ${(e as Error).message}`); }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
+  }
 }
 
 export class ModelTokenizer {
@@ -46,25 +58,33 @@ export class ModelTokenizer {
    * Python's tokenizers does with encode_special_tokens=True, which this reproduces). Use fromJson() to get both;
    * without `plain`, special-token text in documents is not protected.
    */
-  constructor(private readonly tok: Tokenizer, readonly manifest: Manifest, plain?: Tokenizer) {
+  constructor(
+    private readonly tok: Tokenizer,
+    readonly manifest: Manifest,
+    plain?: Tokenizer,
+  ) {
     this.plain = plain ?? tok;
     // SentencePiece-style tokenizers prepend "▁" to every encoded string. Encoding "\n" + text and dropping the
     // ids of "\n" gives the text's ids as they appear mid-document (a newline is never merged with what follows).
     this.marker = this.plain.encode('\n', { add_special_tokens: false }).ids;
     this.markerText = tok.decode(this.marker, { skip_special_tokens: false });
     const f = manifest.fim;
-    this.specialIds = new Set([manifest.tokenizer.bos_id, manifest.tokenizer.eos_id,
-      ...(f ? [f.prefix_id, f.middle_id, f.suffix_id, f.pad_id, f.file_sep_id] : [])]);
+    this.specialIds = new Set([
+      manifest.tokenizer.bos_id,
+      manifest.tokenizer.eos_id,
+      ...(f ? [f.prefix_id, f.middle_id, f.suffix_id, f.pad_id, f.file_sep_id] : []),
+    ]);
   }
 
   /** Builds the decoding tokenizer and the plain-text encoder (no added tokens) from tokenizer.json + config. */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   static fromJson(json: any, cfg: any, manifest: Manifest): ModelTokenizer {
     // eslint-disable-next-line @typescript-eslint/no-unused-vars
     const { additional_special_tokens, added_tokens_decoder, ...plainCfg } = cfg ?? {};
     // Non-special added tokens stay: Python's encode_special_tokens=True still matches those in text.
-    const plain = new Tokenizer({ ...json, added_tokens: (json.added_tokens ?? []).filter((t: { special?: boolean }) => !t.special) },
-      plainCfg);
+    const plain = new Tokenizer(
+      { ...json, added_tokens: (json.added_tokens ?? []).filter((t: { special?: boolean }) => !t.special) },
+      plainCfg,
+    );
     return new ModelTokenizer(new Tokenizer(json, cfg ?? {}), manifest, plain);
   }
 
@@ -75,13 +95,19 @@ export class ModelTokenizer {
     const cfgPath = path.join(dir, manifest.tokenizer.config);
     const cfg = fs.existsSync(cfgPath) ? readJson(cfgPath) : {};
     let t: ModelTokenizer;
-    try { t = ModelTokenizer.fromJson(json, cfg, manifest); } catch (e) {
-      throw new Error(`${file}: not a usable tokenizer (${(e as Error).message})`);
+    try {
+      t = ModelTokenizer.fromJson(json, cfg, manifest);
+    } catch (e) {
+      throw new Error(`${file}: not a usable tokenizer (${(e as Error).message})`, { cause: e });
     }
     const f = manifest.fim;
     if (f) {
       // The manifest's FIM ids are authoritative; a tokenizer that disagrees would build wrong prompts.
-      for (const [name, id] of [[f.prefix, f.prefix_id], [f.middle, f.middle_id], [f.suffix, f.suffix_id]] as const) {
+      for (const [name, id] of [
+        [f.prefix, f.prefix_id],
+        [f.middle, f.middle_id],
+        [f.suffix, f.suffix_id],
+      ] as const) {
         const got = t.tok.token_to_id(name);
         if (got !== undefined && got !== id) throw new Error(`${file} maps ${name} to ${got}, manifest says ${id}`);
       }
@@ -89,11 +115,19 @@ export class ModelTokenizer {
     return t;
   }
 
-  get bos(): number { return this.manifest.tokenizer.bos_id; }
+  get bos(): number {
+    return this.manifest.tokenizer.bos_id;
+  }
   /** Id of the unknown-token piece ('<unk>'), if the vocabulary has one: never text a completion should show. */
-  get unk(): number | undefined { return this.tok.token_to_id('<unk>') ?? undefined; }
-  get eos(): number { return this.manifest.tokenizer.eos_id; }
-  get addBos(): boolean { return this.manifest.tokenizer.add_bos; }
+  get unk(): number | undefined {
+    return this.tok.token_to_id('<unk>') ?? undefined;
+  }
+  get eos(): number {
+    return this.manifest.tokenizer.eos_id;
+  }
+  get addBos(): boolean {
+    return this.manifest.tokenizer.add_bos;
+  }
 
   /** Ids of `text` as a piece of a longer document: no BOS, no leading "▁". */
   encodeFragment(text: string): number[] {
@@ -106,7 +140,10 @@ export class ModelTokenizer {
       if (i > 0) out.push(...c.newline);
       if (!line) return;
       let ids = c.cache.get(line);
-      if (!ids) { ids = this.encodeWhole(line); c.cache.set(line, ids); }
+      if (!ids) {
+        ids = this.encodeWhole(line);
+        c.cache.set(line, ids);
+      }
       out.push(...ids);
     });
     return out;
@@ -140,10 +177,18 @@ export class ModelTokenizer {
       this.texts = new Array<string>(n);
       for (let i = 0; i < n; i++) {
         const piece = this.tok.id_to_token(i);
-        if (piece === undefined) { this.texts[i] = ''; continue; }
+        if (piece === undefined) {
+          this.texts[i] = '';
+          continue;
+        }
         const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
-        this.texts[i] = byte ? (parseInt(byte[1], 16) < 0x80 ? String.fromCharCode(parseInt(byte[1], 16)) : '\ufffd')
-          : this.specialIds.has(i) ? '' : piece.replace(/▁/g, ' ');
+        this.texts[i] = byte
+          ? parseInt(byte[1], 16) < 0x80
+            ? String.fromCharCode(parseInt(byte[1], 16))
+            : '\ufffd'
+          : this.specialIds.has(i)
+            ? ''
+            : piece.replace(/▁/g, ' ');
       }
     }
     return this.texts;

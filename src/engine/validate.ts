@@ -5,7 +5,10 @@
 import type { CompletionRequest } from './api';
 
 export class InputError extends RangeError {
-  constructor(message: string) { super(message); this.name = 'InputError'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'InputError';
+  }
 }
 
 /** Largest budget accepted: 1 TiB (well beyond any machine; keeps the byte arithmetic exact). */
@@ -15,14 +18,16 @@ const show = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v) : typeof
 
 /** A finite number in [min, max] (whole when `integer`), else InputError naming `what`. */
 export function checkNumber(v: unknown, what: string, min: number, max: number, integer = false): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new InputError(`${what} must be a finite number (got ${show(v)})`);
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw new InputError(`${what} must be a finite number (got ${show(v)})`);
   if (integer && !Number.isInteger(v)) throw new InputError(`${what} must be a whole number (got ${show(v)})`);
   if (v < min || v > max) throw new InputError(`${what} must be between ${min} and ${max} (got ${show(v)})`);
   return v;
 }
 
 /** A KV budget in bytes: finite, ≥ 0, ≤ 1 TiB; returned as whole bytes. */
-export const checkBudgetBytes = (v: unknown): number => Math.floor(checkNumber(v, 'KV budget (bytes)', 0, MAX_BUDGET_BYTES));
+export const checkBudgetBytes = (v: unknown): number =>
+  Math.floor(checkNumber(v, 'KV budget (bytes)', 0, MAX_BUDGET_BYTES));
 
 /** Why a completion request cannot be served, or undefined when it is well-formed. */
 export function requestProblem(req: unknown): string | undefined {
@@ -31,7 +36,10 @@ export function requestProblem(req: unknown): string | undefined {
   for (const k of ['docId', 'languageId', 'prefix', 'suffix'] as const) {
     if (typeof r[k] !== 'string') return `request.${k} must be a string (got ${show(r[k])})`;
   }
-  if (!Array.isArray(r.context) || !r.context.every((c) => typeof c?.path === 'string' && typeof c?.text === 'string')) {
+  if (
+    !Array.isArray(r.context) ||
+    !r.context.every((c) => typeof c?.path === 'string' && typeof c?.text === 'string')
+  ) {
     return 'request.context must be a list of {path, text} strings';
   }
   if (typeof r.multiline !== 'boolean') return `request.multiline must be true or false (got ${show(r.multiline)})`;

@@ -13,7 +13,9 @@ import type { Call, FromWorker, InitData, ToWorker } from './protocol';
 import type { CancelToken } from './generate';
 
 if (!process.send) throw new Error('worker.js is the engine process: start it with child_process.fork (IPC channel)');
-const post = (m: FromWorker) => { if (process.connected) process.send!(m); };
+const post = (m: FromWorker) => {
+  if (process.connected) process.send!(m);
+};
 let init: InitData;
 
 const cancels = new Map<number, { method: Call['method']; token: CancelToken }>();
@@ -44,11 +46,20 @@ function collectGarbageOutputs(c: EngineCore): void {
 
 async function handle(c: EngineCore, id: number, call: Call, token: CancelToken): Promise<unknown> {
   switch (call.method) {
-    case 'complete': return c.complete(id, call.req, token);
-    case 'prefill': return c.prefillDoc(id, call.docId, call.prefix, call.suffix, token, call.context);
-    case 'setBudget': c.setBudget(call.bytes); collect(); return c.memory();
-    case 'closeDocument': c.close(call.docId); collect(); return;
-    case 'memory': return c.memory();
+    case 'complete':
+      return c.complete(id, call.req, token);
+    case 'prefill':
+      return c.prefillDoc(id, call.docId, call.prefix, call.suffix, token, call.context);
+    case 'setBudget':
+      c.setBudget(call.bytes);
+      collect();
+      return c.memory();
+    case 'closeDocument':
+      c.close(call.docId);
+      collect();
+      return;
+    case 'memory':
+      return c.memory();
   }
 }
 
@@ -58,25 +69,52 @@ async function shutdown(): Promise<void> {
   for (const c of cancels.values()) c.token.cancelled = true;
   const c = await created; // undefined when init failed: nothing to release
   await queue; // the running call ends at its next step boundary; queued ones are answered without running
-  try { await c?.release(); } catch { /* exiting anyway */ }
+  try {
+    await c?.release();
+  } catch {
+    /* exiting anyway */
+  }
   core = undefined;
   process.exit(0); // no native call is in progress now
 }
 
 function onMessage(m: Exclude<ToWorker, { type: 'init' }>): void {
-  if (m.type === 'shutdown') { void shutdown(); return; }
-  if (m.type === 'cancel') { const c = cancels.get(m.id); if (c) c.token.cancelled = true; return; }
+  if (m.type === 'shutdown') {
+    void shutdown();
+    return;
+  }
+  if (m.type === 'cancel') {
+    const c = cancels.get(m.id);
+    if (c) c.token.cancelled = true;
+    return;
+  }
   if (m.type === 'testCrash') {
     if (!init?.testHooks) return;
     if (m.how === 'exit') process.exit(3);
-    if (m.how === 'abort') { setImmediate(() => process.abort()); return; } // a native fault, mid-run if one is running
-    if (m.how === 'hang') { const t = Date.now(); while (Date.now() - t < 60_000) { /* a stuck engine */ } return; }
-    setImmediate(() => { throw new Error('test hook: worker crash'); });
+    if (m.how === 'abort') {
+      setImmediate(() => process.abort());
+      return;
+    } // a native fault, mid-run if one is running
+    if (m.how === 'hang') {
+      const t = Date.now();
+      while (Date.now() - t < 60_000) {
+        /* a stuck engine */
+      }
+      return;
+    }
+    setImmediate(() => {
+      throw new Error('test hook: worker crash');
+    });
     return;
   }
   const { id, call } = m;
   if (stopping || !core) {
-    post({ type: 'result', id, ok: false, error: stopping ? 'the engine is shutting down' : 'the engine is not ready' });
+    post({
+      type: 'result',
+      id,
+      ok: false,
+      error: stopping ? 'the engine is shutting down' : 'the engine is not ready',
+    });
     return;
   }
   const c = core;
@@ -86,7 +124,7 @@ function onMessage(m: Exclude<ToWorker, { type: 'init' }>): void {
   }
   if (call.method === 'complete' || call.method === 'prefill') {
     for (const x of cancels.values()) {
-      if (call.method === 'complete' ? (x.method === 'complete' || x.method === 'prefill') : x.method === 'prefill') {
+      if (call.method === 'complete' ? x.method === 'complete' || x.method === 'prefill' : x.method === 'prefill') {
         x.token.cancelled = true;
       }
     }
@@ -126,6 +164,7 @@ async function start(data: InitData): Promise<void> {
 // Listening from the start: a shutdown may arrive while the session is still being created. The first message
 // is the init data.
 process.on('message', (m: ToWorker) => {
-  if (m.type === 'init') void start(m.init); else onMessage(m);
+  if (m.type === 'init') void start(m.init);
+  else onMessage(m);
 });
 process.on('disconnect', () => process.exit(0)); // the client is gone: nobody needs this engine

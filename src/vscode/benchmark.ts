@@ -54,17 +54,40 @@ export function benchmarkSpot(sample: string): { prefix: string; suffix: string 
  * Runs on `engine`, which the caller gives the benchmark alone (a private engine: the user's caches and budget
  * are never touched), over the ~2k-token `sample` file.
  */
-export async function runBenchmark(engine: Engine, sample: string, runs: number, onStep: (i: number) => void, signal: AbortSignal): Promise<BenchResult> {
+export async function runBenchmark(
+  engine: Engine,
+  sample: string,
+  runs: number,
+  onStep: (i: number) => void,
+  signal: AbortSignal,
+): Promise<BenchResult> {
   const docId = `mixsga-benchmark:${Date.now()}`;
   const r: BenchResult = {
-    runs: 0, coldPrefillTokens: 0, coldPrefillMs: 0, warmRuns: 0, warmReusedTokens: 0, warmTotalMs: 0, medianTotalMs: 0,
-    decodeTokens: 0, decodeMs: 0, decodeSamples: 0,
+    runs: 0,
+    coldPrefillTokens: 0,
+    coldPrefillMs: 0,
+    warmRuns: 0,
+    warmReusedTokens: 0,
+    warmTotalMs: 0,
+    medianTotalMs: 0,
+    decodeTokens: 0,
+    decodeMs: 0,
+    decodeSamples: 0,
   };
   const spot = benchmarkSpot(sample);
   const warmTotals: number[] = [];
   const perToken: number[] = [];
   const ask = async (prefix: string, maxTokens: number): Promise<RequestTrace> => {
-    const req: CompletionRequest = { docId, languageId: 'typescript', prefix, suffix: spot.suffix, context: [], maxTokens, multiline: false, timeBudgetMs: 20_000 };
+    const req: CompletionRequest = {
+      docId,
+      languageId: 'typescript',
+      prefix,
+      suffix: spot.suffix,
+      context: [],
+      maxTokens,
+      multiline: false,
+      timeBudgetMs: 20_000,
+    };
     return (await engine.complete(req, signal)).trace;
   };
   try {
@@ -87,7 +110,11 @@ export async function runBenchmark(engine: Engine, sample: string, runs: number,
       // back to the prompt after each request), paired, so that the prompt part cancels out run by run.
       const p = await ask(prefix, 1);
       const d = await ask(prefix, REQUEST_TOKENS);
-      if (LOOP_STOPS.includes(d.stopReason) && d.generatedTokens >= 2 && !['time-budget', 'cancelled', 'error'].includes(p.stopReason)) {
+      if (
+        LOOP_STOPS.includes(d.stopReason) &&
+        d.generatedTokens >= 2 &&
+        !['time-budget', 'cancelled', 'error'].includes(p.stopReason)
+      ) {
         r.decodeSamples++;
         r.decodeTokens += d.generatedTokens - 1;
         perToken.push(Math.max(0, d.totalMs - p.totalMs) / (d.generatedTokens - 1));
@@ -106,9 +133,10 @@ export async function runBenchmark(engine: Engine, sample: string, runs: number,
 export function describeBenchmark(r: BenchResult): string {
   const warmRuns = Math.max(1, r.warmRuns);
   const prefillPerTok = r.coldPrefillTokens ? r.coldPrefillMs / r.coldPrefillTokens : 0;
-  const decode = r.decodeTokens > 0 && r.decodeMs > 0
-    ? `decode ${((r.decodeTokens / r.decodeMs) * 1000).toFixed(1)} tokens/s (${(r.decodeMs / r.decodeTokens).toFixed(2)} ms/token over ${r.decodeTokens} tokens)`
-    : 'decode not measured (no request stopped where the model stops)';
+  const decode =
+    r.decodeTokens > 0 && r.decodeMs > 0
+      ? `decode ${((r.decodeTokens / r.decodeMs) * 1000).toFixed(1)} tokens/s (${(r.decodeMs / r.decodeTokens).toFixed(2)} ms/token over ${r.decodeTokens} tokens)`
+      : 'decode not measured (no request stopped where the model stops)';
   return [
     `${r.runs} runs`,
     `cold prefill ${r.coldPrefillTokens} tokens in ${r.coldPrefillMs.toFixed(0)} ms (${prefillPerTok.toFixed(2)} ms/token)`,

@@ -9,8 +9,17 @@ const BUDGET_PRESETS_MB = [8, 16, 32, 64, 128, 256, 512, 1024];
 type Item = vscode.QuickPickItem & { mb?: number; custom?: true };
 
 export async function pickBudget(current: number): Promise<number | undefined> {
-  const presets: Item[] = BUDGET_PRESETS_MB.map((mb) => ({ label: `${mb} MB`, mb, description: mb === current ? 'current' : undefined }));
-  const custom: Item = { label: 'Custom…', description: `${KV_BUDGET_MIN_MB}–${KV_BUDGET_MAX_MB} MB`, alwaysShow: true, custom: true };
+  const presets: Item[] = BUDGET_PRESETS_MB.map((mb) => ({
+    label: `${mb} MB`,
+    mb,
+    description: mb === current ? 'current' : undefined,
+  }));
+  const custom: Item = {
+    label: 'Custom…',
+    description: `${KV_BUDGET_MIN_MB}–${KV_BUDGET_MAX_MB} MB`,
+    alwaysShow: true,
+    custom: true,
+  };
   const qp = vscode.window.createQuickPick<Item>();
   qp.title = 'mixSGA: KV cache budget';
   qp.placeholder = `now ${current} MB — pick one or type a number of MB`;
@@ -18,11 +27,18 @@ export async function pickBudget(current: number): Promise<number | undefined> {
   const picked = await new Promise<Item | undefined>((resolve) => {
     qp.onDidChangeValue((v) => {
       const mb = typedMb(v);
-      if (mb === undefined) { qp.items = [...presets, custom]; return; }
+      if (mb === undefined) {
+        qp.items = [...presets, custom];
+        return;
+      }
       const problem = problemWith('kvBudgetMB', mb);
       // The typed number first, always shown and active: Enter takes it.
-      const typed: Item = { label: `${mb} MB`, mb: problem ? undefined : mb, alwaysShow: true,
-        description: problem ? `not allowed: ${problem}` : 'the number you typed' };
+      const typed: Item = {
+        label: `${mb} MB`,
+        mb: problem ? undefined : mb,
+        alwaysShow: true,
+        description: problem ? `not allowed: ${problem}` : 'the number you typed',
+      };
       qp.items = [typed, ...presets.filter((p) => p.mb !== mb), custom];
       qp.activeItems = [typed];
     });
@@ -30,7 +46,10 @@ export async function pickBudget(current: number): Promise<number | undefined> {
       // A typed number wins over whatever item the quick pick's own filtering made active, unless that is Custom….
       const active = qp.activeItems[0] ?? qp.selectedItems[0];
       const mb = typedMb(qp.value);
-      const item = active?.custom || mb === undefined ? active : { label: `${mb} MB`, mb: problemWith('kvBudgetMB', mb) ? undefined : mb };
+      const item =
+        active?.custom || mb === undefined
+          ? active
+          : { label: `${mb} MB`, mb: problemWith('kvBudgetMB', mb) ? undefined : mb };
       if (item && item.mb === undefined && !item.custom) return; // a typed number out of range: stay open
       resolve(item);
       qp.hide();

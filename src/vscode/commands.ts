@@ -30,9 +30,11 @@ export async function updateSetting(key: string, value: unknown): Promise<void> 
   const cfg = vscode.workspace.getConfiguration('mixsga');
   const i = cfg.inspect(key);
   const target =
-    i?.workspaceFolderValue !== undefined ? vscode.ConfigurationTarget.WorkspaceFolder
-    : i?.workspaceValue !== undefined ? vscode.ConfigurationTarget.Workspace
-    : vscode.ConfigurationTarget.Global;
+    i?.workspaceFolderValue !== undefined
+      ? vscode.ConfigurationTarget.WorkspaceFolder
+      : i?.workspaceValue !== undefined
+        ? vscode.ConfigurationTarget.Workspace
+        : vscode.ConfigurationTarget.Global;
   await cfg.update(key, value, target);
 }
 
@@ -86,7 +88,10 @@ export function registerCommands(d: CommandDeps): vscode.Disposable[] {
       ];
       const cur = d.settings.current.device;
       for (const i of items) if (i.value === cur) i.detail = '$(check) current';
-      const pick = typeof arg === 'string' ? items.find((i) => i.value === arg) : await vscode.window.showQuickPick(items, { title: 'mixSGA: device' });
+      const pick =
+        typeof arg === 'string'
+          ? items.find((i) => i.value === arg)
+          : await vscode.window.showQuickPick(items, { title: 'mixSGA: device' });
       if (pick) await updateSetting('device', pick.value);
     }),
 
@@ -95,9 +100,11 @@ export function registerCommands(d: CommandDeps): vscode.Disposable[] {
       d.log.info(`why no suggestion: ${text.replace(/\n/g, ' | ')}`);
       // Modal: only a modal message shows its detail, and the detail is the trace (tokens, timings, budget).
       const [head, ...rest] = text.split('\n');
-      void vscode.window.showInformationMessage(head, { modal: true, detail: rest.join('\n') }, 'Show Log').then((p) => {
-        if (p === 'Show Log') d.log.show(true);
-      });
+      void vscode.window
+        .showInformationMessage(head, { modal: true, detail: rest.join('\n') }, 'Show Log')
+        .then((p) => {
+          if (p === 'Show Log') d.log.show(true);
+        });
       return text;
     }),
 
@@ -115,9 +122,15 @@ export function registerCommands(d: CommandDeps): vscode.Disposable[] {
           progress.report({ message: 'starting a private engine (your caches stay as they are)…' });
           const engine = await d.host.privateEngine(BENCHMARK_BUDGET_MB * MB);
           try {
-            if (engine.state.kind !== 'ready') throw new Error(`the benchmark engine did not start: ${JSON.stringify(engine.state)}`);
-            return await runBenchmark(engine, benchmarkSample, runs,
-              (i) => progress.report({ message: `run ${i + 1}/${runs} on a ~2k-token file`, increment: 100 / runs }), ac.signal);
+            if (engine.state.kind !== 'ready')
+              throw new Error(`the benchmark engine did not start: ${JSON.stringify(engine.state)}`);
+            return await runBenchmark(
+              engine,
+              benchmarkSample,
+              runs,
+              (i) => progress.report({ message: `run ${i + 1}/${runs} on a ~2k-token file`, increment: 100 / runs }),
+              ac.signal,
+            );
           } finally {
             await engine.dispose();
           }

@@ -10,7 +10,6 @@ export type HostState = EngineState | { kind: 'stopped' };
 
 export type EngineFactory = (opts: EngineOptions) => Promise<Engine>;
 
-
 export class EngineHost implements vscode.Disposable {
   private engine: Engine | undefined;
   private engineSub: { dispose(): void } | undefined;
@@ -78,7 +77,11 @@ export class EngineHost implements vscode.Disposable {
       { location: vscode.ProgressLocation.Notification, title: 'mixSGA: loading the completion model…' },
       async () => {
         try {
-          const engine = await this.factory({ modelDir: model.dir, device: s.device, kvBudgetBytes: s.kvBudgetMB * MB });
+          const engine = await this.factory({
+            modelDir: model.dir,
+            device: s.device,
+            kvBudgetBytes: s.kvBudgetMB * MB,
+          });
           if (gen !== this.generation) {
             await engine.dispose(); // superseded by a newer start while loading
             return;
@@ -91,7 +94,8 @@ export class EngineHost implements vscode.Disposable {
             this.emitter.fire(st);
           });
           this.log.info(`engine ${engine.state.kind} in ${Date.now() - t0} ms`);
-          if (engine.state.kind === 'ready' && engine.state.deviceNote) this.log.info(`device: ${engine.state.deviceNote}`);
+          if (engine.state.kind === 'ready' && engine.state.deviceNote)
+            this.log.info(`device: ${engine.state.deviceNote}`);
           if (engine.state.kind === 'failed') this.reportOnce(engine.state.reason);
           this.emitter.fire(engine.state);
         } catch (e) {
@@ -150,7 +154,8 @@ export class EngineHost implements vscode.Disposable {
     void vscode.window
       .showErrorMessage(`mixSGA: completions are off — ${reason}`, 'Open Settings', 'Show Log')
       .then((pick) => {
-        if (pick === 'Open Settings') void vscode.commands.executeCommand('workbench.action.openSettings', 'mixsga.modelPath');
+        if (pick === 'Open Settings')
+          void vscode.commands.executeCommand('workbench.action.openSettings', 'mixsga.modelPath');
         if (pick === 'Show Log') this.log.show(true);
       });
   }
@@ -198,7 +203,9 @@ export class EngineHost implements vscode.Disposable {
     }
     try {
       const next = await this.engine.setDevice(d);
-      this.log.info(`device setting ${prev} → ${d}: ${next.kind === 'ready' ? `running on ${next.device}` : `engine ${next.kind}`}`);
+      this.log.info(
+        `device setting ${prev} → ${d}: ${next.kind === 'ready' ? `running on ${next.device}` : `engine ${next.kind}`}`,
+      );
       if (next.kind === 'ready' && d === 'auto') this.autoResolved = next.device;
       if (next.kind === 'ready' && next.deviceNote) {
         this.log.warn(`device: ${next.deviceNote}`);

@@ -28,7 +28,9 @@ export function budgetMb(bytes: number): string {
  */
 export function shortDeviceNote(setting: 'auto' | 'cuda' | 'cpu', note: string | undefined): string | undefined {
   if (!note || setting === 'cpu') return undefined;
-  return setting === 'auto' ? 'No usable CUDA GPU here: running on the CPU.' : 'CUDA could not start: running on the CPU (see the log).';
+  return setting === 'auto'
+    ? 'No usable CUDA GPU here: running on the CPU.'
+    : 'CUDA could not start: running on the CPU (see the log).';
 }
 
 /** Longest prompt the engine builds (src/engine/prompt.ts defaultLimits), in tokens. */
@@ -41,7 +43,10 @@ const SMALLEST_EXPERT_SHARE = 1 / 4;
  * smallest expert, the engine has to window the prompt (drop its older tokens) before every request. Returns the
  * warning to show and the smallest budget (MB, rounded up) that avoids it, or undefined when the budget is fine.
  */
-export function budgetAdvice(budgetBytes: number, fullBytesPerToken: number): { warning: string; minMb: number } | undefined {
+export function budgetAdvice(
+  budgetBytes: number,
+  fullBytesPerToken: number,
+): { warning: string; minMb: number } | undefined {
   if (!(fullBytesPerToken > 0)) return undefined;
   const minBytes = FULL_PROMPT_TOKENS * fullBytesPerToken * SMALLEST_EXPERT_SHARE;
   if (budgetBytes >= minBytes) return undefined;
@@ -49,7 +54,8 @@ export function budgetAdvice(budgetBytes: number, fullBytesPerToken: number): { 
   const tokens = Math.floor(budgetBytes / (fullBytesPerToken * SMALLEST_EXPERT_SHARE));
   return {
     minMb,
-    warning: `a KV budget of ${Number((budgetBytes / MB).toFixed(2))} MB holds about ${tokens} prompt tokens even on the smallest ` +
+    warning:
+      `a KV budget of ${Number((budgetBytes / MB).toFixed(2))} MB holds about ${tokens} prompt tokens even on the smallest ` +
       `expert (a full prompt has ${FULL_PROMPT_TOKENS}), so prompts are cut and suggestions see little context. ` +
       `Use at least ${minMb} MB.`,
   };

@@ -17,8 +17,11 @@ export class Gauge implements vscode.Disposable {
   /** What the status bar item shows (for tests). */
   get shown(): { text: string; tooltip: string; error: boolean } {
     const t = this.item.tooltip;
-    return { text: this.item.text, tooltip: typeof t === 'string' ? t : (t?.value ?? ''), error: this.item.backgroundColor !== undefined &&
-      this.item.text.includes('$(error)') };
+    return {
+      text: this.item.text,
+      tooltip: typeof t === 'string' ? t : (t?.value ?? ''),
+      error: this.item.backgroundColor !== undefined && this.item.text.includes('$(error)'),
+    };
   }
 
   constructor(
@@ -27,7 +30,10 @@ export class Gauge implements vscode.Disposable {
   ) {
     this.item.name = 'mixSGA KV memory';
     this.item.command = 'mixsga.showMemoryReport';
-    this.subs.push(host.onDidChange(() => this.schedule()), settings.onDidChange(() => this.schedule()));
+    this.subs.push(
+      host.onDidChange(() => this.schedule()),
+      settings.onDidChange(() => this.schedule()),
+    );
     this.render();
     this.item.show();
   }
@@ -81,7 +87,8 @@ export class Gauge implements vscode.Disposable {
     const used = r?.usedBytes ?? 0;
     const device = (r?.device ?? st.device).toUpperCase();
     this.item.text = `${off ? '$(circle-slash)' : '$(database)'} ${usedMb(used)}/${budgetMb(budget)} MB · ${device}`;
-    if (budget > 0 && used >= 0.9 * budget) this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
+    if (budget > 0 && used >= 0.9 * budget)
+      this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
     this.item.tooltip = tooltip(r, off, shortDeviceNote(this.settings.current.device, r?.deviceNote ?? st.deviceNote));
   }
 
@@ -97,7 +104,9 @@ function tooltip(r: MemoryReport | undefined, off: boolean, note?: string): vsco
   md.isTrusted = { enabledCommands: ['mixsga.showMemoryReport', 'mixsga.setKvBudget'] };
   md.appendMarkdown(`**mixSGA KV cache**${off ? ' — completions off' : ''}\n\n`);
   if (!r) return md.appendMarkdown('No memory report yet.');
-  md.appendMarkdown(`${mb(r.usedBytes)} of ${budgetMb(r.budgetBytes)} MB used (${pct(r.budgetBytes ? r.usedBytes / r.budgetBytes : 0)}) · model \`${r.modelName}\` on ${r.device.toUpperCase()}\n\n`);
+  md.appendMarkdown(
+    `${mb(r.usedBytes)} of ${budgetMb(r.budgetBytes)} MB used (${pct(r.budgetBytes ? r.usedBytes / r.budgetBytes : 0)}) · model \`${r.modelName}\` on ${r.device.toUpperCase()}\n\n`,
+  );
   if (note) md.appendMarkdown(`${escape(note)}\n\n`);
   if (r.expertShares.length) {
     md.appendMarkdown('| expert | token share |\n|---|---|\n');

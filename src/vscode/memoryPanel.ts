@@ -61,7 +61,10 @@ export class MemoryPanel implements vscode.Disposable {
       type: 'update',
       state: st.kind === 'failed' ? `failed: ${st.reason}` : st.kind,
       report,
-      latency: { bucketsMs: LATENCY_BUCKETS_MS.map((b) => (Number.isFinite(b) ? b : null)), counts: this.stats.histogram },
+      latency: {
+        bucketsMs: LATENCY_BUCKETS_MS.map((b) => (Number.isFinite(b) ? b : null)),
+        counts: this.stats.histogram,
+      },
       requests: { total: this.stats.requests, served: this.stats.served, cacheHits: this.stats.cacheHits },
     });
   }

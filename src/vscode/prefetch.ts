@@ -25,7 +25,8 @@ export class Prefetcher implements vscode.Disposable {
     this.subs = [
       vscode.window.onDidChangeActiveTextEditor(() => this.schedule()),
       vscode.workspace.onDidChangeTextDocument((e) => {
-        if (e.contentChanges.length && e.document === vscode.window.activeTextEditor?.document) this.schedule(IDLE_AFTER_EDIT_MS);
+        if (e.contentChanges.length && e.document === vscode.window.activeTextEditor?.document)
+          this.schedule(IDLE_AFTER_EDIT_MS);
       }),
       // Only on becoming ready: the host also fires after every request.
       host.onDidChange((st) => {

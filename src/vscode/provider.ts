@@ -40,7 +40,8 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
       trace.outcome = outcome;
       trace.reason = reason;
       trace.waitMs = Date.now() - t0;
-      if (outcome !== 'shown' && outcome !== 'cached') this.log.debug(`no suggestion (${outcome}) after ${trace.waitMs} ms: ${reason ?? ''}`);
+      if (outcome !== 'shown' && outcome !== 'cached')
+        this.log.debug(`no suggestion (${outcome}) after ${trace.waitMs} ms: ${reason ?? ''}`);
       this.stats.record(trace);
       return undefined;
     };
@@ -53,9 +54,11 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
 
       // Typing along a shown suggestion: serve the rest without asking the engine.
       const offset = document.offsetAt(position);
-      const cached = selected ? undefined : this.cache.lookup(docId, offset, (a, b) =>
-        document.getText(new vscode.Range(document.positionAt(a), document.positionAt(b))),
-      );
+      const cached = selected
+        ? undefined
+        : this.cache.lookup(docId, offset, (a, b) =>
+            document.getText(new vscode.Range(document.positionAt(a), document.positionAt(b))),
+          );
       if (cached) {
         trace.chars = cached.length;
         finish('cached');
@@ -80,7 +83,8 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
       this.inflight.set(docId, ac);
       const sub = token.onCancellationRequested(() => ac.abort());
       try {
-        if (!(await sleep(trace.debounceMs, ac.signal))) return finish('cancelled', 'newer typing replaced this request');
+        if (!(await sleep(trace.debounceMs, ac.signal)))
+          return finish('cancelled', 'newer typing replaced this request');
         const engine = this.host.current;
         if (!engine) return finish('skipped', 'the engine stopped');
         const multiline = wantsMultiline(s.multiline, win.prefix, win.suffix);
@@ -103,7 +107,13 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
         const tr = res.trace;
         this.log.info(requestLogLine(tr, document.languageId, trace.debounceMs, text.length));
         if (!text) {
-          return finish('empty', tr.noSuggestionReason ?? (res.text ? 'the model text only repeated what follows the cursor' : `the model stopped (${tr.stopReason}) without text`));
+          return finish(
+            'empty',
+            tr.noSuggestionReason ??
+              (res.text
+                ? 'the model text only repeated what follows the cursor'
+                : `the model stopped (${tr.stopReason}) without text`),
+          );
         }
         trace.chars = text.length;
         finish('shown');
@@ -125,14 +135,18 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
   skipReason(document: vscode.TextDocument): string | undefined {
     const s = this.settings.current;
     if (!s.enabled) return 'completions are turned off (mixSGA: Toggle Completions)';
-    if (!SUPPORTED_SCHEMES.includes(document.uri.scheme)) return `documents of scheme "${document.uri.scheme}" get no suggestions`;
-    if (!s.enabledLanguages.includes(document.languageId)) return `language "${document.languageId}" is not in mixsga.enabledLanguages`;
+    if (!SUPPORTED_SCHEMES.includes(document.uri.scheme))
+      return `documents of scheme "${document.uri.scheme}" get no suggestions`;
+    if (!s.enabledLanguages.includes(document.languageId))
+      return `language "${document.languageId}" is not in mixsga.enabledLanguages`;
     return undefined;
   }
 
   /** Other open files as extra context: same language first, most recently visible first. */
   /** The context snippets a request for `doc` sends now (the prefetcher prefills with the same). */
-  contextFor(doc: vscode.TextDocument): ContextSnippet[] { return this.contextFrom(doc, this.settings.current.contextFiles); }
+  contextFor(doc: vscode.TextDocument): ContextSnippet[] {
+    return this.contextFrom(doc, this.settings.current.contextFiles);
+  }
 
   private contextFrom(current: vscode.TextDocument, count: number): ContextSnippet[] {
     if (count <= 0) return [];
@@ -164,10 +178,14 @@ export class MixsgaInlineProvider implements vscode.InlineCompletionItemProvider
  * The text around the cursor as if the suggest widget's selected item were accepted: what the item replaces
  * (`range`, usually the word typed so far) gives way to its text. Undefined when the range leaves the cursor line.
  */
-export function withSelectedItem(win: { prefix: string; suffix: string }, position: vscode.Position,
-  selected: vscode.SelectedCompletionInfo): { prefix: string; suffix: string } | undefined {
+export function withSelectedItem(
+  win: { prefix: string; suffix: string },
+  position: vscode.Position,
+  selected: vscode.SelectedCompletionInfo,
+): { prefix: string; suffix: string } | undefined {
   const { start, end } = selected.range;
-  if (start.line !== position.line || end.line !== position.line || start.character > position.character) return undefined;
+  if (start.line !== position.line || end.line !== position.line || start.character > position.character)
+    return undefined;
   const before = position.character - start.character;
   const after = Math.max(0, end.character - position.character);
   return { prefix: win.prefix.slice(0, win.prefix.length - before) + selected.text, suffix: win.suffix.slice(after) };

@@ -23,9 +23,31 @@ export const DEFAULTS: MixsgaSettings = {
   device: 'auto',
   modelPath: '',
   maxTokens: 64,
-  enabledLanguages: ['typescript', 'typescriptreact', 'javascript', 'javascriptreact', 'python', 'go', 'rust',
-    'java', 'c', 'cpp', 'csharp', 'php', 'ruby', 'shellscript', 'lua', 'kotlin', 'swift', 'scala', 'json', 'yaml',
-    'html', 'css', 'markdown'],
+  enabledLanguages: [
+    'typescript',
+    'typescriptreact',
+    'javascript',
+    'javascriptreact',
+    'python',
+    'go',
+    'rust',
+    'java',
+    'c',
+    'cpp',
+    'csharp',
+    'php',
+    'ruby',
+    'shellscript',
+    'lua',
+    'kotlin',
+    'swift',
+    'scala',
+    'json',
+    'yaml',
+    'html',
+    'css',
+    'markdown',
+  ],
   debounceMs: 120,
   multiline: 'auto',
   contextFiles: 2,
@@ -40,14 +62,18 @@ type Check<T> = (v: unknown) => Checked<T>;
 const ok = <T>(value: T): Checked<T> => ({ ok: true, value });
 const bad = <T>(error: string): Checked<T> => ({ ok: false, error });
 
-const num = (min: number, max: number, integer: boolean): Check<number> => (v) => {
-  if (typeof v !== 'number' || !Number.isFinite(v)) return bad('must be a number');
-  if (integer && !Number.isInteger(v)) return bad('must be a whole number');
-  if (v < min || v > max) return bad(`must be between ${min} and ${max}`);
-  return ok(v);
-};
-const oneOf = <T extends string>(...values: T[]): Check<T> => (v) =>
-  typeof v === 'string' && (values as string[]).includes(v) ? ok(v as T) : bad(`must be one of ${values.join(', ')}`);
+const num =
+  (min: number, max: number, integer: boolean): Check<number> =>
+  (v) => {
+    if (typeof v !== 'number' || !Number.isFinite(v)) return bad('must be a number');
+    if (integer && !Number.isInteger(v)) return bad('must be a whole number');
+    if (v < min || v > max) return bad(`must be between ${min} and ${max}`);
+    return ok(v);
+  };
+const oneOf =
+  <T extends string>(...values: T[]): Check<T> =>
+  (v) =>
+    typeof v === 'string' && (values as string[]).includes(v) ? ok(v as T) : bad(`must be one of ${values.join(', ')}`);
 
 const CHECKS: { [K in keyof MixsgaSettings]: Check<MixsgaSettings[K]> } = {
   enabled: (v) => (typeof v === 'boolean' ? ok(v) : bad('must be true or false')),
@@ -56,7 +82,9 @@ const CHECKS: { [K in keyof MixsgaSettings]: Check<MixsgaSettings[K]> } = {
   modelPath: (v) => (typeof v === 'string' ? ok(v.trim()) : bad('must be a folder path (text)')),
   maxTokens: num(1, 512, true),
   enabledLanguages: (v) =>
-    Array.isArray(v) && v.every((x) => typeof x === 'string') ? ok([...(v as string[])]) : bad('must be a list of language ids'),
+    Array.isArray(v) && v.every((x) => typeof x === 'string')
+      ? ok([...(v as string[])])
+      : bad('must be a list of language ids'),
   debounceMs: num(0, 2000, true),
   multiline: oneOf<MultilineMode>('auto', 'always', 'never'),
   contextFiles: num(0, 8, true),
@@ -125,4 +153,3 @@ export class Settings implements vscode.Disposable {
     this.emitter.dispose();
   }
 }
-

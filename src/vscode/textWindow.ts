@@ -49,7 +49,8 @@ export function textWindow(doc: Doc, pos: Pos): TextWindow {
   let suffix = after.join('\n');
   if (suffix.length > MAX_SUFFIX_CHARS) suffix = suffix.slice(0, MAX_SUFFIX_CHARS);
 
-  if (prefix.includes('\0') || suffix.includes('\0')) return { ok: false, reason: 'the file looks binary (NUL characters)' };
+  if (prefix.includes('\0') || suffix.includes('\0'))
+    return { ok: false, reason: 'the file looks binary (NUL characters)' };
   if (prefix.trim() === '' && suffix.trim() === '') return { ok: false, reason: 'the document is empty' };
   return { ok: true, prefix, suffix };
 }

@@ -10,19 +10,28 @@ const n = (x: number): string => x.toLocaleString('en-US');
  * (1,356 positions dropped)".
  */
 export function summariseBudgetActions(actions: string[]): string {
-  let demoted = 0, demotedBytes = 0, other = 0, dropped = 0;
-  const evicted = new Set<string>(), windowed = new Set<string>();
+  let demoted = 0,
+    demotedBytes = 0,
+    other = 0,
+    dropped = 0;
+  const evicted = new Set<string>(),
+    windowed = new Set<string>();
   for (const a of actions) {
     let m: RegExpExecArray | null;
-    if ((m = /^demoted (\d+) token-layers \((\d+) B\)/.exec(a))) { demoted += Number(m[1]); demotedBytes += Number(m[2]); }
-    else if ((m = /^evicted (.+)$/.exec(a))) evicted.add(m[1]);
-    else if ((m = /^windowed (.+): dropped positions (\d+)\.\.(\d+)$/.exec(a))) { windowed.add(m[1]); dropped += Number(m[3]) - Number(m[2]) + 1; }
-    else other++;
+    if ((m = /^demoted (\d+) token-layers \((\d+) B\)/.exec(a))) {
+      demoted += Number(m[1]);
+      demotedBytes += Number(m[2]);
+    } else if ((m = /^evicted (.+)$/.exec(a))) evicted.add(m[1]);
+    else if ((m = /^windowed (.+): dropped positions (\d+)\.\.(\d+)$/.exec(a))) {
+      windowed.add(m[1]);
+      dropped += Number(m[3]) - Number(m[2]) + 1;
+    } else other++;
   }
   const parts: string[] = [];
   if (demoted) parts.push(`demoted ${n(demoted)} token-layers (${(demotedBytes / MB).toFixed(2)} MB)`);
   if (evicted.size) parts.push(`evicted ${evicted.size} document${evicted.size > 1 ? 's' : ''}`);
-  if (windowed.size) parts.push(`windowed ${windowed.size} document${windowed.size > 1 ? 's' : ''} (${n(dropped)} positions dropped)`);
+  if (windowed.size)
+    parts.push(`windowed ${windowed.size} document${windowed.size > 1 ? 's' : ''} (${n(dropped)} positions dropped)`);
   if (other) parts.push(`${other} other action${other > 1 ? 's' : ''}`);
   return parts.join(', ');
 }
@@ -30,7 +39,8 @@ export function summariseBudgetActions(actions: string[]): string {
 /** The log's line for one request: short, fixed order, budget actions summarised. */
 export function requestLogLine(tr: RequestTrace, languageId: string, debounceMs: number, chars: number): string {
   const budget = summariseBudgetActions(tr.budgetActions);
-  return `#${tr.requestId} ${languageId} ${tr.stopReason}: ${chars} chars in ${tr.totalMs.toFixed(0)} ms ` +
+  return (
+    `#${tr.requestId} ${languageId} ${tr.stopReason}: ${chars} chars in ${tr.totalMs.toFixed(0)} ms ` +
     `(prompt ${tr.reusedTokens} reused + ${tr.prefillTokens} computed, ${tr.prefillMs.toFixed(0)} ms; ` +
     `${tr.generatedTokens} generated of ${tr.modelTokens} picked, +${tr.decodeMs.toFixed(0)} ms; debounce ${debounceMs} ms)` + (budget ? `; budget: ${budget}` : '');
 }

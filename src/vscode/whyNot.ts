@@ -6,7 +6,9 @@ import { summariseBudgetActions } from './traceText';
 export function describeTrace(t: ProviderTrace | undefined, state: HostState): string {
   const lines: string[] = [];
   if (!t) {
-    lines.push(state.kind === 'ready' ? 'No completion has been requested yet.' : `No request yet; the engine is ${state.kind}.`);
+    lines.push(
+      state.kind === 'ready' ? 'No completion has been requested yet.' : `No request yet; the engine is ${state.kind}.`,
+    );
     if (state.kind === 'failed') lines.push(`Reason: ${state.reason}`);
     return lines.join('\n');
   }
@@ -34,7 +36,11 @@ export function describeTrace(t: ProviderTrace | undefined, state: HostState): s
         `(${e.decodeMs.toFixed(0)} ms after the first batch); ${e.totalMs.toFixed(0)} ms in total.`,
     );
     if (e.noSuggestionReason) lines.push(`Engine: ${e.noSuggestionReason}`);
-    lines.push(e.budgetActions.length ? `Budget actions: ${summariseBudgetActions(e.budgetActions)}.` : 'Budget actions: none needed.');
+    lines.push(
+      e.budgetActions.length
+        ? `Budget actions: ${summariseBudgetActions(e.budgetActions)}.`
+        : 'Budget actions: none needed.',
+    );
   }
   return lines.join('\n');
 }

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { launchBrowser } from './browser.mjs';
 import { startCodeServer } from './codeServer.mjs';
-import { extensionLog, openFile, waitGauge } from './ui.mjs';
+import { extensionLog, openFile, waitGauge } from './workbench.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const REQUEST_RE = /#\d+ typescript ([\w-]+): \d+ chars in (\d+) ms \(prompt (\d+) reused \+ (\d+) computed/;
@@ -15,10 +15,12 @@ const REQUEST_RE = /#\d+ typescript ([\w-]+): \d+ chars in (\d+) ms \(prompt (\d
 /** The first lines of `source` (a file of this repository), ≈ `tokens` tokens. */
 function clip(source, tokens, tokenCount) {
   const lines = fs.readFileSync(source, 'utf8').split('\n');
-  let lo = 1, hi = lines.length;
+  let lo = 1,
+    hi = lines.length;
   while (lo < hi) {
     const mid = (lo + hi + 1) >> 1;
-    if (tokenCount(lines.slice(0, mid).join('\n')) <= tokens) lo = mid; else hi = mid - 1;
+    if (tokenCount(lines.slice(0, mid).join('\n')) <= tokens) lo = mid;
+    else hi = mid - 1;
   }
   return lines.slice(0, lo).join('\n') + '\n';
 }
@@ -58,16 +60,31 @@ export async function runJumpCheck({ tools, dirs, workspace, root, tokenCount, s
     await page.keyboard.type(' ', { delay: 10 });
     let m;
     for (const end = Date.now() + 30_000; Date.now() < end && !m; await sleep(300)) {
-      m = extensionLog(dirs.userData).slice(logBefore).split('\n').map((l) => REQUEST_RE.exec(l)).find((x) => x && x[1] !== 'cancelled');
+      m = extensionLog(dirs.userData)
+        .slice(logBefore)
+        .split('\n')
+        .map((l) => REQUEST_RE.exec(l))
+        .find((x) => x && x[1] !== 'cancelled');
     }
     await page.screenshot({ path: path.join(shots, 'jump.png') });
-    if (!m) { check('a jump in a ~2k-token file is logged', false, 'no request line in the extension log'); return { results }; }
+    if (!m) {
+      check('a jump in a ~2k-token file is logged', false, 'no request line in the extension log');
+      return { results };
+    }
     const [, stop, total, reused, prefill] = m;
     const detail = `line ${target + 1} of ${lines.length}, ${before} tokens before it: reused=${reused} prefill=${prefill} total=${total} ms (${stop})`;
     console.log(`[jump] ${detail}`);
     // BOS and <fim_prefix> are cached too; the tokenizer here counts a BOS: ≥ the text's tokens before the line.
-    check('a jump reuses the cached text before the cursor line (read from the log)', Number(reused) >= before - 1, detail);
-    check('a jump computes only the suffix head and the cursor line', Number(prefill) <= 96 + 2 + tokenCount(lines[target]) + 4, detail);
+    check(
+      'a jump reuses the cached text before the cursor line (read from the log)',
+      Number(reused) >= before - 1,
+      detail,
+    );
+    check(
+      'a jump computes only the suffix head and the cursor line',
+      Number(prefill) <= 96 + 2 + tokenCount(lines[target]) + 4,
+      detail,
+    );
   } catch (e) {
     check('jump flow ran to the end', false, String((e && e.stack) || e));
   } finally {

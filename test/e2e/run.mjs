@@ -18,7 +18,10 @@ const WORK = process.env.E2E_WORK || path.join(os.tmpdir(), 'mixsga-e2e-run');
 const SHOTS = path.join(root, 'test-results');
 const T0 = Date.now();
 const timings = {};
-const mark = (k) => { timings[k] = Date.now() - T0; console.log(`[e2e ${String(timings[k]).padStart(7)} ms] ${k}`); };
+const mark = (k) => {
+  timings[k] = Date.now() - T0;
+  console.log(`[e2e ${String(timings[k]).padStart(7)} ms] ${k}`);
+};
 
 const tools = JSON.parse(fs.readFileSync(path.join(E2E_DIR, 'env.json'), 'utf8'));
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
@@ -30,7 +33,11 @@ for (const f of fs.readdirSync(SHOTS)) if (/\.(png|json)$/.test(f)) fs.rmSync(pa
 // 1. Package what users get.
 const vsix = path.join(WORK, `${pkg.name}-${pkg.version}.vsix`);
 execFileSync(process.execPath, ['esbuild.mjs', '--production'], { cwd: root, stdio: 'inherit' });
-execFileSync(path.join(root, 'node_modules/.bin/vsce'), ['package', '--readme-path', 'media/marketplace-readme.md', '--out', vsix], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+execFileSync(
+  path.join(root, 'node_modules/.bin/vsce'),
+  ['package', '--readme-path', 'media/marketplace-readme.md', '--out', vsix],
+  { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] },
+);
 const listing = spawnSync('unzip', ['-l', vsix], { encoding: 'utf8' }).stdout || '';
 const fileCount = listing.split('\n').filter((l) => /^\s*\d+\s+\S+\s+\S+\s+extension\//.test(l)).length;
 mark(`VSIX packaged: ${(fs.statSync(vsix).size / 1e6).toFixed(1)} MB, ${fileCount} files`);
@@ -39,18 +46,26 @@ mark(`VSIX packaged: ${(fs.statSync(vsix).size / 1e6).toFixed(1)} MB, ${fileCoun
 const extensions = path.join(WORK, 'extensions');
 installVsix(tools, prepareDirs(path.join(WORK, 'install'), extensions), vsix);
 const extensionDir = path.join(extensions, `${pkg.publisher}.${pkg.name}-${pkg.version}`);
-if (!fs.existsSync(path.join(extensionDir, 'dist', 'extension.js'))) throw new Error(`not installed at ${extensionDir}`);
+if (!fs.existsSync(path.join(extensionDir, 'dist', 'extension.js')))
+  throw new Error(`not installed at ${extensionDir}`);
 mark('VSIX installed');
 
 // Tokens of typed text, with the shipped model's own tokenizer (the one the engine counts with).
 const { Tokenizer } = await import('@huggingface/tokenizers');
-const modelDir = ['models/default', 'test/fixtures/fixture-tiny'].map((d) => path.join(extensionDir, d)).find((d) => fs.existsSync(path.join(d, 'manifest.json')));
+const modelDir = ['models/default', 'test/fixtures/fixture-tiny']
+  .map((d) => path.join(extensionDir, d))
+  .find((d) => fs.existsSync(path.join(d, 'manifest.json')));
 
 // MIXSGA_E2E_MODEL: test against another model folder through mixsga.modelPath (e.g. before one ships).
-const modelOverride = process.env.MIXSGA_E2E_MODEL ? { 'mixsga.modelPath': path.resolve(process.env.MIXSGA_E2E_MODEL) } : {};
+const modelOverride = process.env.MIXSGA_E2E_MODEL
+  ? { 'mixsga.modelPath': path.resolve(process.env.MIXSGA_E2E_MODEL) }
+  : {};
 const tokenizerDir = modelOverride['mixsga.modelPath'] ?? modelDir;
 const tokenizer = tokenizerDir
-  ? new Tokenizer(JSON.parse(fs.readFileSync(path.join(tokenizerDir, 'tokenizer.json'), 'utf8')), JSON.parse(fs.readFileSync(path.join(tokenizerDir, 'tokenizer_config.json'), 'utf8')))
+  ? new Tokenizer(
+      JSON.parse(fs.readFileSync(path.join(tokenizerDir, 'tokenizer.json'), 'utf8')),
+      JSON.parse(fs.readFileSync(path.join(tokenizerDir, 'tokenizer_config.json'), 'utf8')),
+    )
   : undefined;
 const tokenCount = (text) => (tokenizer ? tokenizer.encode(text).ids.length : Math.floor(text.length / 4));
 if (!tokenizer) console.log('no tokenizer found: token counts are estimates (chars / 4)');
@@ -75,8 +90,17 @@ if (want('host')) {
   const ws = path.join(dirs.work, 'workspace');
   const { 'mixsga.kvBudgetMB': _omit, ...settings } = WORKSPACE_SETTINGS;
   createWorkspace(ws, { ...settings, ...modelOverride });
-  const r = await runInHostSuite({ tools, dirs, workspace: ws, extensionDir, suiteFile: path.join(root, 'test/vscode-suite/index.js') });
-  for (const t of r.results) console.log(`${t.ok ? 'ok  ' : 'FAIL'} [host ${r.node}] ${t.name} (${t.ms} ms)${t.ok ? '' : '\n     ' + String(t.err).split('\n').slice(0, 6).join('\n     ')}`);
+  const r = await runInHostSuite({
+    tools,
+    dirs,
+    workspace: ws,
+    extensionDir,
+    suiteFile: path.join(root, 'test/vscode-suite/index.js'),
+  });
+  for (const t of r.results)
+    console.log(
+      `${t.ok ? 'ok  ' : 'FAIL'} [host ${r.node}] ${t.name} (${t.ms} ms)${t.ok ? '' : '\n     ' + String(t.err).split('\n').slice(0, 6).join('\n     ')}`,
+    );
   all.push(...r.results.map((t) => ({ ...t, name: `host: ${t.name}` })));
   mark('in-host suite done');
 }

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { launchBrowser } from './browser.mjs';
 import { startCodeServer } from './codeServer.mjs';
+import { extensionLog, ghostText, openFile, palette, readGauge, sleep, waitGauge } from './workbench.mjs';
 import { typingChunks } from './workspace.mjs';
 
 /**
@@ -26,73 +27,6 @@ import { typingChunks } from './workspace.mjs';
 const CPU_PREFILL_CHUNK = 256;
 function longFileBudgetMb(fullTokenBytes) {
   return Math.max(0.4, Math.round(((1.8 * CPU_PREFILL_CHUNK * fullTokenBytes) / (1024 * 1024)) * 10) / 10);
-}
-
-/** The extension's own log (the provider logs every request with the budget actions it took). */
-export function extensionLog(userData) {
-  const logs = path.join(userData, 'logs');
-  if (!fs.existsSync(logs)) return '';
-  for (const session of fs.readdirSync(logs).sort().reverse()) {
-    for (const host of fs.readdirSync(path.join(logs, session)).filter((d) => d.startsWith('exthost'))) {
-      const f = path.join(logs, session, host, 'mixsga.mixsga-complete', 'mixSGA.log');
-      if (fs.existsSync(f)) return fs.readFileSync(f, 'utf8');
-    }
-  }
-  return '';
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const GAUGE_RE = /(\d+(?:\.\d+)?)( KB)?\/(\d+(?:\.\d+)?) MB · (CPU|CUDA|NONE)/;
-
-/** Reads the gauge text from the status bar (inside the page, so polling is cheap). */
-async function readGauge(page) {
-  const texts = await page.evaluate(() =>
-    [...document.querySelectorAll('[id="workbench.parts.statusbar"] .statusbar-item')].map((e) => e.textContent || ''));
-  for (const t of texts) {
-    const m = GAUGE_RE.exec(t);
-    if (m) return { text: t.trim(), used: Number(m[1]) / (m[2] ? 1024 : 1), budget: Number(m[3]), device: m[4] };
-  }
-  return undefined;
-}
-
-export async function waitGauge(page, pred, timeoutMs, what) {
-  const end = Date.now() + timeoutMs;
-  let g;
-  while (Date.now() < end) {
-    g = await readGauge(page);
-    if (g && pred(g)) return g;
-    await sleep(150);
-  }
-  throw new Error(`gauge: ${what} not reached in ${timeoutMs} ms (last: ${JSON.stringify(g)})`);
-}
-
-export async function openFile(page, name) {
-  // Explorer first (as verified in docs/vscode-e2e.md); Quick Open as a fallback, retried: its file search can lag.
-  const active = page.locator('.tabs-container .tab.active', { hasText: name });
-  await page.keyboard.press('Escape');
-  const row = page.locator('.explorer-folders-view .monaco-list-row', { hasText: name }).first();
-  if (await row.waitFor({ timeout: 5_000 }).then(() => true, () => false)) {
-    await row.dblclick();
-  }
-  for (let attempt = 0; attempt < 3 && !(await active.waitFor({ timeout: 3_000 }).then(() => true, () => false)); attempt++) {
-    await page.keyboard.press('Escape');
-    await page.keyboard.press('Control+P');
-    await page.locator('.quick-input-widget input').first().waitFor({ timeout: 10_000 });
-    await page.keyboard.type(name, { delay: 10 });
-    const hit = page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first();
-    if (await hit.waitFor({ timeout: 8_000 }).then(() => true, () => false)) await page.keyboard.press('Enter');
-  }
-  await active.waitFor({ timeout: 5_000 });
-  const lines = page.locator('.editor-group-container.active .monaco-editor .view-lines').first();
-  await lines.waitFor({ timeout: 10_000 });
-  await lines.click();
-}
-
-/** Text of the ghost text shown now (inline part + extra lines), '' if none. */
-async function ghostText(page) {
-  return page.evaluate(() => {
-    const parts = [...document.querySelectorAll('.editor-group-container.active .ghost-text-decoration, .editor-group-container.active .ghost-text .view-line')];
-    return parts.map((e) => (e.textContent || '').replace(/\u00a0/g, ' ')).join('\n');
-  });
 }
 
 const squash = (s) => s.replace(/\s+/g, '');
@@ -125,7 +59,9 @@ async function completeAndAccept(page, file, name, prefix, shots, check) {
   const want = squash(ghost).slice(0, 6);
   const accepted0 = Date.now();
   while (Date.now() - accepted0 < 5_000) {
-    const real = await page.evaluate(() => document.querySelector('.editor-group-container.active .view-lines')?.textContent ?? '');
+    const real = await page.evaluate(
+      () => document.querySelector('.editor-group-container.active .view-lines')?.textContent ?? '',
+    );
     if (squash(real.replace(/\u00a0/g, ' ')).includes(want) && !squash(await ghostText(page))) break;
     await sleep(100);
   }
@@ -151,18 +87,11 @@ async function completeAndAccept(page, file, name, prefix, shots, check) {
   const added = saved.startsWith(before) ? saved.slice(before.length) : '';
   const typedIdx = added.indexOf(prefix.trimEnd());
   const accepted = typedIdx >= 0 ? added.slice(typedIdx + prefix.trimEnd().length) : '';
-  check(`Tab accepts the suggestion in ${name} and the saved file contains it`,
-    !!want && squash(accepted).includes(want), `ghost=${JSON.stringify(ghost.slice(0, 60))} added=${JSON.stringify(added.slice(0, 120))} tail=${JSON.stringify(saved.slice(-120))}`);
-}
-
-/** Runs a command from the palette by its title. */
-async function palette(page, title) {
-  await page.keyboard.press('Escape');
-  await page.keyboard.press('Control+Shift+P');
-  await page.locator('.quick-input-widget input').first().waitFor({ timeout: 10_000 });
-  await page.keyboard.type(title, { delay: 10 });
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: title.replace(/^mixSGA: /, '') }).first().waitFor({ timeout: 10_000 });
-  await page.keyboard.press('Enter');
+  check(
+    `Tab accepts the suggestion in ${name} and the saved file contains it`,
+    !!want && squash(accepted).includes(want),
+    `ghost=${JSON.stringify(ghost.slice(0, 60))} added=${JSON.stringify(added.slice(0, 120))} tail=${JSON.stringify(saved.slice(-120))}`,
+  );
 }
 
 /** Issue 14: ghost text after typing `.` in TypeScript while the suggest widget is open (it extends the selected item). */
@@ -174,7 +103,9 @@ async function checkGhostWithSuggestWidget(page, shots, check) {
   await page.keyboard.press('Enter');
   await page.keyboard.type('  return users.', { delay: 30 });
   const widget = page.locator('.editor-group-container.active .suggest-widget.visible');
-  let ghost = '', open = false, selected = '';
+  let ghost = '',
+    open = false,
+    selected = '';
   for (let attempt = 0, end = Date.now() + 60_000; Date.now() < end && !squash(ghost); attempt++) {
     if (!(await widget.isVisible().catch(() => false))) {
       await page.keyboard.press('Control+Space');
@@ -184,18 +115,36 @@ async function checkGhostWithSuggestWidget(page, shots, check) {
     }
     await sleep(300);
     open = await widget.isVisible().catch(() => false);
-    selected = open ? ((await widget.locator('.monaco-list-row.focused').first().textContent().catch(() => '')) ?? '') : '';
+    selected = open
+      ? ((await widget
+          .locator('.monaco-list-row.focused')
+          .first()
+          .textContent()
+          .catch(() => '')) ?? '')
+      : '';
     // The cursor line as shown, ghost text included (VS Code renders the inline item in pieces; the line has all).
-    const line = open ? await page.evaluate(() => [...document.querySelectorAll('.editor-group-container.active .view-lines .view-line')]
-      .map((e) => (e.textContent || '').replace(/\u00a0/g, ' ')).find((t) => t.includes('return users.')) ?? '') : '';
+    const line = open
+      ? await page.evaluate(
+          () =>
+            [...document.querySelectorAll('.editor-group-container.active .view-lines .view-line')]
+              .map((e) => (e.textContent || '').replace(/\u00a0/g, ' '))
+              .find((t) => t.includes('return users.')) ?? '',
+        )
+      : '';
     const shownAfterDot = line.slice(line.indexOf('return users.') + 'return users.'.length);
     const label = /^\w+/.exec(selected.trim())?.[0] ?? '';
     // ghost text that extends the selected item: more than the item's own label after the dot
-    ghost = label && (await ghostText(page)) && shownAfterDot.startsWith(label) && shownAfterDot.length > label.length ? shownAfterDot : '';
+    ghost =
+      label && (await ghostText(page)) && shownAfterDot.startsWith(label) && shownAfterDot.length > label.length
+        ? shownAfterDot
+        : '';
   }
   await page.screenshot({ path: path.join(shots, 'ghost-with-suggest-widget.png') });
-  check('ghost text extends the selected item after typing "." in TypeScript with the suggest widget open', open && !!selected.trim() && !!squash(ghost),
-    `widget open=${open} selected=${JSON.stringify(selected.slice(0, 40))} shown=${JSON.stringify(ghost.slice(0, 80))}`);
+  check(
+    'ghost text extends the selected item after typing "." in TypeScript with the suggest widget open',
+    open && !!selected.trim() && !!squash(ghost),
+    `widget open=${open} selected=${JSON.stringify(selected.slice(0, 40))} shown=${JSON.stringify(ghost.slice(0, 80))}`,
+  );
   await page.keyboard.press('Escape');
   await page.keyboard.press('Escape');
 }
@@ -204,11 +153,19 @@ async function checkGhostWithSuggestWidget(page, shots, check) {
 async function checkWhyNoSuggestion(page, shots, check) {
   await palette(page, 'mixSGA: Why No Suggestion?');
   const dialog = page.locator('.monaco-dialog-box');
-  const text = await dialog.waitFor({ timeout: 10_000 }).then(() => dialog.textContent(), () => '');
+  const text = await dialog.waitFor({ timeout: 10_000 }).then(
+    () => dialog.textContent(),
+    () => '',
+  );
   await page.screenshot({ path: path.join(shots, 'why-no-suggestion.png') });
-  check('Why No Suggestion? shows the trace: tokens reused and computed, timings, budget actions',
-    /reused from the KV cache/.test(text) && /\d+ computed/.test(text) && /ms in total/.test(text) && /Budget actions/.test(text),
-    JSON.stringify((text ?? '').slice(0, 400)));
+  check(
+    'Why No Suggestion? shows the trace: tokens reused and computed, timings, budget actions',
+    /reused from the KV cache/.test(text) &&
+      /\d+ computed/.test(text) &&
+      /ms in total/.test(text) &&
+      /Budget actions/.test(text),
+    JSON.stringify((text ?? '').slice(0, 400)),
+  );
   await page.keyboard.press('Escape');
 }
 
@@ -218,30 +175,61 @@ async function checkTypedBudget(page, shots, check, userData) {
   await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Custom' }).first().waitFor({ timeout: 10_000 });
   await page.keyboard.type('2', { delay: 10 });
   await sleep(300);
-  const customVisible = await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Custom' }).first().isVisible().catch(() => false);
+  const customVisible = await page
+    .locator('.quick-input-list .monaco-list-row', { hasText: 'Custom' })
+    .first()
+    .isVisible()
+    .catch(() => false);
   await page.screenshot({ path: path.join(shots, 'budget-typed.png') });
   await page.keyboard.press('Enter');
   const g = await waitGauge(page, (x) => x.budget === 2, 10_000, 'budget 2 MB').catch((e) => ({ err: String(e) }));
-  check('typing 2 + Enter in the budget quick pick sets 2 MB, and Custom… stays visible while typing', !('err' in g) && customVisible,
-    `customVisible=${customVisible} gauge=${JSON.stringify(g)}`);
+  check(
+    'typing 2 + Enter in the budget quick pick sets 2 MB, and Custom… stays visible while typing',
+    !('err' in g) && customVisible,
+    `customVisible=${customVisible} gauge=${JSON.stringify(g)}`,
+  );
   let line = '';
   for (const end = Date.now() + 10_000; Date.now() < end && !line; await sleep(300)) {
-    line = extensionLog(userData).split('\n').find((l) => /settings changed: .*kvBudgetMB \d+(\.\d+)? → 2\b/.test(l)) ?? '';
+    line =
+      extensionLog(userData)
+        .split('\n')
+        .find((l) => /settings changed: .*kvBudgetMB \d+(\.\d+)? → 2\b/.test(l)) ?? '';
   }
-  check('the log says which setting changed, from what to what', !!line, line || 'no "settings changed: kvBudgetMB … → 2" line');
+  check(
+    'the log says which setting changed, from what to what',
+    !!line,
+    line || 'no "settings changed: kvBudgetMB … → 2" line',
+  );
 }
 
 /** Issue 14: the memory panel beside the editor draws its charts at their real width (11 px labels, not ~5 px)
  *  and says what its request counts mean. */
 async function checkPanelReadable(page, check) {
   const frame = page.frameLocator('iframe.webview').frameLocator('iframe');
-  const info = await frame.locator('body').evaluate(() => {
-    const svgs = [...document.querySelectorAll('svg.chart')];
-    const scales = svgs.map((s) => s.getBoundingClientRect().width / Number((s.getAttribute('viewBox') || '0 0 1 1').split(' ')[2]));
-    return { scales, requests: document.getElementById('requests')?.textContent ?? '', width: document.body.clientWidth };
-  }).catch((e) => ({ err: String(e) }));
-  const ok = !info.err && info.scales.length >= 4 && info.scales.every((x) => x > 0.95) && /answered with a suggestion/.test(info.requests);
-  check('memory panel: chart text at full size at the panel\'s width, request counts explained', ok, JSON.stringify(info).slice(0, 400));
+  const info = await frame
+    .locator('body')
+    .evaluate(() => {
+      const svgs = [...document.querySelectorAll('svg.chart')];
+      const scales = svgs.map(
+        (s) => s.getBoundingClientRect().width / Number((s.getAttribute('viewBox') || '0 0 1 1').split(' ')[2]),
+      );
+      return {
+        scales,
+        requests: document.getElementById('requests')?.textContent ?? '',
+        width: document.body.clientWidth,
+      };
+    })
+    .catch((e) => ({ err: String(e) }));
+  const ok =
+    !info.err &&
+    info.scales.length >= 4 &&
+    info.scales.every((x) => x > 0.95) &&
+    /answered with a suggestion/.test(info.requests);
+  check(
+    "memory panel: chart text at full size at the panel's width, request counts explained",
+    ok,
+    JSON.stringify(info).slice(0, 400),
+  );
 }
 
 export async function runUi({ tools, dirs, workspace, files, tokenCount, shots, fullTokenBytes }) {
@@ -250,7 +238,10 @@ export async function runUi({ tools, dirs, workspace, files, tokenCount, shots, 
   const results = [];
   const timings = {};
   const T0 = Date.now();
-  const mark = (k) => { timings[k] = Date.now() - T0; console.log(`[ui ${String(timings[k]).padStart(6)} ms] ${k}`); };
+  const mark = (k) => {
+    timings[k] = Date.now() - T0;
+    console.log(`[ui ${String(timings[k]).padStart(6)} ms] ${k}`);
+  };
   const check = (name, ok, detail = '') => {
     results.push({ name, ok, ms: Date.now() - T0, err: ok ? undefined : detail });
     console.log(`${ok ? 'ok  ' : 'FAIL'} ${name}${detail ? ' — ' + detail : ''}`);
@@ -286,24 +277,38 @@ export async function runUi({ tools, dirs, workspace, files, tokenCount, shots, 
     await page.keyboard.press('Control+Shift+P');
     await page.locator('.quick-input-widget input').first().waitFor({ timeout: 10_000 });
     await page.keyboard.type('mixSGA: Set KV Budget', { delay: 10 });
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Set KV Budget' }).first().waitFor({ timeout: 10_000 });
+    await page
+      .locator('.quick-input-list .monaco-list-row', { hasText: 'Set KV Budget' })
+      .first()
+      .waitFor({ timeout: 10_000 });
     await page.keyboard.press('Enter');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Custom' }).first().waitFor({ timeout: 10_000 });
+    await page
+      .locator('.quick-input-list .monaco-list-row', { hasText: 'Custom' })
+      .first()
+      .waitFor({ timeout: 10_000 });
     await page.keyboard.type('Custom', { delay: 10 });
     await page.keyboard.press('Enter');
     await sleep(400);
     await page.keyboard.press('Control+A');
     await page.keyboard.type(String(BUDGET_MB), { delay: 10 });
     await page.keyboard.press('Enter');
-    const g2 = await waitGauge(page, (g) => g.budget === BUDGET_MB, 10_000, `budget ${BUDGET_MB} MB`).catch((e) => ({ err: String(e) }));
+    const g2 = await waitGauge(page, (g) => g.budget === BUDGET_MB, 10_000, `budget ${BUDGET_MB} MB`).catch((e) => ({
+      err: String(e),
+    }));
     await page.screenshot({ path: path.join(shots, 'budget-set.png') });
-    check(`Set KV Budget (palette → Custom… → ${BUDGET_MB}) changes the limit in the gauge`, !('err' in g2), JSON.stringify(g2));
+    check(
+      `Set KV Budget (palette → Custom… → ${BUDGET_MB}) changes the limit in the gauge`,
+      !('err' in g2),
+      JSON.stringify(g2),
+    );
     mark('budget set');
 
     // ~5,000 tokens into the long file, in bursts, sampling the gauge all along.
     await openFile(page, 'long.ts');
     await page.keyboard.press('Control+End');
-    const gPrefill = await waitGauge(page, (g) => g.used > 0.1, 20_000, 'long file prefilled').catch((e) => ({ err: String(e) }));
+    const gPrefill = await waitGauge(page, (g) => g.used > 0.1, 20_000, 'long file prefilled').catch((e) => ({
+      err: String(e),
+    }));
     mark(`long file open: ${JSON.stringify(gPrefill)}`);
     const logBefore = extensionLog(dirs.userData).length;
     const chunks = typingChunks(40, 6);
@@ -338,24 +343,41 @@ export async function runUi({ tools, dirs, workspace, files, tokenCount, shots, 
     const maxUsed = Math.max(0, ...samples.map((g) => g.used));
     mark(`typed ${text.length} chars = ${tokens} tokens; ${samples.length} gauge samples, max used ${maxUsed} MB`);
     check('typed at least 5,000 tokens into the long file', tokens >= 5_000, `${tokens} tokens`);
-    check('gauge never shows used > budget while typing', samples.length > 20 && over.length === 0,
-      `samples=${samples.length} over=${JSON.stringify(over.slice(0, 3))} maxUsed=${maxUsed}`);
-    check(`the long file used KV memory (> half of the ${BUDGET_MB} MB budget)`, maxUsed > BUDGET_MB / 2 && samples.every((g) => g.budget === BUDGET_MB), `maxUsed=${maxUsed}`);
+    check(
+      'gauge never shows used > budget while typing',
+      samples.length > 20 && over.length === 0,
+      `samples=${samples.length} over=${JSON.stringify(over.slice(0, 3))} maxUsed=${maxUsed}`,
+    );
+    check(
+      `the long file used KV memory (> half of the ${BUDGET_MB} MB budget)`,
+      maxUsed > BUDGET_MB / 2 && samples.every((g) => g.budget === BUDGET_MB),
+      `maxUsed=${maxUsed}`,
+    );
     // The log file is written asynchronously: poll a little for the lines of the last requests.
-    let typingLog = [], bound = [];
+    let typingLog = [],
+      bound = [];
     for (const end = Date.now() + 15_000; Date.now() < end; await sleep(500)) {
-      typingLog = extensionLog(dirs.userData).slice(logBefore).split('\n').filter((l) => / typescript /.test(l));
+      typingLog = extensionLog(dirs.userData)
+        .slice(logBefore)
+        .split('\n')
+        .filter((l) => / typescript /.test(l));
       bound = typingLog.filter((l) => / budget: .*(demoted|evicted|windowed)/.test(l));
       if (bound.length) break;
     }
-    check('the budget bound while typing (requests had to demote, evict or window)', bound.length > 0,
-      `${typingLog.length} requests logged, ${bound.length} with budget actions; last: ${JSON.stringify((typingLog[typingLog.length - 1] ?? '').slice(0, 300))}`);
+    check(
+      'the budget bound while typing (requests had to demote, evict or window)',
+      bound.length > 0,
+      `${typingLog.length} requests logged, ${bound.length} with budget actions; last: ${JSON.stringify((typingLog[typingLog.length - 1] ?? '').slice(0, 300))}`,
+    );
 
     // Memory panel: webview (nested iframes) renders the engine's report with its own script under the CSP.
     await page.keyboard.press('Control+Shift+P');
     await page.locator('.quick-input-widget input').first().waitFor({ timeout: 10_000 });
     await page.keyboard.type('mixSGA: Show Memory Report', { delay: 10 });
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Show Memory Report' }).first().waitFor({ timeout: 10_000 });
+    await page
+      .locator('.quick-input-list .monaco-list-row', { hasText: 'Show Memory Report' })
+      .first()
+      .waitFor({ timeout: 10_000 });
     await page.keyboard.press('Enter');
     const summary = page.frameLocator('iframe.webview').frameLocator('iframe').locator('#summary');
     let panelText = '';
@@ -364,9 +386,18 @@ export async function runUi({ tools, dirs, workspace, files, tokenCount, shots, 
       panelText = (await summary.textContent({ timeout: 2_000 }).catch(() => '')) ?? '';
       await sleep(250);
     }
-    const bars = await page.frameLocator('iframe.webview').frameLocator('iframe').locator('svg rect').count().catch(() => 0);
+    const bars = await page
+      .frameLocator('iframe.webview')
+      .frameLocator('iframe')
+      .locator('svg rect')
+      .count()
+      .catch(() => 0);
     await page.screenshot({ path: path.join(shots, 'memory-panel.png') });
-    check('memory panel shows the live report (charts drawn)', / MB · /.test(panelText) && bars > 3, `summary=${JSON.stringify(panelText)} rects=${bars}`);
+    check(
+      'memory panel shows the live report (charts drawn)',
+      / MB · /.test(panelText) && bars > 3,
+      `summary=${JSON.stringify(panelText)} rects=${bars}`,
+    );
     mark('memory panel');
     await checkPanelReadable(page, check);
   } catch (e) {

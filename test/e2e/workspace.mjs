@@ -24,24 +24,24 @@ export function createWorkspace(dir, settings = WORKSPACE_SETTINGS) {
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(path.join(dir, '.vscode'), { recursive: true });
   fs.writeFileSync(path.join(dir, '.vscode', 'settings.json'), JSON.stringify(settings, null, 1));
-  fs.writeFileSync(path.join(dir, 'main.ts'), [
-    'export interface User { id: number; name: string }',
-    '',
-    'export function findUser(users: User[], id: number): User | undefined {',
-    '  return users.find((u) => u.id === id);',
-    '}',
-    '',
-  ].join('\n'));
-  fs.writeFileSync(path.join(dir, 'app.py'), [
-    'import os',
-    '',
-    'def read_config(path):',
-    '    with open(path) as f:',
-    '        return f.read()',
-    '',
-  ].join('\n'));
+  fs.writeFileSync(
+    path.join(dir, 'main.ts'),
+    [
+      'export interface User { id: number; name: string }',
+      '',
+      'export function findUser(users: User[], id: number): User | undefined {',
+      '  return users.find((u) => u.id === id);',
+      '}',
+      '',
+    ].join('\n'),
+  );
+  fs.writeFileSync(
+    path.join(dir, 'app.py'),
+    ['import os', '', 'def read_config(path):', '    with open(path) as f:', '        return f.read()', ''].join('\n'),
+  );
   const long = [];
-  for (let i = 0; i < 3000; i++) long.push(`export const item${i} = { id: ${i}, label: "item ${i}", weight: ${(i * 7) % 13} };`);
+  for (let i = 0; i < 3000; i++)
+    long.push(`export const item${i} = { id: ${i}, label: "item ${i}", weight: ${(i * 7) % 13} };`);
   fs.writeFileSync(path.join(dir, 'long.ts'), long.join('\n') + '\n');
   return { ts: path.join(dir, 'main.ts'), py: path.join(dir, 'app.py'), long: path.join(dir, 'long.ts') };
 }
@@ -53,7 +53,9 @@ export function typingChunks(count, linesPerChunk) {
   for (let c = 0; c < count; c++) {
     const lines = [];
     for (let l = 0; l < linesPerChunk; l++, n++) {
-      lines.push(`export function step${n}(x: number, y: number): number { const z = x * ${n % 97} + y; return z - ${n % 31}; }`);
+      lines.push(
+        `export function step${n}(x: number, y: number): number { const z = x * ${n % 97} + y; return z - ${n % 31}; }`,
+      );
     }
     chunks.push('\n' + lines.join('\n'));
   }

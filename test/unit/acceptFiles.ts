@@ -4,12 +4,33 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 const ROOT = path.resolve(__dirname, '../../..');
-const LANG: Record<string, string> = { '.py': 'python', '.ts': 'typescript', '.mjs': 'javascript', '.js': 'javascript', '.json': 'json', '.sh': 'shellscript', '.md': 'markdown' };
+const LANG: Record<string, string> = {
+  '.py': 'python',
+  '.ts': 'typescript',
+  '.mjs': 'javascript',
+  '.js': 'javascript',
+  '.json': 'json',
+  '.sh': 'shellscript',
+  '.md': 'markdown',
+};
 
-export interface RealFile { path: string; languageId: string; text: string }
+export interface RealFile {
+  path: string;
+  languageId: string;
+  text: string;
+}
 
 export function realFiles(maxChars = 30_000): RealFile[] {
-  const dirs = ['examples', 'test/e2e', 'test/vscode-suite', 'src/engine', 'src/engine/postprocess', 'src/vscode', 'scripts', 'toolchain/mixsga'];
+  const dirs = [
+    'examples',
+    'test/e2e',
+    'test/vscode-suite',
+    'src/engine',
+    'src/engine/postprocess',
+    'src/vscode',
+    'scripts',
+    'toolchain/mixsga',
+  ];
   const out: RealFile[] = [];
   for (const d of dirs) {
     const abs = path.join(ROOT, d);

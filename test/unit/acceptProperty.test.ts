@@ -11,17 +11,59 @@ import { langRules, unclosed } from '../../src/engine/postprocess/lexer';
 import { realFiles } from './acceptFiles';
 
 const files = realFiles();
-const TOKENS = ['(', ')', '[', ']', '{', '}', '"', "'", '`', '"""', "'''", '${', '/*', '*/', '//', '#', '\\', '\n', '\n    ',
-  '  ', 'x', 'foo', '.bar', ' = ', ', ', ':', ';', 'return ', 'def ', 'if (', ') {', '});', '\t'];
+const TOKENS = [
+  '(',
+  ')',
+  '[',
+  ']',
+  '{',
+  '}',
+  '"',
+  "'",
+  '`',
+  '"""',
+  "'''",
+  '${',
+  '/*',
+  '*/',
+  '//',
+  '#',
+  '\\',
+  '\n',
+  '\n    ',
+  '  ',
+  'x',
+  'foo',
+  '.bar',
+  ' = ',
+  ', ',
+  ':',
+  ';',
+  'return ',
+  'def ',
+  'if (',
+  ') {',
+  '});',
+  '\t',
+];
 
 /** The completion the editor would show for `candidate` streamed at `cursor` of `text`. */
 function shown(text: string, cursor: number, languageId: string, multiline: boolean, tokens: string[]): string {
-  const p = new PostProcessor({ multiline, prefix: text.slice(0, cursor), suffix: text.slice(cursor), maxTokens: 256,
-    stopIds: new Set([-1]), languageId });
+  const p = new PostProcessor({
+    multiline,
+    prefix: text.slice(0, cursor),
+    suffix: text.slice(cursor),
+    maxTokens: 256,
+    stopIds: new Set([-1]),
+    languageId,
+  });
   let sofar = '';
   for (const [i, t] of tokens.entries()) {
     sofar += t;
-    const d = p.check(sofar, Array.from({ length: i + 1 }, (_, k) => k));
+    const d = p.check(
+      sofar,
+      Array.from({ length: i + 1 }, (_, k) => k),
+    );
     if (d.stop) return d.text;
   }
   return p.finish(sofar); // ended by the time limit or cancellation
@@ -31,7 +73,9 @@ test(`accepting never leaves more open than before: ${files.length} real files x
   assert.ok(files.length >= 20, `only ${files.length} files found`);
   fc.assert(
     fc.property(
-      fc.integer({ min: 0, max: files.length - 1 }), fc.double({ min: 0, max: 1, noNaN: true }), fc.boolean(),
+      fc.integer({ min: 0, max: files.length - 1 }),
+      fc.double({ min: 0, max: 1, noNaN: true }),
+      fc.boolean(),
       fc.array(fc.constantFrom(...TOKENS), { minLength: 1, maxLength: 40 }),
       (fi, where, multiline, tokens) => {
         const f = files[fi];
@@ -41,9 +85,11 @@ test(`accepting never leaves more open than before: ${files.length} real files x
         const before = unclosed(f.text, rules);
         const after = unclosed(f.text.slice(0, cursor) + completion + f.text.slice(cursor), rules);
         if (after > before) {
-          throw new Error(`${f.path}@${cursor} (${multiline ? 'multi' : 'single'}-line): ${before} -> ${after} open; ` +
-            `candidate ${JSON.stringify(tokens.join(''))} shown as ${JSON.stringify(completion)}; ` +
-            `around ${JSON.stringify(f.text.slice(Math.max(0, cursor - 40), cursor))}|${JSON.stringify(f.text.slice(cursor, cursor + 40))}`);
+          throw new Error(
+            `${f.path}@${cursor} (${multiline ? 'multi' : 'single'}-line): ${before} -> ${after} open; ` +
+              `candidate ${JSON.stringify(tokens.join(''))} shown as ${JSON.stringify(completion)}; ` +
+              `around ${JSON.stringify(f.text.slice(Math.max(0, cursor - 40), cursor))}|${JSON.stringify(f.text.slice(cursor, cursor + 40))}`,
+          );
         }
       },
     ),

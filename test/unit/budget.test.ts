@@ -40,8 +40,23 @@ type Op =
   | { t: 'view'; doc: number; at: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ t: fc.constant('type' as const), doc: fc.nat(3), n: fc.integer({ min: 1, max: 40 }), route: fc.nat(3) }) },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant('edit' as const), doc: fc.nat(3), keep: fc.double({ min: 0, max: 1, noNaN: true }) }) },
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      t: fc.constant('type' as const),
+      doc: fc.nat(3),
+      n: fc.integer({ min: 1, max: 40 }),
+      route: fc.nat(3),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      t: fc.constant('edit' as const),
+      doc: fc.nat(3),
+      keep: fc.double({ min: 0, max: 1, noNaN: true }),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('switch' as const), doc: fc.nat(3) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('close' as const), doc: fc.nat(3) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('budget' as const), tokens: fc.integer({ min: 0, max: 120 }) }) },
@@ -111,8 +126,15 @@ function run(ops: Op[], budgetTokens: number, seed: number, sh = shape) {
 }
 
 test('budget invariant: bytes allocated ≤ budget after every operation (randomized sequences)', () => {
-  fc.assert(fc.property(fc.array(opArb, { minLength: 1, maxLength: 60 }), fc.integer({ min: 3, max: 100 }), fc.nat(),
-    (ops, budgetTokens, seed) => run(ops, budgetTokens, seed + 1)), { numRuns: 300 });
+  fc.assert(
+    fc.property(
+      fc.array(opArb, { minLength: 1, maxLength: 60 }),
+      fc.integer({ min: 3, max: 100 }),
+      fc.nat(),
+      (ops, budgetTokens, seed) => run(ops, budgetTokens, seed + 1),
+    ),
+    { numRuns: 300 },
+  );
 });
 
 test('budget invariant with the age cascade: allocated bytes (codes, scales, capacity) ≤ budget, views included', () => {
@@ -155,7 +177,7 @@ test('route bias: zero when roomy, coarser-favouring when near the limit', () =>
   const bias = b.routeBias(95);
   assert.ok(bias[0] === 0 && bias[1] > 0 && bias[2] > bias[1]);
   assert.throws(() => b.admit('x', 200), /too small/);
-  assert.equal(b.used(), overhead, 'only the new document\'s fixed bookkeeping, no reservation left behind');
+  assert.equal(b.used(), overhead, "only the new document's fixed bookkeeping, no reservation left behind");
 });
 
 test('bad budgets (NaN, ±Infinity, negative, non-numeric) are refused by name; the previous budget and caches stay', () => {

@@ -1,36 +1,50 @@
 // generate(): the host-side decode loop with the real tokenizer and the real post-processing pipeline (the model's batches given).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { ModelTokenizer } from '../../src/engine/tokenizer';
-import { validateManifest } from '../../src/engine/manifest';
 import { StopMasks } from '../../src/engine/stopMasks';
 import { PostProcessor } from '../../src/engine/postprocess';
 import { generate } from '../../src/engine/generate';
-import { tinyManifest } from './synth';
+import { assetsTokenizer } from './assetsTokenizer';
 
-const assets = path.resolve(__dirname, '../../../toolchain/mixsga/assets');
-const manifest = validateManifest(tinyManifest({ 'model.cpu.onnx': '', 'tokenizer.json': '', 'tokenizer_config.json': '' }));
-const tok = ModelTokenizer.fromJson(JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer.json'), 'utf8')),
-  JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer_config.json'), 'utf8')), manifest);
+const { tok, manifest } = assetsTokenizer();
 const masks = new StopMasks(tok);
 
 /** generate() over fixed batches of ids, as the graph's decode loop would return them. */
 function run(batches: number[][], o: { multiline?: boolean; prefix?: string; suffix?: string } = {}) {
-  const rules = new PostProcessor({ multiline: o.multiline ?? false, prefix: o.prefix ?? 'x = ', suffix: o.suffix ?? '',
-    maxTokens: 64, stopIds: masks.stopIds });
+  const rules = new PostProcessor({
+    multiline: o.multiline ?? false,
+    prefix: o.prefix ?? 'x = ',
+    suffix: o.suffix ?? '',
+    maxTokens: 64,
+    stopIds: masks.stopIds,
+  });
   let i = 1;
-  return generate({ first: batches[0], more: async () => batches[i++] ?? [], decode: (ids) => tok.decodeFragment(ids),
-    rules, healed: '', maxTokens: 64, deadline: Date.now() + 60_000, cancel: { cancelled: false } });
+  return generate({
+    first: batches[0],
+    more: async () => batches[i++] ?? [],
+    decode: (ids) => tok.decodeFragment(ids),
+    rules,
+    healed: '',
+    maxTokens: 64,
+    deadline: Date.now() + 60_000,
+    cancel: { cancelled: false },
+  });
 }
 
 test('a FIM, EOS, BOS or <unk> token ends the completion without its text showing up', async () => {
   const fim = manifest.fim!;
   const unk = tok.unk;
   assert.equal(unk, 0, "the Llama vocabulary's <unk> is id 0");
-  for (const stop of [fim.middle_id, fim.prefix_id, fim.suffix_id, fim.pad_id, fim.file_sep_id, manifest.tokenizer.eos_id,
-    manifest.tokenizer.bos_id, unk!]) {
+  for (const stop of [
+    fim.middle_id,
+    fim.prefix_id,
+    fim.suffix_id,
+    fim.pad_id,
+    fim.file_sep_id,
+    manifest.tokenizer.eos_id,
+    manifest.tokenizer.bos_id,
+    unk!,
+  ]) {
     const g = await run([[...tok.encodeFragment('foo.bar'), stop, ...tok.encodeFragment(' more')]]);
     assert.equal(g.stop, 'eos', `stop id ${stop}`);
     assert.equal(g.text, 'foo.bar', `stop id ${stop}: ${JSON.stringify(g.text)}`);
@@ -46,7 +60,9 @@ test('a looping completion keeps one copy of the loop', async () => {
   assert.deepEqual([g.text, g.stop], ['xMax', 'repetition']);
   g = await run(loop(' this.config.config.config.config.config'), { prefix: 'const S =' });
   assert.deepEqual([g.text, g.stop], [' this.config', 'repetition']);
-  g = await run(loop('t, getPreviousData, getPreviousData, getPreviousData, getPreviousData,'), { prefix: 'import { Budge' });
+  g = await run(loop('t, getPreviousData, getPreviousData, getPreviousData, getPreviousData,'), {
+    prefix: 'import { Budge',
+  });
   assert.deepEqual([g.text, g.stop], ['t, getPreviousData', 'repetition']);
   // repeats that are ordinary code are kept whole
   for (const text of ['[0, 0, 0, 0]', "'#ffffff'", '"-------------------"', 'a.b.a.b.a.b']) {

@@ -8,7 +8,9 @@ const shape: KvShape = { layers: 2, heads: [4, 2, 1], headDim: 8, dtype: 'float3
 
 /** Stored heads [H_e][D] (K or V) of one slot, as floats. */
 const stored = (doc: DocCache, l: number, e: number, slot: number, which: 'k' | 'v') => {
-  const s = doc.segs[l][e], D = s.D, base = s.at(slot) + (which === 'v' ? s.heads * D : 0);
+  const s = doc.segs[l][e],
+    D = s.D,
+    base = s.at(slot) + (which === 'v' ? s.heads * D : 0);
   const conv = doc.shape.dtype === 'float16' ? f16ToF32 : (x: number) => x;
   return Array.from({ length: s.heads }, (_, j) => Array.from(s.data.subarray(base + j * D, base + (j + 1) * D), conv));
 };
@@ -18,15 +20,21 @@ const close = (a: number[][], b: number[][], tol = 1e-6) =>
 /** What the document's typed arrays really allocate (their buffers' sizes), plus the stated fixed overhead. */
 function recount(doc: DocCache): number {
   let b = docOverheadBytes(doc.shape) + doc.ids.buffer.byteLength;
-  doc.segs.forEach((row) => row.forEach((s) => { b += s.data.buffer.byteLength + s.pos.buffer.byteLength + s.scores.buffer.byteLength; }));
+  doc.segs.forEach((row) =>
+    row.forEach((s) => {
+      b += s.data.buffer.byteLength + s.pos.buffer.byteLength + s.scores.buffer.byteLength;
+    }),
+  );
   return b;
 }
 /** Bytes of the entries in use, from the arrays' used parts. */
 function usedCount(doc: DocCache): number {
   let b = doc.tokenIds.byteLength;
-  doc.segs.forEach((row) => row.forEach((s) => {
-    b += s.feed().byteLength + s.pos.subarray(0, s.n).byteLength + s.scores.subarray(0, s.n * s.E).byteLength;
-  }));
+  doc.segs.forEach((row) =>
+    row.forEach((s) => {
+      b += s.feed().byteLength + s.pos.subarray(0, s.n).byteLength + s.scores.subarray(0, s.n * s.E).byteLength;
+    }),
+  );
   return b;
 }
 
@@ -43,14 +51,15 @@ test('append pools each token to its routed expert (vs naive reference) and coun
     assert.equal(doc.bytes(), recount(doc));
   }
   for (let l = 0; l < shape.layers; l++) {
-    for (const { full, route, S, start } of chunks) for (let t = 0; t < S; t++) {
-      const e = route[l * S + t];
-      const seg = doc.segs[l][e];
-      const slot = Array.from(seg.pos.subarray(0, seg.n)).indexOf(start + t);
-      assert.ok(slot >= 0);
-      close(stored(doc, l, e, slot, 'k'), poolRef(full[l][t].k, shape.heads[e]));
-      close(stored(doc, l, e, slot, 'v'), poolRef(full[l][t].v, shape.heads[e]));
-    }
+    for (const { full, route, S, start } of chunks)
+      for (let t = 0; t < S; t++) {
+        const e = route[l * S + t];
+        const seg = doc.segs[l][e];
+        const slot = Array.from(seg.pos.subarray(0, seg.n)).indexOf(start + t);
+        assert.ok(slot >= 0);
+        close(stored(doc, l, e, slot, 'k'), poolRef(full[l][t].k, shape.heads[e]));
+        close(stored(doc, l, e, slot, 'v'), poolRef(full[l][t].v, shape.heads[e]));
+      }
   }
   assert.equal(doc.nIds, 16);
   const perTok = doc.segs.flat().reduce((a, s, i) => a + s.n * entryBytes(shape, i % 3), 0);
@@ -62,7 +71,7 @@ test('append pools each token to its routed expert (vs naive reference) and coun
   assert.equal(doc.bytes(), usedCount(doc) + docOverheadBytes(shape), 'trimmed: allocation = use + overhead');
 });
 
-test('demote e→e\' equals pooling the original full-res K/V to e\'', () => {
+test("demote e→e' equals pooling the original full-res K/V to e'", () => {
   const r = rng(2);
   const doc = new DocCache(shape);
   const { ids, kv, full } = synthChunk(shape, 12, r, () => 0); // all at expert 0
@@ -73,11 +82,12 @@ test('demote e→e\' equals pooling the original full-res K/V to e\'', () => {
   assert.equal(before - doc.bytes(), freed);
   const freed2 = doc.demote(1, 1, [0, 1], 2); // positions 0 and 3 go on to expert 2
   assert.equal(freed2, 2 * (entryBytes(shape, 1) - entryBytes(shape, 2)));
-  for (const [e, seg] of doc.segs[1].entries()) for (let i = 0; i < seg.n; i++) {
-    const p = seg.pos[i];
-    close(stored(doc, 1, e, i, 'k'), poolRef(full[1][p].k, shape.heads[e]));
-    close(stored(doc, 1, e, i, 'v'), poolRef(full[1][p].v, shape.heads[e]));
-  }
+  for (const [e, seg] of doc.segs[1].entries())
+    for (let i = 0; i < seg.n; i++) {
+      const p = seg.pos[i];
+      close(stored(doc, 1, e, i, 'k'), poolRef(full[1][p].k, shape.heads[e]));
+      close(stored(doc, 1, e, i, 'v'), poolRef(full[1][p].v, shape.heads[e]));
+    }
   assert.deepEqual(Array.from(doc.segs[1][2].pos.subarray(0, 2)), [0, 3]);
   assert.equal(doc.bytes(), recount(doc));
 });
@@ -85,13 +95,19 @@ test('demote e→e\' equals pooling the original full-res K/V to e\'', () => {
 test('truncate keeps exactly positions < n; window keeps sinks and the tail', () => {
   const r = rng(3);
   const doc = new DocCache(shape);
-  for (let i = 0; i < 4; i++) { const { ids, kv } = synthChunk(shape, 10, r); doc.append(ids, kv); }
+  for (let i = 0; i < 4; i++) {
+    const { ids, kv } = synthChunk(shape, 10, r);
+    doc.append(ids, kv);
+  }
   doc.demote(0, 0, [0, 1], 2);
   doc.truncate(23);
   assert.equal(doc.nIds, 23);
   for (const row of doc.segs) {
     const all = row.flatMap((s) => Array.from(s.pos.subarray(0, s.n))).sort((a, b) => a - b);
-    assert.deepEqual(all, Array.from({ length: 23 }, (_, i) => i));
+    assert.deepEqual(
+      all,
+      Array.from({ length: 23 }, (_, i) => i),
+    );
   }
   assert.equal(doc.bytes(), recount(doc));
   doc.window(4, 15);
@@ -158,14 +174,20 @@ test('allocation follows use: append pays spare only from its allowance; truncat
   tight.append(ids, kv, 0);
   assert.equal(tight.bytes(), usedCount(tight) + docOverheadBytes(shape), 'no allowance: exact sizes');
   assert.equal(tight.bytes(), recount(tight));
-  for (let i = 0; i < 5; i++) { const c = synthChunk(shape, 40, r); doc.append(c.ids, c.kv); }
+  for (let i = 0; i < 5; i++) {
+    const c = synthChunk(shape, 40, r);
+    doc.append(c.ids, c.kv);
+  }
   const big = doc.bytes();
   doc.truncate(10);
   assert.equal(doc.bytes(), recount(doc));
   for (const s of doc.segs.flat()) assert.ok(s.cap <= s.n + spareFor(s.n), `cap ${s.cap} for ${s.n} after truncate`);
   assert.ok(doc.ids.length <= 10 + spareFor(10));
   assert.ok(doc.bytes() < big / 4, `${doc.bytes()} vs ${big}`);
-  for (let i = 0; i < 5; i++) { const c = synthChunk(shape, 40, r); doc.append(c.ids, c.kv); }
+  for (let i = 0; i < 5; i++) {
+    const c = synthChunk(shape, 40, r);
+    doc.append(c.ids, c.kv);
+  }
   doc.window(4, doc.nIds - 8);
   for (const s of doc.segs.flat()) assert.equal(s.cap, s.n, 'windowing leaves exact sizes');
   assert.equal(doc.bytes(), recount(doc));

@@ -24,14 +24,25 @@ test('valid folder loads', () => {
   assert.equal(loadManifest(folder()).manifest.name, 't');
 });
 test('missing folder / no manifest / corrupt JSON', () => {
-  assert.throws(() => loadManifest('/nonexistent/model'), (e: Error) => e instanceof ManifestError && /not found/.test(e.message));
+  assert.throws(
+    () => loadManifest('/nonexistent/model'),
+    (e: Error) => e instanceof ManifestError && /not found/.test(e.message),
+  );
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'mixsga-m-'));
   assert.throws(() => loadManifest(d), /no manifest.json/);
   fs.writeFileSync(path.join(d, 'manifest.json'), '{ nope');
   assert.throws(() => loadManifest(d), /not valid JSON/);
 });
 test('unknown format_version', () => {
-  assert.throws(() => loadManifest(folder((m) => { m.format_version = 1; })), /unknown format_version 1.*re-export/);
+  assert.throws(
+    () =>
+      loadManifest(
+        folder((m) => {
+          m.format_version = 1;
+        }),
+      ),
+    /unknown format_version 1.*re-export/,
+  );
 });
 test('sha256 mismatch names the file', () => {
   const d = folder();
@@ -44,5 +55,13 @@ test('listed file missing names the file', () => {
   assert.throws(() => loadManifest(d), /model\.cpu\.onnx: listed in manifest.json but missing/);
 });
 test('bad experts', () => {
-  assert.throws(() => loadManifest(folder((m) => { m.experts[1].kv_heads = 3; })), /experts\[1\]/);
+  assert.throws(
+    () =>
+      loadManifest(
+        folder((m) => {
+          m.experts[1].kv_heads = 3;
+        }),
+      ),
+    /experts\[1\]/,
+  );
 });

@@ -7,7 +7,10 @@ export const pipeline = (o: Partial<PostInput>): PostProcessor =>
 
 export function stream(p: PostProcessor, text: string): StopDecision {
   for (let i = 1; i <= text.length; i++) {
-    const d = p.check(text.slice(0, i), Array.from({ length: i }, (_, k) => 100 + k));
+    const d = p.check(
+      text.slice(0, i),
+      Array.from({ length: i }, (_, k) => 100 + k),
+    );
     if (d.stop) return d;
   }
   return { stop: null, text: p.finish(text) };

@@ -2,16 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ModelTokenizer } from '../../src/engine/tokenizer';
 import { buildPrompt, defaultLimits, prefixTail, suffixHead } from '../../src/engine/prompt';
-import { validateManifest } from '../../src/engine/manifest';
-import { tinyManifest } from './synth';
+import { assetsTokenizer } from './assetsTokenizer';
 
 // The project's Llama-2 tokenizer with FIM tokens (toolchain/mixsga/assets).
-const assets = path.resolve(__dirname, '../../../toolchain/mixsga/assets');
-const manifest = validateManifest(tinyManifest({ 'model.cpu.onnx': '', 'tokenizer.json': '', 'tokenizer_config.json': '' }));
-const tok = ModelTokenizer.fromJson(JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer.json'), 'utf8')),
-  JSON.parse(fs.readFileSync(path.join(assets, 'tokenizer_config.json'), 'utf8')), manifest);
+const { tok, manifest } = assetsTokenizer();
 const fim = manifest.fim!;
 const limits = defaultLimits(2048, 64);
 
@@ -38,11 +33,19 @@ test('token healing backs off the last token; candidates start with its text', (
 });
 
 test('SPM layout: [BOS] context <fim_suffix> suffix <fim_prefix> prefix <fim_middle>', () => {
-  const p = buildPrompt(tok, { prefix: 'function add(a, b) {\n  return ', suffix: ';\n}\n',
-    context: [{ path: 'util.ts', text: 'export const one = 1;\n' }] }, limits);
+  const p = buildPrompt(
+    tok,
+    {
+      prefix: 'function add(a, b) {\n  return ',
+      suffix: ';\n}\n',
+      context: [{ path: 'util.ts', text: 'export const one = 1;\n' }],
+    },
+    limits,
+  );
   assert.equal(p.ids[0], 1);
   assert.equal(p.ids[1], fim.file_sep_id);
-  const s = p.ids.indexOf(fim.suffix_id), pre = p.ids.indexOf(fim.prefix_id);
+  const s = p.ids.indexOf(fim.suffix_id),
+    pre = p.ids.indexOf(fim.prefix_id);
   assert.ok(s > 1 && pre > s);
   assert.equal(p.ids[p.ids.length - 1], fim.middle_id);
   assert.equal(p.keep, p.ids.length - 1);
@@ -53,9 +56,21 @@ test('SPM layout: [BOS] context <fim_suffix> suffix <fim_prefix> prefix <fim_mid
 test('bounds: long prefix/suffix/context stay within the prompt limits, prefix cut at a line boundary', () => {
   const line = (i: number) => `const value${i} = compute(${i}, "some text here");\n`;
   const big = Array.from({ length: 2000 }, (_, i) => line(i)).join('');
-  const p = buildPrompt(tok, { prefix: big, suffix: big, context: [{ path: 'a.ts', text: big }, { path: 'b.ts', text: big }] }, limits);
+  const p = buildPrompt(
+    tok,
+    {
+      prefix: big,
+      suffix: big,
+      context: [
+        { path: 'a.ts', text: big },
+        { path: 'b.ts', text: big },
+      ],
+    },
+    limits,
+  );
   assert.ok(p.ids.length <= limits.maxPromptTokens, `${p.ids.length}`);
-  const s = p.ids.indexOf(fim.suffix_id), pre = p.ids.indexOf(fim.prefix_id);
+  const s = p.ids.indexOf(fim.suffix_id),
+    pre = p.ids.indexOf(fim.prefix_id);
   assert.ok(pre - s - 1 <= limits.maxSuffixTokens);
   assert.ok(s - 1 <= limits.maxContextTokens + 2);
   assert.ok(p.prefixUsed.startsWith('const value'), 'prefix starts at a line');
@@ -65,15 +80,20 @@ test('bounds: long prefix/suffix/context stay within the prompt limits, prefix c
 test('append-only: typing at the cursor extends the cached prompt (old prompt minus <fim_middle>)', () => {
   const base = Array.from({ length: 400 }, (_, i) => `let v${i} = ${i} * 2;\n`).join('');
   const suffix = '\nexport default v0;\n';
-  const typed = 'function sum(xs: number[]) {\n  let total = 0;\n  for (const x of xs) total += x;\n  return total;\n}\n'.repeat(3);
+  const typed =
+    'function sum(xs: number[]) {\n  let total = 0;\n  for (const x of xs) total += x;\n  return total;\n}\n'.repeat(3);
   let prev = buildPrompt(tok, { prefix: base, suffix, context: [] }, limits);
-  let reusedAll = 0, steps = 0, maxRecompute = 0, bigJumps = 0;
+  let reusedAll = 0,
+    steps = 0,
+    maxRecompute = 0,
+    bigJumps = 0;
   for (let i = 1; i <= typed.length; i++) {
     const cur = buildPrompt(tok, { prefix: base + typed.slice(0, i), suffix, context: [] }, limits);
     let lcp = 0;
     while (lcp < prev.keep && prev.ids[lcp] === cur.ids[lcp]) lcp++;
     if (lcp === prev.keep) reusedAll++;
-    if (cur.ids.length - lcp > 8) bigJumps++; else maxRecompute = Math.max(maxRecompute, cur.ids.length - lcp);
+    if (cur.ids.length - lcp > 8) bigJumps++;
+    else maxRecompute = Math.max(maxRecompute, cur.ids.length - lcp);
     steps++;
     prev = cur;
   }
@@ -86,7 +106,9 @@ test('append-only: typing at the cursor extends the cached prompt (old prompt mi
 
 test('a 10,000-character minified cursor line: cut inside it, the earlier lines stay in the prompt', () => {
   const earlier = Array.from({ length: 40 }, (_, i) => `const value${i} = compute(${i}, options);\n`).join('');
-  const minified = Array.from({ length: 800 }, (_, i) => `a${i}=f(b${i},${i});`).join('').slice(0, 10_000);
+  const minified = Array.from({ length: 800 }, (_, i) => `a${i}=f(b${i},${i});`)
+    .join('')
+    .slice(0, 10_000);
   assert.equal(minified.length, 10_000);
   const prefix = earlier + minified;
   const p = buildPrompt(tok, { prefix, suffix: '\n', context: [] }, limits);
@@ -94,7 +116,10 @@ test('a 10,000-character minified cursor line: cut inside it, the earlier lines 
   assert.ok(p.prefixUsed.includes('const value39 = compute(39, options);\n'), 'the line before the long one is kept');
   const whole = p.prefixUsed.split('\n').filter((l) => /^const value\d+ = compute\(\d+, options\);$/.test(l));
   assert.ok(whole.length >= 5, `${whole.length} whole earlier lines`);
-  assert.ok(prefix.endsWith(p.prefixUsed.slice(p.prefixUsed.lastIndexOf('\n') + 1)), 'the cursor line is cut inside, its end kept');
+  assert.ok(
+    prefix.endsWith(p.prefixUsed.slice(p.prefixUsed.lastIndexOf('\n') + 1)),
+    'the cursor line is cut inside, its end kept',
+  );
   const tail = p.prefixUsed.slice(p.prefixUsed.lastIndexOf('\n') + 1);
   assert.ok(tail.length > 1000 && tail.length < minified.length, `cursor-line tail of ${tail.length} chars`);
   assert.ok(p.ids.length > 800, `a real prompt, not a few tokens (${p.ids.length})`);
@@ -108,5 +133,26 @@ test('prefixTail and suffixHead refuse a NaN or non-positive limit at once (no l
   for (const n of [NaN, 0, -5]) {
     assert.deepEqual(prefixTail(tok, 'const a = 1;\n', n), { text: '', ids: [] });
     assert.deepEqual(suffixHead(tok, 'const a = 1;\n', n), { text: '', ids: [] });
+  }
+});
+
+test('golden cases shared with the Python prompt (mixsga.prompt, test/fixtures/prompt-cases.json)', () => {
+  const golden = JSON.parse(
+    fs.readFileSync(path.resolve(__dirname, '../../../test/fixtures/prompt-cases.json'), 'utf8'),
+  );
+  assert.ok(golden.cases.length >= 6);
+  for (const c of golden.cases) {
+    assert.deepEqual(tok.encodeFragment(c.prefix), c.prefix_ids, `${c.name}: prefix`);
+    assert.deepEqual(tok.encodeFragment(c.suffix), c.suffix_ids, `${c.name}: suffix`);
+    assert.equal(tok.decodeFragment(c.prefix_ids), c.prefix, `${c.name}: decode`);
+    // the engine's SPM layout equals Python's, except that token healing holds back the prefix's last token
+    const p = buildPrompt(
+      tok,
+      { prefix: c.prefix, suffix: c.suffix, context: [] },
+      defaultLimits(golden.max_positions, golden.max_new_tokens),
+    );
+    const held = p.healed ? [c.prefix_ids[c.prefix_ids.length - 1]] : [];
+    assert.deepEqual([...p.ids.slice(0, -1), ...held, p.ids[p.ids.length - 1]], c.spm, `${c.name}: layout`);
+    assert.equal(p.healed, p.healed ? tok.decodeFragment(held) : '', `${c.name}: healed text`);
   }
 });

@@ -26,7 +26,8 @@ test('too small budgets get a warning with a sensible minimum; usual ones none',
 });
 
 test('the CUDA note is one short line, and none after choosing cpu', () => {
-  const raw = 'libcublasLt.so.12: cannot open shared object file: No such file or directory (/very/long/path/to/onnxruntime/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so); using CPU';
+  const raw =
+    'libcublasLt.so.12: cannot open shared object file: No such file or directory (/very/long/path/to/onnxruntime/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so); using CPU';
   const auto = shortDeviceNote('auto', raw)!;
   assert.ok(auto.length <= 60 && !/warning|\$\(/.test(auto), auto);
   assert.equal(shortDeviceNote('cpu', raw), undefined);
@@ -38,11 +39,28 @@ test('thousands of budget actions become one short phrase; the request log line 
   const actions: string[] = [];
   for (let i = 0; i < 400; i++) actions.push(`demoted ${10 + i} token-layers (${1000 * i} B)`);
   actions.push('evicted file:///w/a.ts', 'evicted file:///w/b.ts', 'evicted file:///w/a.ts');
-  actions.push('windowed file:///w/long.ts: dropped positions 4..1360', 'windowed file:///w/long.ts: dropped positions 4..99');
+  actions.push(
+    'windowed file:///w/long.ts: dropped positions 4..1360',
+    'windowed file:///w/long.ts: dropped positions 4..99',
+  );
   const text = summariseBudgetActions(actions);
-  assert.equal(text, 'demoted 83,800 token-layers (76.10 MB), evicted 2 documents, windowed 1 document (1,453 positions dropped)');
-  const tr: RequestTrace = { requestId: 7, docId: 'file:///w/long.ts', reusedTokens: 1200, prefillTokens: 34, generatedTokens: 9,
-    modelTokens: 16, prefillMs: 80, decodeMs: 40, totalMs: 125, stopReason: 'newline', budgetActions: actions };
+  assert.equal(
+    text,
+    'demoted 83,800 token-layers (76.10 MB), evicted 2 documents, windowed 1 document (1,453 positions dropped)',
+  );
+  const tr: RequestTrace = {
+    requestId: 7,
+    docId: 'file:///w/long.ts',
+    reusedTokens: 1200,
+    prefillTokens: 34,
+    generatedTokens: 9,
+    modelTokens: 16,
+    prefillMs: 80,
+    decodeMs: 40,
+    totalMs: 125,
+    stopReason: 'newline',
+    budgetActions: actions,
+  };
   const line = requestLogLine(tr, 'typescript', 120, 21);
   assert.ok(line.length < 300, `${line.length} chars: ${line}`);
   assert.match(line, /^#7 typescript newline: 21 chars in 125 ms \(prompt 1200 reused \+ 34 computed/);
@@ -54,7 +72,10 @@ test('settings read well in the Settings editor: a title, an order, and a docume
   const fs = await import('node:fs');
   const path = await import('node:path');
   const pkg = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8'));
-  const props = pkg.contributes.configuration.properties as Record<string, { order?: number; markdownDescription?: string; description?: string }>;
+  const props = pkg.contributes.configuration.properties as Record<
+    string,
+    { order?: number; markdownDescription?: string; description?: string }
+  >;
   const titles: Record<string, string> = {};
   for (const [k, v] of Object.entries(props)) {
     assert.equal(typeof v.order, 'number', `${k} has no order`);

@@ -17,7 +17,9 @@ function createRunner() {
         try {
           await Promise.race([
             Promise.resolve().then(t.fn),
-            new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`timed out after ${t.timeoutMs} ms`)), t.timeoutMs); }),
+            new Promise((_, rej) => {
+              timer = setTimeout(() => rej(new Error(`timed out after ${t.timeoutMs} ms`)), t.timeoutMs);
+            }),
           ]);
           results.push({ name: t.name, ok: true, ms: Date.now() - start });
         } catch (e) {

@@ -5,9 +5,18 @@ const path = require('path');
 const vscode = require('vscode');
 const { createRunner, writeResults, sleep, waitFor } = require('./harness');
 const netWatch = require('./netWatch');
+const { benchmarkTests } = require('./benchmark');
 
 const EXT_ID = 'mixsga.mixsga-complete';
-const COMMANDS = ['setKvBudget', 'showMemoryReport', 'clearKvCaches', 'toggleCompletions', 'selectDevice', 'whyNoSuggestion', 'runBenchmark'].map((c) => `mixsga.${c}`);
+const COMMANDS = [
+  'setKvBudget',
+  'showMemoryReport',
+  'clearKvCaches',
+  'toggleCompletions',
+  'selectDevice',
+  'whyNoSuggestion',
+  'runBenchmark',
+].map((c) => `mixsga.${c}`);
 const MB = 1024 * 1024;
 const G = vscode.ConfigurationTarget.Global;
 
@@ -19,7 +28,11 @@ exports.run = async function run() {
   const cfg = () => vscode.workspace.getConfiguration('mixsga');
   const setAndSettle = async (key, value) => {
     await cfg().update(key, value, G);
-    await waitFor(`setting ${key}`, () => JSON.stringify(cfg().inspect(key).globalValue) === JSON.stringify(value), 5_000);
+    await waitFor(
+      `setting ${key}`,
+      () => JSON.stringify(cfg().inspect(key).globalValue) === JSON.stringify(value),
+      5_000,
+    );
     await sleep(100);
   };
   const untitled = async (language, content) => vscode.workspace.openTextDocument({ language, content });
@@ -40,10 +53,14 @@ exports.run = async function run() {
     for (const c of COMMANDS) assert.ok(all.has(c), `${c} not registered`);
   });
 
-  t.test('the engine loads the shipped model', async () => {
-    await waitFor('engine ready', () => api.host.state.kind === 'ready' || api.host.state.kind === 'failed', 90_000);
-    assert.strictEqual(api.host.state.kind, 'ready', `engine state: ${JSON.stringify(api.host.state)}`);
-  }, 100_000);
+  t.test(
+    'the engine loads the shipped model',
+    async () => {
+      await waitFor('engine ready', () => api.host.state.kind === 'ready' || api.host.state.kind === 'failed', 90_000);
+      assert.strictEqual(api.host.state.kind, 'ready', `engine state: ${JSON.stringify(api.host.state)}`);
+    },
+    100_000,
+  );
 
   t.test('settings: an invalid value is reported and the previous valid value kept', async () => {
     const maxTokens = api.settings.current.maxTokens;
@@ -67,304 +84,373 @@ exports.run = async function run() {
     }
   });
 
-  t.test('a real model completion is offered for a TypeScript document, and the provider does not edit it', async () => {
-    const doc = await untitled('typescript', 'export function add(a: number, b: number): number {\n  return ');
-    await vscode.window.showTextDocument(doc);
-    const v = doc.version;
-    const items = await api.complete(doc, endOf(doc));
-    assert.ok(items.length > 0, `no items: ${JSON.stringify(api.stats.last)}`);
-    assert.ok(typeof items[0].insertText === 'string' && items[0].insertText.length > 0);
-    assert.ok(items[0].range && items[0].range.start.isEqual(endOf(doc)), 'range does not start at the cursor');
-    assert.strictEqual(doc.version, v, 'the provider changed the document');
-  }, 60_000);
-
-  t.test('typing along a suggestion is served from the cache without a request', async () => {
-    // Which prompt gets a suggestion of two or more characters depends on the model's weights: take the first of
-    // a few ordinary TypeScript prompts that does (the real model gives one for most of them).
-    const prompts = ['const total = items.reduce(', 'export function add(a: number, b: number): number {\n  return ',
-      'function greet(name: string) {\n  console.log(', 'const ids = users.map((u) => '];
-    let doc, ed, text;
-    const tried = [];
-    for (const p of prompts) {
-      doc = await untitled('typescript', p);
-      ed = await vscode.window.showTextDocument(doc);
-      const first = await api.complete(doc, endOf(doc));
-      text = first.length ? String(first[0].insertText) : '';
-      tried.push({ prompt: p, suggestion: text, stop: api.stats.last && api.stats.last.stopReason });
-      if (text.length >= 2) break;
-    }
-    assert.ok(text.length >= 2, `no suggestion of 2+ characters to type along: ${JSON.stringify(tried)}`);
-    await ed.edit((e) => e.insert(endOf(doc), text[0]));
-    const before = api.stats.cacheHits;
-    const next = await api.complete(doc, endOf(doc));
-    assert.strictEqual(api.stats.cacheHits, before + 1, 'not served from cache');
-    assert.strictEqual(String(next[0].insertText), text.slice(1));
-  }, 60_000);
-
-  t.test('with the suggest widget open, the inline item extends the selected item over its range', async () => {
-    // `xs.re|` with "reduce" selected in the widget: the model completes after "xs.reduce"; which prompt gets text
-    // depends on the weights, so take the first of a few that does.
-    const cases = [['const total = prices.re', 'reduce'], ['const names = users.ma', 'map'], ['const n = items.fi', 'filter'],
-      ['console.lo', 'log']];
-    const tried = [];
-    let item;
-    for (const [text, word] of cases) {
-      const doc = await untitled('typescript', `const prices = [1, 2];\nconst users = [{ name: 'a' }];\nconst items = [3];\n${text}`);
+  t.test(
+    'a real model completion is offered for a TypeScript document, and the provider does not edit it',
+    async () => {
+      const doc = await untitled('typescript', 'export function add(a: number, b: number): number {\n  return ');
       await vscode.window.showTextDocument(doc);
-      const pos = endOf(doc);
-      const typed = text.slice(text.lastIndexOf('.') + 1);
-      const range = new vscode.Range(pos.translate(0, -typed.length), pos);
-      const items = await api.complete(doc, pos, undefined, { range, text: word });
-      tried.push({ text, word, items: items.map((i) => i.insertText), last: api.stats.last && api.stats.last.reason });
-      if (items.length) { item = { got: items[0], word, range }; break; }
-    }
-    assert.ok(item, `no inline item while an item is selected: ${JSON.stringify(tried)}`);
-    const insert = String(item.got.insertText);
-    assert.ok(insert.startsWith(item.word) && insert.length > item.word.length, `the inline item does not extend "${item.word}": ${JSON.stringify(insert)}`);
-    assert.ok(item.got.range && item.got.range.isEqual(item.range), `range ${JSON.stringify(item.got.range)} is not the selected item's`);
-  }, 90_000);
-
-  t.test('trigger + commit in a real editor inserts the suggestion (Python)', async () => {
-    const doc = await untitled('python', 'def greet(name):\n    message = ');
-    const ed = await vscode.window.showTextDocument(doc);
-    const start = doc.getText();
-    ed.selection = new vscode.Selection(endOf(doc), endOf(doc));
-    for (let i = 0; i < 40 && doc.getText() === start; i++) {
-      await vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
-      await sleep(250);
-      await vscode.commands.executeCommand('editor.action.inlineSuggest.commit');
-    }
-    assert.notStrictEqual(doc.getText(), start, `nothing accepted; last trace ${JSON.stringify(api.stats.last)}`);
-    assert.ok(doc.getText().startsWith(start), 'accepted text did not extend the document at the cursor');
-  }, 60_000);
-
-  t.test('bad input yields no items and no document change', async () => {
-    const cases = [
-      ['binary (NUL chars)', await untitled('typescript', 'const a = 1;\u0000\u0001\u0000 const b = ')],
-      ['line over 1 MB', await untitled('typescript', 'const s = "' + 'x'.repeat(1_100_000))],
-      ['empty document', await untitled('typescript', '')],
-      ['language not enabled', await untitled('plaintext', 'hello world, this is ')],
-    ];
-    for (const [name, doc] of cases) {
       const v = doc.version;
       const items = await api.complete(doc, endOf(doc));
-      assert.strictEqual(items.length, 0, `${name}: got ${JSON.stringify(items.map((i) => i.insertText))}`);
-      assert.strictEqual(doc.version, v, `${name}: document changed`);
-    }
-    // A document of a non-file scheme (as output panes, git and notebook cells are).
-    const scheme = 'mixsga-suite';
-    const reg = vscode.workspace.registerTextDocumentContentProvider(scheme, { provideTextDocumentContent: () => 'function f() {\n  return ' });
-    try {
-      let doc = await vscode.workspace.openTextDocument(vscode.Uri.parse(`${scheme}:/virtual.ts`));
-      doc = await vscode.languages.setTextDocumentLanguage(doc, 'typescript');
-      assert.strictEqual((await api.complete(doc, endOf(doc))).length, 0, 'non-file scheme got items');
-    } finally {
-      reg.dispose();
-    }
-  }, 60_000);
+      assert.ok(items.length > 0, `no items: ${JSON.stringify(api.stats.last)}`);
+      assert.ok(typeof items[0].insertText === 'string' && items[0].insertText.length > 0);
+      assert.ok(items[0].range && items[0].range.start.isEqual(endOf(doc)), 'range does not start at the cursor');
+      assert.strictEqual(doc.version, v, 'the provider changed the document');
+    },
+    60_000,
+  );
+
+  t.test(
+    'typing along a suggestion is served from the cache without a request',
+    async () => {
+      // Which prompt gets a suggestion of two or more characters depends on the model's weights: take the first of
+      // a few ordinary TypeScript prompts that does (the real model gives one for most of them).
+      const prompts = [
+        'const total = items.reduce(',
+        'export function add(a: number, b: number): number {\n  return ',
+        'function greet(name: string) {\n  console.log(',
+        'const ids = users.map((u) => ',
+      ];
+      let doc, ed, text;
+      const tried = [];
+      for (const p of prompts) {
+        doc = await untitled('typescript', p);
+        ed = await vscode.window.showTextDocument(doc);
+        const first = await api.complete(doc, endOf(doc));
+        text = first.length ? String(first[0].insertText) : '';
+        tried.push({ prompt: p, suggestion: text, stop: api.stats.last && api.stats.last.stopReason });
+        if (text.length >= 2) break;
+      }
+      assert.ok(text.length >= 2, `no suggestion of 2+ characters to type along: ${JSON.stringify(tried)}`);
+      await ed.edit((e) => e.insert(endOf(doc), text[0]));
+      const before = api.stats.cacheHits;
+      const next = await api.complete(doc, endOf(doc));
+      assert.strictEqual(api.stats.cacheHits, before + 1, 'not served from cache');
+      assert.strictEqual(String(next[0].insertText), text.slice(1));
+    },
+    60_000,
+  );
+
+  t.test(
+    'with the suggest widget open, the inline item extends the selected item over its range',
+    async () => {
+      // `xs.re|` with "reduce" selected in the widget: the model completes after "xs.reduce"; which prompt gets text
+      // depends on the weights, so take the first of a few that does.
+      const cases = [
+        ['const total = prices.re', 'reduce'],
+        ['const names = users.ma', 'map'],
+        ['const n = items.fi', 'filter'],
+        ['console.lo', 'log'],
+      ];
+      const tried = [];
+      let item;
+      for (const [text, word] of cases) {
+        const doc = await untitled(
+          'typescript',
+          `const prices = [1, 2];\nconst users = [{ name: 'a' }];\nconst items = [3];\n${text}`,
+        );
+        await vscode.window.showTextDocument(doc);
+        const pos = endOf(doc);
+        const typed = text.slice(text.lastIndexOf('.') + 1);
+        const range = new vscode.Range(pos.translate(0, -typed.length), pos);
+        const items = await api.complete(doc, pos, undefined, { range, text: word });
+        tried.push({
+          text,
+          word,
+          items: items.map((i) => i.insertText),
+          last: api.stats.last && api.stats.last.reason,
+        });
+        if (items.length) {
+          item = { got: items[0], word, range };
+          break;
+        }
+      }
+      assert.ok(item, `no inline item while an item is selected: ${JSON.stringify(tried)}`);
+      const insert = String(item.got.insertText);
+      assert.ok(
+        insert.startsWith(item.word) && insert.length > item.word.length,
+        `the inline item does not extend "${item.word}": ${JSON.stringify(insert)}`,
+      );
+      assert.ok(
+        item.got.range && item.got.range.isEqual(item.range),
+        `range ${JSON.stringify(item.got.range)} is not the selected item's`,
+      );
+    },
+    90_000,
+  );
+
+  t.test(
+    'trigger + commit in a real editor inserts the suggestion (Python)',
+    async () => {
+      const doc = await untitled('python', 'def greet(name):\n    message = ');
+      const ed = await vscode.window.showTextDocument(doc);
+      const start = doc.getText();
+      ed.selection = new vscode.Selection(endOf(doc), endOf(doc));
+      for (let i = 0; i < 40 && doc.getText() === start; i++) {
+        await vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
+        await sleep(250);
+        await vscode.commands.executeCommand('editor.action.inlineSuggest.commit');
+      }
+      assert.notStrictEqual(doc.getText(), start, `nothing accepted; last trace ${JSON.stringify(api.stats.last)}`);
+      assert.ok(doc.getText().startsWith(start), 'accepted text did not extend the document at the cursor');
+    },
+    60_000,
+  );
+
+  t.test(
+    'bad input yields no items and no document change',
+    async () => {
+      const cases = [
+        ['binary (NUL chars)', await untitled('typescript', 'const a = 1;\u0000\u0001\u0000 const b = ')],
+        ['line over 1 MB', await untitled('typescript', 'const s = "' + 'x'.repeat(1_100_000))],
+        ['empty document', await untitled('typescript', '')],
+        ['language not enabled', await untitled('plaintext', 'hello world, this is ')],
+      ];
+      for (const [name, doc] of cases) {
+        const v = doc.version;
+        const items = await api.complete(doc, endOf(doc));
+        assert.strictEqual(items.length, 0, `${name}: got ${JSON.stringify(items.map((i) => i.insertText))}`);
+        assert.strictEqual(doc.version, v, `${name}: document changed`);
+      }
+      // A document of a non-file scheme (as output panes, git and notebook cells are).
+      const scheme = 'mixsga-suite';
+      const reg = vscode.workspace.registerTextDocumentContentProvider(scheme, {
+        provideTextDocumentContent: () => 'function f() {\n  return ',
+      });
+      try {
+        let doc = await vscode.workspace.openTextDocument(vscode.Uri.parse(`${scheme}:/virtual.ts`));
+        doc = await vscode.languages.setTextDocumentLanguage(doc, 'typescript');
+        assert.strictEqual((await api.complete(doc, endOf(doc))).length, 0, 'non-file scheme got items');
+      } finally {
+        reg.dispose();
+      }
+    },
+    60_000,
+  );
 
   t.test('notebook cells get no suggestions', async () => {
-    const data = new vscode.NotebookData([new vscode.NotebookCellData(vscode.NotebookCellKind.Code, 'def f(x):\n    return ', 'python')]);
+    const data = new vscode.NotebookData([
+      new vscode.NotebookCellData(vscode.NotebookCellKind.Code, 'def f(x):\n    return ', 'python'),
+    ]);
     let nb;
     try {
       nb = await vscode.workspace.openNotebookDocument('jupyter-notebook', data);
     } catch (e) {
-      throw new Error(`could not open a notebook (no ipynb serializer?): ${e}`);
+      throw new Error(`could not open a notebook (no ipynb serializer?): ${e}`, { cause: e });
     }
     const cell = nb.cellAt(0).document;
     assert.strictEqual(cell.uri.scheme, 'vscode-notebook-cell');
     assert.strictEqual((await api.complete(cell, endOf(cell))).length, 0, 'notebook cell got items');
   });
 
-  t.test('a 100k-line document completes without reading it whole, in bounded time', async () => {
-    const lines = [];
-    for (let i = 0; i < 100_000; i++) lines.push(`const v${i} = ${i};`);
-    lines.push('const last = ');
-    const doc = await untitled('typescript', lines.join('\n'));
-    const t0 = Date.now();
-    const items = await api.complete(doc, endOf(doc));
-    const ms = Date.now() - t0;
-    assert.ok(ms < 20_000, `took ${ms} ms`);
-    assert.ok(Array.isArray(items));
-  }, 60_000);
+  t.test(
+    'a 100k-line document completes without reading it whole, in bounded time',
+    async () => {
+      const lines = [];
+      for (let i = 0; i < 100_000; i++) lines.push(`const v${i} = ${i};`);
+      lines.push('const last = ');
+      const doc = await untitled('typescript', lines.join('\n'));
+      const t0 = Date.now();
+      const items = await api.complete(doc, endOf(doc));
+      const ms = Date.now() - t0;
+      assert.ok(ms < 20_000, `took ${ms} ms`);
+      assert.ok(Array.isArray(items));
+    },
+    60_000,
+  );
 
-  t.test('Set KV Budget (command) changes the engine budget and the budget holds during a completion burst', async () => {
-    assert.ok(api.host.current, 'engine not running');
-    await vscode.commands.executeCommand('mixsga.setKvBudget', 1);
-    await waitFor('budget 1 MB in settings', () => api.settings.current.kvBudgetMB === 1, 5_000);
-    await waitFor('engine budget 1 MB', async () => (await api.host.current.memory()).budgetBytes === MB, 5_000);
-    const doc = await untitled('typescript', '');
-    const ed = await vscode.window.showTextDocument(doc);
-    let maxUsed = 0;
-    for (let i = 0; i < 30; i++) {
-      await ed.edit((e) => e.insert(endOf(doc), `function f${i}(a: number, b: number): number { return a * ${i} + b; }\n`.repeat(8)));
+  t.test(
+    'Set KV Budget (command) changes the engine budget and the budget holds during a completion burst',
+    async () => {
+      assert.ok(api.host.current, 'engine not running');
+      await vscode.commands.executeCommand('mixsga.setKvBudget', 1);
+      await waitFor('budget 1 MB in settings', () => api.settings.current.kvBudgetMB === 1, 5_000);
+      await waitFor('engine budget 1 MB', async () => (await api.host.current.memory()).budgetBytes === MB, 5_000);
+      const doc = await untitled('typescript', '');
+      const ed = await vscode.window.showTextDocument(doc);
+      let maxUsed = 0;
+      for (let i = 0; i < 30; i++) {
+        await ed.edit((e) =>
+          e.insert(endOf(doc), `function f${i}(a: number, b: number): number { return a * ${i} + b; }\n`.repeat(8)),
+        );
+        await api.complete(doc, endOf(doc));
+        const r = await api.host.current.memory();
+        maxUsed = Math.max(maxUsed, r.usedBytes);
+        assert.ok(r.usedBytes <= r.budgetBytes, `used ${r.usedBytes} > budget ${r.budgetBytes} at step ${i}`);
+      }
+      assert.ok(maxUsed > 0, 'nothing was ever cached');
+      await api.gauge.refresh();
+      await setAndSettle('kvBudgetMB', undefined);
+    },
+    120_000,
+  );
+
+  t.test(
+    'no network: the extension opens no connection during completions (and the detector can see one)',
+    async () => {
+      // Negative control: a worker thread in this process connects to a local server; the /proc check must see it.
+      const { Worker } = require('worker_threads');
+      const net = require('net');
+      const held = [];
+      const server = net.createServer((s) => held.push(s)); // keep it open: the control socket must live long enough to be seen
+      await new Promise((r) => server.listen(0, '127.0.0.1', r));
+      const port = server.address().port;
+      let w = netWatch.start(ext.extensionPath);
+      const worker = new Worker(
+        `const net=require('net');const s=net.connect(${port},'127.0.0.1',()=>setTimeout(()=>{s.destroy();process.exit(0)},300));s.on('error',()=>process.exit(1));`,
+        { eval: true },
+      );
+      await new Promise((r) => worker.on('exit', r));
+      const control = w.stop();
+      for (const s of held) s.destroy();
+      server.close();
+      // The worker's (client) side: remote address 127.0.0.1:port, as /proc/net/tcp writes it in hex.
+      const remote = `-> 0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+      assert.ok(
+        control.newSockets.some((s) => s.includes(remote)),
+        `detector missed a worker-thread connection: ${JSON.stringify(control)}`,
+      );
+
+      w = netWatch.start(ext.extensionPath);
+      const doc = await untitled('typescript', 'import { join } from "path";\nexport const root = ');
+      await vscode.window.showTextDocument(doc);
+      for (let i = 0; i < 10; i++) await api.complete(doc, endOf(doc));
+      await vscode.commands.executeCommand('mixsga.clearKvCaches');
+      await vscode.commands.executeCommand('mixsga.runBenchmark');
+      await sleep(300);
+      const r = w.stop();
+      const ours = r.calls.filter((c) => c.ours);
+      assert.deepStrictEqual(ours, [], 'network API called from the extension');
+      // DNS queries (UDP to port 53) cannot be attributed: built-in extensions sharing this host resolve names
+      // (docs/vscode-e2e.md §10.4). They are logged; the static check below covers our own bundles.
+      const dnsOnly = r.newSockets.filter((x) => /^udp6? \S+ -> \S+:0035 /.test(x));
+      if (dnsOnly.length)
+        console.log(
+          `note: unattributed DNS queries from the extension host during the burst: ${JSON.stringify(dnsOnly)}`,
+        );
+      const other = r.newSockets.filter((x) => !dnsOnly.includes(x));
+      assert.deepStrictEqual(
+        other,
+        [],
+        `inet sockets opened in the extension host during the burst (calls seen: ${JSON.stringify(r.calls.map((c) => c.what))})`,
+      );
+      // Static: the shipped bundles load no networking module.
+      const fs = require('fs');
+      for (const f of ['dist/extension.js', 'dist/worker.js']) {
+        const code = fs.readFileSync(path.join(ext.extensionPath, f), 'utf8');
+        const hits = code.match(
+          /require\(["'](node:)?(net|http|https|http2|tls|dgram|dns|undici)["']\)|\bWebSocket\b|\bXMLHttpRequest\b/g,
+        );
+        assert.strictEqual(hits, null, `${f} loads a networking module: ${JSON.stringify(hits)}`);
+      }
+    },
+    120_000,
+  );
+
+  benchmarkTests(t, { api: () => api, setAndSettle, untitled, endOf });
+
+  t.test(
+    'while the model loads the state is "loading", never a stopped/error badge',
+    async () => {
+      const seen = new Set();
+      const restarting = api.host.restart('suite: loading state');
+      for (let i = 0; i < 2_000 && api.host.state.kind !== 'ready'; i++) {
+        seen.add(`${api.host.state.kind}|${api.gauge.shown.error}`);
+        await sleep(5);
+      }
+      await restarting;
+      await waitFor('engine ready again', () => api.host.state.kind === 'ready', 60_000);
+      assert.ok(
+        [...seen].some((x) => x.startsWith('loading|')),
+        `never saw loading: ${[...seen]}`,
+      );
+      assert.ok(
+        ![...seen].some((x) => x.startsWith('stopped|') || x.endsWith('|true')),
+        `stopped or error while loading: ${[...seen]}`,
+      );
+    },
+    90_000,
+  );
+
+  t.test(
+    'no CUDA warning on this GPU-less machine beyond one short line in the tooltip; none after choosing cpu',
+    async () => {
+      await api.gauge.refresh();
+      const st = api.host.state;
+      assert.strictEqual(st.kind, 'ready');
+      const tip = api.gauge.shown.tooltip;
+      assert.ok(!tip.includes('$(warning)'), `warning icon in the tooltip: ${tip}`);
+      const cudaLines = tip.split('\n').filter((l) => /cuda/i.test(l));
+      assert.ok(
+        cudaLines.length <= 1 && cudaLines.every((l) => l.length <= 80),
+        `CUDA text in the tooltip: ${JSON.stringify(cudaLines)}`,
+      );
+      if (st.device === 'cpu' && api.settings.current.device === 'auto') {
+        await vscode.commands.executeCommand('mixsga.selectDevice', 'cpu');
+        await waitFor('device cpu', () => api.settings.current.device === 'cpu', 5_000);
+        await sleep(300);
+        await api.gauge.refresh();
+        assert.ok(
+          !/cuda/i.test(api.gauge.shown.tooltip),
+          `CUDA note stays after choosing cpu: ${api.gauge.shown.tooltip}`,
+        );
+        await setAndSettle('device', undefined);
+      }
+    },
+    60_000,
+  );
+
+  t.test(
+    'a budget too small for useful suggestions is warned about, with a minimum',
+    async () => {
+      await setAndSettle('kvBudgetMB', 0.25);
+      await waitFor('small-budget warning', () => /Use at least \d+ MB/.test(api.host.budgetWarning || ''), 5_000);
+      await setAndSettle('kvBudgetMB', 16);
+      await waitFor('warning gone at 16 MB', () => api.host.budgetWarning === undefined, 5_000);
+      await setAndSettle('kvBudgetMB', undefined);
+    },
+    30_000,
+  );
+
+  t.test(
+    'Why No Suggestion? gives the trace: tokens reused and computed, timings, budget actions',
+    async () => {
+      const doc = await untitled('typescript', 'function sum(xs: number[]) {\n  return xs.');
+      await vscode.window.showTextDocument(doc);
       await api.complete(doc, endOf(doc));
-      const r = await api.host.current.memory();
-      maxUsed = Math.max(maxUsed, r.usedBytes);
-      assert.ok(r.usedBytes <= r.budgetBytes, `used ${r.usedBytes} > budget ${r.budgetBytes} at step ${i}`);
-    }
-    assert.ok(maxUsed > 0, 'nothing was ever cached');
-    await api.gauge.refresh();
-    await setAndSettle('kvBudgetMB', undefined);
-  }, 120_000);
+      const text = await vscode.commands.executeCommand('mixsga.whyNoSuggestion');
+      assert.match(String(text), /prompt tokens reused from the KV cache, \d+ computed/);
+      assert.match(String(text), /\d+ ms in total/);
+      assert.match(String(text), /Budget actions: /);
+    },
+    60_000,
+  );
 
-  t.test('no network: the extension opens no connection during completions (and the detector can see one)', async () => {
-    // Negative control: a worker thread in this process connects to a local server; the /proc check must see it.
-    const { Worker } = require('worker_threads');
-    const net = require('net');
-    const held = [];
-    const server = net.createServer((s) => held.push(s)); // keep it open: the control socket must live long enough to be seen
-    await new Promise((r) => server.listen(0, '127.0.0.1', r));
-    const port = server.address().port;
-    let w = netWatch.start(ext.extensionPath);
-    const worker = new Worker(`const net=require('net');const s=net.connect(${port},'127.0.0.1',()=>setTimeout(()=>{s.destroy();process.exit(0)},300));s.on('error',()=>process.exit(1));`, { eval: true });
-    await new Promise((r) => worker.on('exit', r));
-    const control = w.stop();
-    for (const s of held) s.destroy();
-    server.close();
-    // The worker's (client) side: remote address 127.0.0.1:port, as /proc/net/tcp writes it in hex.
-    const remote = `-> 0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-    assert.ok(control.newSockets.some((s) => s.includes(remote)), `detector missed a worker-thread connection: ${JSON.stringify(control)}`);
-
-    w = netWatch.start(ext.extensionPath);
-    const doc = await untitled('typescript', 'import { join } from "path";\nexport const root = ');
-    await vscode.window.showTextDocument(doc);
-    for (let i = 0; i < 10; i++) await api.complete(doc, endOf(doc));
-    await vscode.commands.executeCommand('mixsga.clearKvCaches');
-    await vscode.commands.executeCommand('mixsga.runBenchmark');
-    await sleep(300);
-    const r = w.stop();
-    const ours = r.calls.filter((c) => c.ours);
-    assert.deepStrictEqual(ours, [], 'network API called from the extension');
-    // DNS queries (UDP to port 53) cannot be attributed: built-in extensions sharing this host resolve names
-    // (docs/vscode-e2e.md §10.4). They are logged; the static check below covers our own bundles.
-    const dnsOnly = r.newSockets.filter((x) => /^udp6? \S+ -> \S+:0035 /.test(x));
-    if (dnsOnly.length) console.log(`note: unattributed DNS queries from the extension host during the burst: ${JSON.stringify(dnsOnly)}`);
-    const other = r.newSockets.filter((x) => !dnsOnly.includes(x));
-    assert.deepStrictEqual(other, [], `inet sockets opened in the extension host during the burst (calls seen: ${JSON.stringify(r.calls.map((c) => c.what))})`);
-    // Static: the shipped bundles load no networking module.
-    const fs = require('fs');
-    for (const f of ['dist/extension.js', 'dist/worker.js']) {
-      const code = fs.readFileSync(path.join(ext.extensionPath, f), 'utf8');
-      const hits = code.match(/require\(["'](node:)?(net|http|https|http2|tls|dgram|dns|undici)["']\)|\bWebSocket\b|\bXMLHttpRequest\b/g);
-      assert.strictEqual(hits, null, `${f} loads a networking module: ${JSON.stringify(hits)}`);
-    }
-  }, 120_000);
-
-  t.test('Run Speed Benchmark measures prompt and decode separately (batched in-graph decoding)', async () => {
-    const r = await vscode.commands.executeCommand('mixsga.runBenchmark');
-    assert.ok(r && typeof r === 'object', `the command returned ${JSON.stringify(r)}`);
-    assert.strictEqual(r.runs, 8, JSON.stringify(r));
-    assert.ok(r.coldPrefillTokens > 50 && r.coldPrefillMs > 0, `cold prefill not measured: ${JSON.stringify(r)}`);
-    assert.ok(r.warmRuns === 7 && r.warmReusedTokens > 0, `warm requests reused nothing: ${JSON.stringify(r)}`);
-    assert.ok(r.decodeSamples > 0 && r.decodeTokens > 0 && r.decodeMs > 0, `decode not measured: ${JSON.stringify(r)}`);
-    // A decode step runs the whole model for one token; prefill runs it for a chunk of tokens at once, so a
-    // decode token cannot be cheaper than a prefill token. Counting the tokens the graph's loop picks inside the
-    // prompt run as "decoded in decodeMs" (per-token thinking) gave ~0.1 ms/token against 0.5 for prefill.
-    const decodePerTok = r.decodeMs / r.decodeTokens;
-    const prefillPerTok = r.coldPrefillMs / r.coldPrefillTokens;
-    assert.ok(decodePerTok >= prefillPerTok, `decode ${decodePerTok.toFixed(3)} ms/token < prefill ${prefillPerTok.toFixed(3)} ms/token: ${JSON.stringify(r)}`);
-    // The benchmark's private document is gone afterwards.
-    const docs = (await api.host.current.memory()).docs.map((d) => d.docId);
-    assert.ok(!docs.some((d) => d.startsWith('mixsga-benchmark:')), `benchmark cache left behind: ${JSON.stringify(docs)}`);
-  }, 60_000);
-
-  t.test('Run Speed Benchmark leaves the user\'s caches alone at a small budget and measures a ~2k-token file', async () => {
-    await setAndSettle('kvBudgetMB', 2);
-    await waitFor('engine budget 2 MB', async () => (await api.host.current.memory()).budgetBytes === 2 * MB, 5_000);
-    const doc = await untitled('typescript', 'export function area(r: number): number {\n  return Math.PI * r * r;\n}\n'.repeat(6) + 'const a = ');
-    await vscode.window.showTextDocument(doc);
-    await api.complete(doc, endOf(doc));
-    const docId = doc.uri.toString();
-    // The extension prefills an edited document again once the user pauses (prefetch.ts): wait until that has
-    // settled, so that only the benchmark could change the cache from here on.
-    const snap = async () => (await api.host.current.memory()).docs.find((x) => x.docId === docId);
-    let before = await snap();
-    for (let i = 0; i < 20; i++) {
-      await new Promise((r) => setTimeout(r, 1_000));
-      const now = await snap();
-      const same = now && before && now.tokens === before.tokens && now.bytes === before.bytes;
-      before = now;
-      if (same && i >= 2) break;
-    }
-    assert.ok(before && before.tokens > 0, 'the user document was not cached');
-    const r = await vscode.commands.executeCommand('mixsga.runBenchmark');
-    assert.ok(r && r.coldPrefillTokens >= 1000, `the benchmark prompt is not a realistic file: ${JSON.stringify(r)}`);
-    const after = await api.host.current.memory();
-    const same = after.docs.find((x) => x.docId === docId);
-    assert.deepStrictEqual(same && { tokens: same.tokens, bytes: same.bytes }, { tokens: before.tokens, bytes: before.bytes },
-      `the benchmark changed the user's cache: ${JSON.stringify(after.docs)}`);
-    assert.strictEqual(after.budgetBytes, 2 * MB, 'the benchmark changed the budget');
-    await setAndSettle('kvBudgetMB', undefined);
-  }, 120_000);
-
-  t.test('while the model loads the state is "loading", never a stopped/error badge', async () => {
-    const seen = new Set();
-    const restarting = api.host.restart('suite: loading state');
-    for (let i = 0; i < 2_000 && api.host.state.kind !== 'ready'; i++) {
-      seen.add(`${api.host.state.kind}|${api.gauge.shown.error}`);
-      await sleep(5);
-    }
-    await restarting;
-    await waitFor('engine ready again', () => api.host.state.kind === 'ready', 60_000);
-    assert.ok([...seen].some((x) => x.startsWith('loading|')), `never saw loading: ${[...seen]}`);
-    assert.ok(![...seen].some((x) => x.startsWith('stopped|') || x.endsWith('|true')), `stopped or error while loading: ${[...seen]}`);
-  }, 90_000);
-
-  t.test('no CUDA warning on this GPU-less machine beyond one short line in the tooltip; none after choosing cpu', async () => {
-    await api.gauge.refresh();
-    const st = api.host.state;
-    assert.strictEqual(st.kind, 'ready');
-    const tip = api.gauge.shown.tooltip;
-    assert.ok(!tip.includes('$(warning)'), `warning icon in the tooltip: ${tip}`);
-    const cudaLines = tip.split('\n').filter((l) => /cuda/i.test(l));
-    assert.ok(cudaLines.length <= 1 && cudaLines.every((l) => l.length <= 80), `CUDA text in the tooltip: ${JSON.stringify(cudaLines)}`);
-    if (st.device === 'cpu' && api.settings.current.device === 'auto') {
+  t.test(
+    'commands run: Toggle, Why No Suggestion?, Clear, Select Device, Show Memory Report',
+    async () => {
+      await vscode.commands.executeCommand('mixsga.toggleCompletions');
+      await waitFor('completions off', () => api.settings.current.enabled === false, 5_000);
+      const doc = await untitled('typescript', 'let x = ');
+      assert.strictEqual((await api.complete(doc, endOf(doc))).length, 0, 'items while turned off');
+      assert.match(api.stats.last.reason, /turned off/);
+      await vscode.commands.executeCommand('mixsga.whyNoSuggestion');
+      await vscode.commands.executeCommand('mixsga.toggleCompletions');
+      await waitFor('completions on', () => api.settings.current.enabled === true, 5_000);
+      await vscode.commands.executeCommand('mixsga.clearKvCaches');
+      assert.ok(api.host.current, 'engine not running');
+      assert.strictEqual((await api.host.current.memory()).usedBytes, 0, 'caches not cleared');
       await vscode.commands.executeCommand('mixsga.selectDevice', 'cpu');
       await waitFor('device cpu', () => api.settings.current.device === 'cpu', 5_000);
-      await sleep(300);
-      await api.gauge.refresh();
-      assert.ok(!/cuda/i.test(api.gauge.shown.tooltip), `CUDA note stays after choosing cpu: ${api.gauge.shown.tooltip}`);
       await setAndSettle('device', undefined);
-    }
-  }, 60_000);
-
-  t.test('a budget too small for useful suggestions is warned about, with a minimum', async () => {
-    await setAndSettle('kvBudgetMB', 0.25);
-    await waitFor('small-budget warning', () => /Use at least \d+ MB/.test(api.host.budgetWarning || ''), 5_000);
-    await setAndSettle('kvBudgetMB', 16);
-    await waitFor('warning gone at 16 MB', () => api.host.budgetWarning === undefined, 5_000);
-    await setAndSettle('kvBudgetMB', undefined);
-  }, 30_000);
-
-  t.test('Why No Suggestion? gives the trace: tokens reused and computed, timings, budget actions', async () => {
-    const doc = await untitled('typescript', 'function sum(xs: number[]) {\n  return xs.');
-    await vscode.window.showTextDocument(doc);
-    await api.complete(doc, endOf(doc));
-    const text = await vscode.commands.executeCommand('mixsga.whyNoSuggestion');
-    assert.match(String(text), /prompt tokens reused from the KV cache, \d+ computed/);
-    assert.match(String(text), /\d+ ms in total/);
-    assert.match(String(text), /Budget actions: /);
-  }, 60_000);
-
-  t.test('commands run: Toggle, Why No Suggestion?, Clear, Select Device, Show Memory Report', async () => {
-    await vscode.commands.executeCommand('mixsga.toggleCompletions');
-    await waitFor('completions off', () => api.settings.current.enabled === false, 5_000);
-    const doc = await untitled('typescript', 'let x = ');
-    assert.strictEqual((await api.complete(doc, endOf(doc))).length, 0, 'items while turned off');
-    assert.match(api.stats.last.reason, /turned off/);
-    await vscode.commands.executeCommand('mixsga.whyNoSuggestion');
-    await vscode.commands.executeCommand('mixsga.toggleCompletions');
-    await waitFor('completions on', () => api.settings.current.enabled === true, 5_000);
-    await vscode.commands.executeCommand('mixsga.clearKvCaches');
-    assert.ok(api.host.current, 'engine not running');
-    assert.strictEqual((await api.host.current.memory()).usedBytes, 0, 'caches not cleared');
-    await vscode.commands.executeCommand('mixsga.selectDevice', 'cpu');
-    await waitFor('device cpu', () => api.settings.current.device === 'cpu', 5_000);
-    await setAndSettle('device', undefined);
-    await vscode.commands.executeCommand('mixsga.showMemoryReport');
-    await waitFor('memory panel tab', () => vscode.window.tabGroups.all.some((g) => g.tabs.some((tab) => tab.label === 'mixSGA Memory')), 5_000);
-  }, 60_000);
+      await vscode.commands.executeCommand('mixsga.showMemoryReport');
+      await waitFor(
+        'memory panel tab',
+        () => vscode.window.tabGroups.all.some((g) => g.tabs.some((tab) => tab.label === 'mixSGA Memory')),
+        5_000,
+      );
+    },
+    60_000,
+  );
 
   const results = await t.runAll((partial, last) => writeResults(partial, { done: false, last }));
   const failed = results.filter((r) => !r.ok).length;

@@ -16,7 +16,9 @@ function socketInodes() {
     try {
       const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/self/fd/${fd}`));
       if (m) out.add(m[1]);
-    } catch { /* fd closed meanwhile */ }
+    } catch {
+      /* fd closed meanwhile */
+    }
   }
   return out;
 }
@@ -25,8 +27,12 @@ function socketInodes() {
 function inetTable() {
   const table = new Map();
   for (const proto of ['tcp', 'tcp6', 'udp', 'udp6']) {
-    let text = '';
-    try { text = fs.readFileSync(`/proc/net/${proto}`, 'utf8'); } catch { continue; }
+    let text;
+    try {
+      text = fs.readFileSync(`/proc/net/${proto}`, 'utf8');
+    } catch {
+      continue;
+    }
     for (const line of text.split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
       if (f.length > 9) table.set(f[9], `${proto} ${f[1]} -> ${f[2]} st=${f[3]}`);
@@ -52,10 +58,16 @@ function start(ownPath) {
     if (typeof orig !== 'function') return;
     obj[name] = function (...args) {
       const stack = new Error().stack || '';
-      calls.push({ what: `${label} ${safeArg(args[0])}`, ours: stack.includes(ownPath), stack: stack.split('\n').slice(2, 8).join('\n') });
+      calls.push({
+        what: `${label} ${safeArg(args[0])}`,
+        ours: stack.includes(ownPath),
+        stack: stack.split('\n').slice(2, 8).join('\n'),
+      });
       return orig.apply(this, args);
     };
-    restores.push(() => { obj[name] = orig; });
+    restores.push(() => {
+      obj[name] = orig;
+    });
   };
   patch(net.Socket.prototype, 'connect', 'net.Socket.connect');
   patch(dns, 'lookup', 'dns.lookup');
@@ -83,7 +95,11 @@ function start(ownPath) {
 }
 
 function safeArg(a) {
-  try { return typeof a === 'object' ? JSON.stringify(a).slice(0, 120) : String(a).slice(0, 120); } catch { return '?'; }
+  try {
+    return typeof a === 'object' ? JSON.stringify(a).slice(0, 120) : String(a).slice(0, 120);
+  } catch {
+    return '?';
+  }
 }
 
 module.exports = { start, processInetSockets };

@@ -10,7 +10,6 @@ means left-to-right completion. `load_completer(path)` picks the implementation.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import sys
@@ -19,8 +18,10 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from mixsga import code_tasks
+from mixsga import manifest as mf
 from mixsga.code_tasks import CodeTask, truncate_at_stops
 from mixsga.errors import UserError
+from mixsga.prompt import Prompter
 
 STUB_MARK = "MIXSGA_STUB"
 JS_STUB = f"  throw new Error('{STUB_MARK}: no reference solution');\n}}\n"
@@ -54,23 +55,11 @@ class OnnxCompleter:
     over the decoded text token by token, so the result is what sequential greedy decoding gives (the graph may
     decode a few tokens past a stop string; they are dropped).
 
-    Prompt: BOS (if the manifest says add_bos), then
-      FIM, SPM order (default):  <fim_suffix> suffix <fim_prefix> prefix <fim_middle>
-      FIM, PSM order:            <fim_prefix> prefix <fim_suffix> suffix <fim_middle>
-      left to right:             prefix            (when suffix == "" or the manifest has "fim": null;
-                                                    `fim_always=True` uses FIM with an empty suffix instead,
-                                                    as the extension's engine does)
-    with the special tokens' ids taken from the manifest. Text segments are encoded WITHOUT the SentencePiece
-    dummy-prefix space ("▁" the Llama normalizer prepends to every encoded string), like the engine's
-    `encodeFragment` (src/engine/tokenizer.ts); `fim_dummy_prefix=True` keeps it.
-    If the prompt does not fit max_position_embeddings together with max_new_tokens, the prefix loses tokens at
-    its start and (FIM) the suffix at its end (the suffix keeps at most a quarter of the room).
-    The extension's engine prompts PSM with the cursor line's text opening the middle and a shorter suffix, so that
-    its cache can stay in document order (docs/cache-layout.md); this evaluator keeps whole prompts in either
-    order, which the published figures were measured with.
+    Prompt: `mixsga.prompt.Prompter` (the FIM layout and segment encoding, shared with the PyTorch completer),
+    with the special tokens' ids from the manifest's "fim" block.
     """
 
-    FORMAT_VERSION = 2
+    FORMAT_VERSION = mf.FORMAT_VERSION
 
     def __init__(self, model_dir, variant: str = "cpu", threads: int = 0, chunk_size: int | None = None,
                  route_bias=None, ordering: str = "spm", fim_dummy_prefix: bool = False,
@@ -84,27 +73,9 @@ class OnnxCompleter:
             raise UserError(f"the ONNX completer needs onnxruntime and tokenizers: {e}") from None
         self.np = np
         self.dir = Path(model_dir)
-        mpath = self.dir / "manifest.json"
-        try:
-            m = json.loads(mpath.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise UserError(f"{mpath}: cannot read manifest: {e}") from None
-        if m.get("format") != "mixsga-onnx" or m.get("format_version") != self.FORMAT_VERSION:
-            raise UserError(f"{mpath}: unknown format {m.get('format')!r} version {m.get('format_version')!r} "
-                            f"(this completer reads mixsga-onnx version {self.FORMAT_VERSION}; re-export the model "
-                            f"with `python -m mixsga export`)")
+        mpath = self.dir / mf.MANIFEST
+        m = mf.verify(self.dir) if verify_files else mf.read(self.dir)
         self.manifest = m
-        if verify_files:
-            for fname, digest in (m.get("files") or {}).items():
-                f = self.dir / fname
-                if not f.is_file():
-                    raise UserError(f"{self.dir}: file listed in manifest is missing: {fname}")
-                h = hashlib.sha256()
-                with open(f, "rb") as fh:
-                    for block in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(block)
-                if h.hexdigest() != digest:
-                    raise UserError(f"{self.dir}: sha256 mismatch for {fname}")
         a = m["architecture"]
         self.L, self.H, self.D = int(a["num_layers"]), int(a["num_kv_heads"]), int(a["head_dim"])
         self.V = int(a["vocab_size"])
@@ -146,62 +117,26 @@ class OnnxCompleter:
         self.tok = tokenizers.Tokenizer.from_file(str(self.dir / t["file"]))
         self._newline_ids = None  # built on first use (stop_mask(newline=True))
         self.bos_id, self.eos_id = t.get("bos_id"), t.get("eos_id")
-        self.add_bos = bool(t.get("add_bos", True))
         self.fim = m.get("fim")
-        if ordering not in ("spm", "psm"):
-            raise UserError(f"unknown FIM ordering {ordering!r}")
-        if self.fim and ordering not in self.fim.get("orderings", ["psm", "spm"]):
-            ordering = self.fim["orderings"][0]
-        self.ordering = ordering
-        self.fim_dummy_prefix = fim_dummy_prefix
-        # the task's prefix is the start of its file: encode it as training encoded a document's start (with the
-        # normalizer's leading "▁"), not as a fragment
-        self.prefix_at_start = prefix_at_start
-        self.fim_always = fim_always
-        self.stop_ids = {self.eos_id} if self.eos_id is not None else set()
-        if self.fim:
-            self.stop_ids |= {self.fim[k] for k in ("prefix_id", "middle_id", "suffix_id", "pad_id", "file_sep_id")
-                              if self.fim.get(k) is not None}
+        # the task's prefix is the start of its file with prefix_at_start: encoded as training encoded a
+        # document's start (with the normalizer's leading "▁"), not as a fragment
+        self.prompter = Prompter(self.tok, self.fim, self.bos_id, self.eos_id, add_bos=bool(t.get("add_bos", True)),
+                                 ordering=ordering, dummy_prefix=fim_dummy_prefix, prefix_at_start=prefix_at_start,
+                                 fim_always=fim_always)
+        self.ordering = self.prompter.ordering
+        self.stop_ids = set(self.prompter.stop_ids)
         self.chunk_size = chunk_size
-        # Newline anchor: encode("\n" + s) minus encode("\n") = s without the dummy prefix; decoding
-        # [anchor] + ids keeps a generated token's leading space (the decoder strips one at text start).
-        self._nl_ids = self.tok.encode("\n", add_special_tokens=False).ids
-        self._anchor = self._nl_ids[-1:] if self._nl_ids and \
-            self.tok.decode(self._nl_ids[-1:], skip_special_tokens=False) == "\n" else []
         self.last = {}
 
-    # -- tokenization
+    # -- tokenization (mixsga.prompt)
     def encode_segment(self, text: str) -> list[int]:
-        if not text:
-            return []
-        if self.fim_dummy_prefix:
-            return self.tok.encode(text, add_special_tokens=False).ids
-        ids = self.tok.encode("\n" + text, add_special_tokens=False).ids
-        n = len(self._nl_ids)
-        if n and ids[:n] == self._nl_ids:
-            return ids[n:]
-        return self.tok.encode(text, add_special_tokens=False).ids
+        return self.prompter.encode_segment(text)
 
     def decode(self, ids: list[int]) -> str:
-        if self._anchor:
-            return self.tok.decode(self._anchor + list(ids), skip_special_tokens=False)[1:]
-        return self.tok.decode(list(ids), skip_special_tokens=False)
+        return self.prompter.decode(ids)
 
     def prompt_ids(self, prefix: str, suffix: str, max_new_tokens: int) -> list[int]:
-        room = max(self.max_pos - max_new_tokens - 5, 16)
-        head = [self.bos_id] if self.add_bos and self.bos_id is not None else []
-        pre = (self.tok.encode(prefix, add_special_tokens=False).ids if self.prefix_at_start and prefix
-               else self.encode_segment(prefix))
-        if not self.fim or (not suffix and not self.fim_always):
-            return head + pre[-room:]
-        p, s = pre, self.encode_segment(suffix)
-        if len(p) + len(s) > room:
-            s = s[:max(room // 4, room - len(p))]
-            p = p[-(room - len(s)):] if room > len(s) else []
-        f = self.fim
-        if self.ordering == "spm":
-            return head + [f["suffix_id"]] + s + [f["prefix_id"]] + p + [f["middle_id"]]
-        return head + [f["prefix_id"]] + p + [f["suffix_id"]] + s + [f["middle_id"]]
+        return self.prompter.prompt_ids(prefix, suffix, max_new_tokens, self.max_pos)
 
     # -- model
     def new_cache(self):

@@ -1,6 +1,7 @@
 """Greedy code completion with a PyTorch checkpoint, decoding exactly like the extension's runtime:
-FIM SPM prompt, prefill through `forward_chunk`, then one token at a time over per-expert KV caches
-(each token's K/V pooled to its argmax expert's resolution and appended to that expert's cache).
+FIM SPM prompt (mixsga.prompt, as the ONNX completer), prefill through `forward_chunk`, then one token at a time
+over per-expert KV caches (mixsga.runtime: each token's K/V pooled to its argmax expert's resolution and appended
+to that expert's cache).
 
     from mixsga.generate import TorchCompleter
     c = TorchCompleter("runs/mix/ckpt")           # device: cuda if available
@@ -8,13 +9,14 @@ FIM SPM prompt, prefill through `forward_chunk`, then one token at a time over p
 """
 from pathlib import Path
 
-import torch
 import tokenizers
+import torch
 
+from mixsga import runtime
 from mixsga.checkpoint import load_checkpoint
 from mixsga.convert import convert
-from mixsga.fim import FILE_SEP, FIM_MIDDLE, FIM_PAD, FIM_PREFIX, FIM_SUFFIX
-from mixsga.model import pool_heads
+from mixsga.manifest import fim_block, fim_for_vocab
+from mixsga.prompt import Prompter
 
 TOKENIZER = Path(__file__).parent / "assets" / "tokenizer.json"
 
@@ -33,56 +35,31 @@ class TorchCompleter:
         self.cfg = self.model.cfg
         self.route_bias = torch.tensor(route_bias if route_bias is not None else [0.0] * E,
                                        dtype=torch.float32, device=self.device)
-        self.ordering = ordering
         self.tok = tokenizers.Tokenizer.from_file(str(tokenizer))
         self.bos, self.eos = self.cfg.bos_token_id, self.cfg.eos_token_id
-        self.stop_ids = {self.eos, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD, FILE_SEP}
-        # SentencePiece-style tokenizers add a dummy space in front of a text; encoding "\n" + text and dropping
-        # the "\n" tokens gives the ids of text as it appears mid-file (what training saw). Same for decoding.
-        self._nl = self.tok.encode("\n", add_special_tokens=False).ids
+        fim = fim_for_vocab(fim_block(tokenizer), self.cfg.vocab_size)
+        self.prompter = Prompter(self.tok, fim, self.bos, self.eos, ordering=ordering)
+        self.ordering = self.prompter.ordering
+        self.stop_ids = set(self.prompter.stop_ids)
         self.last = {}
 
     def encode_segment(self, text):
-        if not text:
-            return []
-        ids = self.tok.encode("\n" + text, add_special_tokens=False).ids
-        return ids[len(self._nl):] if ids[:len(self._nl)] == self._nl else \
-            self.tok.encode(text, add_special_tokens=False).ids
+        return self.prompter.encode_segment(text)
 
     def decode(self, ids):
-        anchor = self._nl[-1:]
-        return self.tok.decode(anchor + list(ids), skip_special_tokens=False)[1:] if anchor else \
-            self.tok.decode(list(ids), skip_special_tokens=False)
+        return self.prompter.decode(ids)
 
     def prompt_ids(self, prefix, suffix, max_new_tokens):
-        room = max(self.cfg.max_position_embeddings - max_new_tokens - 5, 16)
-        if not suffix:  # left-to-right completion
-            return [self.bos] + self.tok.encode(prefix, add_special_tokens=False).ids[-room:] if prefix else [self.bos]
-        p, s = self.encode_segment(prefix), self.encode_segment(suffix)
-        if len(p) + len(s) > room:  # keep the code nearest the cursor
-            s = s[:max(room // 4, room - len(p))]
-            p = p[-(room - len(s)):] if room > len(s) else []
-        if self.ordering == "spm":
-            return [self.bos, FIM_SUFFIX, *s, FIM_PREFIX, *p, FIM_MIDDLE]
-        return [self.bos, FIM_PREFIX, *p, FIM_SUFFIX, *s, FIM_MIDDLE]
+        return self.prompter.prompt_ids(prefix, suffix, max_new_tokens, self.cfg.max_position_embeddings)
 
-    @torch.no_grad()
     def step(self, ids, past, pos):
-        """Feed a chunk, append its K/V to the per-expert caches in place, return the last logits [V]."""
-        x = torch.tensor([ids], device=self.device)
-        p = torch.arange(pos, pos + len(ids), device=self.device)[None]
-        logits, nk, nv, routes, _ = self.model.forward_chunk(x, p, self.route_bias, past)
-        for l in range(self.cfg.num_layers):
-            for e, g in enumerate(self.cfg.expert_group_sizes):
-                sel = (routes[l][0] == e).nonzero()[:, 0]
-                if len(sel):
-                    k, v = past[l][e]
-                    past[l][e] = (torch.cat([k, pool_heads(nk[l][:, :, sel], g)], dim=2),
-                                  torch.cat([v, pool_heads(nv[l][:, :, sel], g)], dim=2))
-        return logits[0]
+        """Feed a chunk, append its K/V to the per-expert caches in place (mixsga.runtime), return the last
+        logits [V]."""
+        return runtime.run(self.model, ids, range(pos, pos + len(ids)), self.route_bias, past).logits[0]
 
     def generate_ids(self, ids, max_new_tokens):
-        past = [list(layer) for layer in self.model.empty_past(device=self.device)]
+        dtype = next(self.model.parameters()).dtype
+        past = [list(layer) for layer in self.model.empty_past(dtype=dtype, device=self.device)]
         logits = self.step(ids, past, 0)
         pos, out = len(ids), []
         while len(out) < max_new_tokens:

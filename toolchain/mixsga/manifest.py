@@ -82,19 +82,29 @@ def write(folder, manifest: dict) -> dict:
     return manifest
 
 
-def verify(folder) -> dict:
-    """Checks format, that every variant and tokenizer file is listed, and every listed file's sha256.
-    Raises UserError naming the first problem; returns the manifest."""
-    folder = Path(folder)
-    path = folder / MANIFEST
+def read(folder) -> dict:
+    """The folder's manifest, its format checked; raises UserError naming the problem."""
+    path = Path(folder) / MANIFEST
     if not path.exists():
         raise UserError(f"no {MANIFEST} in {folder}")
     try:
         m = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"{path} is not valid JSON: {e}") from None
-    if m.get("format") != FORMAT or m.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{path}: unknown format {m.get('format')!r} version {m.get('format_version')!r}")
+    if not isinstance(m, dict) or m.get("format") != FORMAT or m.get("format_version") != FORMAT_VERSION:
+        got = m if isinstance(m, dict) else {}
+        raise UserError(f"{path}: unknown format {got.get('format')!r} version {got.get('format_version')!r} "
+                        f"(this toolchain reads {FORMAT} version {FORMAT_VERSION}; re-export the model with "
+                        "`python -m mixsga export`)")
+    return m
+
+
+def verify(folder) -> dict:
+    """Checks format, that every variant and tokenizer file is listed, and every listed file's sha256.
+    Raises UserError naming the first problem; returns the manifest."""
+    folder = Path(folder)
+    m = read(folder)
+    path = folder / MANIFEST
     files = m.get("files") or {}
     needed = [m["tokenizer"]["file"], m["tokenizer"]["config"]] + [v["file"] for v in m["variants"].values()]
     for f in needed:

@@ -9,12 +9,16 @@ export const balance: Filter = {
   cut(text, c) {
     if (c.splitsToken && text.length > 0) return { at: 0, stop: 'bracket' };
     // Inside a line comment with text after the cursor: a newline would turn the rest of that comment into code.
-    if (c.before.lineComment && c.restOfLine.trim() !== '' && text.includes('\n')) return { at: text.indexOf('\n'), stop: 'bracket' };
+    if (c.before.lineComment && c.restOfLine.trim() !== '' && text.includes('\n'))
+      return { at: text.indexOf('\n'), stop: 'bracket' };
     const base = c.before.stack.length;
     let cut: number | null = null;
     scan(text, cloneState(c.before), c.rules, (e) => {
       // A broken closer, or one for a prefix frame that the suffix closes already.
-      if (e.type === 'error' || (e.depth < base - c.free)) { cut = e.at; return true; }
+      if (e.type === 'error' || e.depth < base - c.free) {
+        cut = e.at;
+        return true;
+      }
       return false;
     });
     return cut === null ? null : { at: cut, stop: 'bracket' };
@@ -49,6 +53,9 @@ function closing(text: string, f: Frame, c: PostContext): string {
   // a one-line string that reaches here continues over an escaped newline: it closes where it is
   if (f.at >= lastLine || f.kind === '"' || f.kind === "'") return f.kind === '/*' ? ` ${closer}` : closer;
   const lineStart = text.lastIndexOf('\n', f.at - 1) + 1;
-  const line = lineStart === 0 ? c.cursorLineHead + text.slice(0, text.indexOf('\n')) : text.slice(lineStart, text.indexOf('\n', lineStart));
+  const line =
+    lineStart === 0
+      ? c.cursorLineHead + text.slice(0, text.indexOf('\n'))
+      : text.slice(lineStart, text.indexOf('\n', lineStart));
   return `\n${/^[ \t]*/.exec(line)![0]}${closer}`;
 }

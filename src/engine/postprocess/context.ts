@@ -45,7 +45,8 @@ const normalize = (s: string): string => s.replace(/\r\n?/g, '\n');
 const OPENS_BLOCK = /(:|\{|\(|\[|=>)\s*$/;
 
 export function postContext(i: PostInput): PostContext {
-  const prefix = normalize(i.prefix), suffix = normalize(i.suffix);
+  const prefix = normalize(i.prefix),
+    suffix = normalize(i.suffix);
   const rules = langRules(i.languageId);
   const lines = prefix.split('\n');
   const cursorLineHead = lines[lines.length - 1];
@@ -55,26 +56,48 @@ export function postContext(i: PostInput): PostContext {
   let refIdx = lines.length - 1;
   for (; refIdx >= 0 && ref.trim() === ''; refIdx--) ref = lines[refIdx];
   const blockIndent = indentOf(ref);
-  const prev = cursorLineHead.trim() === '' ? lines.slice(0, -1).reverse().find((l) => l.trim() !== '') : undefined;
-  const expectedIndent = prev === undefined ? indentOf(cursorLineHead)
-    : indentOf(prev) + (OPENS_BLOCK.test(prev) ? indentUnit(lines) : 0);
+  const prev =
+    cursorLineHead.trim() === ''
+      ? lines
+          .slice(0, -1)
+          .reverse()
+          .find((l) => l.trim() !== '')
+      : undefined;
+  const expectedIndent =
+    prev === undefined ? indentOf(cursorLineHead) : indentOf(prev) + (OPENS_BLOCK.test(prev) ? indentUnit(lines) : 0);
   const sufLines = suffix.split('\n');
   const before = emptyState();
   scan(prefix, before, rules);
   for (const f of before.stack) f.at = -1; // offsets below refer to the completion's text
   before.commentAt = -1;
   return {
-    multiline: i.multiline, prefix, suffix, eol: i.eol ?? '\n', rules, cursorLineHead, restOfLine: sufLines[0],
-    nextLine: (sufLines.slice(1).find((l) => l.trim() !== '') ?? '').trim(), blockIndent, expectedIndent, before,
-    free: freeFrames(before, suffix, rules), splitsToken: splitsToken(prefix, suffix, rules),
+    multiline: i.multiline,
+    prefix,
+    suffix,
+    eol: i.eol ?? '\n',
+    rules,
+    cursorLineHead,
+    restOfLine: sufLines[0],
+    nextLine: (sufLines.slice(1).find((l) => l.trim() !== '') ?? '').trim(),
+    blockIndent,
+    expectedIndent,
+    before,
+    free: freeFrames(before, suffix, rules),
+    splitsToken: splitsToken(prefix, suffix, rules),
   };
 }
 
 function splitsToken(prefix: string, suffix: string, rules: LangRules): boolean {
   if (endsInEscape(prefix)) return true;
-  const marks = [...rules.lineComments, ...(rules.blockComment ? ['/*', '*/'] : []), ...(rules.tripleQuotes ? ['"""', "'''"] : []),
-    ...(rules.backtick === 'template' ? ['${'] : [])];
-  return marks.some((m) => [...m].some((_, k) => k > 0 && prefix.endsWith(m.slice(0, k)) && suffix.startsWith(m.slice(k))));
+  const marks = [
+    ...rules.lineComments,
+    ...(rules.blockComment ? ['/*', '*/'] : []),
+    ...(rules.tripleQuotes ? ['"""', "'''"] : []),
+    ...(rules.backtick === 'template' ? ['${'] : []),
+  ];
+  return marks.some((m) =>
+    [...m].some((_, k) => k > 0 && prefix.endsWith(m.slice(0, k)) && suffix.startsWith(m.slice(k))),
+  );
 }
 
 /** The indentation step of the text: the most common positive difference between consecutive indented lines. */
@@ -87,8 +110,13 @@ function indentUnit(lines: string[]): number {
     if (last >= 0 && n > last) counts.set(n - last, (counts.get(n - last) ?? 0) + 1);
     last = n;
   }
-  let best = 4, bestN = 0;
-  for (const [d, n] of counts) if (n > bestN || (n === bestN && d < best)) { best = d; bestN = n; }
+  let best = 4,
+    bestN = 0;
+  for (const [d, n] of counts)
+    if (n > bestN || (n === bestN && d < best)) {
+      best = d;
+      bestN = n;
+    }
   return best;
 }
 
@@ -112,7 +140,7 @@ function freeFrames(before: LexState, suffix: string, rules: LangRules): number 
   // one-line string, in the whole suffix for the others).
   const restOfLine = suffix.split('\n', 1)[0];
   const mayClose = (k: FrameKind): boolean =>
-    '([{'.includes(k) || k === '${' || ((k === '"' || k === "'") ? restOfLine.trim() === '' : suffix.trim() === '');
+    '([{'.includes(k) || k === '${' || (k === '"' || k === "'" ? restOfLine.trim() === '' : suffix.trim() === '');
   let free = 0;
   for (let d = n - 1; d >= 0 && !closedProperly[d] && mayClose(before.stack[d].kind); d--) free++;
   return free;

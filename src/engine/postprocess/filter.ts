@@ -3,7 +3,10 @@
 import type { StopReason } from '../api';
 import type { PostContext } from './context';
 
-export interface Cut { at: number; stop: StopReason }
+export interface Cut {
+  at: number;
+  stop: StopReason;
+}
 
 export interface Filter {
   /** Earliest offset where the text must end, or null. `final`: the text is complete, its last line too. */

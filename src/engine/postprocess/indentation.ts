@@ -8,7 +8,8 @@ export const indentation: Filter = {
   cut(text, c, final) {
     if (!c.multiline) return null;
     for (const l of linesOf(text, final)) {
-      if (l.index > 0 && l.line.trim() !== '' && indentOf(l.line) < c.blockIndent) return { at: l.start, stop: 'indent' };
+      if (l.index > 0 && l.line.trim() !== '' && indentOf(l.line) < c.blockIndent)
+        return { at: l.start, stop: 'indent' };
     }
     return null;
   },

@@ -13,7 +13,10 @@ import { whitespace } from './whitespace';
 
 export type { PostInput } from './context';
 
-export interface StopDecision { stop: StopReason | null; text: string }
+export interface StopDecision {
+  stop: StopReason | null;
+  text: string;
+}
 
 /** Filters that may end the text; the earliest cut wins. */
 const CUTS: Filter[] = [lineMode, balance, indentation, suffixOverlap, loops];
@@ -28,7 +31,9 @@ export class PostProcessor {
   }
 
   /** A stop id ends generation; its own text ('<fim_middle>', '</s>') is never part of the completion. */
-  isStopId(id: number): boolean { return this.input.stopIds.has(id); }
+  isStopId(id: number): boolean {
+    return this.input.stopIds.has(id);
+  }
 
   /** After each generated token: `raw` is all text generated so far (without a final stop id's), `ids` all ids. */
   check(raw: string, ids: number[]): StopDecision {

@@ -5,7 +5,10 @@
 /** Something that is open: a bracket, a string of some quoting, a block comment or a template `${`. */
 export type FrameKind = '(' | '[' | '{' | '${' | '"' | "'" | '`' | '"""' | "'''" | '/*';
 
-export interface Frame { kind: FrameKind; /** Offset of its opener in the scanned text (-1: opened before it). */ at: number }
+export interface Frame {
+  kind: FrameKind;
+  /** Offset of its opener in the scanned text (-1: opened before it). */ at: number;
+}
 
 export interface LexState {
   stack: Frame[];
@@ -28,14 +31,22 @@ export interface LangRules {
   backtick: 'none' | 'raw' | 'template';
 }
 
-const C_LIKE: LangRules = { lineComments: ['//'], blockComment: true, tripleQuotes: false, quotes: ['"', "'"], backtick: 'none' };
+const C_LIKE: LangRules = {
+  lineComments: ['//'],
+  blockComment: true,
+  tripleQuotes: false,
+  quotes: ['"', "'"],
+  backtick: 'none',
+};
 const RULES: Record<string, Partial<LangRules>> = {
   python: { lineComments: ['#'], blockComment: false, tripleQuotes: true },
   shellscript: { lineComments: ['#'], blockComment: false },
   ruby: { lineComments: ['#'], blockComment: false },
   yaml: { lineComments: ['#'], blockComment: false },
-  typescript: { backtick: 'template' }, typescriptreact: { backtick: 'template' },
-  javascript: { backtick: 'template' }, javascriptreact: { backtick: 'template' },
+  typescript: { backtick: 'template' },
+  typescriptreact: { backtick: 'template' },
+  javascript: { backtick: 'template' },
+  javascriptreact: { backtick: 'template' },
   go: { backtick: 'raw' },
   rust: { quotes: ['"'] }, // 'a is a lifetime
   json: { lineComments: [], blockComment: false, quotes: ['"'] },
@@ -53,7 +64,16 @@ export const emptyState = (): LexState => ({ stack: [], lineComment: false, comm
 export const cloneState = (s: LexState): LexState => ({ ...s, stack: s.stack.map((f) => ({ ...f })) });
 
 const CLOSER: Record<FrameKind, string> = {
-  '(': ')', '[': ']', '{': '}', '${': '}', '"': '"', "'": "'", '`': '`', '"""': '"""', "'''": "'''", '/*': '*/',
+  '(': ')',
+  '[': ']',
+  '{': '}',
+  '${': '}',
+  '"': '"',
+  "'": "'",
+  '`': '`',
+  '"""': '"""',
+  "'''": "'''",
+  '/*': '*/',
 };
 export const closerOf = (k: FrameKind): string => CLOSER[k];
 const isString = (k: FrameKind): boolean => k === '"' || k === "'" || k === '`' || k === '"""' || k === "'''";
@@ -78,16 +98,32 @@ export function scan(text: string, state: LexState, rules: LangRules, onEvent?: 
     }
     const top = st[st.length - 1]?.kind;
     if (top === '/*') {
-      if (text.startsWith('*/', i)) { if (emit({ type: 'close', at: i, depth: st.length - 1 })) return i; st.pop(); i++; }
+      if (text.startsWith('*/', i)) {
+        if (emit({ type: 'close', at: i, depth: st.length - 1 })) return i;
+        st.pop();
+        i++;
+      }
       continue;
     }
     if (top !== undefined && isString(top)) {
-      if (ch === '\\') { i++; continue; }
+      if (ch === '\\') {
+        i++;
+        continue;
+      }
       if (top === '"""' || top === "'''") {
-        if (text.startsWith(top, i)) { if (emit({ type: 'close', at: i, depth: st.length - 1 })) return i; st.pop(); i += 2; }
+        if (text.startsWith(top, i)) {
+          if (emit({ type: 'close', at: i, depth: st.length - 1 })) return i;
+          st.pop();
+          i += 2;
+        }
       } else if (top === '`') {
-        if (ch === '`') { if (emit({ type: 'close', at: i, depth: st.length - 1 })) return i; st.pop(); }
-        else if (rules.backtick === 'template' && text.startsWith('${', i)) { st.push({ kind: '${', at: i }); i++; }
+        if (ch === '`') {
+          if (emit({ type: 'close', at: i, depth: st.length - 1 })) return i;
+          st.pop();
+        } else if (rules.backtick === 'template' && text.startsWith('${', i)) {
+          st.push({ kind: '${', at: i });
+          i++;
+        }
       } else if (ch === top) {
         if (emit({ type: 'close', at: i, depth: st.length - 1 })) return i;
         st.pop();
@@ -99,15 +135,29 @@ export function scan(text: string, state: LexState, rules: LangRules, onEvent?: 
       continue;
     }
     // code
-    if (rules.lineComments.some((c) => text.startsWith(c, i))) { state.lineComment = true; state.commentAt = i; continue; }
-    if (rules.blockComment && text.startsWith('/*', i)) { st.push({ kind: '/*', at: i }); i++; continue; }
+    if (rules.lineComments.some((c) => text.startsWith(c, i))) {
+      state.lineComment = true;
+      state.commentAt = i;
+      continue;
+    }
+    if (rules.blockComment && text.startsWith('/*', i)) {
+      st.push({ kind: '/*', at: i });
+      i++;
+      continue;
+    }
     if (rules.tripleQuotes && (text.startsWith('"""', i) || text.startsWith("'''", i))) {
       st.push({ kind: text.slice(i, i + 3) as FrameKind, at: i });
       i += 2;
       continue;
     }
-    if (rules.quotes.includes(ch) || (ch === '`' && rules.backtick !== 'none')) { st.push({ kind: ch as FrameKind, at: i }); continue; }
-    if (ch === '(' || ch === '[' || ch === '{') { st.push({ kind: ch, at: i }); continue; }
+    if (rules.quotes.includes(ch) || (ch === '`' && rules.backtick !== 'none')) {
+      st.push({ kind: ch as FrameKind, at: i });
+      continue;
+    }
+    if (ch === '(' || ch === '[' || ch === '{') {
+      st.push({ kind: ch, at: i });
+      continue;
+    }
     if (ch === ')' || ch === ']' || ch === '}') {
       if (top !== undefined && CLOSER[top] === ch) {
         if (emit({ type: 'close', at: i, depth: st.length - 1 })) return i;

@@ -9,7 +9,8 @@ export const loops: Filter = {
       // The same non-empty line three times in a row: keep the first.
       const done = linesOf(text, final).filter((l) => l.line.trim() !== '');
       for (let i = 2; i < done.length; i++) {
-        if (done[i].line === done[i - 1].line && done[i - 1].line === done[i - 2].line) return { at: done[i - 1].start - 1, stop: 'repetition' };
+        if (done[i].line === done[i - 1].line && done[i - 1].line === done[i - 2].line)
+          return { at: done[i - 1].start - 1, stop: 'repetition' };
       }
     }
     const at = textLoop(text);
@@ -35,7 +36,8 @@ export function textLoop(text: string): number | null {
     if (first === unit) return n - 2 * p;
     const bare = unit.slice(1);
     const wholeWord = first.length === bare.length || !/[A-Za-z0-9_]/.test(first[0]);
-    if (/^[^\sA-Za-z0-9_]/.test(unit) && /[A-Za-z_]{3}/.test(bare) && first.endsWith(bare) && wholeWord) return n - 2 * p;
+    if (/^[^\sA-Za-z0-9_]/.test(unit) && /[A-Za-z_]{3}/.test(bare) && first.endsWith(bare) && wholeWord)
+      return n - 2 * p;
   }
   return null;
 }
