@@ -14,16 +14,30 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
-const opt = (name, dflt) => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv.splice(i, 2)[1] : dflt; };
-const budgets = opt('budgets', '100,50,25'), contexts = opt('contexts', '2048'), prefill = opt('prefill', '512,2048');
+const opt = (name, dflt) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv.splice(i, 2)[1] : dflt;
+};
+const budgets = opt('budgets', '100,50,25'),
+  contexts = opt('contexts', '2048'),
+  prefill = opt('prefill', '512,2048');
 const threads = opt('threads', '2');
 const day = new Date().toISOString().slice(0, 10);
 const out = opt('out', path.join(root, 'bench/results', `${day}-cpu-graph-ab.json`));
 const [a, b, roundsArg] = argv;
-if (!a || !b) { console.error('usage: node scripts/bench-graph-ab.mjs A_DIR B_DIR [ROUNDS] [--budgets ..] [--contexts ..] [--prefill ..]'); process.exit(2); }
+if (!a || !b) {
+  console.error(
+    'usage: node scripts/bench-graph-ab.mjs A_DIR B_DIR [ROUNDS] [--budgets ..] [--contexts ..] [--prefill ..]',
+  );
+  process.exit(2);
+}
 const rounds = Number(roundsArg ?? 3);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'graph-ab-'));
-const median = (xs) => { const s = [...xs].sort((x, y) => x - y); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const median = (xs) => {
+  const s = [...xs].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 const r3 = (x) => Math.round(x * 1000) / 1000;
 
 const runs = [];
@@ -32,32 +46,85 @@ try {
   for (let r = 0; r < rounds; r++) {
     for (const side of r % 2 ? ['B', 'A'] : ['A', 'B']) {
       const file = path.join(tmp, `${side}-${r}.json`);
-      execFileSync('node', [path.join(root, 'dist/bench.js'), '--suite', 'gpu', '--device', 'cpu', '--model', side === 'A' ? a : b,
-        '--budgets', budgets, '--contexts', contexts, '--prefill', prefill, '--threads', threads, '--profile-runs', '0',
-        '--no-probe', '--warmup', '2', '--iterations', '4', '--out', file], { stdio: ['ignore', 'ignore', 'inherit'] });
+      execFileSync(
+        'node',
+        [
+          path.join(root, 'dist/bench.js'),
+          '--suite',
+          'gpu',
+          '--device',
+          'cpu',
+          '--model',
+          side === 'A' ? a : b,
+          '--budgets',
+          budgets,
+          '--contexts',
+          contexts,
+          '--prefill',
+          prefill,
+          '--threads',
+          threads,
+          '--profile-runs',
+          '0',
+          '--no-probe',
+          '--warmup',
+          '2',
+          '--iterations',
+          '4',
+          '--out',
+          file,
+        ],
+        { stdio: ['ignore', 'ignore', 'inherit'] },
+      );
       const res = JSON.parse(fs.readFileSync(file, 'utf8'));
-      for (const x of res.results) runs.push({ side, round: r, key: `${x.kind}:${x.budgetPct}:${x.tokens}`, tokensPerSec: x.tokensPerSec, loadavg1: os.loadavg()[0] });
+      for (const x of res.results)
+        runs.push({
+          side,
+          round: r,
+          key: `${x.kind}:${x.budgetPct}:${x.tokens}`,
+          tokensPerSec: x.tokensPerSec,
+          loadavg1: os.loadavg()[0],
+        });
       console.error(`[graph-ab] round ${r} ${side} done (load ${os.loadavg()[0].toFixed(1)})`);
     }
   }
-} finally { fs.rmSync(tmp, { recursive: true, force: true }); }
+} finally {
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
 
 const keys = [...new Set(runs.map((x) => x.key))];
 const med = (side, key) => median(runs.filter((x) => x.side === side && x.key === key).map((x) => x.tokensPerSec));
-const perConfig = Object.fromEntries(keys.map((k) => [k, { A: med('A', k), B: med('B', k), ratioBoverA: r3(med('B', k) / med('A', k)) }]));
+const perConfig = Object.fromEntries(
+  keys.map((k) => [k, { A: med('A', k), B: med('B', k), ratioBoverA: r3(med('B', k) / med('A', k)) }]),
+);
 const budgetScaling = {};
 for (const side of ['A', 'B']) {
-  budgetScaling[side] = Object.fromEntries(keys.filter((k) => k.startsWith('decode:')).map((k) => {
-    const [, , T] = k.split(':');
-    return [k, r3(med(side, k) / med(side, `decode:100:${T}`))];
-  }));
+  budgetScaling[side] = Object.fromEntries(
+    keys
+      .filter((k) => k.startsWith('decode:'))
+      .map((k) => {
+        const [, , T] = k.split(':');
+        return [k, r3(med(side, k) / med(side, `decode:100:${T}`))];
+      }),
+  );
 }
 const result = {
   what: 'node dist/bench.js --suite gpu --device cpu, A and B alternated (ABBA); tokens/s medians per configuration',
-  date: new Date().toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, loadavgBefore: loadBefore, loadavgAfter: os.loadavg() },
+  date: new Date().toISOString(),
+  machine: {
+    cpus: os.cpus().length,
+    model: os.cpus()[0]?.model,
+    loadavgBefore: loadBefore,
+    loadavgAfter: os.loadavg(),
+  },
   note: 'a machine shared with other jobs: absolute figures are not comparable between runs, the interleaved ratios are the result',
-  A: path.resolve(a), B: path.resolve(b), rounds, settings: { budgets, contexts, prefill, threads },
-  perConfig, decodeOverDecodeAt100: budgetScaling, runs,
+  A: path.resolve(a),
+  B: path.resolve(b),
+  rounds,
+  settings: { budgets, contexts, prefill, threads },
+  perConfig,
+  decodeOverDecodeAt100: budgetScaling,
+  runs,
 };
 fs.mkdirSync(path.dirname(out), { recursive: true });
 fs.writeFileSync(out, JSON.stringify(result, null, 1) + '\n');

@@ -32,9 +32,20 @@ async function main(): Promise<number> {
     return 0;
   }
   if (typeof a.model !== 'string') a.model = defaultModelDir();
-  const suites = str(a, 'suite', 'completion,spots').split(',').map((s) => s.trim());
-  const runs = { gpu: [runGpuSuite, printGpu], completion: [runCompletionSuite, printCompletion], spots: [runSpotsSuite, printSpots], suffix: [runSuffixSuite, printSuffix], lines: [runLinesSuite, printLines], cascade: [runCascadeSuite, printCascade] } as const;
-  for (const suite of suites) if (!(suite in runs)) throw new Error(`unknown --suite ${suite} (completion | spots | suffix | lines | gpu | cascade)`);
+  const suites = str(a, 'suite', 'completion,spots')
+    .split(',')
+    .map((s) => s.trim());
+  const runs = {
+    gpu: [runGpuSuite, printGpu],
+    completion: [runCompletionSuite, printCompletion],
+    spots: [runSpotsSuite, printSpots],
+    suffix: [runSuffixSuite, printSuffix],
+    lines: [runLinesSuite, printLines],
+    cascade: [runCascadeSuite, printCascade],
+  } as const;
+  for (const suite of suites)
+    if (!(suite in runs))
+      throw new Error(`unknown --suite ${suite} (completion | spots | suffix | lines | gpu | cascade)`);
   if (typeof a.out === 'string' && suites.length > 1) throw new Error('--out needs a single --suite');
   for (const suite of suites as (keyof typeof runs)[]) {
     const machine = machineFacts();
@@ -48,7 +59,12 @@ async function main(): Promise<number> {
     };
     data.machine = { ...machine, loadavgAtEnd: os.loadavg() };
     print(data);
-    const suffix = suite === 'gpu' ? 'gpu' + (a.quick ? '-quick' : '') : ['spots', 'suffix', 'lines', 'cascade'].includes(suite) ? suite : '';
+    const suffix =
+      suite === 'gpu'
+        ? 'gpu' + (a.quick ? '-quick' : '')
+        : ['spots', 'suffix', 'lines', 'cascade'].includes(suite)
+          ? suite
+          : '';
     const file = writeResult(typeof a.out === 'string' ? a.out : undefined, device, model, suffix, data);
     console.log(`\nwrote ${file}`);
   }

@@ -15,13 +15,17 @@ import { makeFiles } from './sources';
 import { viewOf } from '../engine/spotView';
 
 const ARMS = ['full', 'cascade', 'window'] as const;
-type Arm = typeof ARMS[number];
+type Arm = (typeof ARMS)[number];
 /** A band longer than any base: every token stays at full precision (no tier is ever used). */
 const FULL_PRECISION = 'band=1000000,order=age,stores=g1-int8';
 
-export async function runCascadeSuite(a: Args): Promise<{ result: Record<string, unknown>; device: string; model: string }> {
+export async function runCascadeSuite(
+  a: Args,
+): Promise<{ result: Record<string, unknown>; device: string; model: string }> {
   const device = str(a, 'device', 'cpu') as DeviceSetting;
-  const spots = int(a, 'spots', 12), docTokens = int(a, 'doc-tokens', 4000), maxTokens = int(a, 'max-tokens', 24);
+  const spots = int(a, 'spots', 12),
+    docTokens = int(a, 'doc-tokens', 4000),
+    maxTokens = int(a, 'max-tokens', 24);
   const fraction = Number(str(a, 'fraction', '0.25'));
   const spec = str(a, 'policy', 'band=32,order=age,stores=g1-int8|g1-int4c|g2-int4c');
   const seed = int(a, 'seed', 1);
@@ -35,7 +39,8 @@ export async function runCascadeSuite(a: Args): Promise<{ result: Record<string,
 
   // The reference first: its base length gives the budget (fraction of the fp16 cache of the whole base).
   const engines = new Map<Arm, EngineCore>();
-  const start = (kvPolicy: string, bytes: number) => EngineCore.create({ modelDir: dir, device, kvBudgetBytes: bytes, layout: 'psm', kvPolicy });
+  const start = (kvPolicy: string, bytes: number) =>
+    EngineCore.create({ modelDir: dir, device, kvBudgetBytes: bytes, layout: 'psm', kvPolicy });
   try {
     engines.set('full', await start(FULL_PRECISION, 1 << 30));
     const full = engines.get('full')!;
@@ -49,41 +54,86 @@ export async function runCascadeSuite(a: Args): Promise<{ result: Record<string,
     for (const arm of ['cascade', 'window'] as Arm[]) await engines.get(arm)!.prefillDoc(0, 'doc', '', text, never);
 
     const r = rng(seed);
-    const rows: { spot: number; at: number; text: Record<Arm, string>; wallMs: Record<Arm, number>; cpuMs: Record<Arm, number> }[] = [];
+    const rows: {
+      spot: number;
+      at: number;
+      text: Record<Arm, string>;
+      wallMs: Record<Arm, number>;
+      cpuMs: Record<Arm, number>;
+    }[] = [];
     for (let i = 0; i < spots; i++) {
       // a mid-line cursor in a random line (the model mostly ends a line at once at its end)
       let at = text.indexOf('\n', Math.floor(r() * text.length * 0.95));
       if (at < 0) at = text.length;
       const lineStart = text.lastIndexOf('\n', at - 1) + 1;
       at = Math.max(lineStart, at - 1 - Math.floor(r() * Math.min(12, at - lineStart)));
-      const req: CompletionRequest = { docId: 'doc', languageId: 'typescript', prefix: text.slice(0, at), suffix: text.slice(at),
-        context: [], maxTokens, multiline: false, timeBudgetMs: 120_000 };
-      const row = { spot: i, at, text: {} as Record<Arm, string>, wallMs: {} as Record<Arm, number>, cpuMs: {} as Record<Arm, number> };
+      const req: CompletionRequest = {
+        docId: 'doc',
+        languageId: 'typescript',
+        prefix: text.slice(0, at),
+        suffix: text.slice(at),
+        context: [],
+        maxTokens,
+        multiline: false,
+        timeBudgetMs: 120_000,
+      };
+      const row = {
+        spot: i,
+        at,
+        text: {} as Record<Arm, string>,
+        wallMs: {} as Record<Arm, number>,
+        cpuMs: {} as Record<Arm, number>,
+      };
       for (let k = 0; k < ARMS.length; k++) {
         const arm = ARMS[(i + k) % ARMS.length];
-        const t0 = performance.now(), c0 = process.cpuUsage();
+        const t0 = performance.now(),
+          c0 = process.cpuUsage();
         const res = await engines.get(arm)!.complete(1 + i * 3 + k, req, never);
         const c = process.cpuUsage(c0);
         row.wallMs[arm] = performance.now() - t0;
         row.cpuMs[arm] = (c.user + c.system) / 1000;
         row.text[arm] = res.text;
-        if (res.trace.stopReason === 'error') throw new Error(`${arm} failed at spot ${i}: ${JSON.stringify(res.trace)}`);
+        if (res.trace.stopReason === 'error')
+          throw new Error(`${arm} failed at spot ${i}: ${JSON.stringify(res.trace)}`);
       }
       rows.push(row);
-      log(`spot ${i}: ${ARMS.map((x) => `${x} ${JSON.stringify(row.text[x])} ${Math.round(row.wallMs[x])} ms`).join(' | ')}\n`);
+      log(
+        `spot ${i}: ${ARMS.map((x) => `${x} ${JSON.stringify(row.text[x])} ${Math.round(row.wallMs[x])} ms`).join(' | ')}\n`,
+      );
     }
     const equal = (arm: Arm) => rows.filter((x) => x.text[arm] === x.text.full).length;
     const p50 = (arm: Arm, k: 'wallMs' | 'cpuMs') => stats(rows.map((x) => x[k][arm])).p50;
-    const mem = (arm: Arm) => { const m = engines.get(arm)!.memory(); return { usedBytes: m.usedBytes, budgetBytes: m.budgetBytes, cascade: m.cascade }; };
+    const mem = (arm: Arm) => {
+      const m = engines.get(arm)!.memory();
+      return { usedBytes: m.usedBytes, budgetBytes: m.budgetBytes, cascade: m.cascade };
+    };
     const result = {
-      suite: 'cascade', model: manifest.name, device, spec, fraction, docTokens: tok.encodeFragment(text).length, baseTokens,
-      fp16FullBytes: fp16Full, budgetBytes: budget, spots, maxTokens, seed,
+      suite: 'cascade',
+      model: manifest.name,
+      device,
+      spec,
+      fraction,
+      docTokens: tok.encodeFragment(text).length,
+      baseTokens,
+      fp16FullBytes: fp16Full,
+      budgetBytes: budget,
+      spots,
+      maxTokens,
+      seed,
       equalToFull: { cascade: equal('cascade'), window: equal('window'), of: rows.length },
       latencyRatio: {
-        cascadeOverWindow: { wallP50: r2(p50('cascade', 'wallMs') / p50('window', 'wallMs')), cpuP50: r2(p50('cascade', 'cpuMs') / p50('window', 'cpuMs')) },
-        cascadeOverFull: { wallP50: r2(p50('cascade', 'wallMs') / p50('full', 'wallMs')), cpuP50: r2(p50('cascade', 'cpuMs') / p50('full', 'cpuMs')) },
+        cascadeOverWindow: {
+          wallP50: r2(p50('cascade', 'wallMs') / p50('window', 'wallMs')),
+          cpuP50: r2(p50('cascade', 'cpuMs') / p50('window', 'cpuMs')),
+        },
+        cascadeOverFull: {
+          wallP50: r2(p50('cascade', 'wallMs') / p50('full', 'wallMs')),
+          cpuP50: r2(p50('cascade', 'cpuMs') / p50('full', 'cpuMs')),
+        },
       },
-      latencyMs: Object.fromEntries(ARMS.map((x) => [x, { wall: stats(rows.map((y) => y.wallMs[x])), cpu: stats(rows.map((y) => y.cpuMs[x])) }])),
+      latencyMs: Object.fromEntries(
+        ARMS.map((x) => [x, { wall: stats(rows.map((y) => y.wallMs[x])), cpu: stats(rows.map((y) => y.cpuMs[x])) }]),
+      ),
       memoryAtEnd: { cascade: mem('cascade'), window: mem('window'), full: mem('full') },
       rows,
     };
@@ -94,8 +144,14 @@ export async function runCascadeSuite(a: Args): Promise<{ result: Record<string,
 }
 
 export function printCascade(d: any): void {
-  console.log(`cascade vs window at ${d.fraction * 100} % of the fp16 cache (${(d.budgetBytes / 2 ** 20).toFixed(2)} MB), ` +
-    `${d.docTokens}-token file, base ${d.baseTokens} tokens, ${d.spots} spots`);
-  console.log(`equal to the full-cache completion: cascade ${d.equalToFull.cascade}/${d.equalToFull.of}, window ${d.equalToFull.window}/${d.equalToFull.of}`);
-  console.log(`latency p50 cascade/window: wall ${d.latencyRatio.cascadeOverWindow.wallP50}, cpu ${d.latencyRatio.cascadeOverWindow.cpuP50}`);
+  console.log(
+    `cascade vs window at ${d.fraction * 100} % of the fp16 cache (${(d.budgetBytes / 2 ** 20).toFixed(2)} MB), ` +
+      `${d.docTokens}-token file, base ${d.baseTokens} tokens, ${d.spots} spots`,
+  );
+  console.log(
+    `equal to the full-cache completion: cascade ${d.equalToFull.cascade}/${d.equalToFull.of}, window ${d.equalToFull.window}/${d.equalToFull.of}`,
+  );
+  console.log(
+    `latency p50 cascade/window: wall ${d.latencyRatio.cascadeOverWindow.wallP50}, cpu ${d.latencyRatio.cascadeOverWindow.cpuP50}`,
+  );
 }

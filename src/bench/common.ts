@@ -135,7 +135,9 @@ export function processHeapSegmentMB(pid: number | undefined): number | undefine
   try {
     const m = /\[heap\]\n(?:.*\n)*?Rss:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/smaps`, 'utf8'));
     return m ? Number(m[1]) / 1024 : 0;
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
 }
 
 export function machineFacts(): Record<string, unknown> {

@@ -19,10 +19,22 @@ const ORT_SET: Config[] = [
   { name: 'ORT arena+patterns off, glibc defaults', env: { MIXSGA_ORT_MEM: '' } },
 ];
 const HEAP_SET: Config[] = [
-  { name: 'before: mmap threshold 128 KB, no collection', env: { ...LEAN_MALLOC_ENV, MALLOC_MMAP_THRESHOLD_: '131072', MIXSGA_GC_GARBAGE_MB: '0' } },
-  { name: 'mmap threshold 128 KB, collect outputs over 16 MB', env: { ...LEAN_MALLOC_ENV, MALLOC_MMAP_THRESHOLD_: '131072', MIXSGA_GC_GARBAGE_MB: '16' } },
-  { name: 'mmap threshold 32 KB, no collection', env: { ...LEAN_MALLOC_ENV, MALLOC_MMAP_THRESHOLD_: '32768', MIXSGA_GC_GARBAGE_MB: '0' } },
-  { name: 'shipped: mmap threshold 32 KB, collect outputs over 16 MB', env: { ...LEAN_MALLOC_ENV, MALLOC_MMAP_THRESHOLD_: '32768', MIXSGA_GC_GARBAGE_MB: '16' } },
+  {
+    name: 'before: mmap threshold 128 KB, no collection',
+    env: { ...LEAN_MALLOC_ENV, MALLOC_MMAP_THRESHOLD_: '131072', MIXSGA_GC_GARBAGE_MB: '0' },
+  },
+  {
+    name: 'mmap threshold 128 KB, collect outputs over 16 MB',
+    env: { ...LEAN_MALLOC_ENV, MALLOC_MMAP_THRESHOLD_: '131072', MIXSGA_GC_GARBAGE_MB: '16' },
+  },
+  {
+    name: 'mmap threshold 32 KB, no collection',
+    env: { ...LEAN_MALLOC_ENV, MALLOC_MMAP_THRESHOLD_: '32768', MIXSGA_GC_GARBAGE_MB: '0' },
+  },
+  {
+    name: 'shipped: mmap threshold 32 KB, collect outputs over 16 MB',
+    env: { ...LEAN_MALLOC_ENV, MALLOC_MMAP_THRESHOLD_: '32768', MIXSGA_GC_GARBAGE_MB: '16' },
+  },
 ];
 
 const rss = (pid?: number) => processRssMB(pid) ?? NaN;
@@ -67,10 +79,26 @@ async function main(): Promise<void> {
   const gc = await Promise.all(engines.map(async (e) => (await e.memory()).gc));
   for (const e of engines) await e.clearCaches();
   await new Promise((res) => setTimeout(res, 3000));
-  const rows = CONFIGS.map((c, i) => ({ config: c.name, env: c.env, idleRssMB: idle[i], rssAfterMB: after[i],
-    rssAfterClearMB: r2(rss(engines[i].pid)), engineGc: gc[i], cold: stats(cold[i]), warm: stats(warm[i]) }));
+  const rows = CONFIGS.map((c, i) => ({
+    config: c.name,
+    env: c.env,
+    idleRssMB: idle[i],
+    rssAfterMB: after[i],
+    rssAfterClearMB: r2(rss(engines[i].pid)),
+    engineGc: gc[i],
+    cold: stats(cold[i]),
+    warm: stats(warm[i]),
+  }));
   await Promise.all(engines.map((e) => e.dispose()));
-  const data = { tool: 'mem-ab', set, machine: machineFacts(), loadavgAtEnd: os.loadavg().map(r2), rounds, model: modelDir, rows };
+  const data = {
+    tool: 'mem-ab',
+    set,
+    machine: machineFacts(),
+    loadavgAtEnd: os.loadavg().map(r2),
+    rounds,
+    model: modelDir,
+    rows,
+  };
   const file = writeResult(typeof a.out === 'string' ? a.out : undefined, 'cpu', 'mem-ab', '', data);
   for (const x of rows)
     console.log(

@@ -15,7 +15,20 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { EngineClient, LEAN_MALLOC_ENV } from '../engine/client';
 import type { CompletionRequest } from '../engine/api';
-import { ROOT, defaultModelDir, machineFacts, nums, parseArgs, percentile, processHeapSegmentMB, processRssMB, r2, str, int, writeResult } from './common';
+import {
+  ROOT,
+  defaultModelDir,
+  machineFacts,
+  nums,
+  parseArgs,
+  percentile,
+  processHeapSegmentMB,
+  processRssMB,
+  r2,
+  str,
+  int,
+  writeResult,
+} from './common';
 
 const MB = 2 ** 20;
 
@@ -111,8 +124,13 @@ async function main(): Promise<void> {
     if (eq <= 0) throw new Error(`--child-env wants KEY=VALUE pairs separated by commas, got "${kv}"`);
     childEnv[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
-  const eng = await EngineClient.start({ modelDir, device: 'cpu', kvBudgetBytes: baseMB * MB, workerPath,
-    childEnv: ortDefaults ? { MIXSGA_ORT_MEM: 'arena,patterns', ...childEnv } : { ...LEAN_MALLOC_ENV, ...childEnv } });
+  const eng = await EngineClient.start({
+    modelDir,
+    device: 'cpu',
+    kvBudgetBytes: baseMB * MB,
+    workerPath,
+    childEnv: ortDefaults ? { MIXSGA_ORT_MEM: 'arena,patterns', ...childEnv } : { ...LEAN_MALLOC_ENV, ...childEnv },
+  });
   if (eng.state.kind !== 'ready') throw new Error(`engine ${eng.state.kind}: ${JSON.stringify(eng.state)}`);
   let crashes = 0;
   const crashLog: { t: number; state: string }[] = [];
@@ -142,8 +160,20 @@ async function main(): Promise<void> {
   const idleMB = rssMB(eng.pid);
 
   const requests: { t: number; ms: number; stop: string; prefill: number; reused: number }[] = [];
-  const samples: { t: number; rssMB?: number; heapSegmentMB?: number; hostRssMB: number; kvAllocatedMB: number; budgetMB: number; docs: number; requests: number;
-    engineHeapMB?: number; engineArrayBuffersMB?: number; gcCount?: number; gcMs?: number }[] = [];
+  const samples: {
+    t: number;
+    rssMB?: number;
+    heapSegmentMB?: number;
+    hostRssMB: number;
+    kvAllocatedMB: number;
+    budgetMB: number;
+    docs: number;
+    requests: number;
+    engineHeapMB?: number;
+    engineArrayBuffersMB?: number;
+    gcCount?: number;
+    gcMs?: number;
+  }[] = [];
   const marks: { minute: number; rssMB?: number; afterClearMB?: number }[] = [];
   let overBudget = 0,
     maxFill = 0,
@@ -165,9 +195,20 @@ async function main(): Promise<void> {
   const sample = async () => {
     const m = await checkBudget();
     const seg = processHeapSegmentMB(eng.pid);
-    samples.push({ t: r2(tmin()), rssMB: rssMB(eng.pid), heapSegmentMB: seg && r2(seg), hostRssMB: r2(process.memoryUsage().rss / MB), kvAllocatedMB: r2(m.usedBytes / MB),
-      budgetMB: r2(m.budgetBytes / MB), docs: m.docs.length, requests: requests.length,
-      engineHeapMB: m.process?.heapUsedMB, engineArrayBuffersMB: m.process?.arrayBuffersMB, gcCount: m.gc?.count, gcMs: m.gc?.ms });
+    samples.push({
+      t: r2(tmin()),
+      rssMB: rssMB(eng.pid),
+      heapSegmentMB: seg && r2(seg),
+      hostRssMB: r2(process.memoryUsage().rss / MB),
+      kvAllocatedMB: r2(m.usedBytes / MB),
+      budgetMB: r2(m.budgetBytes / MB),
+      docs: m.docs.length,
+      requests: requests.length,
+      engineHeapMB: m.process?.heapUsedMB,
+      engineArrayBuffersMB: m.process?.arrayBuffersMB,
+      gcCount: m.gc?.count,
+      gcMs: m.gc?.ms,
+    });
   };
   const request = (d: Doc, signal?: AbortSignal): Promise<void> => {
     const other = docs[Math.floor(rand() * docs.length)];
@@ -233,7 +274,19 @@ async function main(): Promise<void> {
       vsFirstMark: base && at(m) ? r2(at(m)! / base - 1) : null,
     }));
     return {
-      tool: 'soak', done, flags: { minutes, docs: nDocs, seed, budgetMB: baseMB, model: modelDir, device: 'cpu', marks: markAt, ortDefaults, childEnv },
+      tool: 'soak',
+      done,
+      flags: {
+        minutes,
+        docs: nDocs,
+        seed,
+        budgetMB: baseMB,
+        model: modelDir,
+        device: 'cpu',
+        marks: markAt,
+        ortDefaults,
+        childEnv,
+      },
       machine: facts,
       loadavgAtEnd: os.loadavg().map(r2),
       elapsedMin: r2(tmin()),

@@ -252,7 +252,8 @@ export class KvBudget {
   /** Step 2 with an age cascade: the oldest position groups of the most precise tier one tier down, across
    * documents, until `deficit()` ≤ 0 or every group sits in the last tier. */
   private demoteOldest(deficit: () => number): void {
-    let count = 0, freed = 0;
+    let count = 0,
+      freed = 0;
     while (deficit() > 0) {
       const cands = [...this.lru.values()].flatMap((doc) => doc.tiers!.candidates().map((c) => ({ doc, ...c })));
       if (cands.length === 0) break;
@@ -313,11 +314,15 @@ export class KvBudget {
    * false when nothing was left to drop. Callers repeat it while tier estimates fall short. */
   private windowDoc(id: string, doc: DocCache, deficit: number): boolean {
     const freedAt = new Map<number, number>(); // position -> bytes its entries hold
-    const add = (p: number, b: number) => { if (p >= this.sink) freedAt.set(p, (freedAt.get(p) ?? 0) + b); };
-    doc.segs.forEach((row) => row.forEach((s, e) => {
-      const b = entryBytes(this.shape, e);
-      for (let i = 0; i < s.n; i++) add(s.pos[i], b);
-    }));
+    const add = (p: number, b: number) => {
+      if (p >= this.sink) freedAt.set(p, (freedAt.get(p) ?? 0) + b);
+    };
+    doc.segs.forEach((row) =>
+      row.forEach((s, e) => {
+        const b = entryBytes(this.shape, e);
+        for (let i = 0; i < s.n; i++) add(s.pos[i], b);
+      }),
+    );
     doc.tiers?.visibleBytes(add); // an estimate: a tier's record is freed once all its tokens are dropped
     const positions = [...freedAt.keys()].sort((a, b) => a - b);
     let freed = 0,

@@ -43,7 +43,11 @@ export interface EngineStartOptions extends EngineOptions {
  * 125 KB) are mmapped and go back to the system when freed; in the main heap they fragmented it and it grew with
  * every few hundred requests (docs/soak.md). The default threshold also rises after the first large free.
  */
-export const LEAN_MALLOC_ENV: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '32768', MALLOC_TRIM_THRESHOLD_: '1048576' };
+export const LEAN_MALLOC_ENV: NodeJS.ProcessEnv = {
+  MALLOC_ARENA_MAX: '2',
+  MALLOC_MMAP_THRESHOLD_: '32768',
+  MALLOC_TRIM_THRESHOLD_: '1048576',
+};
 
 interface Pending {
   call: Call;
@@ -155,10 +159,18 @@ export class EngineClient implements Engine {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
       this.worker = w;
-      this.send(w, { type: 'init', init: { modelDir: this.opts.modelDir, device: this.opts.device,
-        kvBudgetBytes: this.opts.kvBudgetBytes, threads: this.opts.threads, layout: this.opts.layout,
-        kvPolicy: this.opts.kvPolicy,
-        testHooks: this.opts.testHooks } });
+      this.send(w, {
+        type: 'init',
+        init: {
+          modelDir: this.opts.modelDir,
+          device: this.opts.device,
+          kvBudgetBytes: this.opts.kvBudgetBytes,
+          threads: this.opts.threads,
+          layout: this.opts.layout,
+          kvPolicy: this.opts.kvPolicy,
+          testHooks: this.opts.testHooks,
+        },
+      });
       w.on('message', (m: FromWorker) => {
         // A worker being stopped may still report ready/initError: it is no longer ours.
         if ((m.type === 'ready' || m.type === 'initError') && this.worker !== w) {

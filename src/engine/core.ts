@@ -17,6 +17,7 @@ import { createSession, LoadedSession } from './session';
 import { ModelRunner, RunResult } from './runner';
 import { KvBudget, BudgetError } from './budget';
 import { KvShape, fullTokenBytes } from './kvStore';
+import { memoryReport } from './memoryReport';
 import { parseCascade } from './kvCascade';
 import { buildPrompt, defaultLimits } from './prompt';
 import { PostProcessor } from './postprocess';
@@ -27,7 +28,11 @@ import { closeView, openView, Rope, viewLength, viewOf } from './spotView';
 import { InputError, requestProblem } from './validate';
 
 export interface CoreOptions {
-  modelDir: string; device: 'auto' | 'cuda' | 'cpu'; kvBudgetBytes: number; threads?: number; layout?: PromptLayout;
+  modelDir: string;
+  device: 'auto' | 'cuda' | 'cpu';
+  kvBudgetBytes: number;
+  threads?: number;
+  layout?: PromptLayout;
   /** EngineOptions.kvPolicy. */
   kvPolicy?: string;
 }
@@ -60,14 +65,25 @@ export class EngineCore {
   private readonly lastContext = new Map<string, ContextSnippet[]>();
   /** Layout psm: each document's last middle start (the text before it, and the suffix it was opened with). */
   private readonly anchors = new Map<string, { text: string; suffix: string }>();
-  private constructor(readonly dir: string, readonly manifest: Manifest, readonly tok: ModelTokenizer,
-    readonly loaded: LoadedSession, readonly runner: ModelRunner, budgetBytes: number, layout: PromptLayout,
-    kvPolicy?: string) {
+  private constructor(
+    readonly dir: string,
+    readonly manifest: Manifest,
+    readonly tok: ModelTokenizer,
+    readonly loaded: LoadedSession,
+    readonly runner: ModelRunner,
+    budgetBytes: number,
+    layout: PromptLayout,
+    kvPolicy?: string,
+  ) {
     const a = manifest.architecture;
     this.layout = manifest.fim ? layout : 'spm'; // without FIM tokens both are the same left-to-right prompt
     this.rope = { theta: a.rope_theta ?? 10000, headDim: a.head_dim };
-    this.shape = { layers: a.num_layers, heads: manifest.experts.map((e) => e.kv_heads), headDim: a.head_dim,
-      dtype: loaded.variant.kv_dtype };
+    this.shape = {
+      layers: a.num_layers,
+      heads: manifest.experts.map((e) => e.kv_heads),
+      headDim: a.head_dim,
+      dtype: loaded.variant.kv_dtype,
+    };
     const policy = kvPolicy ?? manifest.kv_policy;
     if (policy && policy !== 'router') this.shape.cascade = parseCascade(policy, this.shape.heads, this.rope);
     this.budget = new KvBudget(this.shape, budgetBytes);
@@ -99,10 +115,21 @@ export class EngineCore {
   }
 
   /** Runs one chunk (+ decode steps) under the budget: steer, reserve worst case, run, append actual, release. */
-  private async runChunk(docId: string, ids: number[], startPos: number, trace: RequestTrace, gen?: GenSpec):
-    Promise<RunResult> {
-    const steps = Math.max(0, Math.min(gen?.steps ?? 0, this.budget.maxChunk(docId) - ids.length,
-      this.manifest.architecture.max_position_embeddings - 1 - (startPos + ids.length)));
+  private async runChunk(
+    docId: string,
+    ids: number[],
+    startPos: number,
+    trace: RequestTrace,
+    gen?: GenSpec,
+  ): Promise<RunResult> {
+    const steps = Math.max(
+      0,
+      Math.min(
+        gen?.steps ?? 0,
+        this.budget.maxChunk(docId) - ids.length,
+        this.manifest.architecture.max_position_embeddings - 1 - (startPos + ids.length),
+      ),
+    );
     const n = ids.length + steps; // tokens this run may append
     const bias = this.budget.routeBias(n);
     const { reserved, actions } = this.budget.admit(docId, n);
@@ -391,47 +418,11 @@ export class EngineCore {
   }
 
   memory(): MemoryReport {
-    const E = this.shape.heads.length,
-      L = this.shape.layers;
-    const perLayer = Array.from({ length: L }, () => new Array<number>(E).fill(0));
-    const docs = this.budget.docIds().map((id) => {
-      const d = this.budget.peek(id)!;
-      d.segs.forEach((row, l) => row.forEach((s, e) => { perLayer[l][e] += s.n; }));
-      d.tiers?.tiers.forEach((row, l) => row.forEach((t, i) => { perLayer[l][d.tiers!.c.expertOf[i]] += t.count(); }));
-      return { docId: id, tokens: d.nIds, bytes: d.bytes(), expertTokens: d.expertEntries().map((x) => x / L),
-        lastUsed: this.budget.lastUsedAt(id) };
-    });
-    const tot = perLayer.flat().reduce((a, b) => a + b, 0);
-    const shares = new Array<number>(E).fill(0).map((_, e) => (tot ? perLayer.reduce((a, r) => a + r[e], 0) / tot : 0));
-    return {
-      usedBytes: this.budget.used(),
-      budgetBytes: this.budget.budgetBytes,
+    return memoryReport(this.budget, this.shape, {
       device: this.loaded.device,
-      ...(this.loaded.deviceNote ? { deviceNote: this.loaded.deviceNote } : {}),
+      deviceNote: this.loaded.deviceNote,
       modelName: this.manifest.name,
-      docs,
-      expertShares: shares,
-      process: processMemory(),
-      perLayerShares: perLayer.map((r) => {
-        const s = r.reduce((a, b) => a + b, 0);
-        return r.map((x) => (s ? x / s : 0));
-      }),
-      fullBytesPerToken: fullTokenBytes(this.shape),
-      ...(this.shape.cascade ? { cascade: this.cascadeReport() } : {}),
-    };
-  }
-
-  /** MemoryReport.cascade: tier shares summed over documents. */
-  private cascadeReport(): NonNullable<MemoryReport['cascade']> {
-    const c = this.shape.cascade!;
-    const tiers = [{ name: 'full', tokens: 0, bytes: 0 }, ...c.stores.map((s) => ({ name: s.name, tokens: 0, bytes: 0 }))];
-    for (const id of this.budget.docIds()) {
-      const d = this.budget.peek(id)!;
-      tiers[0].tokens += d.segs[0][0].n;
-      for (const row of d.segs) tiers[0].bytes += row[0].allocatedBytes();
-      d.tiers?.stats().forEach((t, i) => { tiers[i + 1].tokens += t.tokens; tiers[i + 1].bytes += t.bytes; });
-    }
-    return { spec: c.spec, band: c.band, sinks: c.sinks, tiers };
+    });
   }
 }
 
@@ -440,18 +431,6 @@ function commonPrefixOf(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let i = 0;
   while (i < n && a[i] === b[i]) i++;
   return i;
-}
-
-/** The engine process's memory in MB (where growth is: JS heap, array buffers, or native). */
-function processMemory(): MemoryReport['process'] {
-  const m = process.memoryUsage(),
-    mb = (x: number) => Math.round((x / 2 ** 20) * 10) / 10;
-  return {
-    rssMB: mb(m.rss),
-    heapUsedMB: mb(m.heapUsed),
-    externalMB: mb(m.external),
-    arrayBuffersMB: mb(m.arrayBuffers),
-  };
 }
 
 export function noSuggestionText(stop: StopReason): string {

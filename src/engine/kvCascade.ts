@@ -51,7 +51,8 @@ export function parseCascade(spec: string, heads: number[], rope: Rope): Cascade
     if (!Number.isInteger(n) || n < 0) throw bad(`${k} must be a whole number ≥ 0`);
     return n;
   };
-  const band = int('band', 0), sinks = int('sinks', 4);
+  const band = int('band', 0),
+    sinks = int('sinks', 4);
   const names = (kw.get('stores') ?? '').split('|').filter(Boolean);
   if (names.length === 0) throw bad('stores=… lists no store');
   const stores = names.map((name): StoreSpec => {
@@ -60,7 +61,8 @@ export function parseCascade(spec: string, heads: number[], rope: Rope): Cascade
     return { name, group: Number(m[1]), bits: Number(m[2]) as Bits, keyChannel: m[3] === 'c' };
   });
   const expertOf = stores.map((s) => {
-    if (!Number.isInteger(heads[0] / s.group) || s.group < 1) throw bad(`store ${s.name}: ${heads[0]} kv heads do not split into groups of ${s.group}`);
+    if (!Number.isInteger(heads[0] / s.group) || s.group < 1)
+      throw bad(`store ${s.name}: ${heads[0]} kv heads do not split into groups of ${s.group}`);
     return Math.max(0, heads.indexOf(heads[0] / s.group));
   });
   stores.forEach((s, i) => {
@@ -75,40 +77,65 @@ export function parseCascade(spec: string, heads: number[], rope: Rope): Cascade
 /** Mean of adjacent heads: [m][2][Hs][D] → [m][2][Hd][D] (mixSGA's pooling, as DocCache.demote does it). */
 export function poolRows(rows: Float32Array, m: number, Hs: number, Hd: number, D: number): Float32Array {
   if (Hs === Hd) return rows;
-  const r = Hs / Hd, out = new Float32Array(m * 2 * Hd * D);
-  for (let t = 0; t < m * 2; t++) for (let j = 0; j < Hd; j++) for (let d = 0; d < D; d++) {
-    let acc = 0;
-    for (let h = j * r; h < (j + 1) * r; h++) acc += rows[(t * Hs + h) * D + d];
-    out[(t * Hd + j) * D + d] = acc / r;
-  }
+  const r = Hs / Hd,
+    out = new Float32Array(m * 2 * Hd * D);
+  for (let t = 0; t < m * 2; t++)
+    for (let j = 0; j < Hd; j++)
+      for (let d = 0; d < D; d++) {
+        let acc = 0;
+        for (let h = j * r; h < (j + 1) * r; h++) acc += rows[(t * Hs + h) * D + d];
+        out[(t * Hd + j) * D + d] = acc / r;
+      }
   return out;
 }
 
 const G = KIVI_GROUP;
 
 /** Row i of src [..][2][Hs][D] into row j of dst [..][2][Hd][D], each pooled head copied to its Hd/Hs heads. */
-function expandRow(src: Float32Array, i: number, Hs: number, dst: Float32Array, j: number, Hd: number, D: number): void {
+function expandRow(
+  src: Float32Array,
+  i: number,
+  Hs: number,
+  dst: Float32Array,
+  j: number,
+  Hd: number,
+  D: number,
+): void {
   const g = Hd / Hs;
-  for (let kv = 0; kv < 2; kv++) for (let h = 0; h < Hd; h++) {
-    const from = (i * 2 * Hs + kv * Hs + Math.floor(h / g)) * D;
-    dst.set(src.subarray(from, from + D), (j * 2 * Hd + kv * Hd + h) * D);
-  }
+  for (let kv = 0; kv < 2; kv++)
+    for (let h = 0; h < Hd; h++) {
+      const from = (i * 2 * Hs + kv * Hs + Math.floor(h / g)) * D;
+      dst.set(src.subarray(from, from + D), (j * 2 * Hd + kv * Hd + h) * D);
+    }
 }
 
-export interface TierStats { name: string; tokens: number; bytes: number }
+export interface TierStats {
+  name: string;
+  tokens: number;
+  bytes: number;
+}
 
 export class DocTiers {
   /** tiers[l][t] */
   readonly tiers: QuantTier[][];
-  constructor(private readonly doc: DocCache, readonly c: Cascade) {
+  constructor(
+    private readonly doc: DocCache,
+    readonly c: Cascade,
+  ) {
     const { layers, heads, headDim } = doc.shape;
-    this.tiers = Array.from({ length: layers }, () => c.stores.map((s) => new QuantTier(s, heads[0] / s.group, headDim)));
+    this.tiers = Array.from({ length: layers }, () =>
+      c.stores.map((s) => new QuantTier(s, heads[0] / s.group, headDim)),
+    );
   }
 
-  private view(): OpenView | undefined { return this.doc.parked as OpenView | undefined; }
+  private view(): OpenView | undefined {
+    return this.doc.parked as OpenView | undefined;
+  }
 
   /** Where the band ends, in base positions. */
-  readPoint(): number { return this.view()?.at ?? this.doc.nIds; }
+  readPoint(): number {
+    return this.view()?.at ?? this.doc.nIds;
+  }
 
   /** Base position of a segment entry at position p (view coordinates while a view is open); −1: request token. */
   private basePos(p: number): number {
@@ -130,28 +157,41 @@ export class DocTiers {
     return b >= this.c.sinks && (b < rp - this.c.band || b >= rp + this.c.band);
   }
 
-  bytes(): number { return this.tiers.reduce((a, row) => row.reduce((b, t) => b + t.allocatedBytes(), a), 0); }
-  count(l = 0): number { return this.tiers[l].reduce((a, t) => a + t.count(), 0); }
+  bytes(): number {
+    return this.tiers.reduce((a, row) => row.reduce((b, t) => b + t.allocatedBytes(), a), 0);
+  }
+  count(l = 0): number {
+    return this.tiers[l].reduce((a, t) => a + t.count(), 0);
+  }
 
   /** Moves every full-precision base token outside the sinks and the band to the first tier; returns how many
    * token-layers moved. Frees bytes: rows leave exactly sized segments, the tier grows by what they need. */
   age(): number {
-    const v = this.view(), shift = v ? v.from - v.head : 0, D = this.doc.shape.headDim, H = this.doc.shape.heads[0];
-    const f16 = this.doc.shape.dtype === 'float16', first = this.c.stores[0];
+    const v = this.view(),
+      shift = v ? v.from - v.head : 0,
+      D = this.doc.shape.headDim,
+      H = this.doc.shape.heads[0];
+    const f16 = this.doc.shape.dtype === 'float16',
+      first = this.c.stores[0];
     const unshift = shift ? ropeTables(shift, this.c.rope, D) : undefined;
     let moved = 0;
     this.doc.segs.forEach((row, l) => {
       const sources = [{ seg: row[0], inView: true }, ...(v ? [{ seg: v.hidden[l][0], inView: false }] : [])];
       for (const { seg, inView } of sources) {
-        const slots: number[] = [], positions: number[] = [];
+        const slots: number[] = [],
+          positions: number[] = [];
         for (let i = 0; i < seg.n; i++) {
           const b = inView ? this.basePos(seg.pos[i]) : seg.pos[i];
-          if (b >= 0 && this.isOld(b)) { slots.push(i); positions.push(b); }
+          if (b >= 0 && this.isOld(b)) {
+            slots.push(i);
+            positions.push(b);
+          }
         }
         if (slots.length === 0) continue;
         const rows = new Float32Array(slots.length * seg.row);
         slots.forEach((s, i) => {
-          for (let j = 0; j < seg.row; j++) rows[i * seg.row + j] = f16 ? f16ToF32(seg.data[seg.at(s) + j]) : seg.data[seg.at(s) + j];
+          for (let j = 0; j < seg.row; j++)
+            rows[i * seg.row + j] = f16 ? f16ToF32(seg.data[seg.at(s) + j]) : seg.data[seg.at(s) + j];
           // kept rows of a windowed view were rotated to their view position: tiers hold base positions
           if (inView && unshift && v && positions[i] >= v.from) rotateHeads(rows, i * seg.row, H, D, unshift, false);
         });
@@ -169,13 +209,25 @@ export class DocTiers {
    * ready when none of its non-sink tokens is still at full precision (channel-mode key groups are complete) and
    * moving it frees bytes. Every layer holds the same tokens (all ages alike), so layer 0 stands for all. */
   candidates(): { tier: number; group: number; age: number }[] {
-    const full = new Set<number>(), v = this.view(), rp = this.readPoint();
-    this.doc.segs[0].forEach((s) => { for (let i = 0; i < s.n; i++) { const b = this.basePos(s.pos[i]); if (b >= this.c.sinks) full.add(Math.floor(b / G)); } });
-    if (v) v.hidden[0].forEach((s) => { for (let i = 0; i < s.n; i++) if (s.pos[i] >= this.c.sinks) full.add(Math.floor(s.pos[i] / G)); });
+    const full = new Set<number>(),
+      v = this.view(),
+      rp = this.readPoint();
+    this.doc.segs[0].forEach((s) => {
+      for (let i = 0; i < s.n; i++) {
+        const b = this.basePos(s.pos[i]);
+        if (b >= this.c.sinks) full.add(Math.floor(b / G));
+      }
+    });
+    if (v)
+      v.hidden[0].forEach((s) => {
+        for (let i = 0; i < s.n; i++) if (s.pos[i] >= this.c.sinks) full.add(Math.floor(s.pos[i] / G));
+      });
     const out: { tier: number; group: number; age: number }[] = [];
     for (let t = 0; t + 1 < this.c.stores.length; t++) {
-      const src = this.tiers[0][t], dst = this.tiers[0][t + 1];
-      const tokens = new Map<number, number>(), records = new Map<number, Set<number>>();
+      const src = this.tiers[0][t],
+        dst = this.tiers[0][t + 1];
+      const tokens = new Map<number, number>(),
+        records = new Map<number, Set<number>>();
       src.forEach((r, _s, p) => {
         const k = Math.floor(p / G);
         tokens.set(k, (tokens.get(k) ?? 0) + 1);
@@ -194,76 +246,105 @@ export class DocTiers {
   /** Moves position group k from tier t to tier t + 1 in every layer (dequantise, pool heads if the next store
    * pools more, quantise again); returns the bytes freed. */
   demote(t: number, k: number): number {
-    const before = this.bytes(), D = this.doc.shape.headDim;
+    const before = this.bytes(),
+      D = this.doc.shape.headDim;
     for (const row of this.tiers) {
       const { rows, positions } = row[t].take((p) => Math.floor(p / G) === k);
-      if (positions.length) row[t + 1].add(poolRows(rows, positions.length, row[t].heads, row[t + 1].heads, D), positions);
+      if (positions.length)
+        row[t + 1].add(poolRows(rows, positions.length, row[t].heads, row[t + 1].heads, D), positions);
     }
     return before - this.bytes();
   }
 
   /** Drops tokens the graph sees at a position ≥ n (DocCache.truncate). */
-  truncate(n: number): void { this.drop((b) => { const p = this.viewPos(b); return p >= n; }); }
+  truncate(n: number): void {
+    this.drop((b) => {
+      const p = this.viewPos(b);
+      return p >= n;
+    });
+  }
   /** Drops tokens the graph sees at positions [sink, keepFrom) (windowing). */
   window(sink: number, keepFrom: number): void {
-    this.drop((b) => { const p = this.viewPos(b); return p >= sink && p < keepFrom; });
+    this.drop((b) => {
+      const p = this.viewPos(b);
+      return p >= sink && p < keepFrom;
+    });
   }
   /** Drops base positions ≥ at (a view's hidden tail). */
-  dropFrom(at: number): void { this.drop((b) => b >= at); }
-  private drop(f: (b: number) => boolean): void { for (const row of this.tiers) for (const t of row) t.remove(f); }
+  dropFrom(at: number): void {
+    this.drop((b) => b >= at);
+  }
+  private drop(f: (b: number) => boolean): void {
+    for (const row of this.tiers) for (const t of row) t.remove(f);
+  }
 
   /** Bytes windowing frees by position the graph sees: a record's bytes count at its last token (dropping the
    * positions up to it frees the record); records holding hidden tokens free nothing. */
   visibleBytes(add: (viewPos: number, bytes: number) => void): void {
-    for (const row of this.tiers) for (const t of row) {
-      const last = new Map<number, number>(); // record -> its last visible position, −1 once a hidden token is seen
-      t.forEach((r, _s, b) => {
-        const p = this.viewPos(b), seen = last.get(r);
-        last.set(r, seen === -1 || p < 0 ? -1 : Math.max(seen ?? 0, p));
-      });
-      for (const p of last.values()) if (p >= 0) add(p, t.recordBytes);
-    }
+    for (const row of this.tiers)
+      for (const t of row) {
+        const last = new Map<number, number>(); // record -> its last visible position, −1 once a hidden token is seen
+        t.forEach((r, _s, b) => {
+          const p = this.viewPos(b),
+            seen = last.get(r);
+          last.set(r, seen === -1 || p < 0 ? -1 : Math.max(seen ?? 0, p));
+        });
+        for (const p of last.values()) if (p >= 0) add(p, t.recordBytes);
+      }
   }
 
   /** The graph inputs past.{l}.{e}: full rows, then the visible tier tokens dequantised (see the header). */
   feeds(): { name: string; data: KvArray; dims: number[] }[] {
-    const { shape } = this.doc, D = shape.headDim, f16 = shape.dtype === 'float16';
-    const v = this.view(), shift = v ? v.from - v.head : 0;
+    const { shape } = this.doc,
+      D = shape.headDim,
+      f16 = shape.dtype === 'float16';
+    const v = this.view(),
+      shift = v ? v.from - v.head : 0;
     const rot = shift ? ropeTables(-shift, this.c.rope, D) : undefined;
     const out: { name: string; data: KvArray; dims: number[] }[] = [];
-    this.doc.segs.forEach((segRow, l) => segRow.forEach((seg, e) => {
-      const tiers = this.tiers[l].filter((_t, i) => this.c.expertOf[i] === e);
-      const row = seg.row, n = seg.n + tiers.reduce((a, t) => a + t.count(), 0);
-      // every tier token dequantised after the full rows; hidden ones are then dropped by compacting
-      const all = new Float32Array((n - seg.n) * row), pos: number[] = [];
-      for (const t of tiers) {
-        const pooled = t.heads === seg.heads ? undefined : new Float32Array(t.slots * 2 * t.heads * D);
-        for (let r = 0; r < t.cap; r++) {
-          if (!pooled) { pos.push(...t.readRecord(r, all, pos.length)); continue; }
-          const ps = t.readRecord(r, pooled, 0);
-          ps.forEach((_p, i) => expandRow(pooled, i, t.heads, all, pos.length + i, seg.heads, D));
-          pos.push(...ps);
+    this.doc.segs.forEach((segRow, l) =>
+      segRow.forEach((seg, e) => {
+        const tiers = this.tiers[l].filter((_t, i) => this.c.expertOf[i] === e);
+        const row = seg.row,
+          n = seg.n + tiers.reduce((a, t) => a + t.count(), 0);
+        // every tier token dequantised after the full rows; hidden ones are then dropped by compacting
+        const all = new Float32Array((n - seg.n) * row),
+          pos: number[] = [];
+        for (const t of tiers) {
+          const pooled = t.heads === seg.heads ? undefined : new Float32Array(t.slots * 2 * t.heads * D);
+          for (let r = 0; r < t.cap; r++) {
+            if (!pooled) {
+              pos.push(...t.readRecord(r, all, pos.length));
+              continue;
+            }
+            const ps = t.readRecord(r, pooled, 0);
+            ps.forEach((_p, i) => expandRow(pooled, i, t.heads, all, pos.length + i, seg.heads, D));
+            pos.push(...ps);
+          }
         }
-      }
-      let m = 0;
-      pos.forEach((b, i) => {
-        if (this.viewPos(b) < 0) return;
-        if (m !== i) all.copyWithin(m * row, i * row, (i + 1) * row);
-        if (rot && v && b >= v.from) rotateHeads(all, m * row, seg.heads, D, rot, false);
-        m++;
-      });
-      const data: KvArray = f16 ? new Uint16Array((seg.n + m) * row) : new Float32Array((seg.n + m) * row);
-      data.set(seg.feed());
-      if (f16) for (let j = 0; j < m * row; j++) data[seg.n * row + j] = f32ToF16(all[j]);
-      else data.set(all.subarray(0, m * row), seg.n * row);
-      out.push({ name: `past.${l}.${e}`, data, dims: [1, seg.n + m, 2, seg.heads, D] });
-    }));
+        let m = 0;
+        pos.forEach((b, i) => {
+          if (this.viewPos(b) < 0) return;
+          if (m !== i) all.copyWithin(m * row, i * row, (i + 1) * row);
+          if (rot && v && b >= v.from) rotateHeads(all, m * row, seg.heads, D, rot, false);
+          m++;
+        });
+        const data: KvArray = f16 ? new Uint16Array((seg.n + m) * row) : new Float32Array((seg.n + m) * row);
+        data.set(seg.feed());
+        if (f16) for (let j = 0; j < m * row; j++) data[seg.n * row + j] = f32ToF16(all[j]);
+        else data.set(all.subarray(0, m * row), seg.n * row);
+        out.push({ name: `past.${l}.${e}`, data, dims: [1, seg.n + m, 2, seg.heads, D] });
+      }),
+    );
     return out;
   }
 
   /** Tokens (layer 0) and allocated bytes (all layers) of each tier, for reports. */
   stats(): TierStats[] {
-    return this.c.stores.map((s, t) => ({ name: s.name, tokens: this.tiers[0][t].count(),
-      bytes: this.tiers.reduce((a, row) => a + row[t].allocatedBytes(), 0) }));
+    return this.c.stores.map((s, t) => ({
+      name: s.name,
+      tokens: this.tiers[0][t].count(),
+      bytes: this.tiers.reduce((a, row) => a + row[t].allocatedBytes(), 0),
+    }));
   }
 }

@@ -26,19 +26,37 @@ export function roundHalfEven(x: number): number {
 }
 
 /** Where a group lives: `src[off + j·stride]` for j < len. */
-export interface GroupRead { src: ArrayLike<number>; off: number; stride: number; len: number }
+export interface GroupRead {
+  src: ArrayLike<number>;
+  off: number;
+  stride: number;
+  len: number;
+}
 
 /**
  * Quantises one group into `codes` at byte `codeOff` (codeBytes(group, bits) bytes) and its fp16 (scale, min)
  * into `scales[2·pair]`, `scales[2·pair + 1]`.
  */
-export function quantiseGroup(g: GroupRead, group: number, bits: Bits, codes: Uint8Array, codeOff: number,
-  scales: Uint16Array, pair: number): void {
+export function quantiseGroup(
+  g: GroupRead,
+  group: number,
+  bits: Bits,
+  codes: Uint8Array,
+  codeOff: number,
+  scales: Uint16Array,
+  pair: number,
+): void {
   const { src, off, stride, len } = g;
   if (len < 1 || len > group) throw new Error(`quantiseGroup: ${len} numbers for a group of ${group}`);
-  let lo = Infinity, hi = -Infinity;
-  for (let j = 0; j < len; j++) { const x = src[off + j * stride]; if (x < lo) lo = x; if (x > hi) hi = x; }
-  lo = Math.fround(lo); hi = Math.fround(hi);
+  let lo = Infinity,
+    hi = -Infinity;
+  for (let j = 0; j < len; j++) {
+    const x = src[off + j * stride];
+    if (x < lo) lo = x;
+    if (x > hi) hi = x;
+  }
+  lo = Math.fround(lo);
+  hi = Math.fround(hi);
   const levels = 2 ** bits - 1;
   let scale = Math.fround(Math.fround(hi - lo) / levels);
   if (!(scale >= SCALE_FLOOR)) scale = SCALE_FLOOR;
@@ -67,15 +85,30 @@ const code = (codes: Uint8Array, codeOff: number, j: number, bits: Bits) =>
   bits === 8 ? codes[codeOff + j] : (codes[codeOff + (j >> 1)] >> ((j & 1) * 4)) & 15;
 
 /** Dequantises the first `len` numbers of a group into `dst[off + j·stride]`. */
-export function dequantiseGroup(codes: Uint8Array, codeOff: number, bits: Bits, scales: Uint16Array, pair: number,
-  dst: Float32Array, off: number, stride: number, len: number): void {
+export function dequantiseGroup(
+  codes: Uint8Array,
+  codeOff: number,
+  bits: Bits,
+  scales: Uint16Array,
+  pair: number,
+  dst: Float32Array,
+  off: number,
+  stride: number,
+  len: number,
+): void {
   const [scale, lo] = groupScale(scales, pair);
   for (let j = 0; j < len; j++) dst[off + j * stride] = Math.fround(code(codes, codeOff, j, bits) * scale) + lo;
 }
 
 /** Number j of a group, dequantised. */
-export function dequantiseOne(codes: Uint8Array, codeOff: number, j: number, bits: Bits, scales: Uint16Array,
-  pair: number): number {
+export function dequantiseOne(
+  codes: Uint8Array,
+  codeOff: number,
+  j: number,
+  bits: Bits,
+  scales: Uint16Array,
+  pair: number,
+): number {
   const [scale, lo] = groupScale(scales, pair);
   return Math.fround(Math.fround(code(codes, codeOff, j, bits) * scale) + lo);
 }

@@ -160,7 +160,8 @@ export class DocCache {
   constructor(readonly shape: KvShape) {
     const E = shape.heads.length;
     this.segs = Array.from({ length: shape.layers }, () =>
-      shape.heads.map((h) => new Segment(h, shape.headDim, E, shape.dtype)));
+      shape.heads.map((h) => new Segment(h, shape.headDim, E, shape.dtype)),
+    );
     if (shape.cascade) this.tiers = new DocTiers(this, shape.cascade);
   }
 
@@ -170,7 +171,8 @@ export class DocCache {
 
   /** Bytes allocated, per the layout at the top of this file (what the budget counts). */
   bytes(): number {
-    let b = docOverheadBytes(this.shape) + this.ids.byteLength + (this.parked?.bytes() ?? 0) + (this.tiers?.bytes() ?? 0);
+    let b =
+      docOverheadBytes(this.shape) + this.ids.byteLength + (this.parked?.bytes() ?? 0) + (this.tiers?.bytes() ?? 0);
     for (const row of this.segs) for (const s of row) b += s.allocatedBytes();
     return b;
   }
@@ -178,7 +180,10 @@ export class DocCache {
   /** Bytes of the entries in use (no spare capacity, no overhead): for reports. */
   usedBytes(): number {
     let b = this.nIds * ID_BYTES;
-    for (const row of this.segs) row.forEach((s, e) => { b += s.n * entryBytes(this.shape, e); });
+    for (const row of this.segs)
+      row.forEach((s, e) => {
+        b += s.n * entryBytes(this.shape, e);
+      });
     return b + (this.parked?.usedBytes() ?? 0) + (this.tiers?.bytes() ?? 0);
   }
 
@@ -197,7 +202,9 @@ export class DocCache {
   }
 
   /** Cached entries per layer (tokens still attended to; ≤ nIds after windowing). */
-  heldTokens(l = 0): number { return this.segs[l].reduce((a, s) => a + s.n, 0) + (this.tiers?.count(l) ?? 0); }
+  heldTokens(l = 0): number {
+    return this.segs[l].reduce((a, s) => a + s.n, 0) + (this.tiers?.count(l) ?? 0);
+  }
 
   /** Longest common prefix of the cached ids and `ids`. */
   commonPrefix(ids: ArrayLike<number>): number {
@@ -346,7 +353,11 @@ export class DocCache {
   window(sink: number, keepFrom: number): number {
     const before = this.bytes();
     this.tiers?.window(sink, keepFrom);
-    for (const row of this.segs) for (const s of row) { s.compact((i) => s.pos[i] < sink || s.pos[i] >= keepFrom); s.fit(0); }
+    for (const row of this.segs)
+      for (const s of row) {
+        s.compact((i) => s.pos[i] < sink || s.pos[i] >= keepFrom);
+        s.fit(0);
+      }
     return before - this.bytes();
   }
 

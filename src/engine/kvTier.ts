@@ -15,7 +15,12 @@
 import { Bits, KIVI_GROUP, codeBytes, dequantiseGroup, dequantiseOne, quantiseGroup } from './kvQuant';
 
 /** How one tier stores a token's K/V (kv_policy.Store): heads pooled in groups of `group`, `bits`, key mode. */
-export interface StoreSpec { name: string; group: number; bits: Bits; keyChannel: boolean }
+export interface StoreSpec {
+  name: string;
+  group: number;
+  bits: Bits;
+  keyChannel: boolean;
+}
 
 const G = KIVI_GROUP;
 
@@ -32,7 +37,11 @@ export class QuantTier {
   readonly recPairs: number;
   /** Bytes of one token's K or V codes for one head. */
   private readonly cb: number;
-  constructor(readonly spec: StoreSpec, readonly heads: number, readonly D: number) {
+  constructor(
+    readonly spec: StoreSpec,
+    readonly heads: number,
+    readonly D: number,
+  ) {
     this.cb = codeBytes(D, spec.bits);
     this.slots = spec.keyChannel ? G : 1;
     const valueCodes = this.slots * heads * this.cb;
@@ -43,20 +52,34 @@ export class QuantTier {
   }
 
   /** Bytes one record allocates. */
-  get recordBytes(): number { return this.recCodes + this.recPairs * 4 + this.slots * 4; }
+  get recordBytes(): number {
+    return this.recCodes + this.recPairs * 4 + this.slots * 4;
+  }
 
   /** Bytes adding `m` tokens of one position group allocates. */
-  costOf(m: number): number { return (this.spec.keyChannel ? 1 : m) * this.recordBytes; }
+  costOf(m: number): number {
+    return (this.spec.keyChannel ? 1 : m) * this.recordBytes;
+  }
 
-  allocatedBytes(): number { return this.codes.byteLength + this.scales.byteLength + this.pos.byteLength; }
+  allocatedBytes(): number {
+    return this.codes.byteLength + this.scales.byteLength + this.pos.byteLength;
+  }
 
   /** Live tokens. */
-  count(): number { let n = 0; for (let i = 0; i < this.cap * this.slots; i++) if (this.pos[i] >= 0) n++; return n; }
+  count(): number {
+    let n = 0;
+    for (let i = 0; i < this.cap * this.slots; i++) if (this.pos[i] >= 0) n++;
+    return n;
+  }
 
   /** Calls f(record, slot, position) for every live token. */
   forEach(f: (rec: number, slot: number, pos: number) => void): void {
     const n = this.slots;
-    for (let r = 0; r < this.cap; r++) for (let s = 0; s < n; s++) { const p = this.pos[r * n + s]; if (p >= 0) f(r, s, p); }
+    for (let r = 0; r < this.cap; r++)
+      for (let s = 0; s < n; s++) {
+        const p = this.pos[r * n + s];
+        if (p >= 0) f(r, s, p);
+      }
   }
 
   /** Position groups (k) that hold live tokens. */
@@ -67,13 +90,17 @@ export class QuantTier {
   }
 
   private resize(cap: number): void {
-    const codes = new Uint8Array(cap * this.recCodes), scales = new Uint16Array(cap * this.recPairs * 2);
+    const codes = new Uint8Array(cap * this.recCodes),
+      scales = new Uint16Array(cap * this.recPairs * 2);
     const pos = new Int32Array(cap * this.slots).fill(-1);
     const keep = Math.min(cap, this.cap);
     codes.set(this.codes.subarray(0, keep * this.recCodes));
     scales.set(this.scales.subarray(0, keep * this.recPairs * 2));
     pos.set(this.pos.subarray(0, keep * this.slots));
-    this.codes = codes; this.scales = scales; this.pos = pos; this.cap = cap;
+    this.codes = codes;
+    this.scales = scales;
+    this.pos = pos;
+    this.cap = cap;
   }
 
   /**
@@ -81,7 +108,11 @@ export class QuantTier {
    * (ascending, all in one group k for channel mode, which quantises its keys over them at once).
    */
   add(rows: Float32Array, positions: number[]): void {
-    const m = positions.length, H = this.heads, D = this.D, row = 2 * H * D, bits = this.spec.bits;
+    const m = positions.length,
+      H = this.heads,
+      D = this.D,
+      row = 2 * H * D,
+      bits = this.spec.bits;
     if (m === 0) return;
     const first = this.cap;
     if (this.spec.keyChannel) {
@@ -89,21 +120,40 @@ export class QuantTier {
         throw new Error(`QuantTier.add: channel-mode keys take one group of ${G} positions at a time`);
       }
       this.resize(first + 1);
-      const c0 = first * this.recCodes, p0 = first * this.recPairs;
-      for (let h = 0; h < H; h++) for (let d = 0; d < D; d++) {
-        const ch = h * D + d;
-        quantiseGroup({ src: rows, off: h * D + d, stride: row, len: m }, G, bits, this.codes,
-          c0 + ch * codeBytes(G, bits), this.scales, p0 + ch);
+      const c0 = first * this.recCodes,
+        p0 = first * this.recPairs;
+      for (let h = 0; h < H; h++)
+        for (let d = 0; d < D; d++) {
+          const ch = h * D + d;
+          quantiseGroup(
+            { src: rows, off: h * D + d, stride: row, len: m },
+            G,
+            bits,
+            this.codes,
+            c0 + ch * codeBytes(G, bits),
+            this.scales,
+            p0 + ch,
+          );
+        }
+      for (let s = 0; s < m; s++) {
+        this.writeValues(first, s, rows, s * row);
+        this.pos[first * G + s] = positions[s];
       }
-      for (let s = 0; s < m; s++) { this.writeValues(first, s, rows, s * row); this.pos[first * G + s] = positions[s]; }
       return;
     }
     this.resize(first + m);
     for (let i = 0; i < m; i++) {
       const r = first + i;
       for (let h = 0; h < H; h++) {
-        quantiseGroup({ src: rows, off: i * row + h * D, stride: 1, len: D }, D, bits, this.codes,
-          r * this.recCodes + h * this.cb, this.scales, r * this.recPairs + h);
+        quantiseGroup(
+          { src: rows, off: i * row + h * D, stride: 1, len: D },
+          D,
+          bits,
+          this.codes,
+          r * this.recCodes + h * this.cb,
+          this.scales,
+          r * this.recPairs + h,
+        );
       }
       this.writeValues(r, 0, rows, i * row);
       this.pos[r] = positions[i];
@@ -111,27 +161,67 @@ export class QuantTier {
   }
 
   private writeValues(r: number, s: number, rows: Float32Array, off: number): void {
-    const H = this.heads, D = this.D;
+    const H = this.heads,
+      D = this.D;
     for (let h = 0; h < H; h++) {
-      quantiseGroup({ src: rows, off: off + (H + h) * D, stride: 1, len: D }, D, this.spec.bits, this.codes,
-        r * this.recCodes + this.keyCodes + (s * H + h) * this.cb, this.scales, r * this.recPairs + this.keyPairs + s * H + h);
+      quantiseGroup(
+        { src: rows, off: off + (H + h) * D, stride: 1, len: D },
+        D,
+        this.spec.bits,
+        this.codes,
+        r * this.recCodes + this.keyCodes + (s * H + h) * this.cb,
+        this.scales,
+        r * this.recPairs + this.keyPairs + s * H + h,
+      );
     }
   }
 
   /** Dequantises every live token of record r into consecutive rows [2][heads][D] of out from row `at` (one
    * scale read per group); returns the positions, in row order. */
   readRecord(r: number, out: Float32Array, at: number): number[] {
-    const H = this.heads, D = this.D, bits = this.spec.bits, row = 2 * H * D, n = this.slots;
-    const c0 = r * this.recCodes, p0 = r * this.recPairs, live: number[] = [], positions: number[] = [];
-    for (let s = 0; s < n; s++) { const p = this.pos[r * n + s]; if (p >= 0) { live.push(s); positions.push(p); } }
+    const H = this.heads,
+      D = this.D,
+      bits = this.spec.bits,
+      row = 2 * H * D,
+      n = this.slots;
+    const c0 = r * this.recCodes,
+      p0 = r * this.recPairs,
+      live: number[] = [],
+      positions: number[] = [];
+    for (let s = 0; s < n; s++) {
+      const p = this.pos[r * n + s];
+      if (p >= 0) {
+        live.push(s);
+        positions.push(p);
+      }
+    }
     live.forEach((s, i) => {
       const o = (at + i) * row;
       for (let h = 0; h < H; h++) {
         if (!this.spec.keyChannel) {
-          dequantiseGroup(this.codes, c0 + (s * H + h) * this.cb, bits, this.scales, p0 + s * H + h, out, o + h * D, 1, D);
+          dequantiseGroup(
+            this.codes,
+            c0 + (s * H + h) * this.cb,
+            bits,
+            this.scales,
+            p0 + s * H + h,
+            out,
+            o + h * D,
+            1,
+            D,
+          );
         }
-        dequantiseGroup(this.codes, c0 + this.keyCodes + (s * H + h) * this.cb, bits, this.scales,
-          p0 + this.keyPairs + s * H + h, out, o + (H + h) * D, 1, D);
+        dequantiseGroup(
+          this.codes,
+          c0 + this.keyCodes + (s * H + h) * this.cb,
+          bits,
+          this.scales,
+          p0 + this.keyPairs + s * H + h,
+          out,
+          o + (H + h) * D,
+          1,
+          D,
+        );
       }
     });
     if (this.spec.keyChannel && live.length) {
@@ -140,7 +230,10 @@ export class QuantTier {
       for (let ch = 0; ch < H * D; ch++) {
         const off = c0 + ch * codeBytes(G, bits);
         if (dense) dequantiseGroup(this.codes, off, bits, this.scales, p0 + ch, out, at * row + ch, row, live.length);
-        else live.forEach((s, i) => { out[(at + i) * row + ch] = dequantiseOne(this.codes, off, s, bits, this.scales, p0 + ch); });
+        else
+          live.forEach((s, i) => {
+            out[(at + i) * row + ch] = dequantiseOne(this.codes, off, s, bits, this.scales, p0 + ch);
+          });
       }
     }
     return positions;
@@ -148,7 +241,11 @@ export class QuantTier {
 
   /** Dequantises token (rec, slot) into out[off …] as [2][heads][D] float32. */
   read(r: number, s: number, out: Float32Array, off: number): void {
-    const H = this.heads, D = this.D, bits = this.spec.bits, c0 = r * this.recCodes, p0 = r * this.recPairs;
+    const H = this.heads,
+      D = this.D,
+      bits = this.spec.bits,
+      c0 = r * this.recCodes,
+      p0 = r * this.recPairs;
     for (let h = 0; h < H; h++) {
       if (this.spec.keyChannel) {
         for (let d = 0; d < D; d++) {
@@ -156,20 +253,45 @@ export class QuantTier {
           out[off + ch] = dequantiseOne(this.codes, c0 + ch * codeBytes(G, bits), s, bits, this.scales, p0 + ch);
         }
       } else {
-        dequantiseGroup(this.codes, c0 + (s * H + h) * this.cb, bits, this.scales, p0 + s * H + h, out, off + h * D, 1, D);
+        dequantiseGroup(
+          this.codes,
+          c0 + (s * H + h) * this.cb,
+          bits,
+          this.scales,
+          p0 + s * H + h,
+          out,
+          off + h * D,
+          1,
+          D,
+        );
       }
-      dequantiseGroup(this.codes, c0 + this.keyCodes + (s * H + h) * this.cb, bits, this.scales,
-        p0 + this.keyPairs + s * H + h, out, off + (H + h) * D, 1, D);
+      dequantiseGroup(
+        this.codes,
+        c0 + this.keyCodes + (s * H + h) * this.cb,
+        bits,
+        this.scales,
+        p0 + this.keyPairs + s * H + h,
+        out,
+        off + (H + h) * D,
+        1,
+        D,
+      );
     }
   }
 
   /** Removes (and returns, dequantised, ascending by position) the live tokens whose position passes `take`. */
   take(take: (pos: number) => boolean): { rows: Float32Array; positions: number[] } {
     const found: { r: number; s: number; p: number }[] = [];
-    this.forEach((r, s, p) => { if (take(p)) found.push({ r, s, p }); });
+    this.forEach((r, s, p) => {
+      if (take(p)) found.push({ r, s, p });
+    });
     found.sort((a, b) => a.p - b.p);
-    const row = 2 * this.heads * this.D, rows = new Float32Array(found.length * row);
-    found.forEach((t, i) => { this.read(t.r, t.s, rows, i * row); this.pos[t.r * this.slots + t.s] = -1; });
+    const row = 2 * this.heads * this.D,
+      rows = new Float32Array(found.length * row);
+    found.forEach((t, i) => {
+      this.read(t.r, t.s, rows, i * row);
+      this.pos[t.r * this.slots + t.s] = -1;
+    });
     if (found.length) this.dropEmpty();
     return { rows, positions: found.map((t) => t.p) };
   }
@@ -177,7 +299,11 @@ export class QuantTier {
   /** Removes the live tokens whose position passes `drop`; returns how many. */
   remove(drop: (pos: number) => boolean): number {
     let n = 0;
-    for (let i = 0; i < this.cap * this.slots; i++) if (this.pos[i] >= 0 && drop(this.pos[i])) { this.pos[i] = -1; n++; }
+    for (let i = 0; i < this.cap * this.slots; i++)
+      if (this.pos[i] >= 0 && drop(this.pos[i])) {
+        this.pos[i] = -1;
+        n++;
+      }
     if (n) this.dropEmpty();
     return n;
   }

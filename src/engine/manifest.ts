@@ -120,9 +120,19 @@ export function validateManifest(m: any): Manifest {
   }
   req(m.files && typeof m.files === 'object', '"files" (sha256 per file) missing');
   if (m.kv_policy !== undefined) {
-    req(typeof m.kv_policy === 'string', '"kv_policy" must be a string such as "band=32,order=age,stores=g1-int8|g1-int4c|g2-int4c"');
-    try { parseCascade(m.kv_policy, m.experts.map((e: Expert) => e.kv_heads), { theta: 1e4, headDim: a.head_dim }); }
-    catch (e) { req(false, (e as Error).message); }
+    req(
+      typeof m.kv_policy === 'string',
+      '"kv_policy" must be a string such as "band=32,order=age,stores=g1-int8|g1-int4c|g2-int4c"',
+    );
+    try {
+      parseCascade(
+        m.kv_policy,
+        m.experts.map((e: Expert) => e.kv_heads),
+        { theta: 1e4, headDim: a.head_dim },
+      );
+    } catch (e) {
+      req(false, (e as Error).message);
+    }
   }
   return m as Manifest;
 }

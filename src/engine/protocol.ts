@@ -2,7 +2,12 @@
 import type { CompletionRequest, ContextSnippet, DeviceSetting, PromptLayout } from './api';
 
 export interface InitData {
-  modelDir: string; device: DeviceSetting; kvBudgetBytes: number; threads?: number; layout?: PromptLayout; kvPolicy?: string;
+  modelDir: string;
+  device: DeviceSetting;
+  kvBudgetBytes: number;
+  threads?: number;
+  layout?: PromptLayout;
+  kvPolicy?: string;
   /** Enables the crash hook used by the integration tests. */
   testHooks?: boolean;
 }

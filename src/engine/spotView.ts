@@ -33,7 +33,6 @@ export interface OpenView extends ViewSpec {
   usedBytes(): number;
 }
 
-
 export const viewOf = (doc: DocCache): OpenView | undefined => doc.parked as OpenView | undefined;
 export const viewShift = (v: ViewSpec): number => v.from - v.head;
 /** Length of the view's prefix (what a request's own tokens follow). */
@@ -121,15 +120,25 @@ export function closeView(doc: DocCache, rope: Rope): void {
   const end = viewLength(v);
   doc.parked = undefined;
   doc.truncateSegs(end); // the request's tokens; tiers hold base tokens only
-  doc.segs.forEach((row, l) => row.forEach((s, e) => {
-    if (shift !== 0) {
-      const band: number[] = [];
-      for (let i = 0; i < s.n; i++) if (s.pos[i] >= head) { band.push(i); s.pos[i] += shift; }
-      rotateKeys(s, band, shift, rope, f16);
-    }
-    const h = v.hidden[l][e];
-    moveRows(h, Array.from({ length: h.n }, (_, i) => i), s);
-  }));
+  doc.segs.forEach((row, l) =>
+    row.forEach((s, e) => {
+      if (shift !== 0) {
+        const band: number[] = [];
+        for (let i = 0; i < s.n; i++)
+          if (s.pos[i] >= head) {
+            band.push(i);
+            s.pos[i] += shift;
+          }
+        rotateKeys(s, band, shift, rope, f16);
+      }
+      const h = v.hidden[l][e];
+      moveRows(
+        h,
+        Array.from({ length: h.n }, (_, i) => i),
+        s,
+      );
+    }),
+  );
   if (v.baseIds.length > doc.ids.length) doc.ids = new Int32Array(v.baseIds.length);
   doc.ids.set(v.baseIds);
   doc.nIds = v.baseIds.length;
@@ -141,7 +150,11 @@ export function dropHiddenTail(doc: DocCache): number {
   if (!v) return 0;
   const before = v.bytes() + (doc.tiers?.bytes() ?? 0);
   doc.tiers?.dropFrom(v.at);
-  for (const row of v.hidden) for (const s of row) { s.compact((i) => s.pos[i] < v.at); s.fit(0); }
+  for (const row of v.hidden)
+    for (const s of row) {
+      s.compact((i) => s.pos[i] < v.at);
+      s.fit(0);
+    }
   v.baseIds = v.baseIds.slice(0, v.at);
   return before - v.bytes() - (doc.tiers?.bytes() ?? 0);
 }

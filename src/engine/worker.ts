@@ -118,7 +118,8 @@ function onMessage(m: Exclude<ToWorker, { type: 'init' }>): void {
     return;
   }
   const c = core;
-  if (call.method === 'memory') { // read-only: answered at once, not behind a running request
+  if (call.method === 'memory') {
+    // read-only: answered at once, not behind a running request
     post({ type: 'result', id, ok: true, value: { ...c.memory(), gc: { ...gcStats, ms: Math.round(gcStats.ms) } } });
     return;
   }

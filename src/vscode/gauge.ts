@@ -114,7 +114,9 @@ function tooltip(r: MemoryReport | undefined, off: boolean, note?: string): vsco
     md.appendMarkdown('\n');
   }
   if (r.cascade) {
-    md.appendMarkdown(`KV tiers by age: ${r.cascade.sinks} sinks + band of ${r.cascade.band} tokens before the cursor at full precision\n\n`);
+    md.appendMarkdown(
+      `KV tiers by age: ${r.cascade.sinks} sinks + band of ${r.cascade.band} tokens before the cursor at full precision\n\n`,
+    );
     md.appendMarkdown('| tier | tokens | MB |\n|---|---|---|\n');
     for (const t of r.cascade.tiers) md.appendMarkdown(`| ${escape(t.name)} | ${t.tokens} | ${mb(t.bytes)} |\n`);
     md.appendMarkdown('\n');

@@ -42,5 +42,7 @@ export function requestLogLine(tr: RequestTrace, languageId: string, debounceMs:
   return (
     `#${tr.requestId} ${languageId} ${tr.stopReason}: ${chars} chars in ${tr.totalMs.toFixed(0)} ms ` +
     `(prompt ${tr.reusedTokens} reused + ${tr.prefillTokens} computed, ${tr.prefillMs.toFixed(0)} ms; ` +
-    `${tr.generatedTokens} generated of ${tr.modelTokens} picked, +${tr.decodeMs.toFixed(0)} ms; debounce ${debounceMs} ms)` + (budget ? `; budget: ${budget}` : '');
+    `${tr.generatedTokens} generated of ${tr.modelTokens} picked, +${tr.decodeMs.toFixed(0)} ms; debounce ${debounceMs} ms)` +
+    (budget ? `; budget: ${budget}` : '')
+  );
 }

@@ -20,12 +20,15 @@ function allocated(b: KvBudget): number {
   for (const id of b.docIds()) {
     const d = b.peek(id)!;
     sum += docOverheadBytes(d.shape) + d.ids.buffer.byteLength;
-    for (const s of d.segs.flat()) sum += s.data.buffer.byteLength + s.pos.buffer.byteLength + s.scores.buffer.byteLength;
-    for (const t of d.tiers?.tiers.flat() ?? []) sum += t.codes.buffer.byteLength + t.scales.buffer.byteLength + t.pos.buffer.byteLength;
+    for (const s of d.segs.flat())
+      sum += s.data.buffer.byteLength + s.pos.buffer.byteLength + s.scores.buffer.byteLength;
+    for (const t of d.tiers?.tiers.flat() ?? [])
+      sum += t.codes.buffer.byteLength + t.scales.buffer.byteLength + t.pos.buffer.byteLength;
     const v = viewOf(d);
     if (v) {
       sum += v.baseIds.buffer.byteLength;
-      for (const s of v.hidden.flat()) sum += s.data.buffer.byteLength + s.pos.buffer.byteLength + s.scores.buffer.byteLength;
+      for (const s of v.hidden.flat())
+        sum += s.data.buffer.byteLength + s.pos.buffer.byteLength + s.scores.buffer.byteLength;
     }
   }
   return sum;
@@ -64,7 +67,14 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 /** With a cascade, also prefix views at a cursor (spotView.ts): opened at a fraction of the cache, or closed. */
 const cascadeOpArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 8, arbitrary: opArb },
-  { weight: 2, arbitrary: fc.record({ t: fc.constant('view' as const), doc: fc.nat(3), at: fc.double({ min: -0.2, max: 1, noNaN: true }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      t: fc.constant('view' as const),
+      doc: fc.nat(3),
+      at: fc.double({ min: -0.2, max: 1, noNaN: true }),
+    }),
+  },
 );
 
 function run(ops: Op[], budgetTokens: number, seed: number, sh = shape) {
@@ -90,8 +100,16 @@ function run(ops: Op[], budgetTokens: number, seed: number, sh = shape) {
           ok();
           // route 3 = "follow the bias": coarsest when steering is on (exercises step 1)
           // (a cascade's bias forces expert 0, as the graph's argmax does with it)
-          const { ids, kv } = synthChunk(sh, n, r, sh.cascade ? () => (bias[1] < 0 ? 0 : 1)
-            : op.route === 3 ? () => (bias[2] > 0 ? 2 : 0) : () => op.route % 3);
+          const { ids, kv } = synthChunk(
+            sh,
+            n,
+            r,
+            sh.cascade
+              ? () => (bias[1] < 0 ? 0 : 1)
+              : op.route === 3
+                ? () => (bias[2] > 0 ? 2 : 0)
+                : () => op.route % 3,
+          );
           b.commit(id, reserved, ids, kv);
           ok();
           left -= n;
@@ -104,16 +122,26 @@ function run(ops: Op[], budgetTokens: number, seed: number, sh = shape) {
         break;
       }
       case 'switch':
-        try { b.touch(id); } catch (e) {
+        try {
+          b.touch(id);
+        } catch (e) {
           assert.ok(e instanceof BudgetError && b.budgetBytes < over, String(e));
         }
         break;
-      case 'close': b.close(id); break;
-      case 'budget': b.setBudget(op.tokens * full + (op.tokens % 7 ? over : 0)); break;
+      case 'close':
+        b.close(id);
+        break;
+      case 'budget':
+        b.setBudget(op.tokens * full + (op.tokens % 7 ? over : 0));
+        break;
       case 'view': {
         const d = b.peek(id);
         if (!d) break;
-        if (viewOf(d) || op.at < 0) { closeView(d, rope); b.enforce(); break; }
+        if (viewOf(d) || op.at < 0) {
+          closeView(d, rope);
+          b.enforce();
+          break;
+        }
         const at = Math.floor(d.nIds * op.at);
         openView(d, { head: Math.min(2, at), from: Math.min(2, at), at }, rope);
         b.enforce();
@@ -138,8 +166,15 @@ test('budget invariant: bytes allocated ≤ budget after every operation (random
 });
 
 test('budget invariant with the age cascade: allocated bytes (codes, scales, capacity) ≤ budget, views included', () => {
-  fc.assert(fc.property(fc.array(cascadeOpArb, { minLength: 1, maxLength: 60 }), fc.integer({ min: 3, max: 100 }), fc.nat(),
-    (ops, budgetTokens, seed) => run(ops, budgetTokens, seed + 1, cascadeShape)), { numRuns: 150 });
+  fc.assert(
+    fc.property(
+      fc.array(cascadeOpArb, { minLength: 1, maxLength: 60 }),
+      fc.integer({ min: 3, max: 100 }),
+      fc.nat(),
+      (ops, budgetTokens, seed) => run(ops, budgetTokens, seed + 1, cascadeShape),
+    ),
+    { numRuns: 150 },
+  );
 });
 
 test('admission order: demote first, then evict other documents, then window the current one', () => {

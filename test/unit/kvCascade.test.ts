@@ -9,7 +9,10 @@ import { FullKv, synthChunk, rng } from './synth';
 
 const rope = { theta: 1e4, headDim: 8 };
 const base: KvShape = { layers: 2, heads: [4, 2, 1], headDim: 8, dtype: 'float32' };
-const shape: KvShape = { ...base, cascade: parseCascade('band=32,order=age,stores=g1-int8|g1-int4c|g2-int4c', base.heads, rope) };
+const shape: KvShape = {
+  ...base,
+  cascade: parseCascade('band=32,order=age,stores=g1-int8|g1-int4c|g2-int4c', base.heads, rope),
+};
 
 /** A document of n tokens, all at expert 0 (what route_bias forces), and their full-precision K/V by position. */
 function filled(n: number, seed = 3): { doc: DocCache; full: FullKv } {
@@ -28,12 +31,22 @@ test('tokens leave the band for int8; the feed holds every token, int8 read back
   const { doc, full } = filled(100);
   const moved = doc.tiers!.age();
   assert.equal(moved, 2 * 64, '64 tokens per layer are older than sinks + band');
-  assert.deepEqual(Array.from(doc.segs[0][0].pos.subarray(0, doc.segs[0][0].n)).sort((a, b) => a - b),
-    [0, 1, 2, 3, ...Array.from({ length: 32 }, (_, i) => 68 + i)], 'sinks and band stay full precision');
-  assert.deepEqual(positions(doc, 0), Array.from({ length: 64 }, (_, i) => 4 + i));
+  assert.deepEqual(
+    Array.from(doc.segs[0][0].pos.subarray(0, doc.segs[0][0].n)).sort((a, b) => a - b),
+    [0, 1, 2, 3, ...Array.from({ length: 32 }, (_, i) => 68 + i)],
+    'sinks and band stay full precision',
+  );
+  assert.deepEqual(
+    positions(doc, 0),
+    Array.from({ length: 64 }, (_, i) => 4 + i),
+  );
   const feeds = doc.feeds();
-  assert.deepEqual(feeds.map((f) => f.dims[1]), [100, 0, 0, 100, 0, 0]);
-  const tier = doc.tiers!.tiers[1][0], row = new Float32Array(2 * 4 * 8);
+  assert.deepEqual(
+    feeds.map((f) => f.dims[1]),
+    [100, 0, 0, 100, 0, 0],
+  );
+  const tier = doc.tiers!.tiers[1][0],
+    row = new Float32Array(2 * 4 * 8);
   tier.forEach((r, s, p) => {
     tier.read(r, s, row, 0);
     const want = [...full[1][p].k.flat(), ...full[1][p].v.flat()];
@@ -74,7 +87,11 @@ test('a view moves the band before its cursor; hidden tokens are not fed and com
   openView(doc, { head: 4, from: 4, at: 120 }, rope);
   doc.tiers!.age(); // what enforce() does after a view opens: the read point is now 120
   const fullPos = Array.from(doc.segs[0][0].pos.subarray(0, doc.segs[0][0].n)).sort((a, b) => a - b);
-  assert.deepEqual(fullPos, [0, 1, 2, 3], 'band tokens before the new cursor were already int8: they stay (no recompute)');
+  assert.deepEqual(
+    fullPos,
+    [0, 1, 2, 3],
+    'band tokens before the new cursor were already int8: they stay (no recompute)',
+  );
   assert.equal(doc.feeds()[0].dims[1], 120, 'only positions before the cursor are fed');
   closeView(doc, rope);
   assert.equal(doc.feeds()[0].dims[1], 200);
@@ -90,15 +107,18 @@ test('a windowed view feeds tier keys rotated by its shift, exactly as its full-
   const { ids, kv } = synthChunk(base, 150, rng(9), () => 0);
   plain.append(ids, kv);
   openView(plain, spec, rope);
-  const fa = a.feeds()[0], fp = plain.feeds()[0];
+  const fa = a.feeds()[0],
+    fp = plain.feeds()[0];
   assert.equal(fa.dims[1], fp.dims[1]);
   // same multiset of rows up to int8 error: match each full row of `plain` by its nearest row of `a`
-  const row = 2 * 4 * 8, n = fa.dims[1];
+  const row = 2 * 4 * 8,
+    n = fa.dims[1];
   for (let i = 0; i < n; i++) {
     let best = Infinity;
     for (let j = 0; j < n; j++) {
       let m = 0;
-      for (let x = 0; x < row; x++) m = Math.max(m, Math.abs((fa.data[j * row + x] as number) - (fp.data[i * row + x] as number)));
+      for (let x = 0; x < row; x++)
+        m = Math.max(m, Math.abs((fa.data[j * row + x] as number) - (fp.data[i * row + x] as number)));
       best = Math.min(best, m);
     }
     assert.ok(best <= 2 / 255 + 1e-6, `row ${i}: nearest ${best}`);
@@ -115,15 +135,21 @@ test('a model without a 2-head expert gets the g2 tier as expert 0 rows, each po
   const [f] = doc.feeds();
   assert.deepEqual(f.dims, [1, 60, 2, 4, 8]);
   const row = 2 * 4 * 8;
-  for (let t = 36; t < 60; t++) for (const kvOff of [0, 32]) for (const h of [0, 2]) for (let d = 0; d < 8; d++) {
-    const o = t * row + kvOff + h * 8 + d;
-    assert.equal(f.data[o], f.data[o + 8], `token row ${t}: heads ${h} and ${h + 1} hold their pooled mean`);
-  }
+  for (let t = 36; t < 60; t++)
+    for (const kvOff of [0, 32])
+      for (const h of [0, 2])
+        for (let d = 0; d < 8; d++) {
+          const o = t * row + kvOff + h * 8 + d;
+          assert.equal(f.data[o], f.data[o + 8], `token row ${t}: heads ${h} and ${h + 1} hold their pooled mean`);
+        }
 });
 
 test('kv_policy specs are checked by name', () => {
   assert.throws(() => parseCascade('band=32,order=route,stores=g1-int8', [4, 2, 1], rope), /only order=age/);
-  assert.throws(() => parseCascade('band=32,order=age,stores=g3-int8', [4, 2, 1], rope), /do not split into groups of 3/);
+  assert.throws(
+    () => parseCascade('band=32,order=age,stores=g3-int8', [4, 2, 1], rope),
+    /do not split into groups of 3/,
+  );
   assert.throws(() => parseCascade('band=8,order=age,stores=g1-int4c', [4, 2, 1], rope), /band ≥ 32/);
   assert.throws(() => parseCascade('band=32,order=age,stores=g1-fp8', [4, 2, 1], rope), /not g<heads/);
   assert.throws(() => parseCascade('band=32,order=age,bogus=1,stores=g1-int8', [4, 2, 1], rope), /unknown key/);
