@@ -195,35 +195,7 @@ export class QuantTier {
         positions.push(p);
       }
     }
-    live.forEach((s, i) => {
-      const o = (at + i) * row;
-      for (let h = 0; h < H; h++) {
-        if (!this.spec.keyChannel) {
-          dequantiseGroup(
-            this.codes,
-            c0 + (s * H + h) * this.cb,
-            bits,
-            this.scales,
-            p0 + s * H + h,
-            out,
-            o + h * D,
-            1,
-            D,
-          );
-        }
-        dequantiseGroup(
-          this.codes,
-          c0 + this.keyCodes + (s * H + h) * this.cb,
-          bits,
-          this.scales,
-          p0 + this.keyPairs + s * H + h,
-          out,
-          o + (H + h) * D,
-          1,
-          D,
-        );
-      }
-    });
+    live.forEach((s, i) => this.readTokenHeads(c0, p0, s, out, (at + i) * row));
     if (this.spec.keyChannel && live.length) {
       // keys of slot s in channel ch are code s of the channel's group: contiguous slots read as one strided group
       const dense = live[live.length - 1] + 1 === live.length; // no holes: slots 0 … m−1
@@ -246,31 +218,28 @@ export class QuantTier {
       bits = this.spec.bits,
       c0 = r * this.recCodes,
       p0 = r * this.recPairs;
+    if (this.spec.keyChannel)
+      for (let ch = 0; ch < H * D; ch++)
+        out[off + ch] = dequantiseOne(this.codes, c0 + ch * codeBytes(G, bits), s, bits, this.scales, p0 + ch);
+    this.readTokenHeads(c0, p0, s, out, off);
+  }
+
+  /** The per-token groups of slot s of the record at (c0, p0) into out[off …]: its key heads (unless keys are
+   * stored per channel) and its value heads. */
+  private readTokenHeads(c0: number, p0: number, s: number, out: Float32Array, off: number): void {
+    const H = this.heads,
+      D = this.D,
+      bits = this.spec.bits;
     for (let h = 0; h < H; h++) {
-      if (this.spec.keyChannel) {
-        for (let d = 0; d < D; d++) {
-          const ch = h * D + d;
-          out[off + ch] = dequantiseOne(this.codes, c0 + ch * codeBytes(G, bits), s, bits, this.scales, p0 + ch);
-        }
-      } else {
-        dequantiseGroup(
-          this.codes,
-          c0 + (s * H + h) * this.cb,
-          bits,
-          this.scales,
-          p0 + s * H + h,
-          out,
-          off + h * D,
-          1,
-          D,
-        );
-      }
+      const g = s * H + h;
+      if (!this.spec.keyChannel)
+        dequantiseGroup(this.codes, c0 + g * this.cb, bits, this.scales, p0 + g, out, off + h * D, 1, D);
       dequantiseGroup(
         this.codes,
-        c0 + this.keyCodes + (s * H + h) * this.cb,
+        c0 + this.keyCodes + g * this.cb,
         bits,
         this.scales,
-        p0 + this.keyPairs + s * H + h,
+        p0 + this.keyPairs + g,
         out,
         off + (H + h) * D,
         1,
