@@ -81,6 +81,23 @@ export interface RequestTrace {
   budgetActions: string[];
 }
 
+/** A trace of a request that has done nothing yet: every counter 0, no budget actions. */
+export function newTrace(requestId: number, docId: string, stopReason: StopReason): RequestTrace {
+  return {
+    requestId,
+    docId,
+    reusedTokens: 0,
+    prefillTokens: 0,
+    generatedTokens: 0,
+    modelTokens: 0,
+    prefillMs: 0,
+    decodeMs: 0,
+    totalMs: 0,
+    stopReason,
+    budgetActions: [],
+  };
+}
+
 export interface CompletionResult {
   text: string;
   trace: RequestTrace;

@@ -19,6 +19,7 @@ import type {
   RequestTrace,
 } from './api';
 import type { Call, FromWorker, TestCrash, ToWorker } from './protocol';
+import { newTrace } from './api';
 import { checkBudgetBytes, checkNumber, requestProblem } from './validate';
 
 export interface EngineStartOptions extends EngineOptions {
@@ -61,20 +62,7 @@ const emptyTrace = (
   docId: string,
   reason: string,
   stop: RequestTrace['stopReason'] = 'error',
-): RequestTrace => ({
-  requestId,
-  docId,
-  reusedTokens: 0,
-  prefillTokens: 0,
-  generatedTokens: 0,
-  modelTokens: 0,
-  prefillMs: 0,
-  decodeMs: 0,
-  totalMs: 0,
-  stopReason: stop,
-  noSuggestionReason: reason,
-  budgetActions: [],
-});
+): RequestTrace => ({ ...newTrace(requestId, docId, stop), noSuggestionReason: reason });
 
 export class EngineClient implements Engine {
   private _state: EngineState = { kind: 'loading' };

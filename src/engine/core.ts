@@ -11,6 +11,7 @@ import type {
   RequestTrace,
   StopReason,
 } from './api';
+import { newTrace } from './api';
 import { loadManifest, Manifest } from './manifest';
 import { ModelTokenizer } from './tokenizer';
 import { createSession, LoadedSession } from './session';
@@ -99,19 +100,7 @@ export class EngineCore {
   }
 
   private trace(requestId: number, docId: string): RequestTrace {
-    return {
-      requestId,
-      docId,
-      reusedTokens: 0,
-      prefillTokens: 0,
-      generatedTokens: 0,
-      modelTokens: 0,
-      prefillMs: 0,
-      decodeMs: 0,
-      totalMs: 0,
-      stopReason: 'empty',
-      budgetActions: [],
-    };
+    return newTrace(requestId, docId, 'empty');
   }
 
   /** Runs one chunk (+ decode steps) under the budget: steer, reserve worst case, run, append actual, release. */
