@@ -2,17 +2,8 @@
 import type { KvArray, KvShape, RunKv } from '../../src/engine/kvStore';
 import { f16ToF32, f32ToF16 } from '../../src/engine/fp16';
 
-export function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
+// the benchmarks' deterministic generator, so tests and benchmarks draw alike
+export { rng } from '../../src/bench/common';
 
 /** Full-resolution K/V of a synthetic run: full[l][t] = { k: [H][D], v: [H][D] } (as floats). */
 export type FullKv = { k: number[][]; v: number[][] }[][];
