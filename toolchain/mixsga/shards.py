@@ -114,7 +114,12 @@ def site_package_files(root: Path, stats: dict):
             stats["dropped_dists"][name] = str(lic)[:80]
             stats["drops"]["licence_file"] += len(files)
             continue
-        out.extend((name, lic, p) for p in files if (root / p).is_file())
+        kept = [p for p in files if (root / p).is_file()]
+        v = re.search(r"^Version:\s*(\S+)", meta, re.M)
+        # DATA.md lists every source with its licence: the kept dists go into meta.json
+        stats.setdefault("dists", {})[name] = {"version": v.group(1) if v else "", "licence": str(lic)[:80],
+                                               "files": len(kept)}
+        out.extend((name, lic, p) for p in kept)
     unclaimed = sum(1 for p in root.rglob("*.py") if p.relative_to(root).as_posix() not in claimed)
     stats["drops"]["no_dist_info"] += unclaimed
     return out
@@ -245,6 +250,7 @@ def run(args) -> int:
         "bytes": {s: dict(c) for s, c in nbytes.items()},
         "total_tokens": {s: sum(c.values()) for s, c in tokens.items()},
         "drops": dict(stats["drops"]), "dropped_dists": stats["dropped_dists"],
+        "site_dists": stats.get("dists", {}),
         "val_site_packages": stats.get("val_packages", []), "near_dedup": dedup.near_enabled,
         "inputs": {"corpus": args.corpus, "site_packages": args.site_packages}, "seconds": round(time.time() - t0),
     }

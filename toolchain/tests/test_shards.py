@@ -83,6 +83,8 @@ def test_round_trip_and_framing(built):
         assert decoded.get(text) == split  # corpus documents keep their split and decode back exactly
     assert meta["drops"].get("dedup_exact") == 1
     assert meta["dropped_dists"] == {"dist40": "GPL-3.0-only"}
+    assert sorted(meta["site_dists"]) == sorted(f"dist{i}" for i in range(40))  # every kept dist, with licence
+    assert all(d["files"] == 1 and d["licence"] for d in meta["site_dists"].values())
     assert meta["vocab_size"] == 32008 and meta["total_tokens"]["train"] > 0
 
 
