@@ -7,8 +7,9 @@ from mixsga.errors import UserError
 from mixsga.model_card.card import build
 from mixsga.model_card.config import DATE, MACHINE
 from mixsga.model_card.kv_section import kv_policy_lines, read_kv_policy, update_section
+from mixsga.model_card import policy_phase
 
-SECTIONS = ("kv-policy",)
+SECTIONS = ("kv-policy", "policy-phase")
 
 
 def run(args):
@@ -17,6 +18,16 @@ def run(args):
     if args.section == "kv-policy":
         update_section(out, kv_policy_lines(read_kv_policy(kv), kv, out, Path(args.img)))
         print(f"updated the kv-policy section of {out} from {kv}")
+        return 0
+    if args.section == "policy-phase":
+        if not (args.phase_eval and args.evals_before and args.evals_after):
+            raise UserError("--section policy-phase needs --phase-eval, --evals-before and --evals-after")
+        paths = lambda s: [Path(x) for x in s.split(",")]  # noqa: E731
+        lines = policy_phase.policy_phase_lines(Path(args.phase_eval), args.arm, args.phase_seq,
+                                                paths(args.evals_before), paths(args.evals_after), out)
+        update_section(out, lines, policy_phase.BEGIN, policy_phase.END, policy_phase.ANCHORS)
+        policy_phase.update_title(out, f"KV-policy phase {args.phase_date}")
+        print(f"updated the policy-phase section of {out} from {args.phase_eval}")
         return 0
     if not (args.results and args.evals):
         raise UserError("--results and --evals are needed to build the whole card "
@@ -46,6 +57,12 @@ def register(sub):
     p.add_argument("--extension", help="results folder of the shipped checkpoint's long-context phase")
     p.add_argument("--long-study", help="results folder of an equal-compute run with the long-context phase")
     p.add_argument("--kv-policy", help="kv_report's JSON (default: kv-policy.json next to --out, when present)")
+    p.add_argument("--phase-eval", help="policy-phase: the KV-policy study's eval folder (start-SEQ.json, ARM-SEQ.json)")
+    p.add_argument("--arm", default="g2-b5", help="policy-phase: the study arm that ships")
+    p.add_argument("--phase-seq", type=int, default=2048)
+    p.add_argument("--phase-date", default="2026-12-06")
+    p.add_argument("--evals-before", help="policy-phase: comma list of eval_code JSON files of the model before")
+    p.add_argument("--evals-after", help="policy-phase: comma list of eval_code JSON files of the model after")
     p.add_argument("--section", choices=SECTIONS,
                    help="rewrite only this section of the existing --out card, from files present here; the rest "
                         "of the card stays as it is")

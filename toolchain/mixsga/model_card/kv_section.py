@@ -51,20 +51,20 @@ def kv_policy_lines(d: dict, source: Path, out: Path, img: Path) -> list[str]:
     return L + [END]
 
 
-def update_section(card: Path, lines: list[str]) -> None:
+def update_section(card: Path, lines: list[str], begin=BEGIN, end=END, anchors=ANCHORS) -> None:
     """Replaces the section between its markers in CARD, or inserts it before the first anchor line; every other
     line of the card stays as it was."""
     if not card.is_file():
         raise UserError(f"{card}: no card to update (build it first: python -m mixsga model_card --results ...)")
     text = card.read_text().split("\n")
-    if BEGIN in text:
-        a = text.index(BEGIN)
-        if END not in text[a:]:
-            raise UserError(f"{card}: '{BEGIN}' without '{END}'; fix the markers by hand")
-        b = a + text[a:].index(END)
+    if begin in text:
+        a = text.index(begin)
+        if end not in text[a:]:
+            raise UserError(f"{card}: '{begin}' without '{end}'; fix the markers by hand")
+        b = a + text[a:].index(end)
         text[a:b + 1] = lines
     else:
-        at = next((i for i, line in enumerate(text) if line.startswith(ANCHORS)), None)
+        at = next((i for i, line in enumerate(text) if line.startswith(anchors)), None)
         if at is None:
             text[len(text) - (text[-1] == ""):] = ["", *lines, ""]
         else:
