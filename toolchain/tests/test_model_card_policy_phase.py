@@ -43,4 +43,18 @@ def test_policy_phase_section(tmp_path):
     assert "JavaScript" not in text  # a set measured only after is not compared
     assert main(args) == 0  # rewritten in place: one section, one title suffix
     again = card.read_text()
+    assert not (docs / "model-card.json").exists()  # only with --train-tokens
+    model = tmp_path / "model"
+    model.mkdir()
+    arch = {"vocab_size": 100, "hidden_size": 8, "intermediate_size": 16, "num_layers": 2, "num_attention_heads": 2,
+            "num_kv_heads": 1, "head_dim": 4, "tie_word_embeddings": True}
+    (model / "manifest.json").write_text(json.dumps({"name": "m", "architecture": arch, "kv_policy": "band=32"}))
+    assert main(args + ["--model", str(model), "--train-tokens", "581959680"]) == 0
+    facts = json.loads((docs / "model-card.json").read_text())
+    # 100*8 tied embedding + 2 layers * (q,k,v,o 8*4*(2*2+2*1) + MLP 3*8*16 + 2 norms of 8) + final norm 8
+    assert facts["parameters"] == 800 + 2 * (192 + 384 + 16) + 8
+    assert facts["train_tokens"] == 581959680 and facts["name"] == "m"
+    assert facts["heldout_ppl_50"]["ppl"] == 5.37 and facts["heldout_ppl_50"]["full_kv"] == 5.368
+    assert facts["humaneval_single_line"] == {"passed": 118, "total": 1033}
+    assert facts["multipl_e_js"] == {"passed": 0, "total": 161} and facts["humaneval_multi_line"] is None
     assert again.count("## Since 2026-12-06") == 1 and again.split("\n")[0].count("KV-policy phase") == 1 and "old text" in again

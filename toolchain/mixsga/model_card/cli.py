@@ -1,6 +1,7 @@
 """`python -m mixsga model_card`: the whole card from the run folders, or one section rewritten in place."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from mixsga.errors import UserError
@@ -27,6 +28,10 @@ def run(args):
                                                 paths(args.evals_before), paths(args.evals_after), out)
         update_section(out, lines, policy_phase.BEGIN, policy_phase.END, policy_phase.ANCHORS)
         policy_phase.update_title(out, f"KV-policy phase {args.phase_date}")
+        if args.train_tokens:
+            facts = policy_phase.card_facts(Path(args.model), Path(args.phase_eval), args.arm, args.phase_seq,
+                                            paths(args.evals_after), args.train_tokens)
+            (out.parent / "model-card.json").write_text(json.dumps(facts, indent=2) + "\n")
         print(f"updated the policy-phase section of {out} from {args.phase_eval}")
         return 0
     if not (args.results and args.evals):
@@ -63,6 +68,9 @@ def register(sub):
     p.add_argument("--phase-date", default="2026-12-06")
     p.add_argument("--evals-before", help="policy-phase: comma list of eval_code JSON files of the model before")
     p.add_argument("--evals-after", help="policy-phase: comma list of eval_code JSON files of the model after")
+    p.add_argument("--model", default="models/default", help="policy-phase: the shipped model folder")
+    p.add_argument("--train-tokens", type=int, help="policy-phase: all training tokens of the shipped model; "
+                   "writes model-card.json next to --out")
     p.add_argument("--section", choices=SECTIONS,
                    help="rewrite only this section of the existing --out card, from files present here; the rest "
                         "of the card stays as it is")

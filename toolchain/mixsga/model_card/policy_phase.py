@@ -86,6 +86,36 @@ def policy_phase_lines(eval_dir: Path, arm: str, seq: int, before: list[Path], a
     return L
 
 
+def parameters(arch: dict) -> int:
+    """Parameter count of a Llama-family model from the manifest's architecture (the routers pinned to expert 0 by
+    the export are left out: they do not change what the model computes)."""
+    d, hd, layers = arch["hidden_size"], arch["head_dim"], arch["num_layers"]
+    attn = d * hd * (2 * arch["num_attention_heads"] + 2 * arch["num_kv_heads"])
+    per_layer = attn + 3 * d * arch["intermediate_size"] + 2 * d
+    emb = arch["vocab_size"] * d * (1 if arch.get("tie_word_embeddings") else 2)
+    return emb + layers * per_layer + d
+
+
+def card_facts(model_dir: Path, eval_dir: Path, arm: str, seq: int, after: list[Path], train_tokens: int) -> dict:
+    """docs/model-card.json: the shipped model's key figures, for tools and for the model-v2 comparison."""
+    manifest = _json(model_dir / "manifest.json")
+    new = _json(eval_dir / f"{arm}-{seq}.json")
+    ppl = {b: _ppl(new["rows"], "proposed", b)[0] for b in BUDGETS}
+    sets = code_sets(after)
+    passed = lambda k: {"passed": sets[k][0], "total": sets[k][1]} if k in sets else None  # noqa: E731
+    multi = passed("multi")
+    if multi:
+        multi["of_tasks"] = 5815  # a seeded subset of HumanEval multi-line infilling (eval_code --multi-subset)
+    return {"name": manifest["name"], "parameters": parameters(manifest["architecture"]),
+            "train_tokens": train_tokens, "kv_policy": manifest.get("kv_policy"),
+            "heldout_ppl_50": {"ppl": ppl["0.5"], "kv_fraction": 0.5, "windows": new["windows"], "seq_len": seq,
+                               "full_kv": _ppl(new["rows"], "full")[0], "eval": f"{eval_dir}/{arm}-{seq}.json"},
+            "heldout_ppl_by_budget": ppl,
+            "humaneval_single_line": passed("single"), "humaneval_multi_line": multi,
+            "humaneval_light": passed("light"), "humaneval_left_to_right": passed("humaneval"),
+            "multipl_e_ts": passed("ts"), "multipl_e_js": passed("js")}
+
+
 def update_title(card: Path, suffix: str) -> None:
     text = card.read_text().split("\n")
     if text and text[0].startswith("# Model card:") and suffix not in text[0]:
