@@ -6,12 +6,14 @@ const n = (x: number): string => x.toLocaleString('en-US');
 
 /**
  * The engine's budget actions (one string per demotion / eviction / windowing step, thousands of them at a small
- * budget) as one short phrase: "demoted 1,234 token-layers (0.4 MB), evicted 2 documents, windowed 1 document
- * (1,356 positions dropped)".
+ * budget) as one short phrase: "demoted 1,234 token-layers (0.4 MB), demoted 56 position groups a tier down
+ * (0.2 MB freed), evicted 2 documents, windowed 1 document (1,356 positions dropped)".
  */
 export function summariseBudgetActions(actions: string[]): string {
   let demoted = 0,
     demotedBytes = 0,
+    tiered = 0,
+    tieredBytes = 0,
     other = 0,
     dropped = 0;
   const evicted = new Set<string>(),
@@ -21,6 +23,9 @@ export function summariseBudgetActions(actions: string[]): string {
     if ((m = /^demoted (\d+) token-layers \((\d+) B\)/.exec(a))) {
       demoted += Number(m[1]);
       demotedBytes += Number(m[2]);
+    } else if ((m = /^demoted (\d+) position groups one tier down \((\d+) B\)/.exec(a))) {
+      tiered += Number(m[1]); // the age cascade (kvCascade.ts): old tokens stored more compactly
+      tieredBytes += Number(m[2]);
     } else if ((m = /^evicted (.+)$/.exec(a))) evicted.add(m[1]);
     else if ((m = /^windowed (.+): dropped positions (\d+)\.\.(\d+)$/.exec(a))) {
       windowed.add(m[1]);
@@ -29,6 +34,8 @@ export function summariseBudgetActions(actions: string[]): string {
   }
   const parts: string[] = [];
   if (demoted) parts.push(`demoted ${n(demoted)} token-layers (${(demotedBytes / MB).toFixed(2)} MB)`);
+  if (tiered)
+    parts.push(`demoted ${n(tiered)} position groups a tier down (${(tieredBytes / MB).toFixed(2)} MB freed)`);
   if (evicted.size) parts.push(`evicted ${evicted.size} document${evicted.size > 1 ? 's' : ''}`);
   if (windowed.size)
     parts.push(`windowed ${windowed.size} document${windowed.size > 1 ? 's' : ''} (${n(dropped)} positions dropped)`);

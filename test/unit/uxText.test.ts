@@ -48,6 +48,15 @@ test('thousands of budget actions become one short phrase; the request log line 
     text,
     'demoted 83,800 token-layers (76.10 MB), evicted 2 documents, windowed 1 document (1,453 positions dropped)',
   );
+  // the age cascade's demotions (budget.ts) are named, not counted as "other actions"
+  const tiers = [
+    'demoted 12 position groups one tier down (1048576 B)',
+    'demoted 3 position groups one tier down (0 B)',
+  ];
+  assert.equal(
+    summariseBudgetActions([...tiers, 'evicted file:///w/a.ts']),
+    'demoted 15 position groups a tier down (1.00 MB freed), evicted 1 document',
+  );
   const tr: RequestTrace = {
     requestId: 7,
     docId: 'file:///w/long.ts',
