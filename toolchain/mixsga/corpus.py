@@ -325,9 +325,9 @@ def run(args) -> int:
     eval_dir = Path(args.eval_dir)
     if not eval_dir.is_dir():
         raise UserError(f"eval dir not found: {eval_dir} (needed for decontamination)")
-    npm_list = _read_list(Path(args.npm_list))
-    deb_list = _read_list(Path(args.deb_list))
-    pypi_list = _read_list(Path(args.pypi_list)) if args.pypi_list else []
+    # '' for a list: none of that source (a corpus can be built source by source and merged by rounds.py slice)
+    npm_list, deb_list, pypi_list = (_read_list(Path(x)) if x else [] for x in (args.npm_list, args.deb_list,
+                                                                                   args.pypi_list))
     decon = cf.Decontaminator.from_eval_dir(eval_dir)
     stats = {"sources": {}, "licences": Counter(), "drops": Counter(), "dropped_packages": {},
              "near_dedup": cf.Deduper().near_enabled}
@@ -442,8 +442,8 @@ def run(args) -> int:
 def register(subparsers):
     p = subparsers.add_parser("corpus", help="collect licence-filtered TS/JS (npm) and Python (Debian, PyPI) sources",
                               description=__doc__)
-    p.add_argument("--npm-list", default=str(ASSETS / "npm_packages.txt"))
-    p.add_argument("--deb-list", default=str(ASSETS / "debian_packages.txt"))
+    p.add_argument("--npm-list", default=str(ASSETS / "npm_packages.txt"), help="npm packages ('' for none)")
+    p.add_argument("--deb-list", default=str(ASSETS / "debian_packages.txt"), help="Debian packages ('' for none)")
     p.add_argument("--pypi-list", default=str(ASSETS / "pypi_packages.txt"), help="PyPI sdists ('' for none)")
     p.add_argument("--cache", default=str(REPO / ".cache" / "corpus"), help="download cache")
     p.add_argument("--out", default=str(REPO / ".gpu" / "corpus"))
