@@ -18,6 +18,13 @@ export default tseslint.config(
     },
   },
   {
+    // Only src/vscode/ and src/extension.ts talk to the editor; the rest runs (and is unit-tested) in plain node.
+    files: ['src/engine/**', 'src/shared/**', 'src/bench/**', 'src/cli.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: [{ name: 'vscode', message: 'only src/vscode/ may import vscode' }] }],
+    },
+  },
+  {
     // The VS Code test suite and the e2e page scripts run inside the editor / browser.
     files: ['test/vscode-suite/**', 'test/e2e/**'],
     languageOptions: { globals: { ...globals.node, ...globals.browser } },
