@@ -55,6 +55,21 @@ const options = {
   plugins: [engineClientFallback, benchmarkSample],
 };
 
+// The in-host test suite (test/vscode-suite: run by test/e2e in code-server, by F5 "Extension Tests" and by
+// npm run test:vscode-desktop), never minified so its failures read well. Not part of the VSIX (out/).
+const suiteOptions = {
+  absWorkingDir: root,
+  entryPoints: { index: 'test/vscode-suite/index.ts' },
+  outdir: 'out/test/vscode-suite',
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  external: ['vscode'],
+  sourcemap: 'inline',
+  logLevel: 'warning',
+};
+
 async function engineBuild() {
   const file = path.join(root, 'esbuild.engine.mjs');
   if (!fs.existsSync(file)) {
@@ -70,8 +85,9 @@ async function engineBuild() {
 if (watch) {
   const ctx = await esbuild.context(options);
   await ctx.watch();
+  await (await esbuild.context(suiteOptions)).watch();
   await engineBuild();
 } else {
-  await esbuild.build(options);
+  await Promise.all([esbuild.build(options), esbuild.build(suiteOptions)]);
   await engineBuild();
 }
