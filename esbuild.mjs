@@ -38,15 +38,14 @@ const benchmarkSample = {
   },
 };
 
+/** What every bundle of this file shares: one CommonJS file for Node 20 (the extension host's runtime). */
+const nodeBundle = { absWorkingDir: root, bundle: true, platform: 'node', format: 'cjs', target: 'node20' };
+
 /** @type {esbuild.BuildOptions} */
 const options = {
-  absWorkingDir: root,
+  ...nodeBundle,
   entryPoints: { extension: 'src/extension.ts' },
   outdir: 'dist',
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
   // vscode is provided by the host; onnxruntime-node is a native addon that must stay in node_modules
   external: ['vscode', 'onnxruntime-node'],
   sourcemap: production ? false : 'linked',
@@ -58,13 +57,9 @@ const options = {
 // The in-host test suite (test/vscode-suite: run by test/e2e in code-server, by F5 "Extension Tests" and by
 // npm run test:vscode-desktop), never minified so its failures read well. Not part of the VSIX (out/).
 const suiteOptions = {
-  absWorkingDir: root,
+  ...nodeBundle,
   entryPoints: { index: 'test/vscode-suite/index.ts' },
   outdir: 'out/test/vscode-suite',
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
   external: ['vscode'],
   sourcemap: 'inline',
   logLevel: 'warning',
