@@ -38,21 +38,31 @@ const benchmarkSample = {
   },
 };
 
+/** What every bundle of this file shares: one CommonJS file for Node 20 (the extension host's runtime). */
+const nodeBundle = { absWorkingDir: root, bundle: true, platform: 'node', format: 'cjs', target: 'node20' };
+
 /** @type {esbuild.BuildOptions} */
 const options = {
-  absWorkingDir: root,
+  ...nodeBundle,
   entryPoints: { extension: 'src/extension.ts' },
   outdir: 'dist',
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
   // vscode is provided by the host; onnxruntime-node is a native addon that must stay in node_modules
   external: ['vscode', 'onnxruntime-node'],
   sourcemap: production ? false : 'linked',
   minify: production,
   logLevel: 'info',
   plugins: [engineClientFallback, benchmarkSample],
+};
+
+// The in-host test suite (test/vscode-suite: run by test/e2e in code-server, by F5 "Extension Tests" and by
+// npm run test:vscode-desktop), never minified so its failures read well. Not part of the VSIX (out/).
+const suiteOptions = {
+  ...nodeBundle,
+  entryPoints: { index: 'test/vscode-suite/index.ts' },
+  outdir: 'out/test/vscode-suite',
+  external: ['vscode'],
+  sourcemap: 'inline',
+  logLevel: 'warning',
 };
 
 async function engineBuild() {
@@ -70,8 +80,9 @@ async function engineBuild() {
 if (watch) {
   const ctx = await esbuild.context(options);
   await ctx.watch();
+  await (await esbuild.context(suiteOptions)).watch();
   await engineBuild();
 } else {
-  await esbuild.build(options);
+  await Promise.all([esbuild.build(options), esbuild.build(suiteOptions)]);
   await engineBuild();
 }

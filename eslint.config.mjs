@@ -18,9 +18,21 @@ export default tseslint.config(
     },
   },
   {
+    // Only src/vscode/ and src/extension.ts talk to the editor; the rest runs (and is unit-tested) in plain node.
+    files: ['src/engine/**', 'src/shared/**', 'src/bench/**', 'src/cli.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: [{ name: 'vscode', message: 'only src/vscode/ may import vscode' }] }],
+    },
+  },
+  {
     // The VS Code test suite and the e2e page scripts run inside the editor / browser.
     files: ['test/vscode-suite/**', 'test/e2e/**'],
     languageOptions: { globals: { ...globals.node, ...globals.browser } },
+  },
+  {
+    // The network watcher patches the node modules themselves (`import x = require()`), not a bundler's copy.
+    files: ['test/vscode-suite/netWatch.ts'],
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
     // Plain CommonJS scripts.

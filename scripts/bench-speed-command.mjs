@@ -1,5 +1,5 @@
 // A/B of the *Run Speed Benchmark* command's figures (issue 14 item 7): the command's measurement code before
-// (git revision BASE, default 6f019ba: 134-token prompt, decode = summed totals minus a median twin) and now
+// (git revision BASE, default 6f019ba, where it was src/vscode/benchmark.ts: 134-token prompt, decode = summed totals minus a median twin) and now
 // (~2k-token source file, paired twins, median per-token time), run interleaved on the shipped model through the
 // engine worker, REPS times each. Writes bench/results/<date>-speed-command-ab.json: each run's figures and the
 // spread (max/min) of the decode rate per variant. Usage: node scripts/bench-speed-command.mjs [REPS] [BASE]
@@ -23,7 +23,7 @@ fs.writeFileSync(
   `
 import { EngineClient } from ${JSON.stringify(path.join(root, 'src/engine/client'))};
 import * as before from './before';
-import * as now from ${JSON.stringify(path.join(root, 'src/vscode/benchmark'))};
+import * as now from ${JSON.stringify(path.join(root, 'src/shared/benchmark'))};
 import sample from 'benchmark-sample';
 export async function main(reps: number) {
   const eng = await EngineClient.start({ modelDir: ${JSON.stringify(path.join(root, 'models/default'))}, device: 'cpu',

@@ -9,7 +9,7 @@ import { MemoryPanel } from './vscode/memoryPanel';
 import { Prefetcher } from './vscode/prefetch';
 import { MixsgaInlineProvider, SUPPORTED_SCHEMES } from './vscode/provider';
 import { Settings } from './vscode/settings';
-import { Stats } from './vscode/stats';
+import { Stats } from './shared/stats';
 
 /** What activate() returns: used by the in-host test suite (test/vscode-suite), not a public API. */
 export interface MixsgaTestApi {

@@ -7,7 +7,8 @@
 #   lab/gpu/session.sh train            reassemble the corpus, then shards -> dense trunk -> branches (mixSGA,
 #                                           dense reference, GQA-2, ablations) -> long-context phase -> eval_ppl,
 #                                           detached (scripts/train-default.sh all), in $RUNS; TRAIN_STAGES picks
-#                                           stages (e.g. shards,extend,eval after `seed`)
+#                                           stages (e.g. shards,extend,eval after `seed`), PIPELINE_FLAGS adds
+#                                           pipeline flags (--recipe toolchain/recipes/study-v1.json, --set ...)
 #   lab/gpu/session.sh seed DIR NAME    a carried checkpoint folder as $RUNS/NAME/ckpt, for later stages
 #   lab/gpu/session.sh tinyllama        detached: random TinyLlama-1.1B-shaped HF checkpoint -> convert ->
 #                                           fp16 ONNX (lab/gpu/export-tinyllama.sh), in /root/tl
@@ -51,9 +52,8 @@ case "${1:-}" in
     mkdir -p /root/corpus && tar xf /root/corpus.tar -C /root/corpus && ls -la /root/corpus
     SP=$(python3 -c 'import site; print(site.getsitepackages()[0])')
     cd "$REPO"
-    CORPUS=/root/corpus SHARDS=/root/shards PY=python3 \
-      SHARDS_CMD="${SHARDS_CMD:-python3 -m mixsga shards --corpus /root/corpus --site-packages $SP --out /root/shards --workers 12}" \
-      bash scripts/train-default.sh "${TRAIN_STAGES:-all}" "$RUNS"
+    bash scripts/train-default.sh "${TRAIN_STAGES:-all}" "$RUNS" --set data.corpus=/root/corpus \
+      --set data.site_packages="$SP" --set data.shards=/root/shards --set data.shard_workers=12 $PIPELINE_FLAGS
     ;;
   tinyllama)
     snapshot_repo "$REPO"

@@ -6,11 +6,11 @@
 //   window  full precision only, windowed when the budget binds (budget.ts step 4), at the same budget
 // Requests are the same for each engine, interleaved per spot (rotating order). Reported: how many completions
 // equal the full cache's, and wall/CPU latency ratios (ratios only: the machine may be loaded; load is recorded).
-import type { CompletionRequest, DeviceSetting } from '../engine/api';
+import type { DeviceSetting } from '../engine/api';
 import { EngineCore } from '../engine/core';
 import { loadManifest } from '../engine/manifest';
 import { ModelTokenizer } from '../engine/tokenizer';
-import { Args, int, r2, rng, stats, str } from './common';
+import { Args, int, lineRequest, r2, rng, stats, str } from './common';
 import { makeFiles } from './sources';
 import { viewOf } from '../engine/spotView';
 
@@ -67,16 +67,10 @@ export async function runCascadeSuite(
       if (at < 0) at = text.length;
       const lineStart = text.lastIndexOf('\n', at - 1) + 1;
       at = Math.max(lineStart, at - 1 - Math.floor(r() * Math.min(12, at - lineStart)));
-      const req: CompletionRequest = {
-        docId: 'doc',
-        languageId: 'typescript',
-        prefix: text.slice(0, at),
-        suffix: text.slice(at),
-        context: [],
+      const req = lineRequest('doc', 'typescript', text.slice(0, at), text.slice(at), {
         maxTokens,
-        multiline: false,
         timeBudgetMs: 120_000,
-      };
+      });
       const row = {
         spot: i,
         at,

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import type { CompletionRequest } from '../engine/api';
 
 export type Args = Record<string, string | boolean>;
 
@@ -76,6 +77,14 @@ export function rng(seed: number): () => number {
     return s / 2 ** 32;
   };
 }
+/** A one-line completion request without extra context: what every benchmark sends. */
+export const lineRequest = (
+  docId: string,
+  languageId: string,
+  prefix: string,
+  suffix: string,
+  limits: { maxTokens: number; timeBudgetMs: number },
+): CompletionRequest => ({ docId, languageId, prefix, suffix, context: [], multiline: false, ...limits });
 export const r2 = (x: number) => (Number.isFinite(x) ? Math.round(x * 100) / 100 : x);
 
 export function ortVersion(): string {

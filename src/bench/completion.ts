@@ -6,7 +6,7 @@ import { EngineClient } from '../engine/client';
 import type { CompletionRequest, DeviceSetting, MemoryReport, RequestTrace } from '../engine/api';
 import { loadManifest } from '../engine/manifest';
 import { ModelTokenizer } from '../engine/tokenizer';
-import { Args, UnavailableError, int, nums, r2, stats, str, table } from './common';
+import { Args, UnavailableError, int, lineRequest, nums, r2, stats, str, table } from './common';
 import { makeFiles } from './sources';
 
 const MB = 1 << 20;
@@ -58,16 +58,8 @@ export async function runCompletionSuite(
       `--device cuda requested but the engine runs on ${st.device}: ${st.deviceNote ?? 'no reason given'}`,
     );
   }
-  const req = (docId: string, f: { languageId: string }, prefix: string, suffix: string): CompletionRequest => ({
-    docId,
-    languageId: f.languageId,
-    prefix,
-    suffix,
-    context: [],
-    maxTokens,
-    multiline: false,
-    timeBudgetMs,
-  });
+  const req = (docId: string, f: { languageId: string }, prefix: string, suffix: string) =>
+    lineRequest(docId, f.languageId, prefix, suffix, { maxTokens, timeBudgetMs });
   const traces: Record<string, RequestTrace[]> = { warm: [], cold: [], coldAfterPrefill: [] };
   const lat: Record<string, number[]> = { warm: [], cold: [], coldAfterPrefill: [], backgroundPrefill: [] };
   const timed = async (kind: string, r: CompletionRequest) => {

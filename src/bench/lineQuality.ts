@@ -7,7 +7,7 @@ import { EngineClient } from '../engine/client';
 import type { PromptLayout } from '../engine/api';
 import { loadManifest } from '../engine/manifest';
 import { ModelTokenizer } from '../engine/tokenizer';
-import { Args, int, r2, rng, str, table } from './common';
+import { Args, int, lineRequest, r2, rng, str, table } from './common';
 import { makeFiles } from './sources';
 
 export async function runLinesSuite(
@@ -48,16 +48,9 @@ export async function runLinesSuite(
       const suffix = f.text.slice(start + lines[line].length);
       const got: string[] = [];
       for (const [k, e] of engines.entries()) {
-        const r = await e.complete({
-          docId: `lines:${i}`,
-          languageId: f.languageId,
-          prefix,
-          suffix,
-          context: [],
-          maxTokens: 48,
-          multiline: false,
-          timeBudgetMs: 20_000,
-        });
+        const r = await e.complete(
+          lineRequest(`lines:${i}`, f.languageId, prefix, suffix, { maxTokens: 48, timeBudgetMs: 20_000 }),
+        );
         got.push(r.text);
         if (r.text) withText[k]++;
         if (r.text.trimEnd() === want.trimEnd()) hits[k]++;

@@ -10,7 +10,7 @@ import { EngineClient } from '../engine/client';
 import type { CompletionRequest, DeviceSetting, PromptLayout, RequestTrace } from '../engine/api';
 import { loadManifest } from '../engine/manifest';
 import { ModelTokenizer } from '../engine/tokenizer';
-import { Args, int, r2, rng, stats, str, table } from './common';
+import { Args, int, lineRequest, r2, rng, stats, str, table } from './common';
 import { makeFiles } from './sources';
 
 const MB = 1 << 20;
@@ -65,16 +65,8 @@ export async function runSpotsSuite(
       await engines.get(l)!.prefill(docId, file.languageId, '', text);
       lat.get(l)!.open = performance.now() - s;
     }
-    const req = (prefix: string, suffix: string): CompletionRequest => ({
-      docId,
-      languageId: file.languageId,
-      prefix,
-      suffix,
-      context: [],
-      maxTokens,
-      multiline: false,
-      timeBudgetMs,
-    });
+    const req = (prefix: string, suffix: string) =>
+      lineRequest(docId, file.languageId, prefix, suffix, { maxTokens, timeBudgetMs });
     const timed = async (l: PromptLayout, kind: Scenario, r: CompletionRequest) => {
       const s = performance.now(),
         c0 = process.cpuUsage();

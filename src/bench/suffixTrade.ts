@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import * as os from 'node:os';
 import { EngineCore } from '../engine/core';
-import { Args, int, nums, r2, rng, stats, str, table } from './common';
+import { Args, int, lineRequest, nums, r2, rng, stats, str, table } from './common';
 import { makeFiles } from './sources';
 
 export async function runSuffixSuite(
@@ -36,16 +36,10 @@ export async function runSuffixSuite(
           c0 = process.cpuUsage();
         const r = await core.complete(
           i * sizes.length + s,
-          {
-            docId: 'doc',
-            languageId: file.languageId,
-            prefix: file.text.slice(0, at),
-            suffix: file.text.slice(at),
-            context: [],
+          lineRequest('doc', file.languageId, file.text.slice(0, at), file.text.slice(at), {
             maxTokens: 1,
-            multiline: false,
             timeBudgetMs: 10_000,
-          },
+          }),
           never,
         );
         const c = process.cpuUsage(c0);

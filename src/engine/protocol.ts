@@ -1,13 +1,8 @@
 // Messages between EngineClient (extension host) and the engine process (worker.ts), over the fork IPC channel.
-import type { CompletionRequest, ContextSnippet, DeviceSetting, PromptLayout } from './api';
+import type { CompletionRequest, ContextSnippet, EngineOptions } from './api';
 
-export interface InitData {
-  modelDir: string;
-  device: DeviceSetting;
-  kvBudgetBytes: number;
-  threads?: number;
-  layout?: PromptLayout;
-  kvPolicy?: string;
+/** The engine's options as the client was started with them. */
+export interface InitData extends EngineOptions {
   /** Enables the crash hook used by the integration tests. */
   testHooks?: boolean;
 }

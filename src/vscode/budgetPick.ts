@@ -1,7 +1,7 @@
 // The Set KV Budget picker: presets, a number typed into the box (typing `2` + Enter sets 2 MB, it does not
 // fuzzy-pick "256 MB"), and Custom… for the input box, visible whatever is typed.
 import * as vscode from 'vscode';
-import { typedMb } from './format';
+import { typedMb } from '../shared/format';
 import { KV_BUDGET_MAX_MB, KV_BUDGET_MIN_MB, problemWith } from './settings';
 
 const BUDGET_PRESETS_MB = [8, 16, 32, 64, 128, 256, 512, 1024];

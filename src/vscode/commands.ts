@@ -3,14 +3,14 @@
 import * as vscode from 'vscode';
 import type { DeviceSetting } from '../engine/api';
 import benchmarkSample from 'benchmark-sample';
-import { describeBenchmark, runBenchmark } from './benchmark';
+import { describeBenchmark, runBenchmark } from '../shared/benchmark';
 import type { EngineHost } from './engineHost';
 import type { MemoryPanel } from './memoryPanel';
 import type { MixsgaInlineProvider } from './provider';
 import { pickBudget } from './budgetPick';
-import { MB } from './format';
+import { MB } from '../shared/format';
 import { problemWith, type Settings } from './settings';
-import type { Stats } from './stats';
+import type { Stats } from '../shared/stats';
 import { describeTrace } from './whyNot';
 
 /** The benchmark engine's own budget: room for its one document at full KV, whatever the user's budget is. */

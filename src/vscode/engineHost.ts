@@ -2,8 +2,8 @@
 // model folder changes, forwards budget/device settings, and reports a failure once instead of on every keystroke.
 import * as vscode from 'vscode';
 import type { DeviceSetting, Engine, EngineOptions, EngineState } from '../engine/api';
-import { budgetAdvice, MB } from './format';
-import { modelFolderProblem, resolveModelDir } from './modelPath';
+import { budgetAdvice, MB } from '../shared/format';
+import { modelFolderProblem, resolveModelDir } from '../shared/modelPath';
 import type { Settings } from './settings';
 
 export type HostState = EngineState | { kind: 'stopped' };

@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import type { MemoryReport } from '../engine/api';
 import type { EngineHost } from './engineHost';
-import { budgetMb, expertLabel, MB, mb, pct, shortDeviceNote, usedMb } from './format';
+import { budgetMb, expertLabel, MB, mb, pct, shortDeviceNote, usedMb } from '../shared/format';
 import type { Settings } from './settings';
 
 const REFRESH_MIN_INTERVAL_MS = 200;

@@ -3,7 +3,7 @@
 import * as crypto from 'crypto';
 import * as vscode from 'vscode';
 import type { EngineHost } from './engineHost';
-import { LATENCY_BUCKETS_MS, type Stats } from './stats';
+import { LATENCY_BUCKETS_MS, type Stats } from '../shared/stats';
 
 export class MemoryPanel implements vscode.Disposable {
   private panel: vscode.WebviewPanel | undefined;

@@ -2,14 +2,14 @@
 // accept line commands work; never edits the document itself.
 import * as vscode from 'vscode';
 import type { CompletionRequest, ContextSnippet } from '../engine/api';
-import { AdaptiveDebounce, sleep } from './debounce';
+import { AdaptiveDebounce, sleep } from '../shared/debounce';
 import type { EngineHost } from './engineHost';
 import type { Settings } from './settings';
-import { wantsMultiline } from './multiline';
-import type { ProviderTrace, Stats } from './stats';
-import { SuggestionCache } from './suggestionCache';
+import { wantsMultiline } from '../shared/multiline';
+import type { ProviderTrace, Stats } from '../shared/stats';
+import { SuggestionCache } from '../shared/suggestionCache';
 import { contextSnippet, textWindow } from './textWindow';
-import { requestLogLine } from './traceText';
+import { requestLogLine } from '../shared/traceText';
 
 export const SUPPORTED_SCHEMES = ['file', 'untitled'];
 const REQUEST_TIME_BUDGET_MS = 2_000;

@@ -2,8 +2,7 @@
 // change and the previous valid value is kept, so one typo never stops completions or resets the budget.
 import * as vscode from 'vscode';
 import type { DeviceSetting } from '../engine/api';
-
-export type MultilineMode = 'auto' | 'always' | 'never';
+import type { MultilineMode } from '../shared/multiline';
 
 export interface MixsgaSettings {
   enabled: boolean;

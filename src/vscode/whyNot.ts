@@ -1,7 +1,7 @@
 // "Why No Suggestion?": the last request's trace in words.
 import type { HostState } from './engineHost';
-import type { ProviderTrace } from './stats';
-import { summariseBudgetActions } from './traceText';
+import type { ProviderTrace } from '../shared/stats';
+import { summariseBudgetActions } from '../shared/traceText';
 
 export function describeTrace(t: ProviderTrace | undefined, state: HostState): string {
   const lines: string[] = [];

@@ -95,7 +95,7 @@ if (want('host')) {
     dirs,
     workspace: ws,
     extensionDir,
-    suiteFile: path.join(root, 'test/vscode-suite/index.js'),
+    suiteFile: path.join(root, 'out/test/vscode-suite/index.js'), // test/vscode-suite/index.ts, built above
   });
   for (const t of r.results)
     console.log(

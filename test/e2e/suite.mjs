@@ -1,4 +1,4 @@
-// Runs test/vscode-suite/index.js inside code-server's (Node 24) extension host, as @vscode/test-electron would
+// Runs the in-host suite (test/vscode-suite, built into out/test/vscode-suite/index.js) inside code-server's (Node 24) extension host, as @vscode/test-electron would
 // in desktop VS Code. The workbench honours extensionDevelopmentPath/extensionTestsPath from the URL payload
 // only when the server runs with --vscode-option enable-smoke-test-driver (otherwise they are silently ignored).
 import fs from 'node:fs';

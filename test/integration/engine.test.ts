@@ -9,13 +9,17 @@ import { createSession } from '../../src/engine/session';
 import { ModelRunner } from '../../src/engine/runner';
 import { DocCache, KvShape } from '../../src/engine/kvStore';
 import { EngineClient } from '../../src/engine/client';
-import type { CompletionRequest } from '../../src/engine/api';
+import {
+  FIXTURE,
+  WORKER,
+  fixtureRequest as req,
+  fullBytesPerToken,
+  haveFixture,
+  skip,
+  startOnFixture,
+} from './fixtureEngine';
 
 process.env.MIXSGA_DEBUG = '1'; // the worker asserts the budget invariant after every operation
-const FIXTURE = path.resolve(__dirname, '../../../test/fixtures/fixture-tiny');
-const WORKER = path.join(__dirname, 'worker.js');
-const have = fs.existsSync(path.join(FIXTURE, 'manifest.json'));
-const skip = have ? false : `fixture not found at ${FIXTURE}`;
 
 async function setup() {
   const { dir, manifest } = loadManifest(FIXTURE);
@@ -182,37 +186,13 @@ test('(b) one chunk vs token by token vs the decode loop: same routes, cache and
   assert.equal(h.tokens[0], one.logits[alt] >= one.logits[7] ? alt : 7);
 });
 
-const req = (docId: string, prefix: string, suffix: string, o: Partial<CompletionRequest> = {}): CompletionRequest => ({
-  docId,
-  languageId: 'typescript',
-  prefix,
-  suffix,
-  context: [],
-  maxTokens: 8,
-  multiline: false,
-  timeBudgetMs: 60_000,
-  ...o,
-});
-
 test(
   '(c) long typed session: bytes ≤ budget after every step, cache reused per keystroke burst',
   { skip },
   async () => {
-    const probe = await EngineClient.start({
-      modelDir: FIXTURE,
-      device: 'cpu',
-      kvBudgetBytes: 1 << 30,
-      workerPath: WORKER,
-    });
-    const full = (await probe.memory()).fullBytesPerToken;
-    await probe.dispose();
+    const full = await fullBytesPerToken();
     const budget = 300 * full; // far below the ~1.5k-token prompt: demotion, eviction and windowing all happen
-    const eng = await EngineClient.start({
-      modelDir: FIXTURE,
-      device: 'cpu',
-      kvBudgetBytes: budget,
-      workerPath: WORKER,
-    });
+    const eng = await startOnFixture(budget);
     try {
       assert.equal(eng.state.kind, 'ready');
       const suffix = '\n}\nexport default main;\n';
@@ -269,14 +249,7 @@ test(
   '(d) crashed worker: detected, request during outage resolves empty with a reason, restarted',
   { skip },
   async () => {
-    const eng = await EngineClient.start({
-      modelDir: FIXTURE,
-      device: 'cpu',
-      kvBudgetBytes: 64 << 20,
-      workerPath: WORKER,
-      testHooks: true,
-      restartBackoffMs: [300, 300],
-    });
+    const eng = await startOnFixture(64 << 20, { testHooks: true, restartBackoffMs: [300, 300] });
     try {
       assert.equal(eng.state.kind, 'ready');
       const states: string[] = [];
@@ -336,7 +309,7 @@ test('(e) missing or corrupt model folder: failed state with a clear reason, no 
   assert.equal(bad.state.kind, 'failed');
   assert.match((bad.state as { reason: string }).reason, /not valid JSON/);
   await bad.dispose();
-  if (have) {
+  if (haveFixture) {
     // a corrupted copy of the fixture: checksum error names the file
     const c = fs.mkdtempSync(path.join(os.tmpdir(), 'mixsga-sha-'));
     for (const f of fs.readdirSync(FIXTURE)) fs.copyFileSync(path.join(FIXTURE, f), path.join(c, f));
@@ -360,13 +333,7 @@ test(
       for (const r of await Promise.all(ps)) assert.equal(typeof r.text, 'string');
     };
     for (let round = 0; round < 4; round++) {
-      const eng = await EngineClient.start({
-        modelDir: FIXTURE,
-        device: 'cpu',
-        kvBudgetBytes: 64 << 20,
-        workerPath: WORKER,
-        shutdownTimeoutMs: 20_000,
-      });
+      const eng = await startOnFixture(64 << 20, { shutdownTimeoutMs: 20_000 });
       assert.equal(eng.state.kind, 'ready');
       for (let k = 0; k < 3; k++) {
         const inflight = [eng.complete(long('a', k)), eng.complete(long('b', k + 1))];

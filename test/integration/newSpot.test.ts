@@ -59,14 +59,19 @@ function clip(eng: EngineCore, tokens: number, ...files: string[]): string {
   }
   return text;
 }
+/** An engine with `docId` opened (prefilled, cursor at the top): the first ~1,500 tokens of one engine source. */
+async function opened(docId: string, file: string): Promise<{ eng: EngineCore; text: string }> {
+  const eng = await engine();
+  const text = clip(eng, 1500, file);
+  await eng.prefillDoc(1, docId, '', text, never);
+  return { eng, text };
+}
 
 test(
   'a jump reuses the cached document up to the cursor line and completes as the prompt from scratch does',
   { skip },
   async () => {
-    const eng = await engine();
-    const text = clip(eng, 1500, 'src/engine/budget.ts');
-    await eng.prefillDoc(1, 'doc', '', text, never);
+    const { eng, text } = await opened('doc', 'src/engine/budget.ts');
     // mid-line spots: at a line end this model mostly ends the line at once (nothing to compare)
     const spots = [cursor(text, 0.7, 8), cursor(text, 0.3, 6), cursor(text, 0.55, 10), cursor(text, 0.1, 5)];
     let nonEmpty = 0;
@@ -100,9 +105,7 @@ test(
   'typing at the spot appends (Enter included): a keystroke recomputes a few tokens; a later spot is recomputed from the edit',
   { skip },
   async () => {
-    const eng = await engine();
-    const text = clip(eng, 1500, 'src/engine/kvStore.ts');
-    await eng.prefillDoc(1, 'typing', '', text, never);
+    const { eng, text } = await opened('typing', 'src/engine/kvStore.ts');
     let c = cursor(text, 0.5);
     await eng.complete(40, request('typing', c), never);
     for (const ch of ' // t;\n  x') {

@@ -3,24 +3,13 @@
 // a run, like the shipped model's).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { EngineClient, LEAN_MALLOC_ENV } from '../../src/engine/client';
-
-const FIXTURE = path.resolve(__dirname, '../../../test/fixtures/fixture-tiny');
-const WORKER = path.join(__dirname, 'worker.js');
-const skip = fs.existsSync(path.join(FIXTURE, 'manifest.json')) ? false : `fixture not found at ${FIXTURE}`;
+import { LEAN_MALLOC_ENV } from '../../src/engine/client';
+import { skip, startOnFixture } from './fixtureEngine';
 const MB = 2 ** 20;
 
 /** Largest excess of the engine's array buffers over the KV bytes its caches allocate, read after each of 40 calls. */
 async function maxGarbageMB(limitMB: string): Promise<{ idle: number; max: number }> {
-  const eng = await EngineClient.start({
-    modelDir: FIXTURE,
-    device: 'cpu',
-    kvBudgetBytes: 64 * MB,
-    workerPath: WORKER,
-    childEnv: { ...LEAN_MALLOC_ENV, MIXSGA_GC_GARBAGE_MB: limitMB },
-  });
+  const eng = await startOnFixture(64 * MB, { childEnv: { ...LEAN_MALLOC_ENV, MIXSGA_GC_GARBAGE_MB: limitMB } });
   try {
     assert.equal(eng.state.kind, 'ready');
     const garbage = async () => {

@@ -9,32 +9,18 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { EngineClient } from '../../src/engine/client';
 import type { CompletionRequest } from '../../src/engine/api';
+import { FIXTURE, WORKER, fixtureRequest, fullBytesPerToken, skip, startOnFixture } from './fixtureEngine';
 
 process.env.MIXSGA_DEBUG = '1';
-const FIXTURE = path.resolve(__dirname, '../../../test/fixtures/fixture-tiny');
-const WORKER = path.join(__dirname, 'worker.js');
 const CLI = path.resolve(__dirname, '../../../dist/cli.js');
-const skip = fs.existsSync(path.join(FIXTURE, 'manifest.json')) ? false : `fixture not found at ${FIXTURE}`;
 
-const req = (docId: string, prefix: string, o: Partial<CompletionRequest> = {}): CompletionRequest => ({
-  docId,
-  languageId: 'typescript',
-  prefix,
-  suffix: ';\n',
-  context: [],
-  maxTokens: 8,
-  multiline: false,
-  timeBudgetMs: 60_000,
-  ...o,
-});
+const req = (docId: string, prefix: string, o: Partial<CompletionRequest> = {}) =>
+  fixtureRequest(docId, prefix, ';\n', o);
 
 test('bad budgets and maxTokens: clear errors, the engine keeps its previous valid state', { skip }, async () => {
-  await assert.rejects(
-    EngineClient.start({ modelDir: FIXTURE, device: 'cpu', kvBudgetBytes: NaN, workerPath: WORKER }),
-    /KV budget \(bytes\) must be a finite number \(got NaN\)/,
-  );
+  await assert.rejects(startOnFixture(NaN), /KV budget \(bytes\) must be a finite number \(got NaN\)/);
   const budget = 4 << 20;
-  const eng = await EngineClient.start({ modelDir: FIXTURE, device: 'cpu', kvBudgetBytes: budget, workerPath: WORKER });
+  const eng = await startOnFixture(budget);
   try {
     assert.equal(eng.state.kind, 'ready');
     const warm = await eng.complete(req('a', 'const total = items.length + '));
@@ -79,15 +65,7 @@ test(
   'a stuck engine cannot hang the caller: calls resolve by their deadline, the engine is restarted',
   { skip },
   async () => {
-    const eng = await EngineClient.start({
-      modelDir: FIXTURE,
-      device: 'cpu',
-      kvBudgetBytes: 4 << 20,
-      workerPath: WORKER,
-      testHooks: true,
-      callTimeoutMs: 5000,
-      restartBackoffMs: [100],
-    });
+    const eng = await startOnFixture(4 << 20, { testHooks: true, callTimeoutMs: 5000, restartBackoffMs: [100] });
     try {
       const pid = eng.pid;
       eng.testCrash('hang');
@@ -139,14 +117,7 @@ test(
   'a native abort in the engine mid-run leaves this (host) process alive; the next request is served within 5 s',
   { skip },
   async () => {
-    const eng = await EngineClient.start({
-      modelDir: FIXTURE,
-      device: 'cpu',
-      kvBudgetBytes: 64 << 20,
-      workerPath: WORKER,
-      testHooks: true,
-      restartBackoffMs: [250, 1000, 4000],
-    });
+    const eng = await startOnFixture(64 << 20, { testHooks: true, restartBackoffMs: [250, 1000, 4000] });
     try {
       assert.equal(eng.state.kind, 'ready');
       const body = Array.from({ length: 150 }, (_, i) => `  const v${i} = compute(alpha${i}, beta) + ${i};\n`).join('');
@@ -218,24 +189,12 @@ test(
       await e.dispose();
     }
     await assert.rejects(
-      EngineClient.start({ modelDir: FIXTURE, device: 'cpu', kvBudgetBytes: -5 * 2 ** 20, workerPath: WORKER }),
+      startOnFixture(-5 * 2 ** 20),
       /KV budget \(bytes\) must be between 0 and \d+ \(got -5242880\)/,
     );
 
-    const probe = await EngineClient.start({
-      modelDir: FIXTURE,
-      device: 'cpu',
-      kvBudgetBytes: 1 << 30,
-      workerPath: WORKER,
-    });
-    const full = (await probe.memory()).fullBytesPerToken;
-    await probe.dispose();
-    const eng = await EngineClient.start({
-      modelDir: FIXTURE,
-      device: 'cpu',
-      kvBudgetBytes: 5 * full,
-      workerPath: WORKER,
-    });
+    const full = await fullBytesPerToken();
+    const eng = await startOnFixture(5 * full);
     try {
       const r = await eng.complete(req('a', 'const a = '));
       assert.equal(r.text, '');

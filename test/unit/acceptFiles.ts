@@ -28,6 +28,7 @@ export function realFiles(maxChars = 30_000): RealFile[] {
     'src/engine',
     'src/engine/postprocess',
     'src/vscode',
+    'src/shared',
     'scripts',
     'toolchain/mixsga',
   ];

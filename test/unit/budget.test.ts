@@ -153,28 +153,25 @@ function run(ops: Op[], budgetTokens: number, seed: number, sh = shape) {
   }
 }
 
-test('budget invariant: bytes allocated ≤ budget after every operation (randomized sequences)', () => {
+/** `run` over random sequences of up to 60 operations, at budgets of 3 to 100 tokens. */
+function runRandom(ops: fc.Arbitrary<Op>, numRuns: number, sh = shape) {
   fc.assert(
     fc.property(
-      fc.array(opArb, { minLength: 1, maxLength: 60 }),
+      fc.array(ops, { minLength: 1, maxLength: 60 }),
       fc.integer({ min: 3, max: 100 }),
       fc.nat(),
-      (ops, budgetTokens, seed) => run(ops, budgetTokens, seed + 1),
+      (seq, budgetTokens, seed) => run(seq, budgetTokens, seed + 1, sh),
     ),
-    { numRuns: 300 },
+    { numRuns },
   );
+}
+
+test('budget invariant: bytes allocated ≤ budget after every operation (randomized sequences)', () => {
+  runRandom(opArb, 300);
 });
 
 test('budget invariant with the age cascade: allocated bytes (codes, scales, capacity) ≤ budget, views included', () => {
-  fc.assert(
-    fc.property(
-      fc.array(cascadeOpArb, { minLength: 1, maxLength: 60 }),
-      fc.integer({ min: 3, max: 100 }),
-      fc.nat(),
-      (ops, budgetTokens, seed) => run(ops, budgetTokens, seed + 1, cascadeShape),
-    ),
-    { numRuns: 150 },
-  );
+  runRandom(cascadeOpArb, 150, cascadeShape);
 });
 
 test('admission order: demote first, then evict other documents, then window the current one', () => {

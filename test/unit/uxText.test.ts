@@ -2,8 +2,8 @@
 // device note, and the log's one line per request with budget actions summarised.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { budgetAdvice, MB, shortDeviceNote, typedMb } from '../../src/vscode/format';
-import { requestLogLine, summariseBudgetActions } from '../../src/vscode/traceText';
+import { budgetAdvice, MB, shortDeviceNote, typedMb } from '../../src/shared/format';
+import { requestLogLine, summariseBudgetActions } from '../../src/shared/traceText';
 import type { RequestTrace } from '../../src/engine/api';
 
 test('a number typed into the budget picker is that number of MB', () => {

@@ -10,7 +10,7 @@ try {
   await runTests({
     version: '1.90.0',
     extensionDevelopmentPath: root,
-    extensionTestsPath: path.join(root, 'test/vscode-suite/index.js'),
+    extensionTestsPath: path.join(root, 'out/test/vscode-suite/index.js'), // built by esbuild.mjs
     launchArgs: ['--disable-extensions', '--disable-workspace-trust'],
   });
 } catch (e) {

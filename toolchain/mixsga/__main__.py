@@ -23,6 +23,7 @@ COMMANDS = [
     "kv_quant_fixture",  # vectors tying the engine's quantised KV tiers to kv_quant.py
     "model_card",  # docs/model-card.md and plots from eval results
     "kv_report",   # KV policies at equal bytes (docs/kv-policy.json)
+    "pipeline",    # a training recipe (toolchain/recipes/*.json) stage by stage: shards -> trunk -> branches -> eval
 ]
 
 

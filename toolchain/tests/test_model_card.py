@@ -178,8 +178,9 @@ def test_model_card_numbers(tmp_path):
     assert f"{TRUNK * TPS:,} (trunk) + {BRANCH * TPS:,} (branch) = {total:,} tokens" in text
     assert re.search(r"dense-cont [\d,]+ \+ [\d,]+ = " + re.escape(f"{total:,}") + r" tokens → equal", text)
     assert _table_row(text, "`gqa2`")[3:6] == [str(GQA), f"{GQA * TPS:,}", f"{TPS:,}"]
-    assert (f"TOTAL_STEPS={TRUNK + BRANCH} DENSE_STEPS={TRUNK} GQA_STEPS={GQA} ABL_STEPS={ABL} FIM_LINE_RATE=0 "
-            'BRANCHES="mixsga dense-cont gqa2 abl-lmgrad abl-random" scripts/train-default.sh all runs/default') in text
+    assert ("scripts/train-default.sh all runs/default --recipe toolchain/recipes/study-v1.json --set "
+            f"trunk.total_steps={TRUNK + BRANCH} --set trunk.dense_steps={TRUNK} --set branches.gqa_steps={GQA} "
+            f"--set branches.abl_steps={ABL} ") in text
 
     # facts and code evals as before
     assert "5.0%" in text and "single-line infilling pass@1 ≥ 0.30" in text
@@ -262,7 +263,7 @@ def test_shipped_run_with_equal_compute_reference(tmp_path):
     assert "**1.111×** at **equal** compute" in text and "18,000 tokens" in text  # 6.0 / 5.4; 14k + 4k
     assert "target ≤ 1.03× **not met**" in text and "50%: **not lower**" in text  # 6.0 > window 5.9, H2O 5.8
     assert "| dense-cont (trunk continued 4,000 tokens), full KV | | | | | 5.400 | |" in text
-    assert "TOTAL_STEPS=18 DENSE_STEPS=14" in text and "scripts/train-default.sh all runs/default " in text
+    assert "trunk.total_steps=18 trunk.dense_steps=14" in text and "scripts/train-default.sh all runs/default " in text
 
 
 def _long_run(root, *, mix_long=5.7, cont_long=5.0, window_long=6.8):
@@ -317,8 +318,8 @@ def test_long_context_phase_sections(tmp_path):
     assert "on 1024-token windows 1.192×" in text  # 6.2 / 5.2
     assert "Against the window (6.800) and H2O (7.000) at 50%: **not lower**" not in text  # 5.7 < 6.8: lower
     assert "at 50%: lower." in text
-    assert "EXTEND_STEPS=5 on 2048-token windows" in text and "--extension" in text and "--long-study" in text
-    assert "TOTAL_STEPS=40 DENSE_STEPS=30 EXTEND_STEPS=5" in text
+    assert "extend.steps=5 on 2048-token windows" in text and "--extension" in text and "--long-study" in text
+    assert "--set trunk.total_steps=40 --set trunk.dense_steps=30 --set extend.steps=5" in text
     model_card.build(res, code, out, corpus, img, doc, shipped=ship.parent, long_study=_long_run(
         tmp_path / "lc2", mix_long=7.7, window_long=6.8))
     assert "**not lower**: a longer context does not turn the comparison" in out.read_text()

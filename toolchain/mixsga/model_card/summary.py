@@ -177,32 +177,33 @@ def reproduce_section(w, c, nums: dict):
     w("")
     w("```sh")
     w("python -m mixsga corpus --out .gpu/corpus                   # data: licence-filtered npm/Debian sources")
-    study_env = (f"TOTAL_STEPS={facts['dense']['steps'] + branch} DENSE_STEPS={facts['dense']['steps']} "
-                 f"GQA_STEPS={gqa if gqa is not None else facts['gqa2']['steps']} "
-                 f"ABL_STEPS={abl if abl is not None else facts['abl-lmgrad']['steps']} FIM_LINE_RATE=0 "
-                 'BRANCHES="mixsga dense-cont gqa2 abl-lmgrad abl-random"')
+    study = (f"--recipe toolchain/recipes/study-v1.json --set trunk.total_steps={facts['dense']['steps'] + branch} "
+             f"--set trunk.dense_steps={facts['dense']['steps']} "
+             f"--set branches.gqa_steps={gqa if gqa is not None else facts['gqa2']['steps']} "
+             f"--set branches.abl_steps={abl if abl is not None else facts['abl-lmgrad']['steps']}")
     if ship:
         st = ship["steps"]
-        w(f"# the shipped model: the defaults of scripts/train-default.sh (TOTAL_STEPS={st['dense'] + st['mixsga']} "
-          f"DENSE_STEPS={st['dense']}, branches mixsga + dense-cont, FIM line cuts"
-          + (f", then EXTEND_STEPS={ext['ext_steps']} on {ext['seq']}-token windows" if ext else "") + ")")
+        w(f"# the shipped model: toolchain/recipes/default-v1.json (trunk.total_steps={st['dense'] + st['mixsga']} "
+          f"trunk.dense_steps={st['dense']}, branches mixsga + dense-cont, FIM line cuts"
+          + (f", then extend.steps={ext['ext_steps']} on {ext['seq']}-token windows" if ext else "") + ")")
         w("scripts/train-default.sh all runs/default                   # shards -> dense -> convert 3:1:6 -> branches -> "
           + ("extend -> " if ext else "") + "eval_ppl")
         w(f"python -m mixsga export runs/default/mixsga{'-' + str(ext['seq']) if ext else ''}/ckpt models/default "
           "--name mixsga-default --cuda --cpu-weights mixed")
         if ext:
             w(f"# ({date}: the phase ran on the r3 branch's checkpoint carried to the GPU machine as fp16: "
-              "lab/gpu/session.sh seed <ckpt> mixsga, then TRAIN_STAGES=shards,extend,eval EXTEND_BRANCHES=mixsga "
-              "lab/gpu/session.sh train)")
+              "lab/gpu/session.sh seed <ckpt> mixsga, then TRAIN_STAGES=shards,extend,eval "
+              "PIPELINE_FLAGS='--set extend.branches=[\"mixsga\"]' lab/gpu/session.sh train)")
         if lc:
             ls = lc["steps"]
-            w(f"TOTAL_STEPS={ls['dense'] + ls['mixsga']} DENSE_STEPS={ls['dense']} EXTEND_STEPS={lc['ext_steps']} "
-              "scripts/train-default.sh all runs/lc   # the smaller equal-compute run with the phase")
+            w(f"scripts/train-default.sh all runs/lc --set trunk.total_steps={ls['dense'] + ls['mixsga']} "
+              f"--set trunk.dense_steps={ls['dense']} --set extend.steps={lc['ext_steps']}   "
+              "# the smaller equal-compute run with the phase")
         w(f"python -m mixsga eval_code --model models/default --sets single --out {evals}/single.json   # and the other sets")
         w("# this card's study (early conversion, every branch)")
-        w(f"{study_env} scripts/train-default.sh all runs/study")
+        w(f"scripts/train-default.sh all runs/study {study}")
     else:
-        w(f"{study_env} scripts/train-default.sh all runs/default   # shards -> dense -> branches -> eval_ppl")
+        w(f"scripts/train-default.sh all runs/default {study}   # shards -> dense -> branches -> eval_ppl")
         w("python -m mixsga export runs/default/mixsga/ckpt models/default --name mixsga-default --cuda --cpu-weights mixed")
         w(f"python -m mixsga eval_code --model models/default --sets single --out {evals}/single.json")
     w(f"python -m mixsga model_card --results {results} --evals {evals} --out {out} --date {date}"
@@ -210,7 +211,8 @@ def reproduce_section(w, c, nums: dict):
       + (f" --long-study {lc['dir']}" if lc else ""))
     w("```")
     w("")
-    w("Each stage of `scripts/train-default.sh` (shards, dense, branches, extend, eval, all, or a comma list) runs detached (log in "
-      "`<run>/<stage>.log`; `scripts/train-default.sh status <run>` shows progress). A CPU dry run of the whole "
-      "pipeline: docs/training.md.")
+    w("`scripts/train-default.sh STAGES RUN [flags]` runs `python -m mixsga pipeline` on a recipe "
+      "(toolchain/recipes/, default-v1.json unless `--recipe`) detached: STAGES is shards, dense, branches, extend, "
+      "eval, all, or a comma list; log in `<run>/<stages>.log`, every command in `<run>/pipeline.jsonl`; "
+      "`scripts/train-default.sh status <run>` shows progress. A CPU dry run of the whole pipeline: docs/training.md.")
     w("")

@@ -1,11 +1,16 @@
 // The extension's own tests, run inside a real VS Code extension host (code-server via test/e2e/run.mjs, or
-// desktop VS Code via runDesktop.mjs). Contract of extensionTestsPath: export run() returning a promise.
-const assert = require('assert');
-const path = require('path');
-const vscode = require('vscode');
-const { createRunner, writeResults, sleep, waitFor } = require('./harness');
-const netWatch = require('./netWatch');
-const { benchmarkTests } = require('./benchmark');
+// desktop VS Code via runDesktop.mjs). Contract of extensionTestsPath: export run() returning a promise. Built by
+// esbuild.mjs into out/test/vscode-suite/index.js.
+import * as assert from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as vscode from 'vscode';
+import { Worker } from 'worker_threads';
+import * as net from 'net';
+import type { MixsgaTestApi } from '../../src/extension';
+import { benchmarkTests } from './benchmark';
+import { createRunner, writeResults, sleep, waitFor } from './harness';
+import * as netWatch from './netWatch';
 
 const EXT_ID = 'mixsga.mixsga-complete';
 const COMMANDS = [
@@ -20,26 +25,26 @@ const COMMANDS = [
 const MB = 1024 * 1024;
 const G = vscode.ConfigurationTarget.Global;
 
-exports.run = async function run() {
+export async function run(): Promise<void> {
   const t = createRunner();
-  /** @type {import('../../src/extension').MixsgaTestApi} */
-  let api;
-  let ext;
+  let api!: MixsgaTestApi;
+  let ext: vscode.Extension<MixsgaTestApi> | undefined;
   const cfg = () => vscode.workspace.getConfiguration('mixsga');
-  const setAndSettle = async (key, value) => {
+  const setAndSettle = async (key: string, value: unknown) => {
     await cfg().update(key, value, G);
     await waitFor(
       `setting ${key}`,
-      () => JSON.stringify(cfg().inspect(key).globalValue) === JSON.stringify(value),
+      () => JSON.stringify(cfg().inspect(key)?.globalValue) === JSON.stringify(value),
       5_000,
     );
     await sleep(100);
   };
-  const untitled = async (language, content) => vscode.workspace.openTextDocument({ language, content });
-  const endOf = (doc) => doc.lineAt(doc.lineCount - 1).range.end;
+  const untitled = async (language: string, content: string) =>
+    vscode.workspace.openTextDocument({ language, content });
+  const endOf = (doc: vscode.TextDocument) => doc.lineAt(doc.lineCount - 1).range.end;
 
   t.test('extension activates and returns its test API', async () => {
-    ext = vscode.extensions.getExtension(EXT_ID);
+    ext = vscode.extensions.getExtension<MixsgaTestApi>(EXT_ID);
     assert.ok(ext, `${EXT_ID} not installed`);
     api = await ext.activate();
     assert.ok(ext.isActive);
@@ -48,7 +53,7 @@ exports.run = async function run() {
 
   t.test('all contributed commands are registered', async () => {
     const all = new Set(await vscode.commands.getCommands(true));
-    const contributed = ext.packageJSON.contributes.commands.map((c) => c.command);
+    const contributed = ext!.packageJSON.contributes.commands.map((c: { command: string }) => c.command);
     assert.deepStrictEqual([...contributed].sort(), [...COMMANDS].sort());
     for (const c of COMMANDS) assert.ok(all.has(c), `${c} not registered`);
   });
@@ -77,7 +82,7 @@ exports.run = async function run() {
       await setAndSettle('maxTokens', 2.5);
       assert.strictEqual(api.settings.current.maxTokens, maxTokens, 'fractional maxTokens accepted');
       assert.ok(api.host.current, 'engine not running');
-      const report = await api.host.current.memory();
+      const report = await api.host.current!.memory();
       assert.strictEqual(report.budgetBytes, 48 * MB, 'engine budget is not the last valid value');
     } finally {
       for (const k of ['maxTokens', 'device', 'kvBudgetMB']) await setAndSettle(k, undefined);
@@ -110,14 +115,14 @@ exports.run = async function run() {
         'function greet(name: string) {\n  console.log(',
         'const ids = users.map((u) => ',
       ];
-      let doc, ed, text;
+      let doc!: vscode.TextDocument, ed!: vscode.TextEditor, text!: string;
       const tried = [];
       for (const p of prompts) {
         doc = await untitled('typescript', p);
         ed = await vscode.window.showTextDocument(doc);
         const first = await api.complete(doc, endOf(doc));
         text = first.length ? String(first[0].insertText) : '';
-        tried.push({ prompt: p, suggestion: text, stop: api.stats.last && api.stats.last.stopReason });
+        tried.push({ prompt: p, suggestion: text, stop: api.stats.last?.engine?.stopReason });
         if (text.length >= 2) break;
       }
       assert.ok(text.length >= 2, `no suggestion of 2+ characters to type along: ${JSON.stringify(tried)}`);
@@ -142,7 +147,7 @@ exports.run = async function run() {
         ['console.lo', 'log'],
       ];
       const tried = [];
-      let item;
+      let item: { got: vscode.InlineCompletionItem; word: string; range: vscode.Range } | undefined;
       for (const [text, word] of cases) {
         const doc = await untitled(
           'typescript',
@@ -199,7 +204,7 @@ exports.run = async function run() {
   t.test(
     'bad input yields no items and no document change',
     async () => {
-      const cases = [
+      const cases: [string, vscode.TextDocument][] = [
         ['binary (NUL chars)', await untitled('typescript', 'const a = 1;\u0000\u0001\u0000 const b = ')],
         ['line over 1 MB', await untitled('typescript', 'const s = "' + 'x'.repeat(1_100_000))],
         ['empty document', await untitled('typescript', '')],
@@ -231,7 +236,7 @@ exports.run = async function run() {
     const data = new vscode.NotebookData([
       new vscode.NotebookCellData(vscode.NotebookCellKind.Code, 'def f(x):\n    return ', 'python'),
     ]);
-    let nb;
+    let nb: vscode.NotebookDocument;
     try {
       nb = await vscode.workspace.openNotebookDocument('jupyter-notebook', data);
     } catch (e) {
@@ -245,7 +250,7 @@ exports.run = async function run() {
   t.test(
     'a 100k-line document completes without reading it whole, in bounded time',
     async () => {
-      const lines = [];
+      const lines: string[] = [];
       for (let i = 0; i < 100_000; i++) lines.push(`const v${i} = ${i};`);
       lines.push('const last = ');
       const doc = await untitled('typescript', lines.join('\n'));
@@ -264,7 +269,7 @@ exports.run = async function run() {
       assert.ok(api.host.current, 'engine not running');
       await vscode.commands.executeCommand('mixsga.setKvBudget', 1);
       await waitFor('budget 1 MB in settings', () => api.settings.current.kvBudgetMB === 1, 5_000);
-      await waitFor('engine budget 1 MB', async () => (await api.host.current.memory()).budgetBytes === MB, 5_000);
+      await waitFor('engine budget 1 MB', async () => (await api.host.current!.memory()).budgetBytes === MB, 5_000);
       const doc = await untitled('typescript', '');
       const ed = await vscode.window.showTextDocument(doc);
       let maxUsed = 0;
@@ -273,7 +278,7 @@ exports.run = async function run() {
           e.insert(endOf(doc), `function f${i}(a: number, b: number): number { return a * ${i} + b; }\n`.repeat(8)),
         );
         await api.complete(doc, endOf(doc));
-        const r = await api.host.current.memory();
+        const r = await api.host.current!.memory();
         maxUsed = Math.max(maxUsed, r.usedBytes);
         assert.ok(r.usedBytes <= r.budgetBytes, `used ${r.usedBytes} > budget ${r.budgetBytes} at step ${i}`);
       }
@@ -288,13 +293,11 @@ exports.run = async function run() {
     'no network: the extension opens no connection during completions (and the detector can see one)',
     async () => {
       // Negative control: a worker thread in this process connects to a local server; the /proc check must see it.
-      const { Worker } = require('worker_threads');
-      const net = require('net');
-      const held = [];
+      const held: net.Socket[] = [];
       const server = net.createServer((s) => held.push(s)); // keep it open: the control socket must live long enough to be seen
-      await new Promise((r) => server.listen(0, '127.0.0.1', r));
-      const port = server.address().port;
-      let w = netWatch.start(ext.extensionPath);
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const port = (server.address() as net.AddressInfo).port;
+      let w = netWatch.start(ext!.extensionPath);
       const worker = new Worker(
         `const net=require('net');const s=net.connect(${port},'127.0.0.1',()=>setTimeout(()=>{s.destroy();process.exit(0)},300));s.on('error',()=>process.exit(1));`,
         { eval: true },
@@ -310,7 +313,7 @@ exports.run = async function run() {
         `detector missed a worker-thread connection: ${JSON.stringify(control)}`,
       );
 
-      w = netWatch.start(ext.extensionPath);
+      w = netWatch.start(ext!.extensionPath);
       const doc = await untitled('typescript', 'import { join } from "path";\nexport const root = ');
       await vscode.window.showTextDocument(doc);
       for (let i = 0; i < 10; i++) await api.complete(doc, endOf(doc));
@@ -334,9 +337,8 @@ exports.run = async function run() {
         `inet sockets opened in the extension host during the burst (calls seen: ${JSON.stringify(r.calls.map((c) => c.what))})`,
       );
       // Static: the shipped bundles load no networking module.
-      const fs = require('fs');
       for (const f of ['dist/extension.js', 'dist/worker.js']) {
-        const code = fs.readFileSync(path.join(ext.extensionPath, f), 'utf8');
+        const code = fs.readFileSync(path.join(ext!.extensionPath, f), 'utf8');
         const hits = code.match(
           /require\(["'](node:)?(net|http|https|http2|tls|dgram|dns|undici)["']\)|\bWebSocket\b|\bXMLHttpRequest\b/g,
         );
@@ -351,7 +353,7 @@ exports.run = async function run() {
   t.test(
     'while the model loads the state is "loading", never a stopped/error badge',
     async () => {
-      const seen = new Set();
+      const seen = new Set<string>();
       const restarting = api.host.restart('suite: loading state');
       for (let i = 0; i < 2_000 && api.host.state.kind !== 'ready'; i++) {
         seen.add(`${api.host.state.kind}|${api.gauge.shown.error}`);
@@ -432,13 +434,13 @@ exports.run = async function run() {
       await waitFor('completions off', () => api.settings.current.enabled === false, 5_000);
       const doc = await untitled('typescript', 'let x = ');
       assert.strictEqual((await api.complete(doc, endOf(doc))).length, 0, 'items while turned off');
-      assert.match(api.stats.last.reason, /turned off/);
+      assert.match(api.stats.last?.reason ?? '', /turned off/);
       await vscode.commands.executeCommand('mixsga.whyNoSuggestion');
       await vscode.commands.executeCommand('mixsga.toggleCompletions');
       await waitFor('completions on', () => api.settings.current.enabled === true, 5_000);
       await vscode.commands.executeCommand('mixsga.clearKvCaches');
       assert.ok(api.host.current, 'engine not running');
-      assert.strictEqual((await api.host.current.memory()).usedBytes, 0, 'caches not cleared');
+      assert.strictEqual((await api.host.current!.memory()).usedBytes, 0, 'caches not cleared');
       await vscode.commands.executeCommand('mixsga.selectDevice', 'cpu');
       await waitFor('device cpu', () => api.settings.current.device === 'cpu', 5_000);
       await setAndSettle('device', undefined);
@@ -457,4 +459,4 @@ exports.run = async function run() {
   writeResults(results, { done: true, extensionPath: ext && ext.extensionPath, suite: path.basename(__dirname) });
   console.log(`${results.length - failed} passed, ${failed} failed`);
   if (failed) throw new Error(`${failed} test(s) failed`);
-};
+}

@@ -1,6 +1,8 @@
 // Whether a request asks for one line or several, from the setting and the cursor's context. Everything done to
 // the model's text afterwards is the engine's post-processing pipeline (src/engine/postprocess/).
-import type { MultilineMode } from './settings';
+
+/** The mixsga.multiline setting. */
+export type MultilineMode = 'auto' | 'always' | 'never';
 
 const BLOCK_OPENER = /(\{|\(|\[|:|=>|\bthen|\bdo|\bbegin)\s*$/;
 const CLOSERS = new Set([')', ']', '}', '"', "'", '`', ';', ',']);

@@ -1,19 +1,29 @@
 // In-host tests of mixSGA: Run Speed Benchmark (registered by index.js, which shares its helpers through ctx).
-const assert = require('assert');
-const vscode = require('vscode');
-const { waitFor } = require('./harness');
+import * as assert from 'assert';
+import * as vscode from 'vscode';
+import type { MixsgaTestApi } from '../../src/extension';
+import type { BenchResult } from '../../src/shared/benchmark';
+import { waitFor, type Runner } from './harness';
 
 const MB = 1024 * 1024;
 
-/** ctx: { api() (the extension's test API, set once it activated), setAndSettle, untitled, endOf } */
-exports.benchmarkTests = function benchmarkTests(t, ctx) {
+/** What index.ts shares with these tests. */
+export interface SuiteContext {
+  /** The extension's test API, set once it activated. */
+  api(): MixsgaTestApi;
+  setAndSettle(key: string, value: unknown): Promise<void>;
+  untitled(language: string, content: string): Thenable<vscode.TextDocument>;
+  endOf(doc: vscode.TextDocument): vscode.Position;
+}
+
+export function benchmarkTests(t: Runner, ctx: SuiteContext): void {
   const { setAndSettle, untitled, endOf } = ctx;
 
   t.test(
     'Run Speed Benchmark measures prompt and decode separately (batched in-graph decoding)',
     async () => {
       const api = ctx.api();
-      const r = await vscode.commands.executeCommand('mixsga.runBenchmark');
+      const r = await vscode.commands.executeCommand<BenchResult>('mixsga.runBenchmark');
       assert.ok(r && typeof r === 'object', `the command returned ${JSON.stringify(r)}`);
       assert.strictEqual(r.runs, 8, JSON.stringify(r));
       assert.ok(r.coldPrefillTokens > 50 && r.coldPrefillMs > 0, `cold prefill not measured: ${JSON.stringify(r)}`);
@@ -32,7 +42,7 @@ exports.benchmarkTests = function benchmarkTests(t, ctx) {
         `decode ${decodePerTok.toFixed(3)} ms/token < prefill ${prefillPerTok.toFixed(3)} ms/token: ${JSON.stringify(r)}`,
       );
       // The benchmark's private document is gone afterwards.
-      const docs = (await api.host.current.memory()).docs.map((d) => d.docId);
+      const docs = (await api.host.current!.memory()).docs.map((d) => d.docId);
       assert.ok(
         !docs.some((d) => d.startsWith('mixsga-benchmark:')),
         `benchmark cache left behind: ${JSON.stringify(docs)}`,
@@ -46,7 +56,7 @@ exports.benchmarkTests = function benchmarkTests(t, ctx) {
     async () => {
       const api = ctx.api();
       await setAndSettle('kvBudgetMB', 2);
-      await waitFor('engine budget 2 MB', async () => (await api.host.current.memory()).budgetBytes === 2 * MB, 5_000);
+      await waitFor('engine budget 2 MB', async () => (await api.host.current!.memory()).budgetBytes === 2 * MB, 5_000);
       const doc = await untitled(
         'typescript',
         'export function area(r: number): number {\n  return Math.PI * r * r;\n}\n'.repeat(6) + 'const a = ',
@@ -56,7 +66,7 @@ exports.benchmarkTests = function benchmarkTests(t, ctx) {
       const docId = doc.uri.toString();
       // The extension prefills an edited document again once the user pauses (prefetch.ts): wait until that has
       // settled, so that only the benchmark could change the cache from here on.
-      const snap = async () => (await api.host.current.memory()).docs.find((x) => x.docId === docId);
+      const snap = async () => (await api.host.current!.memory()).docs.find((x) => x.docId === docId);
       let before = await snap();
       for (let i = 0; i < 20; i++) {
         await new Promise((r) => setTimeout(r, 1_000));
@@ -66,9 +76,9 @@ exports.benchmarkTests = function benchmarkTests(t, ctx) {
         if (same && i >= 2) break;
       }
       assert.ok(before && before.tokens > 0, 'the user document was not cached');
-      const r = await vscode.commands.executeCommand('mixsga.runBenchmark');
+      const r = await vscode.commands.executeCommand<BenchResult | undefined>('mixsga.runBenchmark');
       assert.ok(r && r.coldPrefillTokens >= 1000, `the benchmark prompt is not a realistic file: ${JSON.stringify(r)}`);
-      const after = await api.host.current.memory();
+      const after = await api.host.current!.memory();
       const same = after.docs.find((x) => x.docId === docId);
       assert.deepStrictEqual(
         same && { tokens: same.tokens, bytes: same.bytes },
@@ -80,4 +90,4 @@ exports.benchmarkTests = function benchmarkTests(t, ctx) {
     },
     120_000,
   );
-};
+}

@@ -2,16 +2,23 @@
 // resolve names in this thread, (2) reads the process's socket inodes from /proc/self/fd and looks them up in
 // /proc/net/{tcp,tcp6,udp,udp6}, which also sees sockets opened from worker threads (the engine's) or native
 // code, where the patches cannot reach.
-const fs = require('fs');
-const net = require('net');
-const dns = require('dns');
-const dgram = require('dgram');
-const http = require('http');
-const https = require('https');
-const tls = require('tls');
+// `import x = require()`: the patches below must replace the modules' own functions, not a bundler's copy of them.
+import fs = require('fs');
+import net = require('net');
+import dns = require('dns');
+import dgram = require('dgram');
+import http = require('http');
+import https = require('https');
+import tls = require('tls');
 
-function socketInodes() {
-  const out = new Set();
+export interface NetCall {
+  what: string;
+  ours: boolean;
+  stack: string;
+}
+
+function socketInodes(): Set<string> {
+  const out = new Set<string>();
   for (const fd of fs.readdirSync('/proc/self/fd')) {
     try {
       const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/self/fd/${fd}`));
@@ -24,8 +31,8 @@ function socketInodes() {
 }
 
 /** inode -> "proto local -> remote state" for every inet socket of the network namespace. */
-function inetTable() {
-  const table = new Map();
+function inetTable(): Map<string, string> {
+  const table = new Map<string, string>();
   for (const proto of ['tcp', 'tcp6', 'udp', 'udp6']) {
     let text;
     try {
@@ -42,21 +49,21 @@ function inetTable() {
 }
 
 /** Inet sockets this process holds now (unix sockets and pipes are not network). */
-function processInetSockets() {
+export function processInetSockets(): Map<string, string> {
   const table = inetTable();
-  const out = new Map();
-  for (const ino of socketInodes()) if (table.has(ino)) out.set(ino, table.get(ino));
+  const out = new Map<string, string>();
+  for (const ino of socketInodes()) if (table.has(ino)) out.set(ino, table.get(ino)!);
   return out;
 }
 
-/** @param {string} ownPath calls whose stack passes through this folder are attributed to the extension */
-function start(ownPath) {
-  const calls = [];
-  const restores = [];
-  const patch = (obj, name, label) => {
+/** ownPath: calls whose stack passes through this folder are attributed to the extension. */
+export function start(ownPath: string) {
+  const calls: NetCall[] = [];
+  const restores: (() => void)[] = [];
+  const patch = (obj: any, name: string, label: string) => {
     const orig = obj[name];
     if (typeof orig !== 'function') return;
-    obj[name] = function (...args) {
+    obj[name] = function (this: unknown, ...args: unknown[]) {
       const stack = new Error().stack || '';
       calls.push({
         what: `${label} ${safeArg(args[0])}`,
@@ -79,7 +86,7 @@ function start(ownPath) {
   if (typeof globalThis.fetch === 'function') patch(globalThis, 'fetch', 'fetch');
 
   const baseline = processInetSockets();
-  const seen = new Map();
+  const seen = new Map<string, string>();
   const poll = () => {
     for (const [ino, desc] of processInetSockets()) if (!baseline.has(ino)) seen.set(ino, desc);
   };
@@ -94,12 +101,10 @@ function start(ownPath) {
   };
 }
 
-function safeArg(a) {
+function safeArg(a: unknown): string {
   try {
     return typeof a === 'object' ? JSON.stringify(a).slice(0, 120) : String(a).slice(0, 120);
   } catch {
     return '?';
   }
 }
-
-module.exports = { start, processInetSockets };
