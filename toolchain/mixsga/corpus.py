@@ -1,5 +1,6 @@
 """`python -m mixsga corpus`: collect licence-filtered TS/JS (npm, GitHub repositories) and Python (Debian, PyPI
-sdists) source files, filter, dedup and decontaminate them, split train/val by package, and write compressed JSONL plus upload-ready parts.
+sdists) source files, filter, dedup and decontaminate them, split train/val by package, and write compressed JSONL
+plus upload-ready parts.
 
 Downloads are cached under --cache, so a rerun only fetches what is missing (and --no-fetch uses only the cache).
 """
@@ -448,8 +449,8 @@ def run(args) -> int:
 
 
 def register(subparsers):
-    p = subparsers.add_parser("corpus", help="collect licence-filtered TS/JS (npm, GitHub) and Python (Debian, PyPI) sources",
-                              description=__doc__)
+    p = subparsers.add_parser("corpus", description=__doc__,
+                              help="collect licence-filtered TS/JS (npm, GitHub) and Python (Debian, PyPI) sources")
     p.add_argument("--npm-list", default=str(ASSETS / "npm_packages.txt"))
     p.add_argument("--deb-list", default=str(ASSETS / "debian_packages.txt"))
     p.add_argument("--pypi-list", default=str(ASSETS / "pypi_packages.txt"), help="PyPI sdists ('' for none)")

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path, PurePosixPath
 
 from mixsga import corpus_filters as cf
+from mixsga.errors import UserError
 
 # Folders whose files are built, installed, vendored, recorded or fixtures, not code someone wrote for the project.
 SKIP_DIRS = {"node_modules", "bower_components", "jspm_packages", "dist", "build", "out", "coverage", "vendor",
@@ -29,6 +30,8 @@ _LICENCE_FILE = re.compile(r"^(licen[cs]e|copying)(-[\w-]+)?(\.(md|txt|rst|markd
 
 def read_list(path: Path) -> list[tuple[str, str, str]]:
     """(owner/name, commit, SPDX licence) rows of a repository list; '#' starts a comment."""
+    if not Path(path).is_file():
+        raise UserError(f"repository list not found: {path}")
     rows = []
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         line = line.split("#", 1)[0].strip()
@@ -36,7 +39,7 @@ def read_list(path: Path) -> list[tuple[str, str, str]]:
             continue
         cols = line.split()
         if len(cols) != 3 or not re.fullmatch(r"[0-9a-f]{40}", cols[1]) or "/" not in cols[0]:
-            raise ValueError(f"{path}:{n}: want 'owner/name <40-hex commit> <SPDX licence>', got {line!r}")
+            raise UserError(f"{path}:{n}: want 'owner/name <40-hex commit> <SPDX licence>', got {line!r}")
         rows.append((cols[0], cols[1], cols[2]))
     return rows
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mixsga import corpus_github as gh
+from mixsga.errors import UserError
 
 EVAL = Path("/work/shared/eval")
 MIT = ("MIT License\n\nCopyright (c) 2024 Someone\n\nPermission is hereby granted, free of charge, to any person "
@@ -98,8 +99,10 @@ def test_list_lines_are_checked(tmp_path):
     assert gh.read_list(good) == [("acme/widgets", "a" * 40, "MIT")]
     bad = tmp_path / "bad.txt"
     bad.write_text("acme/widgets main MIT\n")
-    with pytest.raises(ValueError, match="bad.txt:1"):
+    with pytest.raises(UserError, match="bad.txt:1"):
         gh.read_list(bad)
+    with pytest.raises(UserError, match="not found"):
+        gh.read_list(tmp_path / "nope.txt")
 
 
 def test_the_listed_repositories_are_pinned_and_permissive():
