@@ -1,7 +1,8 @@
 """Training v2 over several GPU sessions, one round per session (lab/v2/README.md). Both sides of a round:
 
 here (dev box, repo root):
-  rounds.py slice --corpus .gpu/corpus-v2            the corpus cut into the recipe's slices (one per round)
+  rounds.py slice --corpus .gpu/corpus-v2 [--corpus .gpu/corpus-gh]   the corpora, merged, cut into the recipe's
+                                                     slices (one per round)
   rounds.py prepare --round N [--ckpt DIR]           carry folders .gpu/v2/carry/cK (corpus slice + checkpoint
                                                      parts + state.json), and the device calls of the round
   rounds.py aside | restore                          move what the GPU machine does not need out of the tree
@@ -12,7 +13,6 @@ GPU machine (through lab/v2/gpu.sh):
 """
 import argparse
 import json
-import lzma
 import os
 import re
 import shutil
@@ -25,6 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+import corpora
 import parts
 
 HERE = Path(__file__).parent
@@ -257,27 +258,31 @@ def prep(args):
 
 def slice_corpus(args):
     """train.jsonl.xz -> K slices by package (a package's files stay together); val, decontam and stats go with
-    every slice, so each round's shards hold out the same packages."""
-    src, out = Path(args.corpus), Path(args.out)
+    every slice, so each round's shards hold out the same packages. Several corpora (--corpus A --corpus B) are
+    merged first, exact copies across them dropped (corpora.py)."""
+    merge, out = corpora.Merge(args.corpus), Path(args.out)
     k = load_recipe(args.recipe)["data"]["corpus_slices"]
     dirs = [out / f"s{i}" for i in range(k)]
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
+    merge.side_files(dirs[0])
+    for d in dirs[1:]:
         for f in ("val.jsonl.xz", "decontam.json", "stats.json"):
-            shutil.copyfile(src / f, d / f)
+            shutil.copyfile(dirs[0] / f, d / f)
     with ExitStack() as files:
         sinks = [subprocess.Popen(["xz", "-T0", "-6", "-c"], stdin=subprocess.PIPE,
                                   stdout=files.enter_context(open(d / "train.jsonl.xz", "wb"))) for d in dirs]
-        with lzma.open(src / "train.jsonl.xz", "rb") as f:
-            for line in f:
-                pkg = json.loads(line).get("package", "")
-                sinks[zlib.crc32(pkg.encode()) % k].stdin.write(line)
+        for line, pkg in merge.train_lines():
+            sinks[zlib.crc32(pkg.encode()) % k].stdin.write(line)
         for s in sinks:
             s.stdin.close()
             s.wait()
     for d in dirs:
+        merge.report(d)
         print(f"{d}: {(d / 'train.jsonl.xz').stat().st_size / parts.MiB:.1f} MiB train")
+    if len(args.corpus) > 1:
+        print(f"merged {len(args.corpus)} corpora; exact copies dropped across them: {merge.dropped}")
 
 
 def travelling_bytes():
@@ -413,7 +418,8 @@ def main():
     ap.add_argument("--recipe", default=str(HERE / "recipe-v2.json"))
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("slice")
-    p.add_argument("--corpus", required=True)
+    p.add_argument("--corpus", required=True, action="append",
+                   help="a `corpus` output folder; repeat to merge several (earlier ones win exact duplicates)")
     p.add_argument("--out", default=str(V2 / "slices"))
     p.set_defaults(func=slice_corpus)
     p = sub.add_parser("prepare")

@@ -1,5 +1,6 @@
-"""`python -m mixsga corpus`: collect licence-filtered TS/JS (npm) and Python (Debian, PyPI sdists) source files,
-filter, dedup and decontaminate them, split train/val by package, and write compressed JSONL plus upload-ready parts.
+"""`python -m mixsga corpus`: collect licence-filtered TS/JS (npm, GitHub repositories) and Python (Debian, PyPI
+sdists) source files, filter, dedup and decontaminate them, split train/val by package, and write compressed JSONL
+plus upload-ready parts.
 
 Downloads are cached under --cache, so a rerun only fetches what is missing (and --no-fetch uses only the cache).
 """
@@ -23,6 +24,7 @@ from collections import Counter, defaultdict, deque
 from pathlib import Path
 
 from mixsga import corpus_filters as cf
+from mixsga import corpus_github as gh
 from mixsga.errors import UserError
 
 ASSETS = Path(__file__).parent / "assets"
@@ -35,6 +37,8 @@ _BUNDLE_DIRS = {"umd", "bundles", "bundle", "vendor", "vendors", "node_modules",
 
 
 def _read_list(path: Path) -> list[list[str]]:
+    if str(path) in ("", "."):  # --npm-list '' builds without that kind
+        return []
     if not path.is_file():
         raise UserError(f"package list not found: {path}")
     rows = []
@@ -328,6 +332,8 @@ def run(args) -> int:
     # '' for a list: none of that source (a corpus can be built source by source and merged by rounds.py slice)
     npm_list, deb_list, pypi_list = (_read_list(Path(x)) if x else [] for x in (args.npm_list, args.deb_list,
                                                                                    args.pypi_list))
+    github_list = gh.read_list(Path(args.github_list)) if args.github_list else []
+    mirror = Path(args.mirror)
     decon = cf.Decontaminator.from_eval_dir(eval_dir)
     stats = {"sources": {}, "licences": Counter(), "drops": Counter(), "dropped_packages": {},
              "near_dedup": cf.Deduper().near_enabled}
@@ -336,7 +342,9 @@ def run(args) -> int:
     def deb_docs(row, root):
         return deb_documents(row[0], root, row[1] if len(row) > 1 else None, stats)
 
-    kinds = [  # (source, list, cached path, fetch, documents)
+    kinds = [  # (source, list, cached path, fetch, documents); repositories first: their TS wins dedup over copies
+        ("github", github_list, lambda n: gh.git_dir(mirror, n), lambda n, _cache: gh.mirrored(mirror, n),
+         lambda row, gdir: gh.documents(row, gdir, stats)),
         ("npm", npm_list, lambda n: cache / "npm" / f"{_safe(n)}.json", fetch_npm,
          lambda row, tgz: npm_documents(row[0], tgz, stats)),
         ("debian", deb_list, lambda n: cache / "deb" / n / "root", fetch_deb, deb_docs),
@@ -402,12 +410,13 @@ def run(args) -> int:
     counts = defaultdict(Counter)
     tmp = {s: open(out / f"{s}.jsonl", "w", encoding="utf-8") for s in ("train", "val")}
     kept.seek(0)
-    for source, package, lic, path, lang, text in map(json.loads, kept):
+    for source, package, lic, path, lang, text, *extra in map(json.loads, kept):  # extra: {"commit"} of github
         split = "val" if (source, package) in val else "train"
-        rec = {"package": package, "licence": lic, "path": path, "lang": lang, "text": text, "source": source}
+        rec = {"package": package, "licence": lic, "path": path, "lang": lang, "text": text, "source": source,
+               **(extra[0] if extra else {})}
         tmp[split].write(json.dumps(rec, ensure_ascii=False) + "\n")
         pk = stats["sources"].setdefault(f"{source}:{package}", {"licence": lic, "split": split, "files": 0,
-                                                                 "bytes": 0})
+                                                                 "bytes": 0, **(extra[0] if extra else {})})
         pk["files"] += 1
         pk["bytes"] += len(text.encode())
         c = counts[f"{split}/{source}/{lang}"]
@@ -440,11 +449,14 @@ def run(args) -> int:
 
 
 def register(subparsers):
-    p = subparsers.add_parser("corpus", help="collect licence-filtered TS/JS (npm) and Python (Debian, PyPI) sources",
-                              description=__doc__)
+    p = subparsers.add_parser("corpus", description=__doc__,
+                              help="collect licence-filtered TS/JS (npm, GitHub) and Python (Debian, PyPI) sources")
     p.add_argument("--npm-list", default=str(ASSETS / "npm_packages.txt"), help="npm packages ('' for none)")
     p.add_argument("--deb-list", default=str(ASSETS / "debian_packages.txt"), help="Debian packages ('' for none)")
     p.add_argument("--pypi-list", default=str(ASSETS / "pypi_packages.txt"), help="PyPI sdists ('' for none)")
+    p.add_argument("--github-list", default=str(ASSETS / "github_repos.txt"),
+                   help="GitHub repositories: owner/name commit SPDX ('' for none)")
+    p.add_argument("--mirror", default="/work/.mirror", help="folder of the repositories' bare git mirrors")
     p.add_argument("--cache", default=str(REPO / ".cache" / "corpus"), help="download cache")
     p.add_argument("--out", default=str(REPO / ".gpu" / "corpus"))
     p.add_argument("--xfer", default=str(REPO / ".gpu" / "xfer"), help="folder for upload parts p0/, p1/, ...")

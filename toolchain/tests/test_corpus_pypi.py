@@ -138,7 +138,7 @@ def test_corpus_from_cached_sdists_splits_by_package_and_keeps_licences(tmp_path
     (tmp_path / "none.txt").write_text("# no packages of this kind\n")
     (tmp_path / "pypi.txt").write_text("\n".join(names) + "\n")
     assert main(["corpus", "--npm-list", str(tmp_path / "none.txt"), "--deb-list", str(tmp_path / "none.txt"),
-                 "--pypi-list", str(tmp_path / "pypi.txt"), "--cache", str(tmp_path / "cache"),
+                 "--pypi-list", str(tmp_path / "pypi.txt"), "--github-list", "", "--cache", str(tmp_path / "cache"),
                  "--out", str(tmp_path / "out"), "--xfer", str(tmp_path / "xfer"), "--no-fetch",
                  "--keep-tests", "1", "--workers", "1"]) in (0, None)
     split_of = {}
