@@ -109,6 +109,12 @@ function expandRow(
     }
 }
 
+/** A position group's live tokens and records in one tier (layer 0). */
+export interface GroupCell {
+  tokens: number;
+  records: number;
+}
+
 export interface TierStats {
   name: string;
   tokens: number;
@@ -205,13 +211,12 @@ export class DocTiers {
     return moved;
   }
 
-  /** Position groups that can move one tier down, with their age (distance from the read point). A group is
-   * ready when none of its non-sink tokens is still at full precision (channel-mode key groups are complete) and
-   * moving it frees bytes. Every layer holds the same tokens (all ages alike), so layer 0 stands for all. */
-  candidates(): { tier: number; group: number; age: number }[] {
+  /** Per tier, the live tokens and records of each position group (layer 0 stands for all: every layer holds the
+   * same tokens), and the groups still holding a full-precision non-sink token (they stay: channel-mode key groups
+   * are complete only then). cascadePlan.ts plans the budget's demotions on this table. */
+  groupTable(): { cells: Map<number, GroupCell>[]; full: Set<number> } {
     const full = new Set<number>(),
-      v = this.view(),
-      rp = this.readPoint();
+      v = this.view();
     this.doc.segs[0].forEach((s) => {
       for (let i = 0; i < s.n; i++) {
         const b = this.basePos(s.pos[i]);
@@ -222,36 +227,56 @@ export class DocTiers {
       v.hidden[0].forEach((s) => {
         for (let i = 0; i < s.n; i++) if (s.pos[i] >= this.c.sinks) full.add(Math.floor(s.pos[i] / G));
       });
-    const out: { tier: number; group: number; age: number }[] = [];
-    for (let t = 0; t + 1 < this.c.stores.length; t++) {
-      const src = this.tiers[0][t],
-        dst = this.tiers[0][t + 1];
-      const tokens = new Map<number, number>(),
+    const cells = this.tiers[0].map((t) => {
+      const byGroup = new Map<number, GroupCell>(),
         records = new Map<number, Set<number>>();
-      src.forEach((r, _s, p) => {
+      t.forEach((r, _s, p) => {
         const k = Math.floor(p / G);
-        tokens.set(k, (tokens.get(k) ?? 0) + 1);
+        const cell = byGroup.get(k) ?? { tokens: 0, records: 0 };
+        byGroup.set(k, cell);
+        cell.tokens++;
         if (!records.has(k)) records.set(k, new Set());
         records.get(k)!.add(r);
       });
-      for (const [k, m] of tokens) {
-        // a group must free bytes: a few tokens left by windowing would cost a whole channel-mode record
-        if (full.has(k) || records.get(k)!.size * src.recordBytes <= dst.costOf(m)) continue;
-        out.push({ tier: t, group: k, age: Math.max(rp - (k + 1) * G, k * G - rp) });
-      }
-    }
-    return out;
+      for (const [k, rs] of records) byGroup.get(k)!.records = rs.size;
+      return byGroup;
+    });
+    return { cells, full };
   }
 
-  /** Moves position group k from tier t to tier t + 1 in every layer (dequantise, pool heads if the next store
-   * pools more, quantise again); returns the bytes freed. */
+  /** A position group's age: its distance from the read point. */
+  groupAge(k: number): number {
+    const rp = this.readPoint();
+    return Math.max(rp - (k + 1) * G, k * G - rp);
+  }
+
+  /** Moves position group k from tier t to tier t + 1 in every layer; returns the bytes freed. */
   demote(t: number, k: number): number {
+    return this.moveGroup(k, t, t + 1);
+  }
+
+  /** Moves position group k's tokens in tiers from … to−1 to tier `to` in every layer: dequantised, pooled to the
+   * target's heads and quantised once (one record in channel mode); returns the bytes freed. */
+  moveGroup(k: number, from: number, to: number): number {
     const before = this.bytes(),
       D = this.doc.shape.headDim;
     for (const row of this.tiers) {
-      const { rows, positions } = row[t].take((p) => Math.floor(p / G) === k);
-      if (positions.length)
-        row[t + 1].add(poolRows(rows, positions.length, row[t].heads, row[t + 1].heads, D), positions);
+      const dst = row[to],
+        width = 2 * dst.heads * D,
+        parts: { p: number; rows: Float32Array; i: number }[] = [];
+      for (let t = from; t < to; t++) {
+        const { rows, positions } = row[t].take((p) => Math.floor(p / G) === k);
+        const pooled = poolRows(rows, positions.length, row[t].heads, dst.heads, D);
+        positions.forEach((p, i) => parts.push({ p, rows: pooled, i }));
+      }
+      if (parts.length === 0) continue;
+      parts.sort((a, b) => a.p - b.p);
+      const rows = new Float32Array(parts.length * width);
+      parts.forEach((x, j) => rows.set(x.rows.subarray(x.i * width, (x.i + 1) * width), j * width));
+      dst.add(
+        rows,
+        parts.map((x) => x.p),
+      );
     }
     return before - this.bytes();
   }

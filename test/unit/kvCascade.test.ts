@@ -81,6 +81,49 @@ test('under a binding budget the oldest groups go down first: all of int8 to int
   assert.ok(b.routeBias(1)[1] < -1000 && b.routeBias(1)[2] < -1000, 'new tokens are forced to expert 0');
 });
 
+test('a planned demotion moves each group once: same tiers and bytes as tier-by-tier, read back closer to full precision', () => {
+  const full = fullTokenBytes(shape);
+  const run = (stepwise: boolean) => {
+    const b = new KvBudget(shape, docOverheadBytes(shape) + 1000 * full, { debug: true });
+    b.stepwiseDemotion = stepwise;
+    const r = rng(11),
+      layer0: FullKv[number] = [];
+    for (let i = 0; i < 12; i++) {
+      const { reserved } = b.admit('a', 16);
+      const { ids, kv, full: f } = synthChunk(shape, 16, r, () => 0);
+      layer0.push(...f[0]);
+      b.commit('a', reserved, ids, kv);
+    }
+    // one shrink that pushes the old int8 groups through int4c to g2 at once
+    const actions = b.setBudget(docOverheadBytes(shape) + 50 * full);
+    return { b, d: b.peek('a')!, actions, layer0 };
+  };
+  const planned = run(false),
+    stepwise = run(true);
+  assert.ok(positions(planned.d, 2).length > 0, 'the budget pushed groups through to g2');
+  for (const t of [0, 1, 2]) assert.deepEqual(positions(planned.d, t), positions(stepwise.d, t), `tier ${t}`);
+  assert.equal(planned.b.used(), stepwise.b.used(), 'same bytes held');
+  assert.deepEqual(planned.actions, stepwise.actions, 'same actions, same bytes freed');
+  // g2 tokens: one quantisation from int8 (planned) vs int8 → int4c → g2 (stepwise); compare with the pooled reference
+  const ref = planned.layer0;
+  const err = (d: DocCache) => {
+    const t = d.tiers!.tiers[0][2],
+      out = new Float32Array(2 * 2 * 8);
+    let sum = 0;
+    t.forEach((r, s, p) => {
+      t.read(r, s, out, 0);
+      for (const [kv, heads] of [ref[p].k, ref[p].v].entries())
+        for (let h = 0; h < 2; h++)
+          for (let x = 0; x < 8; x++) {
+            const want = (heads[2 * h][x] + heads[2 * h + 1][x]) / 2;
+            sum += Math.abs(out[(kv * 2 + h) * 8 + x] - want);
+          }
+    });
+    return sum;
+  };
+  assert.ok(err(planned.d) < err(stepwise.d), `planned ${err(planned.d)} vs stepwise ${err(stepwise.d)}`);
+});
+
 test('a view moves the band before its cursor; hidden tokens are not fed and come back on close', () => {
   const { doc } = filled(200, 7);
   doc.tiers!.age();
