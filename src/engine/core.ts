@@ -36,7 +36,13 @@ export interface CoreOptions {
   layout?: PromptLayout;
   /** EngineOptions.kvPolicy. */
   kvPolicy?: string;
+  /** Age cascade on an fp32 graph: store the band, sinks and request tokens fp16 (default FP16_BAND; bench A/B). */
+  fp16Band?: boolean;
 }
+
+/** Taken because it pays: half the bytes of the full rows, which then hold ~40 % more old tokens at 25 %, and no
+ * slower (fp32/fp16 1.12× CPU) — `--suite cascade`, docs/cache-layout.md "Band storage". */
+export const FP16_BAND = true;
 
 /** Largest chunk fed to the model in one call during prefill: the GPU takes a whole prompt at once; on the CPU
  * smaller chunks let a superseded request stop sooner. */
@@ -75,6 +81,7 @@ export class EngineCore {
     budgetBytes: number,
     layout: PromptLayout,
     kvPolicy?: string,
+    fp16Band = FP16_BAND,
   ) {
     const a = manifest.architecture;
     this.layout = manifest.fim ? layout : 'spm'; // without FIM tokens both are the same left-to-right prompt
@@ -87,6 +94,10 @@ export class EngineCore {
     };
     const policy = kvPolicy ?? manifest.kv_policy;
     if (policy && policy !== 'router') this.shape.cascade = parseCascade(policy, this.shape.heads, this.rope);
+    if (this.shape.cascade && fp16Band && this.shape.dtype === 'float32') {
+      this.shape.feedDtype = 'float32'; // the full rows are widened into each run's feed (kvCascade.ts feeds)
+      this.shape.dtype = 'float16';
+    }
     this.budget = new KvBudget(this.shape, budgetBytes);
     this.masks = new StopMasks(tok);
   }
@@ -96,7 +107,17 @@ export class EngineCore {
     const tok = ModelTokenizer.load(dir, manifest);
     const loaded = await createSession(dir, manifest, o.device, o.threads ?? 0);
     const runner = new ModelRunner(loaded.ort, loaded.session, manifest, loaded.variant.kv_dtype);
-    return new EngineCore(dir, manifest, tok, loaded, runner, o.kvBudgetBytes, o.layout ?? 'psm', o.kvPolicy);
+    return new EngineCore(
+      dir,
+      manifest,
+      tok,
+      loaded,
+      runner,
+      o.kvBudgetBytes,
+      o.layout ?? 'psm',
+      o.kvPolicy,
+      o.fp16Band,
+    );
   }
 
   private trace(requestId: number, docId: string): RequestTrace {

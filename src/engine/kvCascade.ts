@@ -1,6 +1,7 @@
 // Issue 19's age cascade in a document's cache: what toolchain/mixsga/kv_policy.py measured as the winning policy
 // (spec `band=32,order=age,stores=g1-int8|g1-int4c|g2-int4c`). The sinks and the `band` tokens before the READ
-// POINT keep full K/V (the segments of expert 0, kvStore.ts, in the graph's KV dtype); every other token is held
+// POINT keep full K/V (the segments of expert 0, kvStore.ts: fp16 on an fp32 graph, core.ts FP16_BAND, widened in
+// the feed; else the graph's KV dtype); every other token is held
 // in one quantised tier (kvTier.ts), most precise first. budget.ts decides when tokens move; this file moves them.
 //
 // Age, in a document-order cache (docs/cache-layout.md): the read point is the cursor line's start `at` of the
@@ -322,7 +323,8 @@ export class DocTiers {
   feeds(): { name: string; data: KvArray; dims: number[] }[] {
     const { shape } = this.doc,
       D = shape.headDim,
-      f16 = shape.dtype === 'float16';
+      f16 = (shape.feedDtype ?? shape.dtype) === 'float16',
+      widen = shape.dtype === 'float16' && !f16; // fp16-stored full rows into an fp32 feed
     const v = this.view(),
       shift = v ? v.from - v.head : 0;
     const rot = shift ? ropeTables(-shift, this.c.rope, D) : undefined;
@@ -355,7 +357,9 @@ export class DocTiers {
           m++;
         });
         const data: KvArray = f16 ? new Uint16Array((seg.n + m) * row) : new Float32Array((seg.n + m) * row);
-        data.set(seg.feed());
+        const kept = seg.feed();
+        if (widen) for (let j = 0; j < kept.length; j++) data[j] = f16ToF32(kept[j]);
+        else data.set(kept);
         if (f16) for (let j = 0; j < m * row; j++) data[seg.n * row + j] = f32ToF16(all[j]);
         else data.set(all.subarray(0, m * row), seg.n * row);
         out.push({ name: `past.${l}.${e}`, data, dims: [1, seg.n + m, 2, seg.heads, D] });
