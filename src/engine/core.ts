@@ -20,6 +20,7 @@ import { KvBudget, BudgetError } from './budget';
 import { KvShape, fullTokenBytes } from './kvStore';
 import { memoryReport } from './memoryReport';
 import { parseCascade } from './kvCascade';
+import { demotedBand } from './bandRecompute';
 import { buildPrompt, defaultLimits } from './prompt';
 import { PostProcessor } from './postprocess';
 import { generate, CancelToken } from './generate';
@@ -67,6 +68,8 @@ export class EngineCore {
   readonly layout: PromptLayout;
   /** Layout psm: suffix tokens a new spot computes (the bench's suffix suite varies it). */
   spotSuffixTokens = SPOT_SUFFIX_TOKENS;
+  /** Age cascade: recompute a demoted band before a new cursor (bandRecompute.ts); off only for the bench's A/B. */
+  bandRecompute = true;
   private readonly rope: Rope;
   /** The context snippets of each document's last request: a background prefill builds the same base. */
   private readonly lastContext = new Map<string, ContextSnippet[]>();
@@ -250,7 +253,24 @@ export class EngineCore {
       trace.budgetActions.push(
         `view: positions ${sp.head}..${sp.from - 1} hidden, ${sp.at - sp.from} tokens moved down by ${sp.from - sp.head}`,
       );
+    if (this.bandRecompute) await this.recomputeBand(docId, trace);
     return undefined;
+  }
+
+  /** Age cascade: the band before the view's cursor line at full precision again where it was demoted. */
+  private async recomputeBand(docId: string, trace: RequestTrace): Promise<void> {
+    const doc = this.budget.touch(docId);
+    const span = demotedBand(doc, this.budget.maxChunk(docId));
+    if (!span) return;
+    if (!span.fits) {
+      trace.budgetActions.push(`band not recomputed: ${span.end - span.start} tokens exceed the budget's share`);
+      return;
+    }
+    const ids = Array.from(doc.tokenIds.subarray(span.start, span.end));
+    this.budget.truncate(docId, span.start);
+    await this.runChunk(docId, ids, span.start, trace);
+    trace.bandRecomputed += ids.length;
+    trace.budgetActions.push(`band recomputed: ${ids.length} tokens`);
   }
 
   /** Keeps the document's middle start while the user types on from it (same suffix, the text before unchanged). */

@@ -13,11 +13,14 @@
 // whole for the next jump or line.
 // Leaving the band moves a token to the first tier (age(), at every commit and view change); the budget moves the
 // oldest position groups (KIVI_GROUP aligned positions, the unit of a channel-mode key scale) one tier down.
-// Demotion is lossy: a token demoted before the cursor jumped next to it stays demoted (no recompute).
+// Demotion is lossy: a band demoted before the cursor jumped next to it is computed again at full precision when
+// the view opens (bandRecompute.ts, core.ts placeView). The budget's demotions are planned (cascadePlan.ts).
 //
 // Feeds: past.{l}.{e} = the expert's full-precision rows, then every visible tier token of that expert
 // dequantised (tiers g1 feed expert 0, g2 the expert with H/2 heads, or expert 0 with each pooled head repeated
-// when the model has no such expert), rotated by the view's shift like the kept rows. They are built for each run and dropped after it: only codes and scales stay allocated between runs.
+// when the model has no such expert), rotated by the view's shift like the kept rows. They are built for each run
+// and dropped after it: only codes and scales stay allocated between runs. Measured, the rebuild is not what makes the
+// cascade slower (docs/cache-layout.md, "Cost of the cascade path"), so no dequantised copy is kept.
 import type { DocCache, KvArray } from './kvStore';
 import type { OpenView } from './spotView';
 import { QuantTier, StoreSpec } from './kvTier';

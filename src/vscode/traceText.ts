@@ -12,6 +12,9 @@ const n = (x: number): string => x.toLocaleString('en-US');
 export function summariseBudgetActions(actions: string[]): string {
   let demoted = 0,
     demotedBytes = 0,
+    groups = 0,
+    groupBytes = 0,
+    band = 0,
     other = 0,
     dropped = 0;
   const evicted = new Set<string>(),
@@ -21,7 +24,11 @@ export function summariseBudgetActions(actions: string[]): string {
     if ((m = /^demoted (\d+) token-layers \((\d+) B\)/.exec(a))) {
       demoted += Number(m[1]);
       demotedBytes += Number(m[2]);
-    } else if ((m = /^evicted (.+)$/.exec(a))) evicted.add(m[1]);
+    } else if ((m = /^demoted (\d+) position groups one tier down \((\d+) B\)/.exec(a))) {
+      groups += Number(m[1]); // age cascade (kvCascade.ts)
+      groupBytes += Number(m[2]);
+    } else if ((m = /^band recomputed: (\d+) tokens/.exec(a))) band += Number(m[1]);
+    else if ((m = /^evicted (.+)$/.exec(a))) evicted.add(m[1]);
     else if ((m = /^windowed (.+): dropped positions (\d+)\.\.(\d+)$/.exec(a))) {
       windowed.add(m[1]);
       dropped += Number(m[3]) - Number(m[2]) + 1;
@@ -29,6 +36,8 @@ export function summariseBudgetActions(actions: string[]): string {
   }
   const parts: string[] = [];
   if (demoted) parts.push(`demoted ${n(demoted)} token-layers (${(demotedBytes / MB).toFixed(2)} MB)`);
+  if (groups) parts.push(`demoted ${n(groups)} position groups (${(groupBytes / MB).toFixed(2)} MB)`);
+  if (band) parts.push(`band recomputed: ${n(band)} tokens`);
   if (evicted.size) parts.push(`evicted ${evicted.size} document${evicted.size > 1 ? 's' : ''}`);
   if (windowed.size)
     parts.push(`windowed ${windowed.size} document${windowed.size > 1 ? 's' : ''} (${n(dropped)} positions dropped)`);
