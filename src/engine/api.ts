@@ -21,6 +21,9 @@ export interface EngineOptions {
 
 export type PromptLayout = 'psm' | 'spm';
 
+/** Checks a `kvPolicy` value before it reaches an engine (settings). */
+export { kvPolicyProblem } from './kvCascade';
+
 /** A snippet of another open file, offered as extra context. */
 export interface ContextSnippet {
   path: string;

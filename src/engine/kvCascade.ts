@@ -41,6 +41,31 @@ export interface Cascade {
 
 /** Parses a manifest/setting `kv_policy` spec into a cascade for a model with these experts' kv heads. */
 export function parseCascade(spec: string, heads: number[], rope: Rope): Cascade {
+  const { band, sinks, stores } = parseSpec(spec);
+  const expertOf = stores.map((s) => {
+    if (!Number.isInteger(heads[0] / s.group) || s.group < 1)
+      throw new Error(
+        `kv_policy "${spec}": store ${s.name}: ${heads[0]} kv heads do not split into groups of ${s.group}`,
+      );
+    return Math.max(0, heads.indexOf(heads[0] / s.group));
+  });
+  return { spec, band, sinks, stores, expertOf, rope };
+}
+
+/** What a `mixsga.kvPolicy` value is wrong with, or undefined: "" (the manifest's policy), "router", or a cascade
+ * spec (checked here as far as it does not depend on the model; the engine checks the rest when it starts). */
+export function kvPolicyProblem(value: string): string | undefined {
+  if (value === '' || value === 'router') return undefined;
+  try {
+    parseSpec(value);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/** The model-independent part of a spec: band, sinks and stores (throws with the reason). */
+function parseSpec(spec: string): Pick<Cascade, 'band' | 'sinks' | 'stores'> {
   const bad = (why: string) => new Error(`kv_policy "${spec}": ${why}`);
   const kw = new Map<string, string>();
   for (const part of spec.split(',')) {
@@ -61,13 +86,8 @@ export function parseCascade(spec: string, heads: number[], rope: Rope): Cascade
   if (names.length === 0) throw bad('stores=… lists no store');
   const stores = names.map((name): StoreSpec => {
     const m = /^g(\d+)-int(4|8)(c?)$/.exec(name);
-    if (!m) throw bad(`store "${name}" is not g<heads per group>-int4|int8[c]`);
+    if (!m || Number(m[1]) < 1) throw bad(`store "${name}" is not g<heads per group ≥ 1>-int4|int8[c]`);
     return { name, group: Number(m[1]), bits: Number(m[2]) as Bits, keyChannel: m[3] === 'c' };
-  });
-  const expertOf = stores.map((s) => {
-    if (!Number.isInteger(heads[0] / s.group) || s.group < 1)
-      throw bad(`store ${s.name}: ${heads[0]} kv heads do not split into groups of ${s.group}`);
-    return Math.max(0, heads.indexOf(heads[0] / s.group));
   });
   stores.forEach((s, i) => {
     if (i > 0 && s.group < stores[i - 1].group) throw bad('stores must not un-pool heads (groups only grow)');
@@ -75,7 +95,7 @@ export function parseCascade(spec: string, heads: number[], rope: Rope): Cascade
   if (stores.some((s) => s.keyChannel) && band < KIVI_GROUP) {
     throw bad(`channel-mode keys need band ≥ ${KIVI_GROUP} (a key group is complete only ${KIVI_GROUP} tokens later)`);
   }
-  return { spec, band, sinks, stores, expertOf, rope };
+  return { band, sinks, stores };
 }
 
 /** Mean of adjacent heads: [m][2][Hs][D] → [m][2][Hd][D] (mixSGA's pooling, as DocCache.demote does it). */
