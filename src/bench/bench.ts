@@ -4,7 +4,7 @@
 //   node dist/bench.js --suite suffix [--suffix-sizes 32,64,96,128,256] [--spots 16]
 //   node dist/bench.js --suite lines [--cases 40]   (psm vs spm: exact rest of a cut line)
 //   node dist/bench.js --suite gpu --model DIR --device cuda|cpu [--variant cpu|cuda] [--budgets 100,75,50,25] [--quick]
-//   node dist/bench.js --suite cascade [--fraction 0.25] [--spots 12] [--doc-tokens 4000]   (age cascade vs window)
+//   node dist/bench.js --suite cascade [--fraction 0.25] [--spots 12] [--doc-tokens 4000] [--arms full,cascade,window] [--base window]
 // Exit codes: 0 ok, 1 error, 2 the benchmark cannot run as asked here (e.g. CUDA unavailable; the reason is printed).
 import '../engine/fp16Guard'; // before onnxruntime-common loads: Node ≥ 24 Float16Array pitfall (session.ts)
 import * as os from 'node:os';
@@ -22,7 +22,7 @@ node dist/bench.js --suite spots [--spots 24] [--keystrokes 6] [--doc-tokens 200
 node dist/bench.js --suite suffix [--suffix-sizes 32,64,96,128,256] [--spots 16]
 node dist/bench.js --suite lines [--cases 40]   (psm vs spm: exact rest of a cut line)
 node dist/bench.js --suite gpu --model DIR --device cuda|cpu [--variant cpu|cuda] [--budgets 100,75,50,25] [--quick] [--profile-runs N] [--keep-profiles]
-node dist/bench.js --suite cascade [--fraction 0.25] [--spots 12] [--doc-tokens 4000] [--policy SPEC]   (issue 19: age cascade vs window at equal bytes)
+node dist/bench.js --suite cascade [--fraction 0.25] [--spots 12] [--doc-tokens 4000] [--policy SPEC] [--arms full,cascade,window] [--base window]   (issue 19: age cascade vs window at equal bytes; A/B arms cascade-stepwise, cascade-fp32band, cascade-norecompute)
 Exit codes: 0 ok, 1 error, 2 the benchmark cannot run as asked here (e.g. CUDA unavailable; the reason is printed).`;
 
 async function main(): Promise<number> {

@@ -21,6 +21,9 @@ export interface EngineOptions {
 
 export type PromptLayout = 'psm' | 'spm';
 
+/** Checks a `kvPolicy` value before it reaches an engine (settings). */
+export { kvPolicyProblem } from './kvCascade';
+
 /** A snippet of another open file, offered as extra context. */
 export interface ContextSnippet {
   path: string;
@@ -79,6 +82,8 @@ export interface RequestTrace {
   noSuggestionReason?: string;
   /** Budget actions taken to admit this request's tokens. */
   budgetActions: string[];
+  /** Age cascade: tokens of the band before a new cursor computed again at full precision (bandRecompute.ts). */
+  bandRecomputed: number;
 }
 
 /** A trace of a request that has done nothing yet: every counter 0, no budget actions. */
@@ -95,6 +100,7 @@ export function newTrace(requestId: number, docId: string, stopReason: StopReaso
     totalMs: 0,
     stopReason,
     budgetActions: [],
+    bandRecomputed: 0,
   };
 }
 

@@ -30,6 +30,7 @@
 import { LRUCache } from 'lru-cache';
 import { DocCache, ID_BYTES, KvShape, RunKv, docOverheadBytes, entryBytes, fullTokenBytes } from './kvStore';
 import { dropHiddenTail } from './spotView';
+import { collapse, planSteps } from './cascadePlan';
 import { checkBudgetBytes } from './validate';
 
 export interface BudgetOptions {
@@ -51,6 +52,8 @@ export class KvBudget {
   readonly sink: number;
   readonly steerFrom: number;
   debug: boolean;
+  /** Cascade only: move a group one tier per step, re-quantising at each (before cascadePlan.ts; bench A/B). */
+  stepwiseDemotion = false;
 
   private budget: number;
 
@@ -250,20 +253,20 @@ export class KvBudget {
   }
 
   /** Step 2 with an age cascade: the oldest position groups of the most precise tier one tier down, across
-   * documents, until `deficit()` ≤ 0 or every group sits in the last tier. */
+   * documents, until `deficit()` ≤ 0 or every group sits in the last tier; planned first, each group then moved
+   * once to the deepest tier the plan reached (cascadePlan.ts). */
   private demoteOldest(deficit: () => number): void {
     let count = 0,
       freed = 0;
-    while (deficit() > 0) {
-      const cands = [...this.lru.values()].flatMap((doc) => doc.tiers!.candidates().map((c) => ({ doc, ...c })));
-      if (cands.length === 0) break;
-      const tier = Math.min(...cands.map((c) => c.tier));
-      const pass = cands.filter((c) => c.tier === tier).sort((a, b) => b.age - a.age);
-      for (const c of pass) {
-        if (deficit() <= 0) break;
-        freed += c.doc.tiers!.demote(c.tier, c.group);
-        count++;
-      }
+    for (let d = deficit(); d > 0; d = deficit()) {
+      const steps = planSteps([...this.lru.values()], d);
+      if (steps.length === 0) break;
+      let got = 0;
+      if (this.stepwiseDemotion) for (const s of steps) got += s.doc.tiers!.demote(s.tier, s.group);
+      else for (const m of collapse(steps)) got += m.doc.tiers!.moveGroup(m.group, m.from, m.to);
+      count += steps.length;
+      freed += got;
+      if (got <= 0) break;
     }
     if (count) this.pendingActions.push(`demoted ${count} position groups one tier down (${freed} B)`);
   }

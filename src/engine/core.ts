@@ -20,6 +20,7 @@ import { KvBudget, BudgetError } from './budget';
 import { KvShape, fullTokenBytes } from './kvStore';
 import { memoryReport } from './memoryReport';
 import { parseCascade } from './kvCascade';
+import { demotedBand } from './bandRecompute';
 import { buildPrompt, defaultLimits } from './prompt';
 import { PostProcessor } from './postprocess';
 import { generate, CancelToken } from './generate';
@@ -36,7 +37,13 @@ export interface CoreOptions {
   layout?: PromptLayout;
   /** EngineOptions.kvPolicy. */
   kvPolicy?: string;
+  /** Age cascade on an fp32 graph: store the band, sinks and request tokens fp16 (default FP16_BAND; bench A/B). */
+  fp16Band?: boolean;
 }
+
+/** Taken because it pays: half the bytes of the full rows, which then hold ~40 % more old tokens at 25 %, and no
+ * slower (fp32/fp16 1.12× CPU) — `--suite cascade`, docs/cache-layout.md "Band storage". */
+export const FP16_BAND = true;
 
 /** Largest chunk fed to the model in one call during prefill: the GPU takes a whole prompt at once; on the CPU
  * smaller chunks let a superseded request stop sooner. */
@@ -61,6 +68,8 @@ export class EngineCore {
   readonly layout: PromptLayout;
   /** Layout psm: suffix tokens a new spot computes (the bench's suffix suite varies it). */
   spotSuffixTokens = SPOT_SUFFIX_TOKENS;
+  /** Age cascade: recompute a demoted band before a new cursor (bandRecompute.ts); off only for the bench's A/B. */
+  bandRecompute = true;
   private readonly rope: Rope;
   /** The context snippets of each document's last request: a background prefill builds the same base. */
   private readonly lastContext = new Map<string, ContextSnippet[]>();
@@ -75,6 +84,7 @@ export class EngineCore {
     budgetBytes: number,
     layout: PromptLayout,
     kvPolicy?: string,
+    fp16Band = FP16_BAND,
   ) {
     const a = manifest.architecture;
     this.layout = manifest.fim ? layout : 'spm'; // without FIM tokens both are the same left-to-right prompt
@@ -87,6 +97,10 @@ export class EngineCore {
     };
     const policy = kvPolicy ?? manifest.kv_policy;
     if (policy && policy !== 'router') this.shape.cascade = parseCascade(policy, this.shape.heads, this.rope);
+    if (this.shape.cascade && fp16Band && this.shape.dtype === 'float32') {
+      this.shape.feedDtype = 'float32'; // the full rows are widened into each run's feed (kvCascade.ts feeds)
+      this.shape.dtype = 'float16';
+    }
     this.budget = new KvBudget(this.shape, budgetBytes);
     this.masks = new StopMasks(tok);
   }
@@ -96,7 +110,17 @@ export class EngineCore {
     const tok = ModelTokenizer.load(dir, manifest);
     const loaded = await createSession(dir, manifest, o.device, o.threads ?? 0);
     const runner = new ModelRunner(loaded.ort, loaded.session, manifest, loaded.variant.kv_dtype);
-    return new EngineCore(dir, manifest, tok, loaded, runner, o.kvBudgetBytes, o.layout ?? 'psm', o.kvPolicy);
+    return new EngineCore(
+      dir,
+      manifest,
+      tok,
+      loaded,
+      runner,
+      o.kvBudgetBytes,
+      o.layout ?? 'psm',
+      o.kvPolicy,
+      o.fp16Band,
+    );
   }
 
   private trace(requestId: number, docId: string): RequestTrace {
@@ -229,7 +253,24 @@ export class EngineCore {
       trace.budgetActions.push(
         `view: positions ${sp.head}..${sp.from - 1} hidden, ${sp.at - sp.from} tokens moved down by ${sp.from - sp.head}`,
       );
+    if (this.bandRecompute) await this.recomputeBand(docId, trace);
     return undefined;
+  }
+
+  /** Age cascade: the band before the view's cursor line at full precision again where it was demoted. */
+  private async recomputeBand(docId: string, trace: RequestTrace): Promise<void> {
+    const doc = this.budget.touch(docId);
+    const span = demotedBand(doc, this.budget.maxChunk(docId));
+    if (!span) return;
+    if (!span.fits) {
+      trace.budgetActions.push(`band not recomputed: ${span.end - span.start} tokens exceed the budget's share`);
+      return;
+    }
+    const ids = Array.from(doc.tokenIds.subarray(span.start, span.end));
+    this.budget.truncate(docId, span.start);
+    await this.runChunk(docId, ids, span.start, trace);
+    trace.bandRecomputed += ids.length;
+    trace.budgetActions.push(`band recomputed: ${ids.length} tokens`);
   }
 
   /** Keeps the document's middle start while the user types on from it (same suffix, the text before unchanged). */

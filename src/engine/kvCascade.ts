@@ -1,6 +1,7 @@
 // Issue 19's age cascade in a document's cache: what toolchain/mixsga/kv_policy.py measured as the winning policy
 // (spec `band=32,order=age,stores=g1-int8|g1-int4c|g2-int4c`). The sinks and the `band` tokens before the READ
-// POINT keep full K/V (the segments of expert 0, kvStore.ts, in the graph's KV dtype); every other token is held
+// POINT keep full K/V (the segments of expert 0, kvStore.ts: fp16 on an fp32 graph, core.ts FP16_BAND, widened in
+// the feed; else the graph's KV dtype); every other token is held
 // in one quantised tier (kvTier.ts), most precise first. budget.ts decides when tokens move; this file moves them.
 //
 // Age, in a document-order cache (docs/cache-layout.md): the read point is the cursor line's start `at` of the
@@ -12,11 +13,14 @@
 // whole for the next jump or line.
 // Leaving the band moves a token to the first tier (age(), at every commit and view change); the budget moves the
 // oldest position groups (KIVI_GROUP aligned positions, the unit of a channel-mode key scale) one tier down.
-// Demotion is lossy: a token demoted before the cursor jumped next to it stays demoted (no recompute).
+// Demotion is lossy: a band demoted before the cursor jumped next to it is computed again at full precision when
+// the view opens (bandRecompute.ts, core.ts placeView). The budget's demotions are planned (cascadePlan.ts).
 //
 // Feeds: past.{l}.{e} = the expert's full-precision rows, then every visible tier token of that expert
 // dequantised (tiers g1 feed expert 0, g2 the expert with H/2 heads, or expert 0 with each pooled head repeated
-// when the model has no such expert), rotated by the view's shift like the kept rows. They are built for each run and dropped after it: only codes and scales stay allocated between runs.
+// when the model has no such expert), rotated by the view's shift like the kept rows. They are built for each run
+// and dropped after it: only codes and scales stay allocated between runs. Measured, the rebuild is not what makes the
+// cascade slower (docs/cache-layout.md, "Cost of the cascade path"), so no dequantised copy is kept.
 import type { DocCache, KvArray } from './kvStore';
 import type { OpenView } from './spotView';
 import { QuantTier, StoreSpec } from './kvTier';
@@ -37,6 +41,31 @@ export interface Cascade {
 
 /** Parses a manifest/setting `kv_policy` spec into a cascade for a model with these experts' kv heads. */
 export function parseCascade(spec: string, heads: number[], rope: Rope): Cascade {
+  const { band, sinks, stores } = parseSpec(spec);
+  const expertOf = stores.map((s) => {
+    if (!Number.isInteger(heads[0] / s.group) || s.group < 1)
+      throw new Error(
+        `kv_policy "${spec}": store ${s.name}: ${heads[0]} kv heads do not split into groups of ${s.group}`,
+      );
+    return Math.max(0, heads.indexOf(heads[0] / s.group));
+  });
+  return { spec, band, sinks, stores, expertOf, rope };
+}
+
+/** What a `mixsga.kvPolicy` value is wrong with, or undefined: "" (the manifest's policy), "router", or a cascade
+ * spec (checked here as far as it does not depend on the model; the engine checks the rest when it starts). */
+export function kvPolicyProblem(value: string): string | undefined {
+  if (value === '' || value === 'router') return undefined;
+  try {
+    parseSpec(value);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/** The model-independent part of a spec: band, sinks and stores (throws with the reason). */
+function parseSpec(spec: string): Pick<Cascade, 'band' | 'sinks' | 'stores'> {
   const bad = (why: string) => new Error(`kv_policy "${spec}": ${why}`);
   const kw = new Map<string, string>();
   for (const part of spec.split(',')) {
@@ -57,13 +86,8 @@ export function parseCascade(spec: string, heads: number[], rope: Rope): Cascade
   if (names.length === 0) throw bad('stores=… lists no store');
   const stores = names.map((name): StoreSpec => {
     const m = /^g(\d+)-int(4|8)(c?)$/.exec(name);
-    if (!m) throw bad(`store "${name}" is not g<heads per group>-int4|int8[c]`);
+    if (!m || Number(m[1]) < 1) throw bad(`store "${name}" is not g<heads per group ≥ 1>-int4|int8[c]`);
     return { name, group: Number(m[1]), bits: Number(m[2]) as Bits, keyChannel: m[3] === 'c' };
-  });
-  const expertOf = stores.map((s) => {
-    if (!Number.isInteger(heads[0] / s.group) || s.group < 1)
-      throw bad(`store ${s.name}: ${heads[0]} kv heads do not split into groups of ${s.group}`);
-    return Math.max(0, heads.indexOf(heads[0] / s.group));
   });
   stores.forEach((s, i) => {
     if (i > 0 && s.group < stores[i - 1].group) throw bad('stores must not un-pool heads (groups only grow)');
@@ -71,7 +95,7 @@ export function parseCascade(spec: string, heads: number[], rope: Rope): Cascade
   if (stores.some((s) => s.keyChannel) && band < KIVI_GROUP) {
     throw bad(`channel-mode keys need band ≥ ${KIVI_GROUP} (a key group is complete only ${KIVI_GROUP} tokens later)`);
   }
-  return { spec, band, sinks, stores, expertOf, rope };
+  return { band, sinks, stores };
 }
 
 /** Mean of adjacent heads: [m][2][Hs][D] → [m][2][Hd][D] (mixSGA's pooling, as DocCache.demote does it). */
@@ -107,6 +131,12 @@ function expandRow(
       const from = (i * 2 * Hs + kv * Hs + Math.floor(h / g)) * D;
       dst.set(src.subarray(from, from + D), (j * 2 * Hd + kv * Hd + h) * D);
     }
+}
+
+/** A position group's live tokens and records in one tier (layer 0). */
+export interface GroupCell {
+  tokens: number;
+  records: number;
 }
 
 export interface TierStats {
@@ -205,13 +235,12 @@ export class DocTiers {
     return moved;
   }
 
-  /** Position groups that can move one tier down, with their age (distance from the read point). A group is
-   * ready when none of its non-sink tokens is still at full precision (channel-mode key groups are complete) and
-   * moving it frees bytes. Every layer holds the same tokens (all ages alike), so layer 0 stands for all. */
-  candidates(): { tier: number; group: number; age: number }[] {
+  /** Per tier, the live tokens and records of each position group (layer 0 stands for all: every layer holds the
+   * same tokens), and the groups still holding a full-precision non-sink token (they stay: channel-mode key groups
+   * are complete only then). cascadePlan.ts plans the budget's demotions on this table. */
+  groupTable(): { cells: Map<number, GroupCell>[]; full: Set<number> } {
     const full = new Set<number>(),
-      v = this.view(),
-      rp = this.readPoint();
+      v = this.view();
     this.doc.segs[0].forEach((s) => {
       for (let i = 0; i < s.n; i++) {
         const b = this.basePos(s.pos[i]);
@@ -222,36 +251,56 @@ export class DocTiers {
       v.hidden[0].forEach((s) => {
         for (let i = 0; i < s.n; i++) if (s.pos[i] >= this.c.sinks) full.add(Math.floor(s.pos[i] / G));
       });
-    const out: { tier: number; group: number; age: number }[] = [];
-    for (let t = 0; t + 1 < this.c.stores.length; t++) {
-      const src = this.tiers[0][t],
-        dst = this.tiers[0][t + 1];
-      const tokens = new Map<number, number>(),
+    const cells = this.tiers[0].map((t) => {
+      const byGroup = new Map<number, GroupCell>(),
         records = new Map<number, Set<number>>();
-      src.forEach((r, _s, p) => {
+      t.forEach((r, _s, p) => {
         const k = Math.floor(p / G);
-        tokens.set(k, (tokens.get(k) ?? 0) + 1);
+        const cell = byGroup.get(k) ?? { tokens: 0, records: 0 };
+        byGroup.set(k, cell);
+        cell.tokens++;
         if (!records.has(k)) records.set(k, new Set());
         records.get(k)!.add(r);
       });
-      for (const [k, m] of tokens) {
-        // a group must free bytes: a few tokens left by windowing would cost a whole channel-mode record
-        if (full.has(k) || records.get(k)!.size * src.recordBytes <= dst.costOf(m)) continue;
-        out.push({ tier: t, group: k, age: Math.max(rp - (k + 1) * G, k * G - rp) });
-      }
-    }
-    return out;
+      for (const [k, rs] of records) byGroup.get(k)!.records = rs.size;
+      return byGroup;
+    });
+    return { cells, full };
   }
 
-  /** Moves position group k from tier t to tier t + 1 in every layer (dequantise, pool heads if the next store
-   * pools more, quantise again); returns the bytes freed. */
+  /** A position group's age: its distance from the read point. */
+  groupAge(k: number): number {
+    const rp = this.readPoint();
+    return Math.max(rp - (k + 1) * G, k * G - rp);
+  }
+
+  /** Moves position group k from tier t to tier t + 1 in every layer; returns the bytes freed. */
   demote(t: number, k: number): number {
+    return this.moveGroup(k, t, t + 1);
+  }
+
+  /** Moves position group k's tokens in tiers from … to−1 to tier `to` in every layer: dequantised, pooled to the
+   * target's heads and quantised once (one record in channel mode); returns the bytes freed. */
+  moveGroup(k: number, from: number, to: number): number {
     const before = this.bytes(),
       D = this.doc.shape.headDim;
     for (const row of this.tiers) {
-      const { rows, positions } = row[t].take((p) => Math.floor(p / G) === k);
-      if (positions.length)
-        row[t + 1].add(poolRows(rows, positions.length, row[t].heads, row[t + 1].heads, D), positions);
+      const dst = row[to],
+        width = 2 * dst.heads * D,
+        parts: { p: number; rows: Float32Array; i: number }[] = [];
+      for (let t = from; t < to; t++) {
+        const { rows, positions } = row[t].take((p) => Math.floor(p / G) === k);
+        const pooled = poolRows(rows, positions.length, row[t].heads, dst.heads, D);
+        positions.forEach((p, i) => parts.push({ p, rows: pooled, i }));
+      }
+      if (parts.length === 0) continue;
+      parts.sort((a, b) => a.p - b.p);
+      const rows = new Float32Array(parts.length * width);
+      parts.forEach((x, j) => rows.set(x.rows.subarray(x.i * width, (x.i + 1) * width), j * width));
+      dst.add(
+        rows,
+        parts.map((x) => x.p),
+      );
     }
     return before - this.bytes();
   }
@@ -297,7 +346,8 @@ export class DocTiers {
   feeds(): { name: string; data: KvArray; dims: number[] }[] {
     const { shape } = this.doc,
       D = shape.headDim,
-      f16 = shape.dtype === 'float16';
+      f16 = (shape.feedDtype ?? shape.dtype) === 'float16',
+      widen = shape.dtype === 'float16' && !f16; // fp16-stored full rows into an fp32 feed
     const v = this.view(),
       shift = v ? v.from - v.head : 0;
     const rot = shift ? ropeTables(-shift, this.c.rope, D) : undefined;
@@ -330,7 +380,9 @@ export class DocTiers {
           m++;
         });
         const data: KvArray = f16 ? new Uint16Array((seg.n + m) * row) : new Float32Array((seg.n + m) * row);
-        data.set(seg.feed());
+        const kept = seg.feed();
+        if (widen) for (let j = 0; j < kept.length; j++) data[j] = f16ToF32(kept[j]);
+        else data.set(kept);
         if (f16) for (let j = 0; j < m * row; j++) data[seg.n * row + j] = f32ToF16(all[j]);
         else data.set(all.subarray(0, m * row), seg.n * row);
         out.push({ name: `past.${l}.${e}`, data, dims: [1, seg.n + m, 2, seg.heads, D] });

@@ -32,6 +32,9 @@ export interface KvShape {
   heads: number[];
   headDim: number;
   dtype: KvDtype;
+  /** The graph's KV dtype where it differs from the stored `dtype` (only with a cascade, whose feeds are built per
+   * run: its full-precision rows stored fp16 for an fp32 graph, kvCascade.ts). */
+  feedDtype?: KvDtype;
   /** Age cascade of quantised tiers (issue 19); absent: router-score demotion between experts. */
   cascade?: Cascade;
 }
@@ -258,7 +261,10 @@ export class DocCache {
         if (seg.n + c > seg.cap) seg.reserve(c, spare(seg.n + c, seg.entryBytes));
         const src = run.kv[e];
         if ((offset[e] + c) * seg.row > src.length) throw new Error(`append: kv.${e} has too few rows for layer ${l}`);
-        seg.data.set(src.subarray(offset[e] * seg.row, (offset[e] + c) * seg.row), seg.n * seg.row);
+        const rows = src.subarray(offset[e] * seg.row, (offset[e] + c) * seg.row);
+        if (rows instanceof Float32Array && seg.data instanceof Uint16Array)
+          for (let j = 0; j < rows.length; j++) seg.data[seg.n * seg.row + j] = f32ToF16(rows[j]); // fp16 band
+        else seg.data.set(rows, seg.n * seg.row);
         offset[e] += c;
         let slot = seg.n;
         for (let t = 0; t < S; t++) {

@@ -14,6 +14,7 @@ export function summariseBudgetActions(actions: string[]): string {
     demotedBytes = 0,
     tiered = 0,
     tieredBytes = 0,
+    band = 0,
     other = 0,
     dropped = 0;
   const evicted = new Set<string>(),
@@ -26,7 +27,8 @@ export function summariseBudgetActions(actions: string[]): string {
     } else if ((m = /^demoted (\d+) position groups one tier down \((\d+) B\)/.exec(a))) {
       tiered += Number(m[1]); // the age cascade (kvCascade.ts): old tokens stored more compactly
       tieredBytes += Number(m[2]);
-    } else if ((m = /^evicted (.+)$/.exec(a))) evicted.add(m[1]);
+    } else if ((m = /^band recomputed: (\d+) tokens/.exec(a))) band += Number(m[1]);
+    else if ((m = /^evicted (.+)$/.exec(a))) evicted.add(m[1]);
     else if ((m = /^windowed (.+): dropped positions (\d+)\.\.(\d+)$/.exec(a))) {
       windowed.add(m[1]);
       dropped += Number(m[3]) - Number(m[2]) + 1;
@@ -36,6 +38,7 @@ export function summariseBudgetActions(actions: string[]): string {
   if (demoted) parts.push(`demoted ${n(demoted)} token-layers (${(demotedBytes / MB).toFixed(2)} MB)`);
   if (tiered)
     parts.push(`demoted ${n(tiered)} position groups a tier down (${(tieredBytes / MB).toFixed(2)} MB freed)`);
+  if (band) parts.push(`band recomputed: ${n(band)} tokens`);
   if (evicted.size) parts.push(`evicted ${evicted.size} document${evicted.size > 1 ? 's' : ''}`);
   if (windowed.size)
     parts.push(`windowed ${windowed.size} document${windowed.size > 1 ? 's' : ''} (${n(dropped)} positions dropped)`);

@@ -39,6 +39,7 @@ export class EngineHost implements vscode.Disposable {
     this.disposables.push(
       settings.onDidChange(({ changed }) => {
         if (changed.includes('modelPath')) void this.restart('model path changed');
+        else if (changed.includes('kvPolicy')) void this.restart('KV policy changed (the caches are rebuilt)');
         else {
           if (changed.includes('kvBudgetMB')) void this.applyBudget();
           if (changed.includes('device')) void this.applyDevice();
@@ -81,6 +82,7 @@ export class EngineHost implements vscode.Disposable {
             modelDir: model.dir,
             device: s.device,
             kvBudgetBytes: s.kvBudgetMB * MB,
+            kvPolicy: s.kvPolicy || undefined,
           });
           if (gen !== this.generation) {
             await engine.dispose(); // superseded by a newer start while loading
@@ -168,7 +170,8 @@ export class EngineHost implements vscode.Disposable {
     const s = this.settings.current;
     const model = resolveModelDir(this.extensionPath, s.modelPath, vscode.workspace.workspaceFolders?.[0]?.uri.fsPath);
     const st = this.engine?.state;
-    return this.factory({ modelDir: model.dir, device: st?.kind === 'ready' ? st.device : s.device, kvBudgetBytes });
+    const device = st?.kind === 'ready' ? st.device : s.device;
+    return this.factory({ modelDir: model.dir, device, kvBudgetBytes, kvPolicy: s.kvPolicy || undefined });
   }
 
   /** Tell listeners that memory may have changed (after a request or cache clear). */

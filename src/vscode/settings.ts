@@ -1,7 +1,7 @@
 // Reads and validates the mixsga.* settings. An invalid value (settings.json is free text) is reported once per
 // change and the previous valid value is kept, so one typo never stops completions or resets the budget.
 import * as vscode from 'vscode';
-import type { DeviceSetting } from '../engine/api';
+import { kvPolicyProblem, type DeviceSetting } from '../engine/api';
 import type { MultilineMode } from '../shared/multiline';
 
 export interface MixsgaSettings {
@@ -14,6 +14,8 @@ export interface MixsgaSettings {
   debounceMs: number;
   multiline: MultilineMode;
   contextFiles: number;
+  /** "" = the model's manifest policy, "router", or an age-cascade spec (EngineOptions.kvPolicy). */
+  kvPolicy: string;
 }
 
 export const DEFAULTS: MixsgaSettings = {
@@ -50,11 +52,14 @@ export const DEFAULTS: MixsgaSettings = {
   debounceMs: 120,
   multiline: 'auto',
   contextFiles: 2,
+  kvPolicy: '',
 };
 
 /** Small on purpose: tiny models need well under 1 MB per document. */
 export const KV_BUDGET_MIN_MB = 0.25;
 export const KV_BUDGET_MAX_MB = 16384;
+
+const CASCADE_EXAMPLE = 'band=32,order=age,stores=g1-int8|g1-int4c|g2-int4c';
 
 type Checked<T> = { ok: true; value: T } | { ok: false; error: string };
 type Check<T> = (v: unknown) => Checked<T>;
@@ -87,6 +92,13 @@ const CHECKS: { [K in keyof MixsgaSettings]: Check<MixsgaSettings[K]> } = {
   debounceMs: num(0, 2000, true),
   multiline: oneOf<MultilineMode>('auto', 'always', 'never'),
   contextFiles: num(0, 8, true),
+  kvPolicy: (v) => {
+    if (typeof v !== 'string') return bad('must be text');
+    const why = kvPolicyProblem(v.trim());
+    return why
+      ? bad(`must be "" (the model's policy), "router" or an age-cascade spec like "${CASCADE_EXAMPLE}": ${why}`)
+      : ok(v.trim());
+  },
 };
 
 /** Validates one candidate value (also used by the Set KV Budget input box): undefined if valid, else why not. */

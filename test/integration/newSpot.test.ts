@@ -133,8 +133,10 @@ test(
   async () => {
     const eng = await engine();
     const ids = [eng.tok.bos, ...eng.tok.encodeFragment(source('src/engine/core.ts')).slice(0, 60)];
+    // stored in the graph's fp32 (not the cascade's fp16 band, core.ts FP16_BAND): the rotation is checked exactly
+    const shape = { ...eng.shape, dtype: 'float32' as const, feedDtype: undefined };
     const run = async (startPos: number) => {
-      const doc = new DocCache(eng.shape);
+      const doc = new DocCache(shape);
       const out = await eng.runner.run(
         {
           ids,

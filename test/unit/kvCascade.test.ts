@@ -2,10 +2,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DocCache, KvShape, fullTokenBytes, docOverheadBytes } from '../../src/engine/kvStore';
-import { parseCascade } from '../../src/engine/kvCascade';
+import { kvPolicyProblem, parseCascade } from '../../src/engine/kvCascade';
 import { KvBudget } from '../../src/engine/budget';
 import { openView, closeView } from '../../src/engine/spotView';
 import { FullKv, synthChunk, rng } from './synth';
+import { f16ToF32, f32ToF16 } from '../../src/engine/fp16';
 
 const rope = { theta: 1e4, headDim: 8 };
 const base: KvShape = { layers: 2, heads: [4, 2, 1], headDim: 8, dtype: 'float32' };
@@ -81,6 +82,49 @@ test('under a binding budget the oldest groups go down first: all of int8 to int
   assert.ok(b.routeBias(1)[1] < -1000 && b.routeBias(1)[2] < -1000, 'new tokens are forced to expert 0');
 });
 
+test('a planned demotion moves each group once: same tiers and bytes as tier-by-tier, read back closer to full precision', () => {
+  const full = fullTokenBytes(shape);
+  const run = (stepwise: boolean) => {
+    const b = new KvBudget(shape, docOverheadBytes(shape) + 1000 * full, { debug: true });
+    b.stepwiseDemotion = stepwise;
+    const r = rng(11),
+      layer0: FullKv[number] = [];
+    for (let i = 0; i < 12; i++) {
+      const { reserved } = b.admit('a', 16);
+      const { ids, kv, full: f } = synthChunk(shape, 16, r, () => 0);
+      layer0.push(...f[0]);
+      b.commit('a', reserved, ids, kv);
+    }
+    // one shrink that pushes the old int8 groups through int4c to g2 at once
+    const actions = b.setBudget(docOverheadBytes(shape) + 50 * full);
+    return { b, d: b.peek('a')!, actions, layer0 };
+  };
+  const planned = run(false),
+    stepwise = run(true);
+  assert.ok(positions(planned.d, 2).length > 0, 'the budget pushed groups through to g2');
+  for (const t of [0, 1, 2]) assert.deepEqual(positions(planned.d, t), positions(stepwise.d, t), `tier ${t}`);
+  assert.equal(planned.b.used(), stepwise.b.used(), 'same bytes held');
+  assert.deepEqual(planned.actions, stepwise.actions, 'same actions, same bytes freed');
+  // g2 tokens: one quantisation from int8 (planned) vs int8 → int4c → g2 (stepwise); compare with the pooled reference
+  const ref = planned.layer0;
+  const err = (d: DocCache) => {
+    const t = d.tiers!.tiers[0][2],
+      out = new Float32Array(2 * 2 * 8);
+    let sum = 0;
+    t.forEach((r, s, p) => {
+      t.read(r, s, out, 0);
+      for (const [kv, heads] of [ref[p].k, ref[p].v].entries())
+        for (let h = 0; h < 2; h++)
+          for (let x = 0; x < 8; x++) {
+            const want = (heads[2 * h][x] + heads[2 * h + 1][x]) / 2;
+            sum += Math.abs(out[(kv * 2 + h) * 8 + x] - want);
+          }
+    });
+    return sum;
+  };
+  assert.ok(err(planned.d) < err(stepwise.d), `planned ${err(planned.d)} vs stepwise ${err(stepwise.d)}`);
+});
+
 test('a view moves the band before its cursor; hidden tokens are not fed and come back on close', () => {
   const { doc } = filled(200, 7);
   doc.tiers!.age();
@@ -153,4 +197,45 @@ test('kv_policy specs are checked by name', () => {
   assert.throws(() => parseCascade('band=8,order=age,stores=g1-int4c', [4, 2, 1], rope), /band ≥ 32/);
   assert.throws(() => parseCascade('band=32,order=age,stores=g1-fp8', [4, 2, 1], rope), /not g<heads/);
   assert.throws(() => parseCascade('band=32,order=age,bogus=1,stores=g1-int8', [4, 2, 1], rope), /unknown key/);
+});
+
+test('a mixsga.kvPolicy value is checked before it reaches an engine: "", router, or a spec, with the reason', () => {
+  for (const ok of [
+    '',
+    'router',
+    'band=32,order=age,stores=g1-int8|g1-int4c|g2-int4c',
+    'band=0,order=age,stores=g2-int8',
+  ])
+    assert.equal(kvPolicyProblem(ok), undefined, ok);
+  assert.match(kvPolicyProblem('routr')!, /"routr" is not key=value/);
+  assert.match(kvPolicyProblem('band=32,order=route,stores=g1-int8')!, /only order=age/);
+  assert.match(kvPolicyProblem('band=16,order=age,stores=g1-int4c')!, /band ≥ 32/);
+  assert.match(kvPolicyProblem('band=32,order=age,stores=g0-int8')!, /not g<heads per group ≥ 1>/);
+  assert.match(kvPolicyProblem('band=-1,order=age,stores=g1-int8')!, /band must be a whole number/);
+  // what depends on the model is checked when the engine starts, by name
+  assert.throws(() => parseCascade('band=32,order=age,stores=g3-int8', [4, 2, 1], rope), /groups of 3/);
+});
+
+test('fp16 band storage for an fp32 graph: half the bytes of the full rows, fed as fp32 equal to their fp16 rounding', () => {
+  const f16Shape: KvShape = { ...shape, dtype: 'float16', feedDtype: 'float32' };
+  const a = new DocCache(f16Shape),
+    b = new DocCache(shape);
+  const { ids, kv } = synthChunk(shape, 100, rng(13), () => 0); // fp32 graph outputs, as ORT hands them back
+  a.append(ids, kv);
+  b.append(ids, kv);
+  a.tiers!.age();
+  b.tiers!.age();
+  assert.equal(
+    a.segs[0][0].allocatedBytes() - 36 * (4 + 4 * 3),
+    (b.segs[0][0].allocatedBytes() - 36 * (4 + 4 * 3)) / 2,
+  );
+  const fa = a.feeds()[0],
+    fb = b.feeds()[0];
+  assert.ok(fa.data instanceof Float32Array, 'the graph gets fp32');
+  assert.deepEqual(fa.dims, fb.dims);
+  const rows = 36 * 2 * 4 * 8; // sinks + band, full rows lead the feed
+  for (let j = 0; j < rows; j++) assert.equal(fa.data[j], f16ToF32(f32ToF16(fb.data[j] as number)), `element ${j}`);
+  // tier rows were quantised from the fp16-stored values: one int8 step and the fp16 rounding apart at most
+  for (let j = rows; j < fa.data.length; j++)
+    assert.ok(Math.abs((fa.data[j] as number) - (fb.data[j] as number)) <= 2 / 255 + 2 ** -10, `tier element ${j}`);
 });

@@ -69,12 +69,22 @@ test('thousands of budget actions become one short phrase; the request log line 
     totalMs: 125,
     stopReason: 'newline',
     budgetActions: actions,
+    bandRecomputed: 0,
   };
   const line = requestLogLine(tr, 'typescript', 120, 21);
   assert.ok(line.length < 300, `${line.length} chars: ${line}`);
   assert.match(line, /^#7 typescript newline: 21 chars in 125 ms \(prompt 1200 reused \+ 34 computed/);
   assert.match(line, /; 9 generated of 16 picked, \+40 ms;/); // decode steps run vs tokens kept
   assert.match(line, / budget: demoted 83,800 token-layers/);
+  assert.equal(
+    summariseBudgetActions([
+      'demoted 12 position groups one tier down (40000 B)',
+      'demoted 3 position groups one tier down (10000 B)',
+      'band recomputed: 27 tokens',
+    ]),
+    'demoted 15 position groups a tier down (0.05 MB freed), band recomputed: 27 tokens',
+    "the age cascade's actions in words",
+  );
 });
 
 test('settings read well in the Settings editor: a title, an order, and a documented minimum budget', async () => {
