@@ -41,6 +41,7 @@ def test_policy_phase_section(tmp_path):
     assert "| after (`arm`, age cascade) | 5.440 | 5.380 | 5.370 | 5.368 (56%) | 5.368 |" in text
     assert "| HumanEval single-line infilling | 92/1033 | **118/1033** | 11.4% [9.6%, 13.5%] |" in text
     assert "JavaScript" not in text  # a set measured only after is not compared
+    assert "paper's routing" not in text  # no --evals-paper
     assert main(args) == 0  # rewritten in place: one section, one title suffix
     again = card.read_text()
     assert not (docs / "model-card.json").exists()  # only with --train-tokens
@@ -49,7 +50,9 @@ def test_policy_phase_section(tmp_path):
     arch = {"vocab_size": 100, "hidden_size": 8, "intermediate_size": 16, "num_layers": 2, "num_attention_heads": 2,
             "num_kv_heads": 1, "head_dim": 4, "tie_word_embeddings": True}
     (model / "manifest.json").write_text(json.dumps({"name": "m", "architecture": arch, "kv_policy": "band=32"}))
-    assert main(args + ["--model", str(model), "--train-tokens", "581959680"]) == 0
+    paper = _code(tmp_path / "p.json", {"single": (70, 1033)})
+    assert main(args + ["--model", str(model), "--train-tokens", "581959680", "--evals-paper", str(paper)]) == 0
+    assert "| HumanEval single-line infilling | 70/1033 | **118/1033** |" in card.read_text()
     facts = json.loads((docs / "model-card.json").read_text())
     # 100*8 tied embedding + 2 layers * (q,k,v,o 8*4*(2*2+2*1) + MLP 3*8*16 + 2 norms of 8) + final norm 8
     assert facts["parameters"] == 800 + 2 * (192 + 384 + 16) + 8

@@ -25,7 +25,8 @@ def run(args):
             raise UserError("--section policy-phase needs --phase-eval, --evals-before and --evals-after")
         paths = lambda s: [Path(x) for x in s.split(",")]  # noqa: E731
         lines = policy_phase.policy_phase_lines(Path(args.phase_eval), args.arm, args.phase_seq,
-                                                paths(args.evals_before), paths(args.evals_after), out)
+                                                paths(args.evals_before), paths(args.evals_after), out,
+                                                paths(args.evals_paper) if args.evals_paper else [])
         update_section(out, lines, policy_phase.BEGIN, policy_phase.END, policy_phase.ANCHORS)
         policy_phase.update_title(out, f"KV-policy phase {args.phase_date}")
         if args.train_tokens:
@@ -68,6 +69,7 @@ def register(sub):
     p.add_argument("--phase-date", default="2026-12-06")
     p.add_argument("--evals-before", help="policy-phase: comma list of eval_code JSON files of the model before")
     p.add_argument("--evals-after", help="policy-phase: comma list of eval_code JSON files of the model after")
+    p.add_argument("--evals-paper", help="policy-phase: eval_code JSON files of the study's mixSGA arm (equal compute)")
     p.add_argument("--model", default="models/default", help="policy-phase: the shipped model folder")
     p.add_argument("--train-tokens", type=int, help="policy-phase: all training tokens of the shipped model; "
                    "writes model-card.json next to --out")

@@ -43,7 +43,7 @@ def code_sets(files: list[Path]) -> dict:
 
 
 def policy_phase_lines(eval_dir: Path, arm: str, seq: int, before: list[Path], after: list[Path],
-                       out: Path) -> list[str]:
+                       out: Path, paper: list[Path] = ()) -> list[str]:
     start = _json(eval_dir / f"start-{seq}.json")
     new = _json(eval_dir / f"{arm}-{seq}.json")
     policy = json.loads((eval_dir.parent / arm / "ckpt" / "config.json").read_text()).get("kv_policy") \
@@ -81,8 +81,16 @@ def policy_phase_lines(eval_dir: Path, arm: str, seq: int, before: list[Path], a
             lo, hi = wilson(a[key][0], a[key][1])
             L.append(f"| {name} | {b[key][0]}/{b[key][1]} | **{a[key][0]}/{a[key][1]}** | "
                      f"{a[key][0] / a[key][1]:.1%} [{lo:.1%}, {hi:.1%}] |")
+    p = code_sets(paper)
+    both = [(name, p[k], a[k]) for k, name in SETS if k in p and k in a and p[k][1] == a[k][1]]
+    if both:  # the KV-policy study's equal-compute comparison: same start, same tokens, other attention
+        L += ["", "Against the paper's routing at equal compute (the study's `mixsga` arm: the same start weights and "
+              "tokens, trained with expert-choice routing at 3:1:6 and decoded with argmax routing):", "",
+              f"| set | mixSGA arm | `{arm}` |", "|---|---|---|"]
+        L += [f"| {name} | {x[0]}/{x[1]} | **{y[0]}/{y[1]}** |" for name, x, y in both]
     L += ["", "Files: before " + ", ".join(f"`{rel(p)}`" for p in before) + "; after "
-          + ", ".join(f"`{rel(p)}`" for p in after) + ".", END]
+          + ", ".join(f"`{rel(p)}`" for p in after)
+          + ("; mixSGA arm " + ", ".join(f"`{rel(x)}`" for x in paper) if both else "") + ".", END]
     return L
 
 
