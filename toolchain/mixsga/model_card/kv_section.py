@@ -40,8 +40,8 @@ def kv_policy_lines(d: dict, source: Path, out: Path, img: Path) -> list[str]:
     L = [BEGIN, "## KV policies at equal bytes", "",
          f"Read from `{source}` (`python -m mixsga kv_report`"
          + (f" over `{d['eval_dir']}`" if d.get("eval_dir") else "") + "): ways to hold the KV cache in a fraction of "
-         "the fp16 full cache's bytes, compared at equal bytes and equal compute — every arm starts from the shipped "
-         "model's weights and trains the same "
+         "the fp16 full cache's bytes, compared at equal bytes and equal compute — every arm starts from the default "
+         "model's weights before its KV-policy phase and trains the same "
          + (f"{ref['tokens']:,} tokens ({ref['steps']} steps)" if ref else "tokens")
          + f"; held-out perplexity on {seq}-token windows, bytes counted as stored (scales included)"
          + (f". Setup, every arm and the other window lengths: [{detail.name}]({rel(detail)})." if detail.is_file()
