@@ -13,7 +13,6 @@ import type {
   ContextSnippet,
   DeviceSetting,
   Engine,
-  EngineOptions,
   EngineState,
   MemoryReport,
   RequestTrace,
@@ -21,34 +20,11 @@ import type {
 import type { Call, FromWorker, TestCrash, ToWorker } from './protocol';
 import { newTrace } from './api';
 import { checkBudgetBytes, checkNumber, requestProblem } from './validate';
+import { EngineStartOptions, LEAN_MALLOC_ENV } from './clientOptions';
+import { RssCap } from './rssCap';
 
-export interface EngineStartOptions extends EngineOptions {
-  /** Path of the bundled engine process script; default: worker.js next to this bundle. */
-  workerPath?: string;
-  /** Enables the engine process's crash hooks (tests only). */
-  testHooks?: boolean;
-  /** Restart delays; their count bounds the retries before `failed`. */
-  restartBackoffMs?: number[];
-  /** How long a graceful shutdown may take before the engine process is killed (default 5000 ms). */
-  shutdownTimeoutMs?: number;
-  /** Deadline of a call without a time budget of its own (default 120 s; memory(): a tenth of it). A complete()
-   *  gets its timeBudgetMs plus this grace. A call past its deadline resolves as if the engine were unavailable. */
-  callTimeoutMs?: number;
-  /** Environment added for the engine process instead of LEAN_MALLOC_ENV (measurements of the memory settings). */
-  childEnv?: NodeJS.ProcessEnv;
-}
-
-/**
- * glibc malloc settings for the engine process: few arenas (ORT's thread pool otherwise gets one each, and freed
- * memory stays in them) and a fixed, low mmap threshold, so buffers from 32 KB up (KV arrays, run outputs: logits are
- * 125 KB) are mmapped and go back to the system when freed; in the main heap they fragmented it and it grew with
- * every few hundred requests (docs/soak.md). The default threshold also rises after the first large free.
- */
-export const LEAN_MALLOC_ENV: NodeJS.ProcessEnv = {
-  MALLOC_ARENA_MAX: '2',
-  MALLOC_MMAP_THRESHOLD_: '32768',
-  MALLOC_TRIM_THRESHOLD_: '1048576',
-};
+export { LEAN_MALLOC_ENV };
+export type { EngineStartOptions };
 
 interface Pending {
   call: Call;
@@ -81,8 +57,26 @@ export class EngineClient implements Engine {
   private lifecycle: Promise<unknown> = Promise.resolve();
   private forced = 0;
   private expired = 0;
+  /** Resident-memory cap, enforced by a restart at idle; calls made meanwhile wait for the fresh process. */
+  private readonly rssCap?: RssCap;
+  private recycling?: Promise<unknown>;
 
-  private constructor(private opts: EngineStartOptions) {}
+  private constructor(private opts: EngineStartOptions) {
+    if (opts.rssCap === false) return;
+    this.rssCap = new RssCap(
+      {
+        idle: () => this.pending.size === 0 && this._state.kind === 'ready' && !this.recycling,
+        rssMB: async () => (await this.call<MemoryReport>({ method: 'memory' })).process?.rssMB,
+        budgetBytes: () => this.opts.kvBudgetBytes,
+        restart: (why) => {
+          const r = this.respawn(why);
+          this.recycling = r;
+          return r.then(() => (this.recycling = undefined));
+        },
+      },
+      opts.rssCap,
+    );
+  }
 
   /** Starts the worker and waits until it is ready or has failed; never throws for a bad model folder. */
   static async start(opts: EngineStartOptions): Promise<EngineClient> {
@@ -167,6 +161,7 @@ export class EngineClient implements Engine {
         }
         if (m.type === 'ready') {
           this.readyAt = Date.now();
+          this.rssCap?.freshProcess(m.rssMB);
           this.setState({ kind: 'ready', device: m.device, ...(m.deviceNote ? { deviceNote: m.deviceNote } : {}) });
           this.readyWaiters.splice(0).forEach((f) => f());
           settle();
@@ -182,6 +177,7 @@ export class EngineClient implements Engine {
           if (!p) return;
           this.pending.delete(m.id);
           clearTimeout(p.timer);
+          if (p.call.method !== 'memory') this.rssCap?.activity();
           if (m.ok) p.resolve(m.value);
           else p.reject(new Error(m.error));
         }
@@ -255,6 +251,8 @@ export class EngineClient implements Engine {
   }
 
   private call<T>(call: Call, id = this.nextId++): Promise<T> {
+    if (this.recycling) return this.recycling.then(() => this.call<T>(call, id));
+    if (call.method !== 'memory') this.rssCap?.activity(); // memory() reads, it is not work
     const why = this.notReadyReason();
     if (why || !this.worker) return Promise.resolve(this.fallback(id, call, why ?? 'no engine process') as T);
     return new Promise<T>((resolve, reject) => {
@@ -412,8 +410,9 @@ export class EngineClient implements Engine {
     await this.respawn('the caches are being cleared');
     this.emit();
   }
-  memory(): Promise<MemoryReport> {
-    return this.call<MemoryReport>({ method: 'memory' });
+  async memory(): Promise<MemoryReport> {
+    const r = await this.call<MemoryReport>({ method: 'memory' });
+    return this.rssCap ? { ...r, rssCap: this.rssCap.report() } : r;
   }
   lastTrace(): RequestTrace | undefined {
     return this.last;
@@ -463,6 +462,7 @@ export class EngineClient implements Engine {
 
   async dispose(): Promise<void> {
     this.disposed = true;
+    this.rssCap?.dispose();
     clearTimeout(this.restartTimer);
     this.failPending('the engine was disposed');
     // Stop the current worker now (a device switch in progress sees `disposed` and spawns no other one).

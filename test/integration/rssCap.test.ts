@@ -1,0 +1,94 @@
+// The engine process's RSS cap (src/engine/rssCap.ts) on the shipped model: past the cap, the client restarts the
+// engine at an idle moment, says so in the memory report, and requests go on; under the cap nothing happens.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { EngineClient } from '../../src/engine/client';
+import type { CompletionRequest } from '../../src/engine/api';
+
+const MODEL = path.resolve(__dirname, '../../../models/default');
+const WORKER = path.join(__dirname, 'worker.js');
+const skip = fs.existsSync(path.join(MODEL, 'manifest.json')) ? false : `no model at ${MODEL}`;
+const body = Array.from({ length: 60 }, (_, i) => `  const v${i} = compute(alpha${i}, beta) + ${i};\n`).join('');
+const req = (docId: string): CompletionRequest => ({
+  docId,
+  languageId: 'typescript',
+  prefix: `function f() {\n${body}`,
+  suffix: '\n}\n',
+  context: [],
+  maxTokens: 4,
+  multiline: false,
+  timeBudgetMs: 60_000,
+});
+
+const until = async (ok: () => boolean, ms: number) => {
+  const t0 = Date.now();
+  while (!ok() && Date.now() - t0 < ms) await new Promise((r) => setTimeout(r, 20));
+  return ok();
+};
+
+test(
+  'RSS over the cap: the engine is restarted while idle, the report says so, a request made meanwhile waits for it',
+  { skip, timeout: 180_000 },
+  async () => {
+    const eng = await EngineClient.start({
+      modelDir: MODEL,
+      device: 'cpu',
+      kvBudgetBytes: 1 << 20,
+      workerPath: WORKER,
+      rssCap: { idleMs: 500, headroomMB: 1 }, // a run's arena alone passes fresh RSS + 1 MB budget + 1 MB
+    });
+    try {
+      assert.equal(eng.state.kind, 'ready');
+      const fresh = await eng.memory();
+      const cap = fresh.rssCap?.capMB ?? NaN;
+      assert.ok(cap > (fresh.process?.rssMB ?? Infinity) - 1, `cap ${cap} from fresh RSS ${fresh.process?.rssMB}`);
+      assert.equal(fresh.rssCap?.restarts.count, 0);
+
+      const pid = eng.pid;
+      const first = await eng.complete(req('a'));
+      assert.notEqual(first.trace.stopReason, 'error', JSON.stringify(first.trace));
+      const used = await eng.memory();
+      assert.ok((used.process?.rssMB ?? 0) > cap, `RSS ${used.process?.rssMB} MB after a run, cap ${cap} MB`);
+      assert.equal(eng.pid, pid, 'no restart while memory() polls');
+
+      // Idle for 0.5 s: the restart begins (state loading); a request made now waits for the fresh process.
+      assert.ok(await until(() => eng.state.kind === 'loading', 20_000), `state ${eng.state.kind}`);
+      const during = await eng.complete(req('a'));
+      assert.notEqual(during.trace.stopReason, 'error', JSON.stringify(during.trace));
+      assert.equal(during.trace.reusedTokens, 0, 'the document is prefilled again in the fresh process');
+      assert.notEqual(eng.pid, pid);
+
+      const after = await eng.memory();
+      const r = after.rssCap!.restarts;
+      assert.equal(r.count, 1, JSON.stringify(after.rssCap));
+      assert.ok(r.last!.rssMB > r.last!.capMB, JSON.stringify(r.last));
+      assert.ok(r.last!.restartMs > 0 && Date.parse(r.last!.at) > 0, JSON.stringify(r.last));
+    } finally {
+      await eng.dispose();
+    }
+  },
+);
+
+test('under the cap an idle engine is left alone', { skip, timeout: 120_000 }, async () => {
+  const eng = await EngineClient.start({
+    modelDir: MODEL,
+    device: 'cpu',
+    kvBudgetBytes: 1 << 20,
+    workerPath: WORKER,
+    rssCap: { idleMs: 300, headroomMB: 4096 },
+  });
+  try {
+    const pid = eng.pid;
+    const r = await eng.complete(req('a'));
+    assert.notEqual(r.trace.stopReason, 'error', JSON.stringify(r.trace));
+    await new Promise((res) => setTimeout(res, 1500));
+    assert.equal(eng.pid, pid);
+    const again = await eng.complete(req('a'));
+    assert.ok(again.trace.reusedTokens > 0, 'the cache survived');
+    assert.equal((await eng.memory()).rssCap?.restarts.count, 0);
+  } finally {
+    await eng.dispose();
+  }
+});
