@@ -11,8 +11,8 @@
 //
 // Protocol for the RSS marks (15/30/60 min), so that every mark reads the same state: budget changes are held off for
 // the 2 minutes before a mark; then the user pauses (the RSS cap's idle time + 3 s: the cap may restart the engine, as
-// at any pause in the editor); then documents are prefilled in a fixed order until the KV bytes allocated reach 95 %
-// of the base budget; RSS is read 1 s later; then clearCaches, and RSS is read again 3 s later.
+// at any pause in the editor); then every document is closed and documents are prefilled in a fixed order until the KV
+// bytes allocated reach 95 % of the base budget; RSS is read 1 s later; then clearCaches, and RSS again 3 s later.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -201,9 +201,11 @@ async function main(): Promise<void> {
   };
 
   const idleMs = RSS_CAP_DEFAULTS.idleMs;
-  /** The mark protocol's common state: documents prefilled, in a fixed order, until the base budget is 95 % full. */
+  /** The mark protocol's common state: every document closed, then documents prefilled in a fixed order until the
+   *  base budget is 95 % full — the same documents at every mark, whatever the caches held. */
   const refillBudget = async () => {
     const t = Date.now();
+    for (const d of (await eng.memory()).docs) await eng.closeDocument(d.docId);
     let m = await checkBudget(),
       n = 0;
     for (const d of docs) {

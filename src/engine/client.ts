@@ -31,6 +31,8 @@ interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
   timer: NodeJS.Timeout;
+  /** Arms the RSS cap's idle check when it settles. */
+  work: boolean;
 }
 
 const emptyTrace = (
@@ -47,6 +49,8 @@ export class EngineClient implements Engine {
   private readonly pending = new Map<number, Pending>();
   private readonly listeners = new Set<(s: EngineState) => void>();
   private last?: RequestTrace;
+  /** The last completion asked for: its document is prefilled again after an RSS-cap restart. */
+  private lastRequest?: CompletionRequest;
   private lastComplete?: number;
   private attempts = 0;
   private readyAt = 0;
@@ -68,10 +72,15 @@ export class EngineClient implements Engine {
         idle: () => this.pending.size === 0 && this._state.kind === 'ready' && !this.recycling,
         rssMB: async () => (await this.call<MemoryReport>({ method: 'memory' })).process?.rssMB,
         budgetBytes: () => this.opts.kvBudgetBytes,
-        restart: (why) => {
+        restart: async (why) => {
+          const last = this.lastRequest;
           const r = this.respawn(why);
           this.recycling = r;
-          return r.then(() => (this.recycling = undefined));
+          await r;
+          this.recycling = undefined;
+          if (!last) return;
+          const { docId, languageId, prefix, suffix, context } = last; // sent before calls that waited for `r`
+          void this.call({ method: 'prefill', docId, languageId, prefix, suffix, context }, undefined, true);
         },
       },
       opts.rssCap,
@@ -177,7 +186,7 @@ export class EngineClient implements Engine {
           if (!p) return;
           this.pending.delete(m.id);
           clearTimeout(p.timer);
-          if (p.call.method !== 'memory') this.rssCap?.activity();
+          if (p.work) this.rssCap?.activity();
           if (m.ok) p.resolve(m.value);
           else p.reject(new Error(m.error));
         }
@@ -250,15 +259,17 @@ export class EngineClient implements Engine {
     return s.kind === 'failed' ? `the engine failed: ${s.reason}` : `the engine is restarting (${s.reason})`;
   }
 
-  private call<T>(call: Call, id = this.nextId++): Promise<T> {
-    if (this.recycling) return this.recycling.then(() => this.call<T>(call, id));
-    if (call.method !== 'memory') this.rssCap?.activity(); // memory() reads, it is not work
+  /** `internal`: the client's own call (the RSS cap's prefill after a restart), not work that arms the cap. */
+  private call<T>(call: Call, id = this.nextId++, internal = false): Promise<T> {
+    if (this.recycling) return this.recycling.then(() => this.call<T>(call, id, internal));
+    const work = call.method === 'complete' || call.method === 'prefill';
+    if (work && !internal) this.rssCap?.activity();
     const why = this.notReadyReason();
     if (why || !this.worker) return Promise.resolve(this.fallback(id, call, why ?? 'no engine process') as T);
     return new Promise<T>((resolve, reject) => {
       const ms = this.deadlineMs(call);
       const timer = setTimeout(() => this.expire(id, ms), ms);
-      this.pending.set(id, { call, resolve: resolve as (v: unknown) => void, reject, timer });
+      this.pending.set(id, { call, resolve: resolve as (v: unknown) => void, reject, timer, work: work && !internal });
       this.send(this.worker, { type: 'call', id, call });
     });
   }
@@ -299,6 +310,7 @@ export class EngineClient implements Engine {
       this.send(this.worker, { type: 'cancel', id: this.lastComplete });
     }
     this.lastComplete = id;
+    this.lastRequest = req;
     const onAbort = () => this.send(this.worker, { type: 'cancel', id });
     if (signal?.aborted) {
       const r = { text: '', trace: emptyTrace(id, req.docId, 'the request was cancelled', 'cancelled') };

@@ -3,19 +3,21 @@
 // cannot be trimmed from Node — so RSS would drift with how much work a process happened to see. A bound that holds
 // by design: when the engine has been idle for `idleMs` and its RSS is above
 //   cap = RSS of the fresh process + the KV budget + headroom,
-// the client starts a fresh engine process (as clearCaches does); documents are prefilled again lazily, on their
-// next request. The client owns the process; this file decides when, and keeps the record for the memory report.
+// the client starts a fresh engine process (as clearCaches does) and prefills the last completion's document again
+// in it, so the next completion there is warm; other documents are prefilled again lazily, on their next request.
+// Only work (a completion, a prefill) arms the next check: an idle editor is never restarted twice. The client owns
+// the process; this file decides when, and keeps the record for the memory report.
 import type { MemoryReport } from './api';
 
 export interface RssCapOptions {
   /** Idle time before RSS is checked (default 10 s): a restart never delays a request that is in flight. */
   idleMs?: number;
-  /** Allowance above fresh RSS + budget for ORT's arena (the largest run's working set, ~150 MB on the shipped
-   *  model), V8's heap and malloc's (default 160 MB). */
+  /** Allowance above fresh RSS + budget for ORT's arena, V8's heap and malloc's (default 64 MB: a process a few
+   *  minutes old with a full 64 MB budget holds 40–50 MB beyond it; one 15 minutes old 150–180 MB, docs/soak.md). */
   headroomMB?: number;
 }
 
-export const RSS_CAP_DEFAULTS = { idleMs: 10_000, headroomMB: 160 };
+export const RSS_CAP_DEFAULTS = { idleMs: 10_000, headroomMB: 64 };
 
 /** What the client lets the cap see and do. */
 export interface RssCapHost {
@@ -24,7 +26,7 @@ export interface RssCapHost {
   /** The engine process's RSS in MB (undefined when it could not be read). */
   rssMB(): Promise<number | undefined>;
   budgetBytes(): number;
-  /** Starts a fresh engine process; resolves when it is ready. */
+  /** Starts a fresh engine process and prefills the last completion's document in it; resolves when it is ready. */
   restart(why: string): Promise<void>;
 }
 
@@ -37,6 +39,8 @@ export class RssCap {
   private readonly headroomMB: number;
   private readonly restarts: Restarts = { count: 0 };
   private checking = false;
+  /** Work since the last restart: without it RSS cannot have grown, so an idle engine is left alone. */
+  private worked = false;
 
   constructor(
     private readonly host: RssCapHost,
@@ -49,15 +53,15 @@ export class RssCap {
   /** A fresh engine process is ready with this RSS: the base of the cap (the same model gives the same figure). */
   freshProcess(rssMB: number | undefined): void {
     if (rssMB && rssMB > 0) this.freshMB = rssMB;
-    this.activity();
   }
 
   capMB(): number | undefined {
     return this.freshMB === undefined ? undefined : this.freshMB + this.host.budgetBytes() / 2 ** 20 + this.headroomMB;
   }
 
-  /** Any call started or settled: the idle clock starts again. */
+  /** A completion or prefill started or settled: the idle clock starts again. */
   activity(): void {
+    this.worked = true;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.check(), this.idleMs);
     this.timer.unref?.();
@@ -65,12 +69,13 @@ export class RssCap {
 
   private async check(): Promise<void> {
     const cap = this.capMB();
-    if (this.checking || cap === undefined || !this.host.idle()) return;
+    if (this.checking || !this.worked || cap === undefined || !this.host.idle()) return;
     this.checking = true;
     try {
       const rss = await this.host.rssMB();
       if (rss === undefined || rss <= cap || !this.host.idle()) return;
       const t0 = Date.now();
+      this.worked = false;
       await this.host.restart(
         `the engine process used ${rss.toFixed(0)} MB, over its cap of ${cap.toFixed(0)} MB; restarted while idle`,
       );
