@@ -80,7 +80,7 @@ export class EngineClient implements Engine {
           this.recycling = undefined;
           if (!last) return;
           const { docId, languageId, prefix, suffix, context } = last; // sent before calls that waited for `r`
-          void this.call({ method: 'prefill', docId, languageId, prefix, suffix, context }, undefined, true);
+          this.call({ method: 'prefill', docId, languageId, prefix, suffix, context }, undefined, true).catch(() => 0);
         },
       },
       opts.rssCap,
@@ -410,6 +410,7 @@ export class EngineClient implements Engine {
   }
 
   async closeDocument(docId: string): Promise<void> {
+    if (this.lastRequest?.docId === docId) this.lastRequest = undefined; // not prefilled again after a restart
     await this.call({ method: 'closeDocument', docId }).catch(() => undefined);
     this.emit();
   }
