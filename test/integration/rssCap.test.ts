@@ -37,7 +37,7 @@ test(
       device: 'cpu',
       kvBudgetBytes: 1 << 20,
       workerPath: WORKER,
-      rssCap: { idleMs: 500, headroomMB: 1 }, // a run's arena alone passes fresh RSS + 1 MB budget + 1 MB
+      rssCap: { idleMs: 500, headroomMB: 0 }, // a run's arena alone passes fresh RSS + the 1 MB budget
     });
     try {
       assert.equal(eng.state.kind, 'ready');
@@ -68,7 +68,12 @@ test(
 
       // That completion was work: the next idle restart begins; a request made meanwhile waits for it.
       const pid2 = eng.pid;
-      assert.ok(await until(() => eng.state.kind === 'loading', 30_000), `state ${eng.state.kind}`);
+      if (!(await until(() => eng.state.kind === 'loading', 30_000))) {
+        const m2 = await eng.memory();
+        assert.fail(
+          `no second restart: state ${eng.state.kind}, RSS ${m2.process?.rssMB}, ${JSON.stringify(m2.rssCap)}`,
+        );
+      }
       const during = await eng.complete(req('b'));
       assert.notEqual(during.trace.stopReason, 'error', JSON.stringify(during.trace));
       assert.notEqual(eng.pid, pid2);
