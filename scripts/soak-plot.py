@@ -36,6 +36,9 @@ def main() -> None:
     marks = d.get("marks", [])
     ax[0].scatter([m["minute"] for m in marks], [m.get("afterClearMB") for m in marks], color="green", zorder=3,
                   label="3 s after clearCaches")
+    cap_events = (d.get("rssCap") or {}).get("events", [])
+    for i, e in enumerate(cap_events):
+        ax[0].axvline(e["t"], color="orange", lw=0.8, ls=":", label="RSS-cap restart at idle" if i == 0 else None)
     ax[0].set_ylabel("MB")
     ax[0].legend(loc="lower right")
     ax[1].plot(t, [x["kvAllocatedMB"] for x in s], label="KV bytes allocated (after each sample)")
@@ -69,6 +72,17 @@ def main() -> None:
         print(f"wrote {doc}")
 
 
+def cap_lines(d: dict) -> list:
+    """The engine's RSS cap (runs from 2026-12-06 c on): its restarts at idle moments."""
+    cap = d.get("rssCap")
+    if not cap:
+        return []
+    if cap.get("flag") == "off":
+        return ["- RSS cap: off"]
+    ev = "; ".join(f"minute {e['t']:.1f}: {e['rssMB']} MB over a cap of {e['capMB']} MB, fresh process ready in {e['restartMs']} ms" for e in cap["events"])
+    return [f"- RSS cap (headroom {cap['flag']} MB): **{cap['restarts']} restarts at idle moments**" + (f" ({ev})" if ev else "")]
+
+
 def summary(d: dict) -> str:
     """The must-show figures: crashes, over-budget moments, RSS at the marks vs the first, after clearCaches vs idle."""
     marks = d.get("marks", [])
@@ -81,6 +95,7 @@ def summary(d: dict) -> str:
         f"- **crashes: {d['crashes']}**; **moments where allocated KV bytes exceeded the budget: {d['overBudgetMoments']}** "
         f"(checked after every request; highest fill {d['maxFill']:.2f} of the budget)",
         f"- idle RSS of the engine process {idle} MB (after loading and one warm-up request; {d.get('idleColdMB')} MB before it)",
+        *cap_lines(d),
         "",
         "| minute | RSS MB | vs first mark | 3 s after clearCaches, MB | vs idle |",
         "|---|---|---|---|---|",

@@ -1,6 +1,7 @@
 // `npm run soak -- [--minutes 60] [--docs 50] [--seed 1] [--out FILE] [--model DIR] [--budget-mb 64] [--marks 15,30,45,60]
-//   [--ort-defaults] [--child-env K=V,K=V]` (--ort-defaults: ORT's arena and memory patterns on, glibc malloc defaults, the
-//   memory settings before; --child-env: variables set over the engine process's usual ones; both for A/B)
+//   [--ort-defaults] [--child-env K=V,K=V] [--rss-cap off|HEADROOM_MB]` (--ort-defaults: ORT's arena and memory patterns
+//   on, glibc malloc defaults, the memory settings before; --child-env: variables set over the engine process's usual
+//   ones; --rss-cap: the engine's RSS cap off, or its headroom; all for A/B)
 // (bundled to dist/soak.js). A long working day in fast motion against the real engine process (EngineClient,
 // child process, the shipped model on the CPU): documents of 200–20k tokens made of this repository's own code,
 // typing bursts with completions, edits above the cursor, file switches with background prefill, closes, aborted
@@ -8,12 +9,15 @@
 // bytes allocated vs the budget (after every request), latency p50/p95 per 5 minutes and crashes, and writes JSON
 // (rewritten every 5 minutes, so a cut-short run still leaves its data). Plot: scripts/soak-plot.py.
 //
-// Protocol for the RSS marks (15/30/60 min): budget changes are held off for the 2 minutes before a mark, so the
-// caches are at the base budget when RSS is read; then clearCaches, and RSS is read again 3 s later.
+// Protocol for the RSS marks (15/30/60 min), so that every mark reads the same state: budget changes are held off for
+// the 2 minutes before a mark; then the user pauses (the RSS cap's idle time + 3 s: the cap may restart the engine, as
+// at any pause in the editor); then every document is closed and documents are prefilled in a fixed order until the KV
+// bytes allocated reach 95 % of the base budget; RSS is read 1 s later; then clearCaches, and RSS again 3 s later.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { EngineClient, LEAN_MALLOC_ENV } from '../engine/client';
+import { RSS_CAP_DEFAULTS } from '../engine/rssCap';
 import type { CompletionRequest } from '../engine/api';
 import {
   ROOT,
@@ -45,6 +49,7 @@ function rng(seed: number): () => number {
 }
 
 const rssMB = processRssMB;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** This repository's source files (TypeScript, Python): the soak's documents are built from real code. */
 function corpus(): { ext: string; text: string }[] {
@@ -124,7 +129,11 @@ async function main(): Promise<void> {
     if (eq <= 0) throw new Error(`--child-env wants KEY=VALUE pairs separated by commas, got "${kv}"`);
     childEnv[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
+  const capFlag = str(a, 'rss-cap', String(RSS_CAP_DEFAULTS.headroomMB));
+  const rssCap = capFlag === 'off' ? (false as const) : { headroomMB: Number(capFlag) };
+  if (rssCap && !(rssCap.headroomMB >= 0)) throw new Error(`--rss-cap wants off or a headroom in MB, got "${capFlag}"`);
   const eng = await EngineClient.start({
+    rssCap,
     modelDir,
     device: 'cpu',
     kvBudgetBytes: baseMB * MB,
@@ -143,7 +152,7 @@ async function main(): Promise<void> {
     }
   });
 
-  await new Promise((r) => setTimeout(r, 2000));
+  await sleep(2000);
   const idleColdMB = rssMB(eng.pid);
   await eng.complete({
     docId: 'soak://warmup',
@@ -156,7 +165,7 @@ async function main(): Promise<void> {
     timeBudgetMs: 10_000,
   });
   await eng.closeDocument('soak://warmup');
-  await new Promise((r) => setTimeout(r, 2000));
+  await sleep(2000);
   const idleMB = rssMB(eng.pid);
 
   const requests: { t: number; ms: number; stop: string; prefill: number; reused: number }[] = [];
@@ -174,7 +183,13 @@ async function main(): Promise<void> {
     gcCount?: number;
     gcMs?: number;
   }[] = [];
-  const marks: { minute: number; rssMB?: number; afterClearMB?: number }[] = [];
+  const marks: {
+    minute: number;
+    rssMB?: number;
+    afterClearMB?: number;
+    refill?: { docs: number; kvAllocatedMB: number; fill: number; seconds: number };
+  }[] = [];
+  const capRestarts: { t: number; rssMB: number; capMB: number; restartMs: number }[] = [];
   let overBudget = 0,
     maxFill = 0,
     cur = docs[0],
@@ -185,10 +200,32 @@ async function main(): Promise<void> {
     actions[k] = (actions[k] ?? 0) + 1;
   };
 
+  const idleMs = RSS_CAP_DEFAULTS.idleMs;
+  /** The mark protocol's common state: every document closed, then documents prefilled in a fixed order until the
+   *  base budget is 95 % full — the same documents at every mark, whatever the caches held. */
+  const refillBudget = async () => {
+    const t = Date.now();
+    for (const d of (await eng.memory()).docs) await eng.closeDocument(d.docId);
+    let m = await checkBudget(),
+      n = 0;
+    for (const d of docs) {
+      if (m.usedBytes >= 0.95 * m.budgetBytes) break;
+      await eng.prefill(d.id, d.lang, d.text.slice(0, d.cursor), d.text.slice(d.cursor));
+      m = await checkBudget();
+      n++;
+    }
+    const kv = r2(m.usedBytes / MB);
+    return { docs: n, kvAllocatedMB: kv, fill: r2(m.usedBytes / m.budgetBytes), seconds: r2((Date.now() - t) / 1000) };
+  };
   const checkBudget = async () => {
     const m = await eng.memory();
     if (m.device === 'none') return m;
     if (m.usedBytes > m.budgetBytes) overBudget++;
+    const r = m.rssCap?.restarts;
+    if (r?.last && r.count > capRestarts.length) {
+      const { rssMB, capMB, restartMs } = r.last;
+      capRestarts.push({ t: r2(tmin()), rssMB, capMB, restartMs });
+    }
     maxFill = Math.max(maxFill, m.usedBytes / Math.max(1, m.budgetBytes));
     return m;
   };
@@ -300,6 +337,7 @@ async function main(): Promise<void> {
       idleMB: idleMB && r2(idleMB),
       marks,
       rssVsFirstMark: vsFirst,
+      rssCap: { flag: capFlag, restarts: capRestarts.length, events: capRestarts },
       docTokensApprox: docs.map((d) => Math.round(d.text.length / 3.3)),
       windows: windows(),
       samples,
@@ -319,19 +357,26 @@ async function main(): Promise<void> {
       nextSample = now + 1 / 6;
     }
     if (mi < markAt.length && now >= markAt[mi]) {
+      if (budgetMB !== baseMB) await eng.setBudget((budgetMB = baseMB) * MB);
+      await sleep(idleMs + 3000); // the user pauses: the RSS cap may act
+      await eng.whenReady(120_000);
+      const refill = await refillBudget();
+      await sleep(1000);
       const rss = rssMB(eng.pid);
       await eng.clearCaches();
-      await new Promise((r) => setTimeout(r, 3000));
+      await sleep(3000);
       marks.push({
         minute: markAt[mi],
         rssMB: rss && r2(rss),
+        refill,
         afterClearMB: (() => {
           const x = rssMB(eng.pid);
           return x && r2(x);
         })(),
       });
       console.log(
-        `soak: mark ${markAt[mi]} min: RSS ${rss?.toFixed(1)} MB, after clearCaches ${marks[marks.length - 1].afterClearMB} MB`,
+        `soak: mark ${markAt[mi]} min: RSS ${rss?.toFixed(1)} MB (KV ${refill.kvAllocatedMB} MB after prefilling ` +
+          `${refill.docs} documents), after clearCaches ${marks[marks.length - 1].afterClearMB} MB`,
       );
       mi++;
       continue;
@@ -364,7 +409,7 @@ async function main(): Promise<void> {
       cur = docs[Math.floor(rand() * docs.length)];
       count('switch');
       void eng.prefill(cur.id, cur.lang, cur.text.slice(0, cur.cursor), cur.text.slice(cur.cursor));
-      await new Promise((r) => setTimeout(r, 100 + rand() * 400));
+      await sleep(100 + rand() * 400);
       await request(cur);
     } else if (x < 0.86) {
       const d = docs[Math.floor(rand() * docs.length)];
@@ -384,7 +429,8 @@ async function main(): Promise<void> {
       budgetMB = baseMB;
       await eng.setBudget(budgetMB * MB);
     }
-    await new Promise((r) => setTimeout(r, 50 + rand() * 250)); // the user's pause between bursts
+    // The user's pause between bursts; now and then a longer one, reading (the RSS cap's chance to act).
+    await sleep(rand() < 0.01 ? idleMs + 2000 : 50 + rand() * 250);
   }
   await sample();
   const file = writeResult(out, 'cpu', 'soak', '', report(true));

@@ -141,6 +141,14 @@ export interface MemoryReport {
   process?: { rssMB: number; heapUsedMB: number; externalMB: number; arrayBuffersMB: number };
   /** Collections the engine started for dropped run outputs, and their total time (docs/soak.md). */
   gc?: { count: number; ms: number };
+  /** The engine process's RSS cap (src/engine/rssCap.ts): the cap now, and the idle restarts it caused, the last
+   *  with its time, the RSS that passed the cap and how long the fresh process took to be ready. */
+  rssCap?: {
+    capMB?: number;
+    idleMs: number;
+    headroomMB: number;
+    restarts: { count: number; last?: { at: string; rssMB: number; capMB: number; restartMs: number } };
+  };
 }
 
 export type EngineState =

@@ -13,7 +13,6 @@ import type {
   ContextSnippet,
   DeviceSetting,
   Engine,
-  EngineOptions,
   EngineState,
   MemoryReport,
   RequestTrace,
@@ -21,40 +20,19 @@ import type {
 import type { Call, FromWorker, TestCrash, ToWorker } from './protocol';
 import { newTrace } from './api';
 import { checkBudgetBytes, checkNumber, requestProblem } from './validate';
+import { EngineStartOptions, LEAN_MALLOC_ENV } from './clientOptions';
+import { RssCap } from './rssCap';
 
-export interface EngineStartOptions extends EngineOptions {
-  /** Path of the bundled engine process script; default: worker.js next to this bundle. */
-  workerPath?: string;
-  /** Enables the engine process's crash hooks (tests only). */
-  testHooks?: boolean;
-  /** Restart delays; their count bounds the retries before `failed`. */
-  restartBackoffMs?: number[];
-  /** How long a graceful shutdown may take before the engine process is killed (default 5000 ms). */
-  shutdownTimeoutMs?: number;
-  /** Deadline of a call without a time budget of its own (default 120 s; memory(): a tenth of it). A complete()
-   *  gets its timeBudgetMs plus this grace. A call past its deadline resolves as if the engine were unavailable. */
-  callTimeoutMs?: number;
-  /** Environment added for the engine process instead of LEAN_MALLOC_ENV (measurements of the memory settings). */
-  childEnv?: NodeJS.ProcessEnv;
-}
-
-/**
- * glibc malloc settings for the engine process: few arenas (ORT's thread pool otherwise gets one each, and freed
- * memory stays in them) and a fixed, low mmap threshold, so buffers from 32 KB up (KV arrays, run outputs: logits are
- * 125 KB) are mmapped and go back to the system when freed; in the main heap they fragmented it and it grew with
- * every few hundred requests (docs/soak.md). The default threshold also rises after the first large free.
- */
-export const LEAN_MALLOC_ENV: NodeJS.ProcessEnv = {
-  MALLOC_ARENA_MAX: '2',
-  MALLOC_MMAP_THRESHOLD_: '32768',
-  MALLOC_TRIM_THRESHOLD_: '1048576',
-};
+export { LEAN_MALLOC_ENV };
+export type { EngineStartOptions };
 
 interface Pending {
   call: Call;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
   timer: NodeJS.Timeout;
+  /** Arms the RSS cap's idle check when it settles. */
+  work: boolean;
 }
 
 const emptyTrace = (
@@ -71,6 +49,8 @@ export class EngineClient implements Engine {
   private readonly pending = new Map<number, Pending>();
   private readonly listeners = new Set<(s: EngineState) => void>();
   private last?: RequestTrace;
+  /** The last completion asked for: its document is prefilled again after an RSS-cap restart. */
+  private lastRequest?: CompletionRequest;
   private lastComplete?: number;
   private attempts = 0;
   private readyAt = 0;
@@ -81,8 +61,31 @@ export class EngineClient implements Engine {
   private lifecycle: Promise<unknown> = Promise.resolve();
   private forced = 0;
   private expired = 0;
+  /** Resident-memory cap, enforced by a restart at idle; calls made meanwhile wait for the fresh process. */
+  private readonly rssCap?: RssCap;
+  private recycling?: Promise<unknown>;
 
-  private constructor(private opts: EngineStartOptions) {}
+  private constructor(private opts: EngineStartOptions) {
+    if (opts.rssCap === false) return;
+    this.rssCap = new RssCap(
+      {
+        idle: () => this.pending.size === 0 && this._state.kind === 'ready' && !this.recycling,
+        rssMB: async () => (await this.call<MemoryReport>({ method: 'memory' })).process?.rssMB,
+        budgetBytes: () => this.opts.kvBudgetBytes,
+        restart: async (why) => {
+          const last = this.lastRequest;
+          const r = this.respawn(why);
+          this.recycling = r;
+          await r;
+          this.recycling = undefined;
+          if (!last) return;
+          const { docId, languageId, prefix, suffix, context } = last; // sent before calls that waited for `r`
+          this.call({ method: 'prefill', docId, languageId, prefix, suffix, context }, undefined, true).catch(() => 0);
+        },
+      },
+      opts.rssCap,
+    );
+  }
 
   /** Starts the worker and waits until it is ready or has failed; never throws for a bad model folder. */
   static async start(opts: EngineStartOptions): Promise<EngineClient> {
@@ -167,6 +170,7 @@ export class EngineClient implements Engine {
         }
         if (m.type === 'ready') {
           this.readyAt = Date.now();
+          this.rssCap?.freshProcess(m.rssMB);
           this.setState({ kind: 'ready', device: m.device, ...(m.deviceNote ? { deviceNote: m.deviceNote } : {}) });
           this.readyWaiters.splice(0).forEach((f) => f());
           settle();
@@ -182,6 +186,7 @@ export class EngineClient implements Engine {
           if (!p) return;
           this.pending.delete(m.id);
           clearTimeout(p.timer);
+          if (p.work) this.rssCap?.activity();
           if (m.ok) p.resolve(m.value);
           else p.reject(new Error(m.error));
         }
@@ -254,13 +259,17 @@ export class EngineClient implements Engine {
     return s.kind === 'failed' ? `the engine failed: ${s.reason}` : `the engine is restarting (${s.reason})`;
   }
 
-  private call<T>(call: Call, id = this.nextId++): Promise<T> {
+  /** `internal`: the client's own call (the RSS cap's prefill after a restart), not work that arms the cap. */
+  private call<T>(call: Call, id = this.nextId++, internal = false): Promise<T> {
+    if (this.recycling) return this.recycling.then(() => this.call<T>(call, id, internal));
+    const work = call.method === 'complete' || call.method === 'prefill';
+    if (work && !internal) this.rssCap?.activity();
     const why = this.notReadyReason();
     if (why || !this.worker) return Promise.resolve(this.fallback(id, call, why ?? 'no engine process') as T);
     return new Promise<T>((resolve, reject) => {
       const ms = this.deadlineMs(call);
       const timer = setTimeout(() => this.expire(id, ms), ms);
-      this.pending.set(id, { call, resolve: resolve as (v: unknown) => void, reject, timer });
+      this.pending.set(id, { call, resolve: resolve as (v: unknown) => void, reject, timer, work: work && !internal });
       this.send(this.worker, { type: 'call', id, call });
     });
   }
@@ -301,6 +310,7 @@ export class EngineClient implements Engine {
       this.send(this.worker, { type: 'cancel', id: this.lastComplete });
     }
     this.lastComplete = id;
+    this.lastRequest = req;
     const onAbort = () => this.send(this.worker, { type: 'cancel', id });
     if (signal?.aborted) {
       const r = { text: '', trace: emptyTrace(id, req.docId, 'the request was cancelled', 'cancelled') };
@@ -400,6 +410,7 @@ export class EngineClient implements Engine {
   }
 
   async closeDocument(docId: string): Promise<void> {
+    if (this.lastRequest?.docId === docId) this.lastRequest = undefined; // not prefilled again after a restart
     await this.call({ method: 'closeDocument', docId }).catch(() => undefined);
     this.emit();
   }
@@ -412,8 +423,9 @@ export class EngineClient implements Engine {
     await this.respawn('the caches are being cleared');
     this.emit();
   }
-  memory(): Promise<MemoryReport> {
-    return this.call<MemoryReport>({ method: 'memory' });
+  async memory(): Promise<MemoryReport> {
+    const r = await this.call<MemoryReport>({ method: 'memory' });
+    return this.rssCap ? { ...r, rssCap: this.rssCap.report() } : r;
   }
   lastTrace(): RequestTrace | undefined {
     return this.last;
@@ -463,6 +475,7 @@ export class EngineClient implements Engine {
 
   async dispose(): Promise<void> {
     this.disposed = true;
+    this.rssCap?.dispose();
     clearTimeout(this.restartTimer);
     this.failPending('the engine was disposed');
     // Stop the current worker now (a device switch in progress sees `disposed` and spawns no other one).

@@ -26,7 +26,8 @@ export type ToWorker =
 export type TestCrash = 'exit' | 'throw' | 'hang' | 'abort';
 
 export type FromWorker =
-  | { type: 'ready'; device: 'cuda' | 'cpu'; deviceNote?: string }
+  /** rssMB: the fresh process's resident memory, the base of the RSS cap (rssCap.ts). */
+  | { type: 'ready'; device: 'cuda' | 'cpu'; deviceNote?: string; rssMB?: number }
   | { type: 'initError'; reason: string }
   | { type: 'result'; id: number; ok: true; value: unknown }
   | { type: 'result'; id: number; ok: false; error: string };

@@ -159,7 +159,12 @@ async function start(data: InitData): Promise<void> {
   }
   core = c;
   if (stopping) return; // shutdown() releases it
-  post({ type: 'ready', device: c.loaded.device, ...(c.loaded.deviceNote ? { deviceNote: c.loaded.deviceNote } : {}) });
+  post({
+    type: 'ready',
+    device: c.loaded.device,
+    ...(c.loaded.deviceNote ? { deviceNote: c.loaded.deviceNote } : {}),
+    rssMB: process.memoryUsage().rss / 2 ** 20,
+  });
 }
 
 // Listening from the start: a shutdown may arrive while the session is still being created. The first message

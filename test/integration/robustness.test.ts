@@ -39,6 +39,8 @@ test('bad budgets and maxTokens: clear errors, the engine keeps its previous val
       assert.equal(r.trace.stopReason, 'error');
       assert.match(r.trace.noSuggestionReason ?? '', /invalid request: request\.maxTokens must be/);
       assert.ok(Date.now() - t0 < 5000, 'answered at once, not hung');
+      const m = await eng.memory();
+      assert.deepEqual([m.budgetBytes, m.usedBytes, m.docs.length], [budget, before.usedBytes, before.docs.length]);
     }
     const r = await eng.complete(req('a', 'const total = items.length + ', { timeBudgetMs: NaN }));
     assert.match(r.trace.noSuggestionReason ?? '', /request\.timeBudgetMs must be a finite number/);
@@ -99,6 +101,8 @@ test('CLI: non-numeric or out-of-range flags and a missing --file give one clear
     [['--file', file, '--budget-mb', 'Infinity'], /^error: --budget-mb must be a number/],
     [['--file', file, '--max-tokens', 'abc'], /^error: --max-tokens must be a number \(got "abc"\)$/],
     [['--file', file, '--max-tokens', 'NaN'], /^error: --max-tokens must be a number/],
+    [['--file', file, '--max-tokens', 'Infinity'], /^error: --max-tokens must be a number/],
+    [['--file', file, '--max-tokens', '-3'], /^error: --max-tokens must be between 1 and 512 \(got -3\)$/],
     [['--file', file, '--line', '0'], /^error: --line must be between 1 and/],
   ] as [string[], RegExp][]) {
     const r = cli(...flags);
