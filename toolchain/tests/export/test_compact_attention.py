@@ -10,19 +10,18 @@ onnx = pytest.importorskip("onnx")
 
 from mixsga import runtime as rt  # noqa: E402
 from mixsga.onnx_graph import LONG_CHUNK  # noqa: E402
-from test_export import (BIASES, CFG, E, L, assert_matches_reference, copy_past, export_session, feeds,  # noqa: E402
-                         random_case, run)
-from test_export import fp32, fp32_onnx, model  # noqa: E402, F401 (the same module fixtures)
+from export_kit import (BIASES, CFG, E, L, assert_matches_reference, copy_past, export_session, feeds,  # noqa: E402
+                        random_case, run)
 
 
 @pytest.fixture(scope="module")
-def expand(model, tmp_path_factory):  # noqa: F811
+def expand(model, tmp_path_factory):
     """The CPU variant with the CUDA variant's attention (caches expanded to H heads): today's graph before
     issue 18, the reference of the compact attention."""
     return export_session(model, tmp_path_factory.mktemp("expand") / "model.onnx", attention="expand")
 
 
-def test_compact_attention_reads_each_cache_as_stored(fp32_onnx):  # noqa: F811
+def test_compact_attention_reads_each_cache_as_stored(fp32_onnx):
     """Attention work follows the bytes held: each past.{l}.{e} is split into its keys and values by two Gathers
     (once per run), each feeding one Transpose whose output a short chunk (the If's else branch) and every decode
     step multiply at H_e heads; only a long chunk (the then branch: a prompt's, GroupQueryAttention) expands the
@@ -50,7 +49,7 @@ def test_compact_attention_reads_each_cache_as_stored(fp32_onnx):  # noqa: F811
 
 
 @pytest.mark.parametrize("pct", [100, 50, 25])
-def test_compact_attention_equals_expanded_cache_at_each_budget(model, fp32, expand, pct):  # noqa: F811
+def test_compact_attention_equals_expanded_cache_at_each_budget(model, fp32, expand, pct):
     """The CPU graph's attention over the caches as stored gives today's results (attention="expand": every
     cache expanded to H heads, one GroupQueryAttention per layer) on caches filled to 100/50/25 % of full KV (the
     bench's expert mixes 1:0:0, 3:1:6, 0:0:1 of 4/2/1 KV heads), through a chunk and a decode loop."""
