@@ -6,11 +6,13 @@ rounds, 2 threads; JSON + a markdown table (paste into docs/benchmarks.md).
                flash attention off and on, F16 and Q8_0;
   ours         `node dist/bench.js --suite gpu --device cpu` on MODEL_DIR (decode at 2,048 context at the KV
                budgets, prefill 512/2048);
-  /infill      llama-server on 127.0.0.1 (stopped by its PID): one request at the end of a ~2,000-token file,
-               16 tokens, cold, then warm (one character typed), against ours (`--suite spots`, typing/new spot).
+  /infill      llama-server on 127.0.0.1 (stopped by its PID): one request at the end of a line, 16 tokens, cold,
+               then warm (one character typed), against ours (`--suite spots`, typing/new spot); the prefix is cut
+               to --infill-tokens by the server's own tokenizer, and the warm request counts only if the server
+               says it reused its cache (timings.cache_n / prompt_n, kept in each run's "infillCheck").
 
 Usage: python lab/llama-cpp/compare.py [--model models/default] [--rounds 3] [--cache ~/.cache/mixsga-llama-cpp]
-       [--out bench/results/DATE-cpu-llama-cpp.json]
+       [--out bench/results/DATE-cpu-llama-cpp.json] [--infill-tokens 1500]
 Needs `npm run build` (dist/bench.js). Figures from a loaded machine are recorded with its load average.
 """
 import argparse
@@ -83,11 +85,23 @@ def ours_spots(model):
     return r
 
 
-def infill(bins, gguf, text, port=18093):
-    """Cold then warm (one character typed) /infill at the end of `text`; ms per request."""
-    srv = subprocess.Popen([str(bins / "llama-server"), "-m", str(gguf), "-t", "2", "-c", "2048", "--host", "127.0.0.1",
-                            "--port", str(port), "--spm-infill", "-np", "1"], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+# /infill keeps only the last 3*(n_batch/4) tokens of input_prefix (format_prompt_infill, tools/server/
+# server-common.cpp at 0c1e570). Past that cap every typed token moves the kept window by one token, so no prompt
+# token stays at its cached position and the warm request recomputes everything: the prefix must stay under it.
+BATCH = 2048
+PREFIX_CAP = 3 * (BATCH // 4)
+# a warm request reprocesses the typed character's token(s) and <fim_middle>; more means the cache was not reused
+WARM_MAX_PROCESSED = 4
+
+
+def infill(bins, gguf, source, max_tokens, port=18093):
+    """Cold then warm (one character typed) /infill at the end of the longest run of `source`'s lines that is at most
+    `max_tokens` tokens; ms per request, and what the server reports about its prompt cache."""
+    # -n 16: /infill fills n_ctx - n_batch - 2*n_predict tokens with extra context; with the default n_predict of -1
+    # that is 2 tokens of its "<file_sep>filename" placeholder before the suffix
+    srv = subprocess.Popen([str(bins / "llama-server"), "-m", str(gguf), "-t", "2", "-c", "2048", "-b", str(BATCH),
+                            "-n", "16", "--host", "127.0.0.1", "--port", str(port), "--spm-infill", "-np", "1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(120):
             try:
@@ -96,15 +110,38 @@ def infill(bins, gguf, text, port=18093):
             except OSError:
                 time.sleep(0.5)
 
-        def ask(prefix):
-            body = json.dumps({"input_prefix": prefix, "input_suffix": "\n", "n_predict": 16, "cache_prompt": True,
-                               "temperature": 0}).encode()
+        def post(path, body):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", json.dumps(body).encode(),
+                                         {"Content-Type": "application/json"})
             t = time.perf_counter()
-            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/infill", body,
-                                                          {"Content-Type": "application/json"}), timeout=120).read()
-            return (time.perf_counter() - t) * 1000
+            raw = urllib.request.urlopen(req, timeout=120).read()
+            return json.loads(raw), (time.perf_counter() - t) * 1000
 
-        return {"coldMs": ask(text), "warmMs": ask(text + "x")}
+        def n_tokens(s):  # as /infill tokenizes input_prefix: no BOS, special tokens not parsed
+            return len(post("/tokenize", {"content": s, "add_special": False, "parse_special": False})[0]["tokens"])
+
+        lines = source.split("\n")
+        lo, hi = 1, len(lines)  # most lines whose text fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if n_tokens("\n".join(lines[:mid])) <= max_tokens else (lo, mid - 1)
+        while lo > 1 and not lines[lo - 1].strip():  # type at the end of a non-empty line, as the spots suite does
+            lo -= 1
+        text = "\n".join(lines[:lo])
+
+        def ask(prefix):
+            r, ms = post("/infill", {"input_prefix": prefix, "input_suffix": "\n", "n_predict": 16,
+                                     "cache_prompt": True, "temperature": 0})
+            t = r["timings"]
+            return ms, {"promptTokens": r["tokens_evaluated"], "cacheN": t["cache_n"], "promptN": t["prompt_n"],
+                        "predictedN": t["predicted_n"]}
+
+        cold_ms, cold = ask(text)
+        warm_ms, warm = ask(text + "x")
+        reused = warm["promptN"] <= WARM_MAX_PROCESSED
+        check = {"prefixTokens": n_tokens(text), "cold": cold, "warm": warm, "warmReused": reused}
+        # an invalid warm figure gets its own key, so it never enters the "warmMs" median or the table unmarked
+        return {"coldMs": cold_ms, "warmMs" if reused else "warmMs (cache not reused: invalid)": warm_ms}, check
     finally:
         os.kill(srv.pid, signal.SIGTERM)
         srv.wait(timeout=30)
@@ -116,15 +153,18 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/mixsga-llama-cpp"))
     ap.add_argument("--out", default=str(ROOT / "bench/results" / f"{datetime.date.today()}-cpu-llama-cpp.json"))
-    ap.add_argument("--infill-chars", type=int, default=4800, help="llama-server prompt: characters (~1,500 tokens)")
+    ap.add_argument("--infill-tokens", type=int, default=1500,
+                    help=f"llama-server prompt: prefix tokens (< {PREFIX_CAP}, /infill's prefix cap)")
     a = ap.parse_args()
+    if not 0 < a.infill_tokens <= PREFIX_CAP - 8:
+        ap.error(f"--infill-tokens must leave room under /infill's prefix cap of {PREFIX_CAP} tokens for the typing")
     cache = Path(a.cache)
     cache.mkdir(parents=True, exist_ok=True)
     bins, ggufs = prepare(cache, a.model)
-    # the prompt window our engine uses (≤ 1,536 positions): a TypeScript source cut to --infill-chars. A longer text
-    # overflows llama-server's 2,048-token context with the 16 predicted tokens, it truncates the prompt differently
-    # on every request and never reuses its cache (8,000 characters did: warm ≈ cold, 2026-12-06)
-    text = (ROOT / "src/bench/gpu.ts").read_text()[:a.infill_chars]
+    # ~1,500 tokens of a TypeScript source, cut by llama-server's tokenizer (about 2.5 characters a token here: the
+    # 4,800 characters used before were ~1,890 tokens, over /infill's prefix cap, and the warm request never reused
+    # the cache). Our engine's typing requests reuse its cache for everything before the cursor, likewise.
+    source = (ROOT / "src/bench/gpu.ts").read_text()
     load0 = os.getloadavg()
     runs = []
     for r in range(a.rounds):
@@ -138,7 +178,8 @@ def main():
                     for fa in (0, 1):
                         runs.append({"round": r, "side": f"llama.cpp {q} fa {'on' if fa else 'off'}",
                                      "bench": llama_bench(bins, g, fa), "load1": os.getloadavg()[0]})
-                    runs.append({"round": r, "side": f"llama-server {q}", "infill": infill(bins, g, text),
+                    res, check = infill(bins, g, source, a.infill_tokens)
+                    runs.append({"round": r, "side": f"llama-server {q}", "infill": res, "infillCheck": check,
                                  "load1": os.getloadavg()[0]})
     med = {}
     for run in runs:
@@ -148,11 +189,15 @@ def main():
             med.setdefault(run["side"], {}).setdefault(k, []).append(v)
     med = {s: {k: statistics.median(v) for k, v in d.items()} for s, d in med.items()}
     quiet = max(load0[0], max(r["load1"] for r in runs)) < 3
+    warm_ok = all(r["infillCheck"]["warmReused"] for r in runs if "infillCheck" in r)
+    note = [] if quiet else ["the machine was loaded by other jobs: these figures are not meaningful; rerun on a quiet "
+                             + "machine"]
+    if not warm_ok:
+        note.append("llama-server reprocessed the prompt on a warm request (runs' infillCheck): those warm figures "
+                    "are not a cache-reuse measurement")
     result = {"what": __doc__.split("\n\n")[0], "date": datetime.datetime.now(datetime.UTC).isoformat(),
               "machine": {"cpus": os.cpu_count(), "loadavgBefore": load0, "loadavgAfter": os.getloadavg()},
-              "quiet": quiet,
-              "note": "" if quiet else "the machine was loaded by other jobs: these figures are not meaningful; "
-                                       "rerun on a quiet machine",
+              "quiet": quiet, "warmReused": warm_ok, "note": "; ".join(note),
               "llama_cpp": "llama-cpp-python 0.3.36 sdist (vendor/llama.cpp), CPU backend without AMX",
               "medians": med, "runs": runs}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

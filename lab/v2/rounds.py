@@ -33,7 +33,7 @@ REPO = HERE.parent.parent
 V2 = Path(os.environ.get("V2_HERE", REPO / ".gpu" / "v2"))  # here-side folder (a dry run points it elsewhere)
 CALL_BYTES = int(os.environ.get("V2_CALL_BYTES", 64 * parts.MiB))  # what one device call may carry, either way
 BACK_FILES = 8
-ASIDE = ["models/default/*.onnx", "docs/results", "bench/results", "test/fixtures"]
+ASIDE = ["models/default/*.onnx", "docs/results", "bench/results", "test/fixtures", "lab/v2/ckpt"]
 PACK_RESERVE_S = 90              # end of a round: final eval + save, checkpoint -> parts (GPU side)
 SEGMENT_MIN = 1.5                # don't start a training segment with less time than this
 
@@ -261,7 +261,7 @@ def slice_corpus(args):
     every slice, so each round's shards hold out the same packages. Several corpora (--corpus A --corpus B) are
     merged first, exact copies across them dropped (corpora.py)."""
     merge, out = corpora.Merge(args.corpus), Path(args.out)
-    k = load_recipe(args.recipe)["data"]["corpus_slices"]
+    k = args.count or load_recipe(args.recipe)["data"]["corpus_slices"]
     dirs = [out / f"s{i}" for i in range(k)]
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
@@ -310,7 +310,8 @@ def prepare(args):
     work.mkdir(parents=True)
     wholes, xfer = [], sorted(Path(args.corpus_xfer).glob("p[0-9]*")) if args.corpus_xfer else []
     if not xfer:
-        sl = Path(args.slices) / f"s{(args.round - 1) % recipe['data']['corpus_slices']}"
+        sl = Path(args.slice) if args.slice else \
+            Path(args.slices) / f"s{(args.round - 1) % recipe['data']['corpus_slices']}"
         if not (sl / "train.jsonl.xz").exists():
             raise SystemExit(f"no corpus slice in {sl}: run `rounds.py slice --corpus DIR` first")
         with tarfile.open(work / "corpus.tar", "w") as tar:
@@ -359,6 +360,14 @@ def land(args):
     print(f"checkpoint of round {run['round']}: {ckpt} (sha256 verified); next: prepare --round {run['round'] + 1} "
           f"--ckpt {rel(ckpt)}")
     append_runlog(run, Path(args.runlog))
+    if args.keep:  # the dev box does not outlive a session: the verified pieces are committed to carry on
+        keep = Path(args.keep)
+        shutil.rmtree(keep, ignore_errors=True)
+        keep.mkdir(parents=True)
+        for f in sorted(dst.iterdir()):
+            if f.name.startswith("ckpt.tar.part") or f.name in ("SHA256SUMS", "MANIFEST.json", "state.json", "run.json"):
+                shutil.copyfile(f, keep / f.name)
+        print(f"pieces kept in {rel(keep)}: next session `land {rel(keep)}` restores the checkpoint")
 
 
 def millions(n):
@@ -421,11 +430,14 @@ def main():
     p.add_argument("--corpus", required=True, action="append",
                    help="a `corpus` output folder; repeat to merge several (earlier ones win exact duplicates)")
     p.add_argument("--out", default=str(V2 / "slices"))
+    p.add_argument("--count", type=int, help="slices to cut (default: the recipe's corpus_slices); 1 = a round "
+                   "trains on all of this session's corpus (the dev box does not keep a corpus between sessions)")
     p.set_defaults(func=slice_corpus)
     p = sub.add_parser("prepare")
     p.add_argument("--round", type=int, required=True)
     p.add_argument("--ckpt", help="the last round's checkpoint (land's output); none for round 1")
     p.add_argument("--slices", default=str(V2 / "slices"))
+    p.add_argument("--slice", help="stage this slice folder instead of the round's slice of --slices")
     p.add_argument("--corpus-xfer", help="stage the whole corpus from `corpus --xfer` folders (DIR/p0, p1, ...) "
                    "instead of this round's slice")
     p.add_argument("--call-mib", type=float, help="bytes per carry folder (default: 64 MiB - the tree - 2 MiB)")
@@ -433,6 +445,7 @@ def main():
     p = sub.add_parser("land")
     p.add_argument("dirs", nargs="+")
     p.add_argument("--runlog", default=str(HERE / "RUNLOG.md"))
+    p.add_argument("--keep", help="also copy the verified pieces here (lab/v2/ckpt/rN, committed)")
     p.set_defaults(func=land)
     sub.add_parser("aside").set_defaults(func=aside)
     sub.add_parser("restore").set_defaults(func=restore)
