@@ -30,8 +30,9 @@
     el(svg, 'text', { x: 4, y: 20, class: 'empty' }, msg);
   }
 
-  /** Horizontal bars; rows = [{label, value, parts?: number[]}], parts drawn stacked by expert. */
-  function hbars(svg, rows, max, fmt, budget) {
+  /** Horizontal bars; rows = [{label, value, parts?: number[]}], parts drawn stacked by expert; a dashed marker at
+   *  `budget` labelled `markLabel` (default "budget"). */
+  function hbars(svg, rows, max, fmt, budget, markLabel) {
     if (!rows.length) return empty(svg, 'nothing cached yet');
     const rowH = 22;
     const w = reset(svg, rows.length * rowH + 26);
@@ -59,7 +60,7 @@
     if (budget) {
       const bx = left + budget * scale;
       el(svg, 'line', { x1: bx, y1: 0, x2: bx, y2: axisY, class: 'budget' });
-      el(svg, 'text', { x: Math.min(bx + 4, w - 44), y: axisY + 16 }, 'budget');
+      el(svg, 'text', { x: Math.min(bx + 4, w - 44), y: axisY + 16 }, markLabel || 'budget');
     }
   }
 
@@ -116,6 +117,17 @@
     hbars($('tiers'), rows, Math.max(1, ...rows.map((t) => t.value)), fmtMb);
   }
 
+  // Issue 15's RSS cap: the engine process's resident memory against the cap, and the restarts it caused. The words
+  // come from the extension (src/shared/panelView.ts rssCapView).
+  function rssCap(v) {
+    $('rssSection').hidden = !v;
+    if (!v) return;
+    $('rssNote').textContent = v.lines.join(' ');
+    if (v.rssBytes === undefined) return empty($('rss'), 'resident memory not known yet');
+    const cap = v.capBytes;
+    hbars($('rss'), [{ label: 'engine process (RSS)', value: v.rssBytes }], Math.max(cap || 0, v.rssBytes), fmtMb, cap, 'cap');
+  }
+
   function render(m) {
     const r = m.report;
     const q = m.requests;
@@ -124,7 +136,7 @@
       ['usage', 'docs', 'experts', 'layers'].forEach((id) => empty($(id), 'engine ' + m.state));
     } else {
       $('summary').textContent = fmtMb(r.usedBytes) + ' of ' + fmtMb(r.budgetBytes) + ' · ' + r.device.toUpperCase() +
-        ' · model ' + r.modelName;
+        (m.model ? '' : ' · model ' + r.modelName);
       $('requests').textContent = q.total + ' completion requests from the editor, ' + q.served + ' answered with a suggestion (' +
         q.cacheHits + ' of them from the typing-along cache, without the model); the others were superseded by newer typing, ' +
         'skipped or came back empty (mixSGA: Why No Suggestion? explains the last one).';
@@ -138,6 +150,8 @@
       stacked($('layers'), r.perLayerShares);
       tiers(r.cascade);
     }
+    $('model').textContent = m.model ? 'Model ' + m.model.label + (m.model.reason ? ' — ' + m.model.reason : '') : '';
+    rssCap(m.rssCap);
     histogram($('latency'), m.latency.bucketsMs, m.latency.counts);
   }
 

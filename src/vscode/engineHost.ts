@@ -1,9 +1,11 @@
-// Owns the engine's lifecycle for the extension: starts it (with a progress notification), restarts it when the
-// model folder changes, forwards budget/device settings, and reports a failure once instead of on every keystroke.
+// Owns the engine's lifecycle for the extension: starts it (with a progress notification), picks the model (the
+// setting, else by device and cores among the shipped ones), restarts it when the model changes, forwards
+// budget/device settings, and reports a failure once instead of on every keystroke.
+import * as os from 'os';
 import * as vscode from 'vscode';
 import type { DeviceSetting, Engine, EngineOptions, EngineState } from '../engine/api';
 import { budgetAdvice, MB } from '../shared/format';
-import { modelFolderProblem, resolveModelDir } from '../shared/modelPath';
+import { modelFolderProblem, resolveActiveModel, type ActiveModel } from '../shared/modelPath';
 import type { Settings } from './settings';
 
 export type HostState = EngineState | { kind: 'stopped' };
@@ -19,6 +21,13 @@ export class EngineHost implements vscode.Disposable {
   /** What 'auto' resolved to when the engine last became ready with device 'auto'. */
   private autoResolved: 'cuda' | 'cpu' | undefined;
   private requestedDevice: DeviceSetting = 'auto';
+  /** The model of the last start (what the gauge and the panel name) and why it was chosen. */
+  private active: ActiveModel | undefined;
+  /** The model was already switched once to follow the device the engine ended up on: never again until a
+   *  setting changes (a big model that falls back to the CPU and a small one that gets CUDA must not alternate). */
+  private followedDevice = false;
+  /** The last mixsga.model problem shown, so one unknown name gets one warning. */
+  private reportedModelProblem: string | undefined;
   /** A start is under way (the model is loading): the state is 'loading', not 'stopped'. */
   private starting = true; // created to be started (activate() starts it right away)
   /** Budget (MB) last warned about as too small, so one setting gets one warning. */
@@ -38,8 +47,10 @@ export class EngineHost implements vscode.Disposable {
   ) {
     this.disposables.push(
       settings.onDidChange(({ changed }) => {
-        if (changed.includes('modelPath')) void this.restart('model path changed');
-        else if (changed.includes('kvPolicy')) void this.restart('KV policy changed (the caches are rebuilt)');
+        if (changed.includes('modelPath') || changed.includes('model')) {
+          this.followedDevice = false;
+          void this.applyModel(changed.includes('modelPath'));
+        } else if (changed.includes('kvPolicy')) void this.restart('KV policy changed (the caches are rebuilt)');
         else {
           if (changed.includes('kvBudgetMB')) void this.applyBudget();
           if (changed.includes('device')) void this.applyDevice();
@@ -58,21 +69,42 @@ export class EngineHost implements vscode.Disposable {
     return this.starting ? { kind: 'loading' } : { kind: 'stopped' };
   }
 
+  /** The model the engine runs (or is loading) and why it was chosen. */
+  get model(): ActiveModel | undefined {
+    return this.active;
+  }
+
+  /** The device a start will most likely end on: the setting, or what 'auto' resolved to last (else the CPU: a
+   *  small model loads fast, and a GPU found then brings the bigger model once, see followDevice). */
+  private expectedDevice(): 'cuda' | 'cpu' {
+    const d = this.settings.current.device;
+    return d !== 'auto' ? d : (this.autoResolved ?? 'cpu');
+  }
+
+  private pickModel(device: 'cuda' | 'cpu'): ActiveModel {
+    const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+    return resolveActiveModel(this.extensionPath, this.settings.current, device, os.availableParallelism(), folder);
+  }
+
   get ready(): boolean {
     return this.engine?.state.kind === 'ready';
   }
 
-  async start(): Promise<void> {
+  /** `device`: the device to pick the model for (default: the expected one). */
+  async start(device?: 'cuda' | 'cpu'): Promise<void> {
     const gen = ++this.generation;
     const s = this.settings.current;
-    const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-    const model = resolveModelDir(this.extensionPath, s.modelPath, folder);
+    const model = this.pickModel(device ?? this.expectedDevice());
+    this.active = model;
+    this.reportModelProblem(model.problem);
     this.failure = undefined;
     const problem = modelFolderProblem(model.dir);
     if (problem) return this.fail(gen, problem);
     this.starting = true;
     this.emitter.fire({ kind: 'loading' });
-    this.log.info(`loading model (${model.source}) from ${model.dir}, device ${s.device}, budget ${s.kvBudgetMB} MB`);
+    this.log.info(
+      `loading model (${model.source}: ${model.reason}) from ${model.dir}, device ${s.device}, budget ${s.kvBudgetMB} MB`,
+    );
     const t0 = Date.now();
     await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: 'mixSGA: loading the completion model…' },
@@ -107,7 +139,64 @@ export class EngineHost implements vscode.Disposable {
         }
       },
     );
-    if (this.engine?.state.kind === 'ready') void this.adviseOnBudget();
+    if (this.engine?.state.kind === 'ready' && gen === this.generation) {
+      void this.adviseOnBudget();
+      await this.followDevice();
+    }
+  }
+
+  /**
+   * The model is picked before the engine knows its device ('auto', or CUDA that fails to start); once it runs,
+   * the model for the device it runs on may be another one: restart with that one, once (followedDevice).
+   */
+  private async followDevice(): Promise<void> {
+    const st = this.engine?.state;
+    if (st?.kind !== 'ready' || !this.active) return;
+    const want = this.pickModel(st.device);
+    if (want.dir === this.active.dir) {
+      this.active = want; // the same folder, with the reason for the device it really runs on
+      this.emitter.fire(this.state);
+      return;
+    }
+    if (this.followedDevice) {
+      this.log.info(
+        `running on ${st.device}; ${want.folder ?? want.dir} would fit it better, but the model was already switched once`,
+      );
+      return;
+    }
+    this.followedDevice = true;
+    await this.restart(
+      `running on ${st.device}: switching to model ${want.folder ?? want.dir} (${want.reason})`,
+      st.device,
+    );
+  }
+
+  /** mixsga.model or mixsga.modelPath changed. A new model path always restarts (the folder's files may differ);
+   *  mixsga.model only when it names another folder than the one running (the new reason is shown either way). */
+  private async applyModel(pathChanged: boolean): Promise<void> {
+    const why = pathChanged ? 'model path changed' : 'mixsga.model changed';
+    const st = this.engine?.state;
+    const want = this.pickModel(st?.kind === 'ready' ? st.device : this.expectedDevice());
+    if (!pathChanged && this.active && want.dir === this.active.dir && st?.kind === 'ready') {
+      this.active = want;
+      this.reportModelProblem(want.problem);
+      this.log.info(`${why}: still ${want.folder ?? want.dir} (${want.reason}), no restart`);
+      this.emitter.fire(this.state);
+      return;
+    }
+    await this.restart(why, st?.kind === 'ready' ? st.device : undefined);
+  }
+
+  /** An unknown mixsga.model name: said once per name (the choice falls back to auto). */
+  private reportModelProblem(problem: string | undefined): void {
+    if (!problem) {
+      this.reportedModelProblem = undefined;
+      return;
+    }
+    if (problem === this.reportedModelProblem) return;
+    this.reportedModelProblem = problem;
+    this.log.warn(`invalid setting: ${problem}`);
+    void vscode.window.showWarningMessage(`mixSGA: ${problem}.`);
   }
 
   /** Warns once per budget value when it is too small for useful suggestions (see budgetAdvice). */
@@ -124,11 +213,12 @@ export class EngineHost implements vscode.Disposable {
     });
   }
 
-  async restart(why: string): Promise<void> {
+  /** `device`: pick the model for this device (the one the engine ran on) instead of the expected one. */
+  async restart(why: string, device?: 'cuda' | 'cpu'): Promise<void> {
     this.log.info(`restarting engine: ${why}`);
     this.starting = true; // the gauge shows loading, not "stopped", in between
     await this.stop();
-    await this.start();
+    await this.start(device);
   }
 
   private async stop(): Promise<void> {
@@ -168,10 +258,10 @@ export class EngineHost implements vscode.Disposable {
    */
   async privateEngine(kvBudgetBytes: number): Promise<Engine> {
     const s = this.settings.current;
-    const model = resolveModelDir(this.extensionPath, s.modelPath, vscode.workspace.workspaceFolders?.[0]?.uri.fsPath);
     const st = this.engine?.state;
     const device = st?.kind === 'ready' ? st.device : s.device;
-    return this.factory({ modelDir: model.dir, device, kvBudgetBytes, kvPolicy: s.kvPolicy || undefined });
+    const modelDir = this.active?.dir ?? this.pickModel(this.expectedDevice()).dir;
+    return this.factory({ modelDir, device, kvBudgetBytes, kvPolicy: s.kvPolicy || undefined });
   }
 
   /** Tell listeners that memory may have changed (after a request or cache clear). */
@@ -204,6 +294,13 @@ export class EngineHost implements vscode.Disposable {
       this.log.info(`device setting ${prev} → ${d}: already running on ${st.device}, no restart`);
       return;
     }
+    // Another device may call for another model: then a full restart with it instead of a device switch.
+    this.followedDevice = false;
+    const want = this.pickModel(this.expectedDevice());
+    if (this.active && want.dir !== this.active.dir) {
+      await this.restart(`device setting ${prev} → ${d}: model ${want.folder ?? want.dir} (${want.reason})`);
+      return;
+    }
     try {
       const next = await this.engine.setDevice(d);
       this.log.info(
@@ -219,6 +316,7 @@ export class EngineHost implements vscode.Disposable {
       this.log.error(`setDevice failed: ${String(e)}`);
     }
     this.notifyChanged();
+    await this.followDevice();
   }
 
   dispose(): void {

@@ -3,6 +3,7 @@ import * as vscode from 'vscode';
 import type { MemoryReport } from '../engine/api';
 import type { EngineHost } from './engineHost';
 import { budgetMb, expertLabel, MB, mb, pct, shortDeviceNote, usedMb } from '../shared/format';
+import { modelView } from '../shared/panelView';
 import type { Settings } from './settings';
 
 const REFRESH_MIN_INTERVAL_MS = 200;
@@ -67,7 +68,11 @@ export class Gauge implements vscode.Disposable {
     this.item.backgroundColor = undefined;
     if (st.kind === 'loading' || st.kind === 'restarting') {
       this.item.text = '$(loading~spin) mixSGA';
-      this.item.tooltip = st.kind === 'loading' ? 'mixSGA: loading the model…' : `mixSGA: restarting (${st.reason})`;
+      const m = modelView(this.host.model, undefined);
+      this.item.tooltip =
+        st.kind === 'loading'
+          ? `mixSGA: loading the model${m ? ` ${m.label} (${m.reason})` : ''}…`
+          : `mixSGA: restarting (${st.reason})`;
       return;
     }
     if (st.kind === 'stopped') {
@@ -89,7 +94,12 @@ export class Gauge implements vscode.Disposable {
     this.item.text = `${off ? '$(circle-slash)' : '$(database)'} ${usedMb(used)}/${budgetMb(budget)} MB · ${device}`;
     if (budget > 0 && used >= 0.9 * budget)
       this.item.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
-    this.item.tooltip = tooltip(r, off, shortDeviceNote(this.settings.current.device, r?.deviceNote ?? st.deviceNote));
+    this.item.tooltip = tooltip(
+      r,
+      off,
+      shortDeviceNote(this.settings.current.device, r?.deviceNote ?? st.deviceNote),
+      modelView(this.host.model, r, st.device),
+    );
   }
 
   dispose(): void {
@@ -99,13 +109,20 @@ export class Gauge implements vscode.Disposable {
   }
 }
 
-function tooltip(r: MemoryReport | undefined, off: boolean, note?: string): vscode.MarkdownString {
+function tooltip(
+  r: MemoryReport | undefined,
+  off: boolean,
+  note: string | undefined,
+  model: { label: string; reason: string } | undefined,
+): vscode.MarkdownString {
   const md = new vscode.MarkdownString(undefined, true);
   md.isTrusted = { enabledCommands: ['mixsga.showMemoryReport', 'mixsga.setKvBudget'] };
   md.appendMarkdown(`**mixSGA KV cache**${off ? ' — completions off' : ''}\n\n`);
+  // The active model and why it was chosen (issue 16: the bigger model on CUDA, the small one on a slow CPU).
+  if (model) md.appendMarkdown(`Model: ${escape(model.label)}${model.reason ? ` — ${escape(model.reason)}` : ''}\n\n`);
   if (!r) return md.appendMarkdown('No memory report yet.');
   md.appendMarkdown(
-    `${mb(r.usedBytes)} of ${budgetMb(r.budgetBytes)} MB used (${pct(r.budgetBytes ? r.usedBytes / r.budgetBytes : 0)}) · model \`${r.modelName}\` on ${r.device.toUpperCase()}\n\n`,
+    `${mb(r.usedBytes)} of ${budgetMb(r.budgetBytes)} MB used (${pct(r.budgetBytes ? r.usedBytes / r.budgetBytes : 0)})\n\n`,
   );
   if (note) md.appendMarkdown(`${escape(note)}\n\n`);
   if (r.expertShares.length) {

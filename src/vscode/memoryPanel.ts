@@ -1,8 +1,10 @@
-// Webview with live charts of the KV cache (per document, per expert, per layer) and request latency.
+// Webview with live charts of the KV cache (per document, per expert, per layer), the engine process's memory against
+// its RSS cap, and request latency; names the model and why it was chosen.
 // Strict CSP with a nonce; scripts and styles come only from the extension's media/ folder.
 import * as crypto from 'crypto';
 import * as vscode from 'vscode';
 import type { EngineHost } from './engineHost';
+import { modelView, rssCapView } from '../shared/panelView';
 import { LATENCY_BUCKETS_MS, type Stats } from '../shared/stats';
 
 export class MemoryPanel implements vscode.Disposable {
@@ -61,6 +63,8 @@ export class MemoryPanel implements vscode.Disposable {
       type: 'update',
       state: st.kind === 'failed' ? `failed: ${st.reason}` : st.kind,
       report,
+      model: modelView(this.host.model, report, st.kind === 'ready' ? st.device : undefined),
+      rssCap: rssCapView(report),
       latency: {
         bucketsMs: LATENCY_BUCKETS_MS.map((b) => (Number.isFinite(b) ? b : null)),
         counts: this.stats.histogram,
@@ -92,6 +96,7 @@ export class MemoryPanel implements vscode.Disposable {
 <header>
   <h1>mixSGA KV cache</h1>
   <div id="summary">waiting for the engine…</div>
+  <div id="model" class="note"></div>
   <div id="requests" class="note"></div>
   <div class="actions"><button id="budget">Set budget…</button><button id="clear">Clear caches</button></div>
 </header>
@@ -100,6 +105,7 @@ export class MemoryPanel implements vscode.Disposable {
 <section id="tiersSection" hidden><h2>KV tiers by age</h2><div id="tiersNote" class="note"></div><svg id="tiers" class="chart" role="img" aria-label="tokens and bytes per KV tier"></svg></section>
 <section><h2>Tokens per expert</h2><svg id="experts" class="chart" role="img" aria-label="token share per expert"></svg></section>
 <section><h2>Routing shares per layer</h2><svg id="layers" class="chart" role="img" aria-label="expert shares per layer"></svg></section>
+<section id="rssSection" hidden><h2>Engine process memory (RSS cap)</h2><svg id="rss" class="chart" role="img" aria-label="the engine process's resident memory against its cap"></svg><div id="rssNote" class="note"></div></section>
 <section><h2>Request latency</h2><svg id="latency" class="chart" role="img" aria-label="latency histogram"></svg></section>
 <script nonce="${nonce}" src="${js}"></script>
 </body>

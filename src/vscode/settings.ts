@@ -9,6 +9,8 @@ export interface MixsgaSettings {
   kvBudgetMB: number;
   device: DeviceSetting;
   modelPath: string;
+  /** "auto" or the folder name of a shipped model (models/<name>); checked against models/ by the engine host. */
+  model: string;
   maxTokens: number;
   enabledLanguages: string[];
   debounceMs: number;
@@ -23,6 +25,7 @@ export const DEFAULTS: MixsgaSettings = {
   kvBudgetMB: 64,
   device: 'auto',
   modelPath: '',
+  model: 'auto',
   maxTokens: 64,
   enabledLanguages: [
     'typescript',
@@ -84,6 +87,9 @@ const CHECKS: { [K in keyof MixsgaSettings]: Check<MixsgaSettings[K]> } = {
   kvBudgetMB: num(KV_BUDGET_MIN_MB, KV_BUDGET_MAX_MB, false),
   device: oneOf<DeviceSetting>('auto', 'cuda', 'cpu'),
   modelPath: (v) => (typeof v === 'string' ? ok(v.trim()) : bad('must be a folder path (text)')),
+  // Which names exist is known only at run time (the folders under models/): the engine host reports an unknown one.
+  model: (v) =>
+    typeof v === 'string' ? ok(v.trim() || 'auto') : bad('must be "auto" or the folder name of a shipped model'),
   maxTokens: num(1, 512, true),
   enabledLanguages: (v) =>
     Array.isArray(v) && v.every((x) => typeof x === 'string')
