@@ -57,3 +57,28 @@ def test_slice_merges_corpora_and_drops_copies_across_them(tmp_path):
     assert sorted(stats["corpora"]) == [str(tmp_path / "a"), str(tmp_path / "b")]
     # a's train copy of left-pad is dropped (b holds it out), b's copies of lodash and of y
     assert stats["merge_dropped_exact"] == {"val": 0, "train": 3}
+
+
+def slice_one(tmp_path, *dirs):
+    r = subprocess.run([sys.executable, str(REPO / "lab/v2/rounds.py"), "slice", "--count", "1",
+                        *[a for d in dirs for a in ("--corpus", str(d))], "--out", str(tmp_path / "one")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout, tmp_path / "one" / "s0"
+
+
+def test_one_slice_joins_the_streams_when_nothing_repeats_and_dedups_when_something_does(tmp_path):
+    corpus(tmp_path / "a", "pypi", [("attrs", code("attrs")), ("six", code("six"))], [("toml", code("toml"))], "f")
+    corpus(tmp_path / "b", "github", [("acme/x", code("own"))], [("acme/z", code("z"))], "g")
+    out, s0 = slice_one(tmp_path, tmp_path / "a", tmp_path / "b")
+    assert "streams joined" in out
+    assert (s0 / "train.jsonl.xz").read_bytes() == (tmp_path / "a/train.jsonl.xz").read_bytes() + \
+        (tmp_path / "b/train.jsonl.xz").read_bytes()
+    assert [r["text"] for r in read(s0 / "train.jsonl.xz")] == [code("attrs"), code("six"), code("own")]
+    # c repeats a's train file and a's held-out file: the slow path drops both copies, the val copy included
+    corpus(tmp_path / "c", "github", [("acme/q", code("six")), ("acme/q", code("toml")), ("acme/r", code("r"))],
+           [], "h")
+    out, s0 = slice_one(tmp_path, tmp_path / "a", tmp_path / "c")
+    assert "streams joined" not in out
+    assert sorted(r["text"] for r in read(s0 / "train.jsonl.xz")) == sorted([code("attrs"), code("six"), code("r")])
+    assert json.loads((s0 / "stats.json").read_text())["merge_dropped_exact"] == {"val": 0, "train": 2}
