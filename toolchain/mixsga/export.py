@@ -1,6 +1,7 @@
 """`python -m mixsga export CKPT OUT`: a mixSGA checkpoint becomes a model folder (docs/model-format.md):
 manifest.json, model.cpu.onnx (fp32; or int8/int4 weights with --cpu-weights), model.cuda.onnx (--cuda: fp16
-weights and KV, fp32 logits), tokenizer.json + tokenizer_config.json. The graphs are built by
+weights, or int4 weights with --cuda-weights int4; fp16 activations and KV, fp32 logits), tokenizer.json +
+tokenizer_config.json. The graphs are built by
 `mixsga.onnx_graph` (prefill chunk + in-graph greedy decode loop).
 
 A dense (unconverted) checkpoint is converted on the fly with the default experts (1, 2, 4) and freshly
@@ -16,21 +17,22 @@ import torch
 from mixsga import manifest as mf
 from mixsga.checkpoint import load_checkpoint
 from mixsga.errors import UserError
-from mixsga.onnx_graph import build
+from mixsga.onnx_graph import INT4_ACCURACY, INT4_BLOCK, INT4_BLOCKS, build
 
 ASSETS = Path(__file__).parent / "assets"
 PROTO_LIMIT = 1_800_000_000  # bytes of weights above which the graph is saved with external data (< 2 GB protobuf)
 
 
 def export_onnx(model, path, dtype="float32", weights="float32", external_data=None, embedding="auto",
-                attention="auto") -> list:
+                attention="auto", int4_block=INT4_BLOCK, int4_accuracy=INT4_ACCURACY) -> list:
     """Builds the graph of one variant into `path`. Returns the files written (the graph, plus `<name>.data`
-    with external data). external_data=None: only when the weights need it. attention: onnx_graph.build's."""
+    with external data). external_data=None: only when the weights need it. attention, int4_*: onnx_graph.build's."""
     import onnx
 
     path = Path(path)
     try:
-        proto = build(model.eval(), dtype, weights, embedding=embedding, attention=attention)
+        proto = build(model.eval(), dtype, weights, embedding=embedding, attention=attention, int4_block=int4_block,
+                      int4_accuracy=int4_accuracy)
     except ValueError as e:
         raise UserError(str(e)) from None
     n_bytes = sum(t.ByteSize() for t in proto.graph.initializer)
@@ -94,8 +96,27 @@ def age_cascade_model(model):
 PINNED_BIAS = 30.0  # router logit margin of expert 0 in an age-cascade export
 
 
+def variant_entry(file, kv_dtype, weights, int4_block, int4_accuracy) -> dict:
+    """A manifest variant; one holding MatMulNBits weights records their block size and accuracy level."""
+    v = {"file": file, "kv_dtype": kv_dtype, "weights": weights}
+    if weights in ("int4", "mixed"):
+        v.update(int4_block=int4_block, int4_accuracy_level=int4_accuracy)
+    return v
+
+
+def check_min_cpu_cores(n):
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise UserError(f"--min-cpu-cores must be a positive integer (got {n!r})")
+    return n
+
+
 def export_folder(ckpt, out, name=None, cuda=False, cpu_weights="float32", device="cpu", wait_tokenizer_s=0,
-                  cpu=True, cpu_embedding="auto", cpu_attention="auto"):
+                  cpu=True, cpu_embedding="auto", cpu_attention="auto", cuda_weights="float16",
+                  int4_block=INT4_BLOCK, int4_accuracy=INT4_ACCURACY, min_cpu_cores=None):
+    """min_cpu_cores: the manifest's optional field (docs/model-format.md); None leaves it out."""
+    check_min_cpu_cores(min_cpu_cores)
+    if cuda_weights not in ("float16", "int4"):
+        raise UserError(f"--cuda-weights must be float16 or int4 (got {cuda_weights!r})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -108,18 +129,21 @@ def export_folder(ckpt, out, name=None, cuda=False, cpu_weights="float32", devic
     if cpu:
         t = time.time()
         export_onnx(model, out / "model.cpu.onnx", "float32", cpu_weights, embedding=cpu_embedding,
-                    attention=cpu_attention)
+                    attention=cpu_attention, int4_block=int4_block, int4_accuracy=int4_accuracy)
         timings["export_cpu_s"] = time.time() - t
-        variants["cpu"] = {"file": "model.cpu.onnx", "kv_dtype": "float32", "weights": cpu_weights}
+        variants["cpu"] = variant_entry("model.cpu.onnx", "float32", cpu_weights, int4_block, int4_accuracy)
     if cuda:
         t = time.time()
-        export_onnx(model, out / "model.cuda.onnx", "float16", "float16")
+        export_onnx(model, out / "model.cuda.onnx", "float16", cuda_weights, int4_block=int4_block,
+                    int4_accuracy=int4_accuracy)
         timings["export_cuda_s"] = time.time() - t
-        variants["cuda"] = {"file": "model.cuda.onnx", "kv_dtype": "float16", "weights": "float16"}
+        variants["cuda"] = variant_entry("model.cuda.onnx", "float16", cuda_weights, int4_block, int4_accuracy)
     copy_tokenizer(out, wait_tokenizer_s)
     manifest = mf.build(name or out.name, model.cfg, variants, out)
     if kv_policy_spec:
         manifest["kv_policy"] = kv_policy_spec
+    if min_cpu_cores is not None:
+        manifest["min_cpu_cores"] = min_cpu_cores
     m = mf.write(out, manifest)
     return m, timings
 
@@ -136,9 +160,13 @@ def run(args):
         raise UserError("--device cuda but torch sees no CUDA device")
     if args.skip_cpu and not args.cuda:
         raise UserError("--skip-cpu needs --cuda (a model folder needs at least one variant)")
+    if args.cuda_weights != "float16" and not args.cuda:
+        raise UserError("--cuda-weights needs --cuda")
     m, timings = export_folder(args.checkpoint, args.output, args.name, args.cuda, args.cpu_weights, device,
                                args.wait_tokenizer, cpu=not args.skip_cpu, cpu_embedding=args.cpu_embedding,
-                               cpu_attention=args.cpu_attention)
+                               cpu_attention=args.cpu_attention, cuda_weights=args.cuda_weights,
+                               int4_block=args.int4_block, int4_accuracy=args.int4_accuracy,
+                               min_cpu_cores=args.min_cpu_cores)
     sizes = {f: (Path(args.output) / f).stat().st_size for f in m["files"]}
     print(f"exported {args.checkpoint} -> {args.output}: " +
           ", ".join(f"{f} {s / 1e6:.1f} MB" for f, s in sizes.items()) +
@@ -149,12 +177,24 @@ def run(args):
         Path(args.timings_json).write_text(json.dumps({"timings_s": timings, "sizes_bytes": sizes}, indent=1))
 
 
+def _positive_int(text):
+    import argparse
+
+    try:
+        return check_min_cpu_cores(int(text))
+    except (ValueError, UserError):
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})") from None
+
+
 def register(sub):
     p = sub.add_parser("export", help="checkpoint -> ONNX model folder with manifest")
     p.add_argument("checkpoint", nargs="?", help="mixSGA checkpoint folder (a dense one is converted on the fly)")
     p.add_argument("output", nargs="?", help="model folder to write")
     p.add_argument("--name", help="manifest name (default: output folder name)")
-    p.add_argument("--cuda", action="store_true", help="also write model.cuda.onnx (fp16 weights and KV)")
+    p.add_argument("--cuda", action="store_true", help="also write model.cuda.onnx (fp16 activations and KV)")
+    p.add_argument("--cuda-weights", choices=["float16", "int4"], default="float16",
+                   help="weights of model.cuda.onnx: float16 (default) or int4 (MatMulNBits with fp16 activations; "
+                        "embedding/lm_head, routers and norms stay fp16)")
     p.add_argument("--cpu-weights", choices=["float32", "int8", "int4", "mixed"], default="float32",
                    help="weights of model.cpu.onnx: float32 (default), int8 (DynamicQuantizeMatMul), int4 "
                         "(MatMulNBits), mixed (int8, the MLP down projections int4)")
@@ -165,6 +205,13 @@ def register(sub):
                    help="attention of model.cpu.onnx: compact (auto: over the per-expert caches as stored, work follows "
                         "the bytes held) or expand (every cache expanded to H heads, one GroupQueryAttention per layer: "
                         "the CUDA variant's, kept for comparisons)")
+    p.add_argument("--int4-block", type=int, choices=INT4_BLOCKS, default=INT4_BLOCK,
+                   help=f"MatMulNBits block size of int4 weights (CPU int4/mixed, CUDA int4; default {INT4_BLOCK})")
+    p.add_argument("--int4-accuracy", type=int, choices=range(5), default=INT4_ACCURACY, metavar="0..4",
+                   help="MatMulNBits accuracy_level: 4 = int8 activations inside the CPU kernel (default), 0 = unset "
+                        "(compute in the activations' type); a CPU EP setting")
+    p.add_argument("--min-cpu-cores", type=_positive_int, metavar="N",
+                   help="write the manifest's min_cpu_cores (fewest CPU cores the model is fast enough on)")
     p.add_argument("--skip-cpu", action="store_true", help="with --cuda: write only model.cuda.onnx")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device the checkpoint is loaded on (export itself runs on the CPU)")
     p.add_argument("--wait-tokenizer", type=float, default=0, metavar="S",

@@ -22,8 +22,9 @@ it (from the logits and the loop's final caches).
 
 Precision: the float16 variant keeps weights, activations and KV in fp16; RMSNorm statistics (inside the ORT
 kernels), router logits/argmax and the output logits are fp32. CPU weights may be int8 (DynamicQuantizeMatMul,
-symmetric per output column), int4 (MatMulNBits, blocks of 32) or mixed (int8, down projections int4);
-attention, norms and routers stay fp32.
+symmetric per output column), int4 (MatMulNBits, blocks of 32 by default) or mixed (int8, down projections
+int4); attention, norms and routers stay fp32. The float16 variant may take int4 weights too (MatMulNBits with fp16
+activations and fp16 scales); its embedding/lm_head, routers, norms and KV stay fp16.
 """
 import numpy as np
 import onnx
@@ -34,7 +35,11 @@ from mixsga.errors import UserError
 
 OPSET = 17
 MS_OPSET = 1
-INT4_BLOCK = 32
+INT4_BLOCK = 32  # MatMulNBits block size by default (--int4-block)
+INT4_BLOCKS = (16, 32, 64, 128)  # sizes MatMulNBits kernels serve (powers of two >= 16)
+# accuracy_level by default: 4 = the CPU kernel quantises activations to int8 per block (a CPU EP setting);
+# 0 = unset, the kernel computes in the activations' type
+INT4_ACCURACY = 4
 # a chunk of at least this many tokens goes through GroupQueryAttention over expanded caches in the CPU variant
 # (a prompt's chunk: one fused kernel per layer is faster there); shorter ones attend over the caches as stored
 LONG_CHUNK = 32
@@ -120,8 +125,9 @@ def quantize_int8(w_t):
 class Weights:
     """Initializers of the graph in the variant's dtype and weight format; `matmul` emits x @ W."""
 
-    def __init__(self, consts, dtype, weights):
+    def __init__(self, consts, dtype, weights, int4_block=INT4_BLOCK, int4_accuracy=INT4_ACCURACY):
         self.consts, self.dtype, self.weights = consts, dtype, weights
+        self.int4_block, self.int4_accuracy = int4_block, int4_accuracy
 
     def tensor(self, name, array, dtype=None):
         return self.consts.add(name, np.asarray(array, dtype=NP[dtype or self.dtype]))
@@ -135,12 +141,13 @@ class Weights:
         if self.weights == "int4":
             from onnxruntime.capi._pybind_state import quantize_matmul_4bits
 
-            blocks = (K + INT4_BLOCK - 1) // INT4_BLOCK
-            packed = np.zeros((N, blocks, INT4_BLOCK // 2), dtype=np.uint8)
-            scales = np.zeros((N, blocks), dtype=np.float32)
+            # scales in the activations' type (MatMulNBits' T1): the fp16 variant quantises its fp16 weights
+            bs, f = self.int4_block, NP[self.dtype]
+            blocks = (K + bs - 1) // bs
+            packed = np.zeros((N, blocks, bs // 2), dtype=np.uint8)
+            scales = np.zeros((N, blocks), dtype=f)
             zp = np.zeros((N, (blocks + 1) // 2), dtype=np.uint8)
-            quantize_matmul_4bits(packed, np.ascontiguousarray(w_t, dtype=np.float32), scales, zp,
-                                  INT4_BLOCK, N, K, True)
+            quantize_matmul_4bits(packed, np.ascontiguousarray(w_t, dtype=f), scales, zp, bs, N, K, True)
             return ("int4", self.consts.add(name + ".int4", packed), self.consts.add(name + ".scale", scales.reshape(-1)),
                     K, N)
         return ("dense", self.tensor(name, w_t))
@@ -150,29 +157,30 @@ class Weights:
             return b.ms("DynamicQuantizeMatMul", [x, handle[1], handle[2]])
         if handle[0] == "int4":
             return b.ms("MatMulNBits", [x, handle[1], handle[2]], K=handle[3], N=handle[4], bits=4,
-                        block_size=INT4_BLOCK, accuracy_level=4)
+                        block_size=self.int4_block, accuracy_level=self.int4_accuracy)
         return b.op("MatMul", [x, handle[1]])
 
 
 class ModelWeights:
     """Everything the layers read, registered once in the main graph."""
 
-    def __init__(self, model, consts, dtype, weights, embedding="auto"):
+    def __init__(self, model, consts, dtype, weights, embedding="auto", int4=(INT4_BLOCK, INT4_ACCURACY)):
         cfg = model.cfg
         self.cfg, self.dtype = cfg, dtype
         # "mixed": int8 everywhere but the MLP's down projection, int4. The down projection's input (the SwiGLU
         # product) carries outliers that int8's single dynamic scale per activation tensor loses on a well-trained
         # model (docs/model-format.md); int4 MatMulNBits quantises activations per block instead.
-        w = Weights(consts, dtype, "int8" if weights == "mixed" else weights)
-        w_down = Weights(consts, dtype, "int4") if weights == "mixed" else w
+        w = Weights(consts, dtype, "int8" if weights == "mixed" else weights, *int4)
+        w_down = Weights(consts, dtype, "int4", *int4) if weights == "mixed" else w
         H, D, nq = cfg.num_kv_heads, cfg.head_dim, cfg.num_attention_heads
         sd = {k: _np(v) for k, v in model.state_dict().items()}
         emb = sd["model.embed_tokens.weight"]  # [V, hidden]
         tied = cfg.tie_word_embeddings
-        if embedding == "int8" and not (tied and weights != "float32"):
-            raise ValueError("an int8 embedding needs tied embeddings and int8/int4 weights")
-        # quantised CPU weights + tied embedding: the [V, hidden] matrix (the largest one) is stored once, as int8
-        self.embed_int8 = weights != "float32" and tied and embedding != "float32"
+        if embedding == "int8" and not (tied and weights != "float32" and dtype == "float32"):
+            raise ValueError("an int8 embedding needs tied embeddings and int8/int4 weights in the float32 variant")
+        # quantised CPU weights + tied embedding: the [V, hidden] matrix (the largest one) is stored once, as int8.
+        # The float16 variant keeps its fp16 matrix (Gather + Gemm on the GPU; 49 MB at vocab 32008 x 768).
+        self.embed_int8 = weights != "float32" and tied and embedding != "float32" and dtype == "float32"
         if self.embed_int8:
             # the tied matrix stored once as int8 [hidden, V], one scale per vocab row (lookup and lm_head)
             q, s = quantize_int8(emb.T)
@@ -327,26 +335,32 @@ def expanded_past(b, cfg, W):
     return past, b.op("Gather", [b.op("Shape", [past[0][0]]), b.c(2)], axis=0)
 
 
-def build(model, dtype="float32", weights="float32", embedding="auto", attention="auto") -> onnx.ModelProto:
+def build(model, dtype="float32", weights="float32", embedding="auto", attention="auto", int4_block=INT4_BLOCK,
+          int4_accuracy=INT4_ACCURACY) -> onnx.ModelProto:
     """The whole model file for one variant: dtype float32|float16 (activations, KV), weights float32|int8|int4|
-    mixed (CPU; mixed = int8 with int4 down projections) or the dtype itself; embedding auto|int8|float32 (tied
-    embedding stored as int8 with quantised weights); attention auto|compact|expand: over the per-expert caches
-    as stored (onnx_attention.py; auto for float32, the CPU variant) or expanded to H heads into one fused
-    GroupQueryAttention per layer (auto for float16, the CUDA variant: fewer nodes per decode step)."""
+    mixed (CPU; mixed = int8 with int4 down projections), int4 (float16 too) or the dtype itself; embedding
+    auto|int8|float32 (tied embedding stored as int8 with quantised CPU weights); attention auto|compact|expand:
+    over the per-expert caches as stored (onnx_attention.py; auto for float32, the CPU variant) or expanded to H
+    heads into one fused GroupQueryAttention per layer (auto for float16, the CUDA variant: fewer nodes per decode
+    step); int4_block, int4_accuracy: MatMulNBits' block_size and accuracy_level."""
     cfg = model.cfg
     assert cfg.is_mixsga, "export needs a mixSGA-converted model"
     if cfg.head_dim % 16:
         raise UserError(f"head_dim {cfg.head_dim} is not a multiple of 16: ONNX Runtime's GroupQueryAttention "
                         "applies RoPE in its fused kernel only for such head sizes (Llama-family models use 64 or 128)")
-    if dtype == "float16" and weights not in ("float16", "float32"):
-        raise ValueError("the float16 variant has float16 weights")
+    if dtype == "float16" and weights not in ("float16", "float32", "int4"):
+        raise ValueError(f"the float16 variant has float16 or int4 weights (got {weights})")
+    if int4_block not in INT4_BLOCKS:
+        raise ValueError(f"int4 block size must be one of {INT4_BLOCKS} (got {int4_block})")
+    if int4_accuracy not in range(5):
+        raise ValueError(f"int4 accuracy level must be 0..4 (got {int4_accuracy})")
     weights = "float32" if weights in ("float16", "float32") else weights
     if attention == "auto":
         attention = "compact" if dtype == "float32" else "expand"
     if attention not in ("compact", "expand"):
         raise ValueError(f"attention must be auto, compact or expand (got {attention})")
     consts = Constants()
-    W = ModelWeights(model, consts, dtype, weights, embedding)
+    W = ModelWeights(model, consts, dtype, weights, embedding, (int4_block, int4_accuracy))
     L, E, H, D = cfg.num_layers, cfg.num_experts, W.H, W.D
     groups = cfg.expert_group_sizes
     kvt = FP[dtype]
