@@ -25,8 +25,9 @@
 //      precise tier first, oldest first across documents, then the next tier (kv_policy.cascade_for_budget's
 //      order: the boundary age between two adjacent stores moves until the budget is met; windowing comes last).
 // Age is the distance from the read point: the open view's cursor line (`at`), or the end of the cache (layout
-// spm, background prefill) — see kvCascade.ts. Tokens leave the band for the first tier as they age: after every
-// commit and whenever the view changes (enforce()). Both free bytes, so neither can break the invariant.
+// spm, background prefill) — see kvCascade.ts. Tokens past the band stay at full precision while the budget has
+// room (as kv_policy trains at budget 1.0); step 2 first moves them to the first tier, least recently used
+// documents first (kvCascade age()), then demotes among tiers. Aging frees bytes, so it cannot break the invariant.
 import { LRUCache } from 'lru-cache';
 import { DocCache, ID_BYTES, KvShape, RunKv, docOverheadBytes, entryBytes, fullTokenBytes } from './kvStore';
 import { dropHiddenTail } from './spotView';
@@ -191,7 +192,6 @@ export class KvBudget {
     this.reserved -= reservation;
     const doc = this.lru.peek(id);
     if (doc) doc.append(ids, kv, reservation); // allocates at most the reservation (may have been closed meanwhile)
-    doc?.tiers?.age();
     this.check();
   }
 
@@ -210,7 +210,6 @@ export class KvBudget {
   setBudget(bytes: number): string[] {
     this.budget = checkBudgetBytes(bytes); // throws for NaN/Infinity/negative: the old budget stays
     this.pendingActions = [];
-    for (const d of this.lru.values()) d.tiers?.age(); // the read point may have moved (a view opened or closed)
     const over = () => this.used() - this.budget;
     this.makeRoom(over);
     if (over() > 0) this.demote(over);
@@ -258,6 +257,15 @@ export class KvBudget {
   private demoteOldest(deficit: () => number): void {
     let count = 0,
       freed = 0;
+    // Tokens past the band stay at full precision until the budget binds: quantising them costs quality and, at
+    // every request, the dequantisation of the whole tier into the graph's inputs (kvCascade feeds()). They move to
+    // the first tier here, least recently used documents first, before any tier-to-tier demotion.
+    for (const id of [...this.lru.rkeys()]) {
+      if (deficit() <= 0) break;
+      const before = this.used();
+      if (this.lru.peek(id)?.tiers?.age())
+        this.pendingActions.push(`moved ${id}'s tokens past the band to the first tier (${before - this.used()} B)`);
+    }
     for (let d = deficit(); d > 0; d = deficit()) {
       const steps = planSteps([...this.lru.values()], d);
       if (steps.length === 0) break;

@@ -145,7 +145,10 @@ export class EngineClient implements Engine {
       // --expose-gc: after caches are dropped the engine collects at once, so their memory is returned promptly.
       const w = fork(this.workerPath(), [], {
         env: { ...process.env, ...(this.opts.childEnv ?? LEAN_MALLOC_ENV), ELECTRON_RUN_AS_NODE: '1' },
-        execArgv: ['--expose-gc'],
+        execArgv: [
+          '--expose-gc',
+          ...(process.env.MIXSGA_ENGINE_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.MIXSGA_ENGINE_PROF}`] : []),
+        ],
         serialization: 'advanced',
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });

@@ -82,6 +82,28 @@ test('under a binding budget the oldest groups go down first: all of int8 to int
   assert.ok(b.routeBias(1)[1] < -1000 && b.routeBias(1)[2] < -1000, 'new tokens are forced to expert 0');
 });
 
+test('past the band tokens stay full precision until the budget binds, then leave least recently used first', () => {
+  const full = fullTokenBytes(shape);
+  const b = new KvBudget(shape, 3 * docOverheadBytes(shape) + 300 * full, { debug: true });
+  const r = rng(7);
+  const feed = (id: string, n: number) => {
+    const { reserved, actions } = b.admit(id, n);
+    const { ids, kv } = synthChunk(shape, n, r, () => 0);
+    b.commit(id, reserved, ids, kv);
+    return actions;
+  };
+  feed('a', 100);
+  feed('b', 100);
+  for (const id of ['a', 'b']) assert.equal(b.peek(id)!.tiers!.count(), 0, `${id}: room to spare, nothing quantised`);
+  const actions = feed('b', 120); // 320 full tokens do not fit 300: the least recently used document ages first
+  assert.ok(b.peek('a')!.tiers!.count() > 0, 'a (least recently used) moved to the first tier');
+  assert.ok(
+    actions.some((x) => x.startsWith("moved a's tokens past the band")),
+    actions.join('; '),
+  );
+  assert.ok(b.used() <= 3 * docOverheadBytes(shape) + 300 * full, 'within the budget');
+});
+
 test('a planned demotion moves each group once: same tiers and bytes as tier-by-tier, read back closer to full precision', () => {
   const full = fullTokenBytes(shape);
   const run = (stepwise: boolean) => {
