@@ -10,34 +10,19 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { abArgs, median, resultPath, root } from './ab-args.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const argv = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv.splice(i, 2)[1] : dflt;
-};
+const { opt, positional } = abArgs(
+  'node scripts/bench-graph-ab.mjs A_DIR B_DIR [ROUNDS] [--budgets ..] [--contexts ..] [--prefill ..]',
+  3,
+);
 const budgets = opt('budgets', '100,50,25'),
   contexts = opt('contexts', '2048'),
   prefill = opt('prefill', '512,2048');
 const threads = opt('threads', '2');
-const day = new Date().toISOString().slice(0, 10);
-const out = opt('out', path.join(root, 'bench/results', `${day}-cpu-graph-ab.json`));
-const [a, b, roundsArg] = argv;
-if (!a || !b) {
-  console.error(
-    'usage: node scripts/bench-graph-ab.mjs A_DIR B_DIR [ROUNDS] [--budgets ..] [--contexts ..] [--prefill ..]',
-  );
-  process.exit(2);
-}
-const rounds = Number(roundsArg ?? 3);
+const out = opt('out', resultPath('cpu-graph-ab'));
+const [a, b, rounds] = positional();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'graph-ab-'));
-const median = (xs) => {
-  const s = [...xs].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const r3 = (x) => Math.round(x * 1000) / 1000;
 
 const runs = [];

@@ -10,29 +10,18 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { abArgs, median, resultPath, root } from './ab-args.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const argv = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv.splice(i, 2)[1] : dflt;
-};
+const { opt, positional } = abArgs(
+  'node scripts/bench-models-ab.mjs A_DIR B_DIR [ROUNDS] [--spots 8] [--keystrokes 4] [--out FILE]',
+  2,
+);
 const spots = opt('spots', '8'),
   keystrokes = opt('keystrokes', '4'),
   docTokens = opt('doc-tokens', '2000'),
   threads = opt('threads', '2');
-const day = new Date().toISOString().slice(0, 10);
-const out = opt('out', path.join(root, 'bench/results', `${day}-cpu-models-ab.json`));
-const [a, b, roundsArg] = argv;
-if (!a || !b) {
-  console.error(
-    'usage: node scripts/bench-models-ab.mjs A_DIR B_DIR [ROUNDS] [--spots 8] [--keystrokes 4] [--out FILE]',
-  );
-  process.exit(2);
-}
-const rounds = Number(roundsArg ?? 2);
-if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`ROUNDS must be a positive integer, got ${roundsArg}`);
+const out = opt('out', resultPath('cpu-models-ab'));
+const [a, b, rounds] = positional();
 const bench = path.join(root, 'dist/bench.js');
 if (!fs.existsSync(bench)) throw new Error('dist/bench.js is missing: run `npm run build` first');
 
@@ -91,10 +80,6 @@ for (let r = 0; r < rounds; r++) {
 }
 fs.rmSync(tmp, { recursive: true, force: true });
 
-const median = (xs) => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const r2 = (x) => Math.round(x * 100) / 100;
 const medians = (side) =>
   Object.fromEntries(
