@@ -20,11 +20,10 @@ itself is stored compact (H_e heads per token) and expanded back to H heads once
 GroupQueryAttention. The decode loop emits only the picked tokens and router logits; routes and K/V are read after
 it (from the logits and the loop's final caches).
 
-Precision: the float16 variant keeps weights, activations and KV in fp16; RMSNorm statistics (inside the ORT
-kernels), router logits/argmax and the output logits are fp32. CPU weights may be int8 (DynamicQuantizeMatMul,
-symmetric per output column), int4 (MatMulNBits, blocks of 32 by default) or mixed (int8, down projections
-int4); attention, norms and routers stay fp32. The float16 variant may take int4 weights too (MatMulNBits with fp16
-activations and fp16 scales); its embedding/lm_head, routers, norms and KV stay fp16.
+Precision: the float16 variant keeps weights, activations and KV in fp16 (int4 weights allowed: MatMulNBits, fp16
+scales); RMSNorm statistics (inside the ORT kernels), router logits/argmax and the output logits are fp32. CPU weights
+may be int8 (DynamicQuantizeMatMul, symmetric per output column), int4 (MatMulNBits, blocks of 32 by default) or mixed
+(int8, down projections int4); attention, norms and routers stay fp32.
 """
 import numpy as np
 import onnx
