@@ -147,6 +147,7 @@ export class EngineClient implements Engine {
         env: { ...process.env, ...(this.opts.childEnv ?? LEAN_MALLOC_ENV), ELECTRON_RUN_AS_NODE: '1' },
         execArgv: [
           '--expose-gc',
+          // MIXSGA_ENGINE_PROF=DIR: a CPU profile of the engine process (NODE_OPTIONS may not carry --cpu-prof)
           ...(process.env.MIXSGA_ENGINE_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.MIXSGA_ENGINE_PROF}`] : []),
         ],
         serialization: 'advanced',

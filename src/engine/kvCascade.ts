@@ -11,8 +11,9 @@
 // The request's own tokens (suffix head, middle, generated) are never aged: they are dropped when the view closes.
 // Only the band before the read point is read by a request; the one after it keeps the text just below the cursor
 // whole for the next jump or line.
-// Leaving the band moves a token to the first tier (age(), at every commit and view change); the budget moves the
-// oldest position groups (KIVI_GROUP aligned positions, the unit of a channel-mode key scale) one tier down.
+// Tokens past the band keep full precision until the budget binds; then budget step 2 moves them to the first tier
+// (age(), least recently used documents first) and the oldest position groups (KIVI_GROUP aligned positions, the
+// unit of a channel-mode key scale) one tier down.
 // Demotion is lossy: a band demoted before the cursor jumped next to it is computed again at full precision when
 // the view opens (bandRecompute.ts, core.ts placeView). The budget's demotions are planned (cascadePlan.ts).
 //

@@ -18,6 +18,9 @@ export interface Architecture {
   type: string;
   vocab_size: number;
   hidden_size: number;
+  /** MLP width and tied embeddings: not needed to run the graph, read for the parameter count (modelChoice.ts). */
+  intermediate_size?: number;
+  tie_word_embeddings?: boolean;
   num_layers: number;
   num_attention_heads: number;
   num_kv_heads: number;
@@ -60,6 +63,8 @@ export interface Manifest {
   tokenizer: { file: string; config: string; bos_id: number; eos_id: number; add_bos: boolean };
   fim: FimSpec | null;
   variants: { cpu?: Variant; cuda?: Variant };
+  /** Fewest CPU cores (os.availableParallelism()) on which the model is fast enough for typing; absent: any. */
+  min_cpu_cores?: number;
   files: Record<string, string>;
 }
 

@@ -2,24 +2,13 @@
 // model may be too slow for typing on a CPU with few cores, so a manifest may name the cores it needs on the CPU
 // (`min_cpu_cores`, docs/model-format.md). CUDA takes the largest model; the CPU the largest whose need is met.
 // Pure: the caller reads the manifests (modelPath.ts listShippedModels) and the core count.
+import type { Architecture, Manifest } from '../engine/manifest';
 
-/** The manifest fields the choice reads (src/engine/manifest.ts validates the whole manifest at load). */
-export interface ManifestSummary {
-  name?: string;
-  architecture?: {
-    vocab_size?: number;
-    hidden_size?: number;
-    intermediate_size?: number;
-    num_layers?: number;
-    num_attention_heads?: number;
-    num_kv_heads?: number;
-    head_dim?: number;
-    tie_word_embeddings?: boolean;
-  };
-  variants?: { cpu?: unknown; cuda?: unknown };
-  /** Fewest CPU cores (os.availableParallelism()) on which the model is fast enough for typing; absent: any. */
-  min_cpu_cores?: number;
-}
+/** The manifest fields the choice reads, as found on disk before the engine validates the whole manifest
+ * (src/engine/manifest.ts): any of them may be missing. */
+export type ManifestSummary = Partial<Pick<Manifest, 'name' | 'variants' | 'min_cpu_cores'>> & {
+  architecture?: Partial<Architecture>;
+};
 
 export interface ShippedModel {
   /** Folder name under models/ (what mixsga.model names). */

@@ -83,12 +83,6 @@ export function resolveActiveModel(
   };
 }
 
-/** The folder alone, as before mixsga.model: the setting, else the shipped model (auto, on the CPU), else the fixture. */
-export function resolveModelDir(extensionPath: string, setting: string, workspaceRoot?: string): ResolvedModel {
-  const m = resolveActiveModel(extensionPath, { modelPath: setting, model: AUTO_MODEL }, 'cpu', 1, workspaceRoot);
-  return { dir: m.dir, source: m.source };
-}
-
 /** A problem with the folder that can be named before the engine tries it (the engine checks the rest). */
 export function modelFolderProblem(dir: string): string | undefined {
   if (!fs.existsSync(dir)) return `model folder not found: ${dir}`;

@@ -1,15 +1,11 @@
 // The memory panel's and the gauge tooltip's words, computed in the extension (media/panel.js only draws them), so
 // that they are unit-tested: the active model and why it was chosen, and the engine process's RSS cap.
 import type { MemoryReport } from '../engine/api';
-import { modelLabel, type ManifestSummary } from './modelChoice';
+import { modelLabel } from './modelChoice';
+import type { ActiveModel } from './modelPath';
 
-/** What the host knows about the model it started (modelPath.ts ActiveModel). */
-export interface ModelInfo {
-  dir: string;
-  folder?: string;
-  reason: string;
-  manifest?: ManifestSummary;
-}
+/** What the host knows about the model it started. */
+export type ModelInfo = Pick<ActiveModel, 'dir' | 'folder' | 'reason' | 'manifest'>;
 
 /** "mixsga-default (22.9M parameters) on CPU", and why it runs. */
 export function modelView(

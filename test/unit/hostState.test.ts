@@ -6,11 +6,15 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { modelFolderProblem, resolveModelDir } from '../../src/shared/modelPath';
+import { modelFolderProblem, resolveActiveModel } from '../../src/shared/modelPath';
 import { LATENCY_BUCKETS_MS, Stats, type ProviderTrace } from '../../src/shared/stats';
 import { newTrace } from '../../src/engine/api';
 
 test('model folder: the setting (relative to the workspace), else the shipped model, else the fixture', () => {
+  const resolveModelDir = (ext: string, modelPath: string, ws?: string) => {
+    const m = resolveActiveModel(ext, { modelPath, model: 'auto' }, 'cpu', 1, ws);
+    return { dir: m.dir, source: m.source };
+  };
   const ext = fs.mkdtempSync(path.join(os.tmpdir(), 'mixsga-ext-'));
   assert.deepEqual(resolveModelDir(ext, '/abs/model', '/ws'), { dir: '/abs/model', source: 'setting' });
   assert.deepEqual(resolveModelDir(ext, 'models/mine', '/ws'), { dir: '/ws/models/mine', source: 'setting' });

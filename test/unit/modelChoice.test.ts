@@ -14,7 +14,7 @@ import {
   parameterCount,
   type ManifestSummary,
 } from '../../src/shared/modelChoice';
-import { listShippedModels, resolveActiveModel, resolveModelDir } from '../../src/shared/modelPath';
+import { listShippedModels, resolveActiveModel } from '../../src/shared/modelPath';
 import { modelView, rssCapView } from '../../src/shared/panelView';
 import type { MemoryReport } from '../../src/engine/api';
 
@@ -137,8 +137,12 @@ test('the host resolves: mixsga.modelPath overrides mixsga.model; no models/ giv
   const bare = fs.mkdtempSync(path.join(os.tmpdir(), 'mixsga-bare-'));
   const f = resolveActiveModel(bare, { modelPath: '', model: 'auto' }, 'cuda', 8);
   assert.equal(f.source, 'fixture');
-  // The folder-only resolver of before still gives models/default beside a bigger model.
-  assert.deepEqual(resolveModelDir(ext, ''), { dir: path.join(ext, 'models', 'default'), source: 'shipped' });
+  // On a 1-core CPU, auto still gives models/default beside a bigger model.
+  const one = resolveActiveModel(ext, { modelPath: '', model: 'auto' }, 'cpu', 1);
+  assert.deepEqual(
+    { dir: one.dir, source: one.source },
+    { dir: path.join(ext, 'models', 'default'), source: 'shipped' },
+  );
 });
 
 test('the gauge and panel name the model: manifest name, parameters, device, reason', () => {
