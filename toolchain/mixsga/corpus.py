@@ -277,14 +277,22 @@ def split_parts(files: list[Path], xfer: Path, part_bytes: int) -> list[Path]:
             parts.append(d)
             i += 1
     tar_path.unlink()
-    (xfer / "p0" / "REASSEMBLE.txt").write_text(REASSEMBLE)
+    (xfer / "p0" / "REASSEMBLE.txt").write_text(REASSEMBLE.replace("XFER", xfer_rel(xfer)))
     return parts
 
 
-# Run from the repository root on the GPU machine, with the part folders carried as .gpu/xfer/p*/.
+def xfer_rel(xfer: Path) -> str:
+    """The --xfer folder as the GPU machine sees it: relative to the repository root when inside it."""
+    try:
+        return str(xfer.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(xfer)
+
+
+# Run from the repository root on the GPU machine, with the part folders carried to the same place as here.
 REASSEMBLE = """\
-cat $(ls .gpu/xfer/p*/corpus.tar.part* | awk -F/ '{print $NF" "$0}' | sort | cut -d' ' -f2) > /root/corpus.tar
-echo "$(awk '$2=="corpus.tar"{print $1}' .gpu/xfer/p0/SHA256SUMS)  /root/corpus.tar" | sha256sum -c
+cat $(ls XFER/p*/corpus.tar.part* | awk -F/ '{print $NF" "$0}' | sort | cut -d' ' -f2) > /root/corpus.tar
+echo "$(awk '$2=="corpus.tar"{print $1}' XFER/p0/SHA256SUMS)  /root/corpus.tar" | sha256sum -c
 mkdir -p /root/corpus && tar xf /root/corpus.tar -C /root/corpus
 """
 

@@ -46,6 +46,10 @@ def test_licence_expressions():
     bad = ["GPL-3.0", "LGPL-2.1+", "MPL-2.0", "UNLICENSED", "SEE LICENSE IN LICENSE.md", "", "MIT AND GPL-2.0"]
     assert all(cf.spdx_is_permissive(x) for x in ok)
     assert not any(cf.spdx_is_permissive(x) for x in bad)
+    # Permissive, but outside the families the data rule names: recognised (the drop reason says which), not admitted.
+    outside = ["Unlicense", "Zlib", "CC0-1.0", "HPND", "The Unlicense (Unlicense)", "Unlicense OR GPL-3.0"]
+    assert not any(cf.spdx_is_permissive(x) for x in outside)
+    assert cf.spdx_is_permissive("Unlicense OR MIT")
     assert cf.npm_licence({"license": {"type": "MIT"}}) == "MIT"
     assert cf.npm_licence({"licenses": [{"type": "MIT"}, {"type": "Apache-2.0"}]}) == "MIT OR Apache-2.0"
 

@@ -152,3 +152,6 @@ def test_corpus_from_cached_sdists_splits_by_package_and_keeps_licences(tmp_path
     assert not (tmp_path / "out" / "kept.jsonl.tmp").exists()
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["drops"]["dedup_exact"] == 4 and stats["packages"] == {"pypi": 3}
+    # The reassembly note names the folder the parts were written to, not a fixed one.
+    note = (tmp_path / "xfer" / "p0" / "REASSEMBLE.txt").read_text()
+    assert f"{tmp_path / 'xfer'}/p0/SHA256SUMS" in note and ".gpu/xfer/" not in note
