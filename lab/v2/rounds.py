@@ -13,6 +13,7 @@ GPU machine (through lab/v2/gpu.sh):
 """
 import argparse
 import json
+import lzma
 import os
 import re
 import shutil
@@ -270,9 +271,11 @@ def slice_corpus(args):
     for d in dirs[1:]:
         for f in ("val.jsonl.xz", "decontam.json", "stats.json"):
             shutil.copyfile(dirs[0] / f, d / f)
-    if k == 1 and whole_streams(merge, dirs[0] / "train.jsonl.xz"):
+    if k == 1:
+        join_streams(merge, dirs[0] / "train.jsonl.xz")
         merge.report(dirs[0])
-        print(f"{dirs[0]}: {(dirs[0] / 'train.jsonl.xz').stat().st_size / parts.MiB:.1f} MiB train (streams joined)")
+        print(f"{dirs[0]}: {(dirs[0] / 'train.jsonl.xz').stat().st_size / parts.MiB:.1f} MiB train "
+              f"(merged; exact copies dropped across corpora: {merge.dropped})")
         return
     with ExitStack() as files:
         sinks = [subprocess.Popen(["xz", "-T0", "-6", "-c"], stdin=subprocess.PIPE,
@@ -289,21 +292,34 @@ def slice_corpus(args):
         print(f"merged {len(args.corpus)} corpora; exact copies dropped across them: {merge.dropped}")
 
 
-def whole_streams(merge, dst: Path) -> bool:
-    """One slice of everything: when the merge drops no train file (e.g. PyPI's Python beside GitHub's TypeScript),
-    the corpora's own xz streams are joined as they are (a file of several xz streams is valid xz) instead of being
-    decompressed and compressed again (~10 min of the 2-core box per GB of text). False if a copy was found."""
-    dropped, seen = merge.dropped["train"], set(merge.seen)  # the val files' hashes are in `seen` already
-    for _ in merge.train_lines():
-        pass
-    if merge.dropped["train"] > dropped:
-        merge.seen, merge.dropped["train"] = seen, dropped  # the slow path reads everything again
-        return False
+def join_streams(merge, dst: Path):
+    """One slice of everything without compressing it all again (~10 min of the 2-core box per GB of text): a
+    corpus whose train files all survive the merge keeps its own xz stream (a file of several xz streams is valid
+    xz); only a corpus that lost copies is written again, without them (e.g. npm's copies of GitHub's TypeScript,
+    while Debian's Python keeps its stream)."""
+    dropped = {}  # corpus index -> line numbers dropped as copies of something earlier
+    for i, src in enumerate(merge.srcs):
+        with lzma.open(src / "train.jsonl.xz", "rb") as f:
+            for n, line in enumerate(f):
+                if not merge._new(json.loads(line)["text"], "train"):
+                    dropped.setdefault(i, set()).add(n)
     with open(dst, "wb") as out:
-        for src in merge.srcs:
-            with open(src / "train.jsonl.xz", "rb") as f:
-                shutil.copyfileobj(f, out)
-    return True
+        for i, src in enumerate(merge.srcs):
+            if i not in dropped:
+                with open(src / "train.jsonl.xz", "rb") as f:
+                    shutil.copyfileobj(f, out)
+                print(f"{src}: stream joined as it is")
+                continue
+            out.flush()
+            xz = subprocess.Popen(["xz", "-T0", "-6", "-c"], stdin=subprocess.PIPE, stdout=out)
+            with lzma.open(src / "train.jsonl.xz", "rb") as f:
+                for n, line in enumerate(f):
+                    if n not in dropped[i]:
+                        xz.stdin.write(line)
+            xz.stdin.close()
+            if xz.wait():
+                raise SystemExit(f"xz failed writing {dst}")
+            print(f"{src}: written again without its {len(dropped[i])} copies")
 
 
 def travelling_bytes():

@@ -67,18 +67,21 @@ def slice_one(tmp_path, *dirs):
     return r.stdout, tmp_path / "one" / "s0"
 
 
-def test_one_slice_joins_the_streams_when_nothing_repeats_and_dedups_when_something_does(tmp_path):
+def test_one_slice_joins_the_streams_and_rewrites_only_a_corpus_that_lost_copies(tmp_path):
     corpus(tmp_path / "a", "pypi", [("attrs", code("attrs")), ("six", code("six"))], [("toml", code("toml"))], "f")
     corpus(tmp_path / "b", "github", [("acme/x", code("own"))], [("acme/z", code("z"))], "g")
     out, s0 = slice_one(tmp_path, tmp_path / "a", tmp_path / "b")
-    assert "streams joined" in out
+    assert out.count("stream joined as it is") == 2
     assert (s0 / "train.jsonl.xz").read_bytes() == (tmp_path / "a/train.jsonl.xz").read_bytes() + \
         (tmp_path / "b/train.jsonl.xz").read_bytes()
     assert [r["text"] for r in read(s0 / "train.jsonl.xz")] == [code("attrs"), code("six"), code("own")]
-    # c repeats a's train file and a's held-out file: the slow path drops both copies, the val copy included
+    # c repeats a's train file and a's held-out file: c alone is written again, without both copies (the val copy
+    # included); a's stream is still joined as it is
     corpus(tmp_path / "c", "github", [("acme/q", code("six")), ("acme/q", code("toml")), ("acme/r", code("r"))],
            [], "h")
     out, s0 = slice_one(tmp_path, tmp_path / "a", tmp_path / "c")
-    assert "streams joined" not in out
+    assert f"{tmp_path / 'a'}: stream joined as it is" in out
+    assert f"{tmp_path / 'c'}: written again without its 2" in out
+    assert (s0 / "train.jsonl.xz").read_bytes().startswith((tmp_path / "a/train.jsonl.xz").read_bytes())
     assert sorted(r["text"] for r in read(s0 / "train.jsonl.xz")) == sorted([code("attrs"), code("six"), code("r")])
     assert json.loads((s0 / "stats.json").read_text())["merge_dropped_exact"] == {"val": 0, "train": 2}
