@@ -5,8 +5,9 @@
 // After each step it reads /proc/<pid>/smaps: glibc's [heap], anonymous mappings (mmapped buffers: ORT's arena,
 // V8's heap, ArrayBuffers from 32 KB up, malloc's thread arenas), file-backed ones; and the engine's own
 // process.memoryUsage() and KV bytes. JSON out. Configurations: shipped; noarena (ORT's CPU arena off); chunk128 /
-// chunk64 (MIXSGA_PREFILL_CHUNK: smaller prefill chunks); warm16 / warm1 (MIXSGA_WARMUP_CHUNK: a smaller warm-up run,
-// src/engine/warmup.ts). --ramp: instead, one prompt grown 1–8 KB per engine (the arena against the context).
+// chunk64 (MIXSGA_PREFILL_CHUNK: smaller prefill chunks); warm16 / warm1 (MIXSGA_WARMUP_CHUNK: a smaller warm-up
+// run, src/engine/warmup.ts); cold / cold64 (no warm-up, MIXSGA_WARMUP_CHUNK=0). --ramp: instead, one prompt grown
+// 1–8 KB per engine (the arena against the context length).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -21,6 +22,8 @@ const CONFIGS: Record<string, NodeJS.ProcessEnv> = {
   chunk64: { ...LEAN_MALLOC_ENV, MIXSGA_PREFILL_CHUNK: '64' },
   warm16: { ...LEAN_MALLOC_ENV, MIXSGA_WARMUP_CHUNK: '16' },
   warm1: { ...LEAN_MALLOC_ENV, MIXSGA_WARMUP_CHUNK: '1' },
+  cold: { ...LEAN_MALLOC_ENV, MIXSGA_WARMUP_CHUNK: '0' },
+  cold64: { ...LEAN_MALLOC_ENV, MIXSGA_WARMUP_CHUNK: '0', MIXSGA_PREFILL_CHUNK: '64' },
 };
 
 /** Resident MB per kind of mapping, and the sizes of the large anonymous ones. */
@@ -111,17 +114,15 @@ async function main(): Promise<void> {
         await read(i, `ramp ${kb} KB ${Date.now() - t} ms`);
       }
     }
-    await Promise.all(engines.map((e) => e.dispose()));
-    return;
   }
-  for (let d = 0; d < nDocs; d++) {
+  for (let d = 0; d < (a.ramp ? 0 : nDocs); d++) {
     for (let i = 0; i < engines.length; i++) {
       await engines[i].complete(req(d, '', 16));
       await engines[i].complete(req(d, '\n  ', 16));
       await read(i, `doc ${d + 1}`);
     }
   }
-  for (const [i, e] of engines.entries()) {
+  for (const [i, e] of a.ramp ? [] : engines.entries()) {
     await e.setBudget(16 * MB);
     await read(i, 'budget 16');
     await e.setBudget(64 * MB);

@@ -432,7 +432,7 @@ export class EngineCore {
   /** CPU: makes the largest run once, so ORT's arena holds its working set before the RSS cap's base is read
    * (warmup.ts); returns its time in ms, or undefined where nothing was run. */
   async warmUp(): Promise<number | undefined> {
-    if (this.loaded.device !== 'cpu') return undefined;
+    if (this.loaded.device !== 'cpu' || process.env.MIXSGA_WARMUP_CHUNK === '0') return undefined;
     const t0 = performance.now();
     const chunk = Number(process.env.MIXSGA_WARMUP_CHUNK) || this.prefillChunk; // smaller: A/B only (mem-breakdown)
     const w = worstCaseRun(this.manifest.architecture.max_position_embeddings, chunk, this.decodeSteps);
