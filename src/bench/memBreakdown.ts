@@ -6,8 +6,8 @@
 // V8's heap, ArrayBuffers from 32 KB up, malloc's thread arenas), file-backed ones; and the engine's own
 // process.memoryUsage() and KV bytes. JSON out. Configurations: shipped; noarena (ORT's CPU arena off); chunk128 /
 // chunk64 (MIXSGA_PREFILL_CHUNK: smaller prefill chunks); warm16 / warm1 (MIXSGA_WARMUP_CHUNK: a smaller warm-up
-// run, src/engine/warmup.ts); cold / cold64 (no warm-up, MIXSGA_WARMUP_CHUNK=0). --ramp: instead, one prompt grown
-// 1–8 KB per engine (the arena against the context length).
+// run, src/engine/warmup.ts); cold / cold64 (no warm-up, MIXSGA_WARMUP_CHUNK=0); mmap4k (malloc mmaps from 4 KB
+// up). --ramp: instead, one prompt grown 1–8 KB per engine (the arena against the context length).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -24,6 +24,7 @@ const CONFIGS: Record<string, NodeJS.ProcessEnv> = {
   warm1: { ...LEAN_MALLOC_ENV, MIXSGA_WARMUP_CHUNK: '1' },
   cold: { ...LEAN_MALLOC_ENV, MIXSGA_WARMUP_CHUNK: '0' },
   cold64: { ...LEAN_MALLOC_ENV, MIXSGA_WARMUP_CHUNK: '0', MIXSGA_PREFILL_CHUNK: '64' },
+  mmap4k: { ...LEAN_MALLOC_ENV, MALLOC_MMAP_THRESHOLD_: '4096' },
 };
 
 /** Resident MB per kind of mapping, and the sizes of the large anonymous ones. */
@@ -74,13 +75,14 @@ async function main(): Promise<void> {
     );
   }
   const rows: Record<string, unknown>[] = [];
-  const read = async (i: number, step: string) => {
+  const read = async (i: number, step: string, ms?: number[]) => {
     const m = await engines[i].memory();
     const row = {
       config: names[i],
       step,
       kvMB: r2(m.usedBytes / MB),
       budgetMB: r2(m.budgetBytes / MB),
+      ...(ms ? { ms } : {}), // the step's requests, wall time each
       ...m.process,
       smaps: smapsBreakdown(engines[i].pid),
     };
@@ -117,17 +119,26 @@ async function main(): Promise<void> {
   }
   for (let d = 0; d < (a.ramp ? 0 : nDocs); d++) {
     for (let i = 0; i < engines.length; i++) {
+      const t = [Date.now()];
       await engines[i].complete(req(d, '', 16));
+      t.push(Date.now());
       await engines[i].complete(req(d, '\n  ', 16));
-      await read(i, `doc ${d + 1}`);
+      t.push(Date.now());
+      await read(i, `doc ${d + 1}`, [t[1] - t[0], t[2] - t[1]]);
     }
   }
   for (const [i, e] of a.ramp ? [] : engines.entries()) {
+    let t = Date.now();
     await e.setBudget(16 * MB);
-    await read(i, 'budget 16');
+    await read(i, 'budget 16', [Date.now() - t]);
     await e.setBudget(64 * MB);
-    for (let d = 0; d < 4; d++) await e.complete(req(d + nDocs, '', 16));
-    await read(i, 'budget 64 again, 4 docs');
+    const ms: number[] = [];
+    for (let d = 0; d < 4; d++) {
+      t = Date.now();
+      await e.complete(req(d + nDocs, '', 16));
+      ms.push(Date.now() - t);
+    }
+    await read(i, 'budget 64 again, 4 docs', ms);
     await e.clearCaches();
     await read(i, 'after clearCaches');
   }
