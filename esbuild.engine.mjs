@@ -21,6 +21,7 @@ export const engineEntries = [
   { entryPoints: { 'ipc-cost': 'src/bench/ipcCost.ts' }, outdir: 'dist' }, // child process vs worker thread (docs/soak.md)
   { entryPoints: { 'mem-ab': 'src/bench/memAB.ts' }, outdir: 'dist' }, // engine memory settings A/B (docs/soak.md)
   { entryPoints: { 'restart-cost': 'src/bench/restartCost.ts' }, outdir: 'dist' }, // the RSS cap's restart (docs/soak.md)
+  { entryPoints: { 'mem-breakdown': 'src/bench/memBreakdown.ts' }, outdir: 'dist' }, // where RSS beyond fresh + KV goes (docs/soak.md)
 ];
 
 export async function buildEngine({ tests = false, production = false } = {}) {

@@ -145,6 +145,9 @@ export interface MemoryReport {
    *  with its time, the RSS that passed the cap and how long the fresh process took to be ready. */
   rssCap?: {
     capMB?: number;
+    /** What the fresh process's warm-up run added to its RSS (ORT's working memory for the largest run,
+     *  src/engine/warmup.ts): part of the cap's base, not of the headroom. */
+    workingSetMB?: number;
     idleMs: number;
     headroomMB: number;
     restarts: { count: number; last?: { at: string; rssMB: number; capMB: number; restartMs: number } };

@@ -174,7 +174,7 @@ export class EngineClient implements Engine {
         }
         if (m.type === 'ready') {
           this.readyAt = Date.now();
-          this.rssCap?.freshProcess(m.rssMB);
+          this.rssCap?.freshProcess(m.rssMB, m.coldRssMB);
           this.setState({ kind: 'ready', device: m.device, ...(m.deviceNote ? { deviceNote: m.deviceNote } : {}) });
           this.readyWaiters.splice(0).forEach((f) => f());
           settle();

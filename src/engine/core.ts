@@ -15,6 +15,7 @@ import { newTrace } from './api';
 import { loadManifest, Manifest } from './manifest';
 import { ModelTokenizer } from './tokenizer';
 import { createSession, LoadedSession } from './session';
+import { worstCaseFeeds, worstCaseRun } from './warmup';
 import { ModelRunner, RunResult } from './runner';
 import { KvBudget, BudgetError } from './budget';
 import { KvShape, fullTokenBytes } from './kvStore';
@@ -181,7 +182,7 @@ export class EngineCore {
   }
 
   private get prefillChunk(): number {
-    return PREFILL_CHUNK[this.loaded.device];
+    return Number(process.env.MIXSGA_PREFILL_CHUNK) || PREFILL_CHUNK[this.loaded.device];
   }
   private get decodeSteps(): number {
     return DECODE_STEPS[this.loaded.device];
@@ -426,6 +427,18 @@ export class EngineCore {
     } finally {
       if (this.budget.peek(docId)) this.budget.truncate(docId, prompt.keep);
     }
+  }
+
+  /** CPU: makes the largest run once, so ORT's arena holds its working set before the RSS cap's base is read
+   * (warmup.ts); returns its time in ms, or undefined where nothing was run. */
+  async warmUp(): Promise<number | undefined> {
+    if (this.loaded.device !== 'cpu' || process.env.MIXSGA_WARMUP_CHUNK === '0') return undefined;
+    const t0 = performance.now();
+    const chunk = Number(process.env.MIXSGA_WARMUP_CHUNK) || this.prefillChunk; // smaller: A/B only (mem-breakdown)
+    const w = worstCaseRun(this.manifest.architecture.max_position_embeddings, chunk, this.decodeSteps);
+    const { req, past } = worstCaseFeeds(this.manifest, w, this.loaded.variant.kv_dtype);
+    await this.runner.run(req, { feeds: () => past });
+    return performance.now() - t0;
   }
 
   /** Frees the ORT session (native memory, thread pools); call only when no run is in progress. */

@@ -26,8 +26,16 @@ export type ToWorker =
 export type TestCrash = 'exit' | 'throw' | 'hang' | 'abort';
 
 export type FromWorker =
-  /** rssMB: the fresh process's resident memory, the base of the RSS cap (rssCap.ts). */
-  | { type: 'ready'; device: 'cuda' | 'cpu'; deviceNote?: string; rssMB?: number }
+  /** rssMB: the fresh process's resident memory after its warm-up run (warmup.ts), the base of the RSS cap
+   *  (rssCap.ts); coldRssMB: before it. */
+  | {
+      type: 'ready';
+      device: 'cuda' | 'cpu';
+      deviceNote?: string;
+      rssMB?: number;
+      coldRssMB?: number;
+      warmupMs?: number;
+    }
   | { type: 'initError'; reason: string }
   | { type: 'result'; id: number; ok: true; value: unknown }
   | { type: 'result'; id: number; ok: false; error: string };

@@ -2,7 +2,7 @@
 // stops using is not always given back — ORT's arena keeps the largest run's working set, glibc's heap fragments and
 // cannot be trimmed from Node — so RSS would drift with how much work a process happened to see. A bound that holds
 // by design: when the engine has been idle for `idleMs` and its RSS is above
-//   cap = RSS of the fresh process + the KV budget + headroom,
+//   cap = RSS of the fresh process (after its warm-up run, warmup.ts) + the KV budget + headroom,
 // the client starts a fresh engine process (as clearCaches does) and prefills the last completion's document again
 // in it, so the next completion there is warm; other documents are prefilled again lazily, on their next request.
 // Only work (a completion, a prefill) arms the next check: an idle editor is never restarted twice. The client owns
@@ -12,8 +12,9 @@ import type { MemoryReport } from './api';
 export interface RssCapOptions {
   /** Idle time before RSS is checked (default 10 s): a restart never delays a request that is in flight. */
   idleMs?: number;
-  /** Allowance above fresh RSS + budget for ORT's arena, V8's heap and malloc's (default 64 MB: a process a few
-   *  minutes old with a full 64 MB budget holds 40–50 MB beyond it; one 15 minutes old 150–180 MB, docs/soak.md). */
+  /** Allowance above fresh RSS + budget for what drifts: V8's heap and dropped run outputs (collected past 16 MB,
+   *  worker.ts), glibc's fragmented heap (default 64 MB, docs/soak.md). ORT's arena is not in it: the fresh RSS
+   *  is read after the warm-up run, which grows the arena to the largest run's working set. */
   headroomMB?: number;
 }
 
@@ -35,6 +36,7 @@ type Restarts = NonNullable<MemoryReport['rssCap']>['restarts'];
 export class RssCap {
   private timer?: NodeJS.Timeout;
   private freshMB?: number;
+  private workingSetMB?: number;
   private readonly idleMs: number;
   private readonly headroomMB: number;
   private readonly restarts: Restarts = { count: 0 };
@@ -50,9 +52,13 @@ export class RssCap {
     this.headroomMB = opts.headroomMB ?? RSS_CAP_DEFAULTS.headroomMB;
   }
 
-  /** A fresh engine process is ready with this RSS: the base of the cap (the same model gives the same figure). */
-  freshProcess(rssMB: number | undefined): void {
-    if (rssMB && rssMB > 0) this.freshMB = rssMB;
+  /** A fresh engine process is ready with this RSS, measured after its warm-up run (warmup.ts) so that it holds
+   * ORT's working memory for the largest run: the base of the cap (the same model gives the same figure).
+   * coldMB: its RSS before the warm-up, for the report. */
+  freshProcess(rssMB: number | undefined, coldMB?: number): void {
+    if (!(rssMB && rssMB > 0)) return;
+    this.freshMB = rssMB;
+    this.workingSetMB = coldMB && coldMB > 0 ? Math.max(0, rssMB - coldMB) : undefined;
   }
 
   capMB(): number | undefined {
@@ -96,6 +102,7 @@ export class RssCap {
     const cap = this.capMB();
     return {
       ...(cap !== undefined ? { capMB: Math.round(cap * 10) / 10 } : {}),
+      ...(this.workingSetMB !== undefined ? { workingSetMB: Math.round(this.workingSetMB * 10) / 10 } : {}),
       idleMs: this.idleMs,
       headroomMB: this.headroomMB,
       restarts: { ...this.restarts },

@@ -43,12 +43,12 @@ export class ModelRunner {
     this.zeroMask = new Float32Array(manifest.architecture.vocab_size);
   }
 
-  async run(r: RunRequest, doc: DocCache): Promise<RunResult> {
+  async run(r: RunRequest, doc: Pick<DocCache, 'feeds'>): Promise<RunResult> {
     return this.unwrap(r, await this.session.run(this.feeds(r, doc)));
   }
 
   /** The graph inputs of a run (the cache as views: nothing is copied). */
-  feeds(r: RunRequest, doc: DocCache): Record<string, ortTypes.Tensor> {
+  feeds(r: RunRequest, doc: Pick<DocCache, 'feeds'>): Record<string, ortTypes.Tensor> {
     const { Tensor } = this.ort;
     const S = r.ids.length;
     const feeds: Record<string, ortTypes.Tensor> = {

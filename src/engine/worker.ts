@@ -149,8 +149,16 @@ function onMessage(m: Exclude<ToWorker, { type: 'init' }>): void {
 async function start(data: InitData): Promise<void> {
   init = data;
   let c: EngineCore;
+  let coldRssMB = 0;
+  let warmupMs: number | undefined;
   try {
-    const p = EngineCore.create(init);
+    // The warm-up is part of creation: a shutdown meanwhile waits for it before releasing the session.
+    const p = EngineCore.create(init).then(async (x) => {
+      coldRssMB = process.memoryUsage().rss / 2 ** 20;
+      warmupMs = await x.warmUp().catch(() => undefined); // without it the cap's base is only lower
+      collect(); // its zero cache and outputs are garbage now
+      return x;
+    });
     created = p.catch(() => undefined);
     c = await p;
   } catch (e) {
@@ -164,6 +172,8 @@ async function start(data: InitData): Promise<void> {
     device: c.loaded.device,
     ...(c.loaded.deviceNote ? { deviceNote: c.loaded.deviceNote } : {}),
     rssMB: process.memoryUsage().rss / 2 ** 20,
+    coldRssMB,
+    ...(warmupMs !== undefined ? { warmupMs } : {}),
   });
 }
 

@@ -50,7 +50,11 @@ export function rssCapView(r: MemoryReport | undefined, now = Date.now()): RssCa
     const budgetMB = r.budgetBytes / MiB;
     const fresh = c.capMB - budgetMB - c.headroomMB;
     lines.push(
-      `${rssText} of a ${fmt(c.capMB)} cap (fresh process ${fmt(fresh)} + KV budget ${fmt(budgetMB)} + ` +
+      `${rssText} of a ${fmt(c.capMB)} cap (fresh process ${fmt(fresh)}` +
+        (c.workingSetMB
+          ? `, of which ${fmt(c.workingSetMB)} is ONNX Runtime's working memory for the largest run`
+          : '') +
+        ` + KV budget ${fmt(budgetMB)} + ` +
         `${fmt(c.headroomMB)} headroom). Above it, the engine process is restarted once it has been idle for ` +
         `${Math.round(c.idleMs / 1000)} s, and the document completed last is prefilled again.`,
     );

@@ -184,6 +184,13 @@ test('the panel shows the RSS cap: RSS, the cap and its parts, restarts and the 
       'completed last is prefilled again.',
     'No restarts for the cap so far.',
   ]);
+  const warm = rssCapView(
+    report({ capMB: 374, workingSetMB: 63.2, idleMs: 10_000, headroomMB: 64, restarts: { count: 0 } }, 330),
+  );
+  assert.match(
+    warm!.lines[0],
+    /of a 374\.0 MB cap \(fresh process 246\.0 MB, of which 63\.2 MB is ONNX Runtime's working memory for the largest run \+ KV budget 64\.0 MB \+ 64\.0 MB headroom\)/,
+  );
   const at = '2026-12-06T23:41:05.000Z';
   const restarted = rssCapView(
     report(
