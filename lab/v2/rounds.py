@@ -13,7 +13,6 @@ GPU machine (through lab/v2/gpu.sh):
 """
 import argparse
 import json
-import lzma
 import os
 import re
 import shutil
@@ -272,7 +271,7 @@ def slice_corpus(args):
         for f in ("val.jsonl.xz", "decontam.json", "stats.json"):
             shutil.copyfile(dirs[0] / f, d / f)
     if k == 1:
-        join_streams(merge, dirs[0] / "train.jsonl.xz")
+        corpora.join_streams(merge, dirs[0] / "train.jsonl.xz")
         merge.report(dirs[0])
         print(f"{dirs[0]}: {(dirs[0] / 'train.jsonl.xz').stat().st_size / parts.MiB:.1f} MiB train "
               f"(merged; exact copies dropped across corpora: {merge.dropped})")
@@ -290,36 +289,6 @@ def slice_corpus(args):
         print(f"{d}: {(d / 'train.jsonl.xz').stat().st_size / parts.MiB:.1f} MiB train")
     if len(args.corpus) > 1:
         print(f"merged {len(args.corpus)} corpora; exact copies dropped across them: {merge.dropped}")
-
-
-def join_streams(merge, dst: Path):
-    """One slice of everything without compressing it all again (~10 min of the 2-core box per GB of text): a
-    corpus whose train files all survive the merge keeps its own xz stream (a file of several xz streams is valid
-    xz); only a corpus that lost copies is written again, without them (e.g. npm's copies of GitHub's TypeScript,
-    while Debian's Python keeps its stream)."""
-    dropped = {}  # corpus index -> line numbers dropped as copies of something earlier
-    for i, src in enumerate(merge.srcs):
-        with lzma.open(src / "train.jsonl.xz", "rb") as f:
-            for n, line in enumerate(f):
-                if not merge._new(json.loads(line)["text"], "train"):
-                    dropped.setdefault(i, set()).add(n)
-    with open(dst, "wb") as out:
-        for i, src in enumerate(merge.srcs):
-            if i not in dropped:
-                with open(src / "train.jsonl.xz", "rb") as f:
-                    shutil.copyfileobj(f, out)
-                print(f"{src}: stream joined as it is")
-                continue
-            out.flush()
-            xz = subprocess.Popen(["xz", "-T0", "-6", "-c"], stdin=subprocess.PIPE, stdout=out)
-            with lzma.open(src / "train.jsonl.xz", "rb") as f:
-                for n, line in enumerate(f):
-                    if n not in dropped[i]:
-                        xz.stdin.write(line)
-            xz.stdin.close()
-            if xz.wait():
-                raise SystemExit(f"xz failed writing {dst}")
-            print(f"{src}: written again without its {len(dropped[i])} copies")
 
 
 def travelling_bytes():
@@ -449,14 +418,19 @@ def aside(args):
 
 
 def restore(args):
-    store = V2 / "aside"
+    """Move the set-aside files back. A file the tree got again meanwhile (e.g. a merge while the round ran) is
+    newer than the one set aside: it is kept, and the old copy dropped."""
+    store, kept = V2 / "aside", 0
     for p in sorted(store.rglob("*")):
         if p.is_file():
             dst = REPO / p.relative_to(store)
+            if dst.exists():
+                kept += 1
+                continue
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(p, dst)
     shutil.rmtree(store, ignore_errors=True)
-    print("restored")
+    print("restored" + (f"; {kept} files written meanwhile kept as they are" if kept else ""))
 
 
 def main():

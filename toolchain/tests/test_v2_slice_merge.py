@@ -85,3 +85,22 @@ def test_one_slice_joins_the_streams_and_rewrites_only_a_corpus_that_lost_copies
     assert (s0 / "train.jsonl.xz").read_bytes().startswith((tmp_path / "a/train.jsonl.xz").read_bytes())
     assert sorted(r["text"] for r in read(s0 / "train.jsonl.xz")) == sorted([code("attrs"), code("six"), code("r")])
     assert json.loads((s0 / "stats.json").read_text())["merge_dropped_exact"] == {"val": 0, "train": 2}
+
+
+def test_restore_keeps_files_the_tree_got_again_while_they_were_aside(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO / "lab/v2"))
+    import rounds
+    repo, here = tmp_path / "repo", tmp_path / "v2"
+    monkeypatch.setattr(rounds, "REPO", repo)
+    monkeypatch.setattr(rounds, "V2", here)
+    monkeypatch.setattr(rounds, "travelling_bytes", lambda: 0)
+    (repo / "docs/results").mkdir(parents=True)
+    (repo / "docs/results/README.md").write_text("index before\n")
+    (repo / "docs/results/old.json").write_text("{}\n")
+    rounds.aside(None)
+    assert not (repo / "docs/results").exists()
+    (repo / "docs/results").mkdir(parents=True)  # a merge during the round writes the index again
+    (repo / "docs/results/README.md").write_text("index after the merge\n")
+    rounds.restore(None)
+    assert (repo / "docs/results/README.md").read_text() == "index after the merge\n"
+    assert (repo / "docs/results/old.json").read_text() == "{}\n" and not (here / "aside").exists()
